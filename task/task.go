@@ -1,0 +1,267 @@
+package task
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits on the fields of a task. They keep hostile input from costing more
+// than a small, known amount; each error message names the limit.
+const (
+	MaxIDBytes      = 256
+	MaxTypeBytes    = 256
+	MaxTubeBytes    = 128
+	MaxCmdlineBytes = 64 << 10
+	MaxArgs         = 4096
+	MaxArgsBytes    = 1 << 20
+	// MaxTimeout is ten years: anything longer is a typo, not a wish.
+	MaxTimeout = 10 * 365 * 24 * time.Hour
+)
+
+// ErrInvalid is wrapped by every error about a malformed task or control
+// message, so callers can tell bad input from transport trouble.
+var ErrInvalid = errors.New("task: invalid")
+
+// InvalidError explains why a message was not accepted, in words meant for
+// the person who sent it.
+type InvalidError struct{ Reason string }
+
+func (e *InvalidError) Error() string { return "task: " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *InvalidError) Unwrap() error { return ErrInvalid }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Task is what a client submits with one RPUSH, byte-compatible with the
+// original tool:
+//
+//	{"id":"101","type":"test","tube":"","task":{"cmdline":"install.sh","cmd_args":["x"],"timeout":3600}}
+type Task struct {
+	// ID is the client's globally unique message id; results are keyed by it.
+	ID string `json:"id"`
+	// Type is free text, echoed back in every TaskLog message.
+	Type string `json:"type"`
+	// Tube is an optional routing name (a dedicated queue); echoed back.
+	Tube string `json:"tube"`
+	Task Spec   `json:"task"`
+}
+
+// Spec is what to run.
+type Spec struct {
+	// Cmdline is split into words like a POSIX shell would, but no shell
+	// runs it (see package jail).
+	Cmdline string `json:"cmdline"`
+	// CmdArgs are appended as separate argv entries, never joined.
+	CmdArgs []string `json:"cmd_args"`
+	// Timeout in seconds; <= 0 or absent means none.
+	Timeout Seconds `json:"timeout"`
+}
+
+// Seconds is a JSON number of seconds. Fractions are accepted; so is null.
+type Seconds float64
+
+// Duration converts s; zero means no timeout.
+func (s Seconds) Duration() time.Duration {
+	if s <= 0 {
+		return 0
+	}
+	return time.Duration(float64(s) * float64(time.Second))
+}
+
+// Parse decodes and validates one task message. maxBytes bounds the raw
+// size (the message is refused before it is decoded). Unknown fields are
+// refused too: a misspelt "cmd_arg" silently dropping arguments would run
+// something other than what the sender meant.
+func Parse(raw []byte, maxBytes int) (*Task, error) {
+	if maxBytes > 0 && len(raw) > maxBytes {
+		return nil, invalid("message is %d bytes, over the limit of %d (max_task_bytes)", len(raw), maxBytes)
+	}
+	var t Task
+	if err := decodeStrict(raw, &t); err != nil {
+		return nil, err
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// Validate checks every field against the protocol's rules and limits.
+func (t *Task) Validate() error {
+	if err := checkText("id", t.ID, MaxIDBytes, true); err != nil {
+		return err
+	}
+	if err := checkText("type", t.Type, MaxTypeBytes, false); err != nil {
+		return err
+	}
+	if err := checkText("tube", t.Tube, MaxTubeBytes, false); err != nil {
+		return err
+	}
+	for _, r := range t.Tube {
+		if !(r == '-' || r == '_' || r == '.' || r == ':' || r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r))) {
+			return invalid("tube %q may hold only letters, digits and - _ . :", t.Tube)
+		}
+	}
+	if strings.TrimSpace(t.Task.Cmdline) == "" {
+		return invalid("task.cmdline is empty: name a script in cmd_dir, e.g. \"install.sh\"")
+	}
+	if len(t.Task.Cmdline) > MaxCmdlineBytes {
+		return invalid("task.cmdline is %d bytes, over the limit of %d", len(t.Task.Cmdline), MaxCmdlineBytes)
+	}
+	if !utf8.ValidString(t.Task.Cmdline) || strings.ContainsRune(t.Task.Cmdline, 0) {
+		return invalid("task.cmdline must be valid UTF-8 without NUL bytes")
+	}
+	if len(t.Task.CmdArgs) > MaxArgs {
+		return invalid("task.cmd_args has %d entries, over the limit of %d", len(t.Task.CmdArgs), MaxArgs)
+	}
+	total := 0
+	for i, a := range t.Task.CmdArgs {
+		if strings.IndexByte(a, 0) >= 0 {
+			return invalid("task.cmd_args[%d] contains a NUL byte, which no program argument can hold", i)
+		}
+		total += len(a)
+	}
+	if total > MaxArgsBytes {
+		return invalid("task.cmd_args total %d bytes, over the limit of %d", total, MaxArgsBytes)
+	}
+	if math.IsNaN(float64(t.Task.Timeout)) || float64(t.Task.Timeout) > MaxTimeout.Seconds() {
+		return invalid("task.timeout %v is not a number of seconds up to %d", float64(t.Task.Timeout), int64(MaxTimeout/time.Second))
+	}
+	return nil
+}
+
+func checkText(field, v string, max int, required bool) error {
+	switch {
+	case required && v == "":
+		return invalid("%s is missing or empty", field)
+	case len(v) > max:
+		return invalid("%s is %d bytes, over the limit of %d", field, len(v), max)
+	case !utf8.ValidString(v):
+		return invalid("%s is not valid UTF-8", field)
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return invalid("%s %q contains a control character", field, v)
+		}
+	}
+	return nil
+}
+
+// Control is a message on the control list:
+//
+//	{"id":"101","type":"kill"}
+type Control struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+}
+
+// ControlKill is the one control type the protocol defines.
+const ControlKill = "kill"
+
+// ParseControl decodes and validates one control message.
+func ParseControl(raw []byte) (*Control, error) {
+	if len(raw) > 64<<10 {
+		return nil, invalid("control message is %d bytes, over the limit of %d", len(raw), 64<<10)
+	}
+	var c Control
+	if err := decodeStrict(raw, &c); err != nil {
+		return nil, err
+	}
+	if err := checkText("id", c.ID, MaxIDBytes, true); err != nil {
+		return nil, err
+	}
+	if c.Type != ControlKill {
+		return nil, invalid("control type %q is unknown; the only one is %q", c.Type, ControlKill)
+	}
+	return &c, nil
+}
+
+// decodeStrict decodes exactly one JSON object into v, refusing unknown
+// fields and trailing data, with an error a person can act on.
+func decodeStrict(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn):
+			return invalid("malformed JSON at byte %d: %v", syn.Offset, err)
+		case errors.As(err, &typ):
+			field := typ.Field
+			if field == "" {
+				field = "message"
+			}
+			return invalid("%s must be a JSON %s, not %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return invalid("message is empty or cut short; expected a JSON object")
+		default:
+			// Unknown fields and the like; encoding/json's text names the field.
+			return invalid("%s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+	}
+	if dec.More() {
+		return invalid("trailing data after the JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("trailing data after the JSON object")
+	}
+	return nil
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "slice":
+		return "array of strings"
+	case "struct":
+		return "object"
+	case "float64", "int", "int64":
+		return "number"
+	}
+	return goKind
+}
+
+// PeekID returns the top-level "id" of a message that may be invalid in
+// every other way, so that a rejection can still be reported to whoever
+// waits on that id. It returns "" when no usable id can be read.
+func PeekID(raw []byte) (id, typ string) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", ""
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return "", ""
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return "", ""
+		}
+		var s string
+		switch k {
+		case "id":
+			if json.Unmarshal(v, &s) == nil && checkText("id", s, MaxIDBytes, true) == nil {
+				id = s
+			}
+		case "type":
+			if json.Unmarshal(v, &s) == nil && checkText("type", s, MaxTypeBytes, false) == nil {
+				typ = s
+			}
+		}
+	}
+	return id, typ
+}

@@ -1,0 +1,152 @@
+package task
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseAcceptsTheOriginalMessage(t *testing.T) {
+	raw := `{"id":"101","type":"test","tube":"","task":{"cmdline":"install.sh","cmd_args":["feature/homestead"],"timeout":3600}}`
+	got, err := Parse([]byte(raw), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != "101" || got.Type != "test" || got.Task.Cmdline != "install.sh" ||
+		len(got.Task.CmdArgs) != 1 || got.Task.CmdArgs[0] != "feature/homestead" || got.Task.Timeout.Duration() != time.Hour {
+		t.Fatalf("parsed %+v", got)
+	}
+}
+
+func TestParseRefusesBadInput(t *testing.T) {
+	long := strings.Repeat("a", MaxIDBytes+1)
+	tests := []struct {
+		name, raw, want string
+	}{
+		{"empty", ``, "empty"},
+		{"not json", `hello`, "malformed JSON"},
+		{"array", `[1,2]`, "must be a JSON"},
+		{"truncated", `{"id":"1","task":{"cmdline":"a"`, "cut short"},
+		{"missing id", `{"task":{"cmdline":"a.sh"}}`, "id is missing"},
+		{"id number", `{"id":101,"task":{"cmdline":"a.sh"}}`, "id must be a JSON string"},
+		{"long id", `{"id":"` + long + `","task":{"cmdline":"a.sh"}}`, "over the limit"},
+		{"control char id", `{"id":"a\nb","task":{"cmdline":"a.sh"}}`, "control character"},
+		{"no cmdline", `{"id":"1","task":{}}`, "cmdline is empty"},
+		{"blank cmdline", `{"id":"1","task":{"cmdline":"   "}}`, "cmdline is empty"},
+		{"args not array", `{"id":"1","task":{"cmdline":"a.sh","cmd_args":"x y"}}`, "cmd_args must be a JSON array"},
+		{"args numbers", `{"id":"1","task":{"cmdline":"a.sh","cmd_args":[1]}}`, "must be a JSON string"},
+		{"NUL arg", `{"id":"1","task":{"cmdline":"a.sh","cmd_args":["a\u0000b"]}}`, "NUL"},
+		{"NUL cmdline", `{"id":"1","task":{"cmdline":"a\u0000.sh"}}`, "NUL"},
+		{"timeout string", `{"id":"1","task":{"cmdline":"a.sh","timeout":"10"}}`, "timeout must be a JSON number"},
+		{"timeout huge", `{"id":"1","task":{"cmdline":"a.sh","timeout":1e300}}`, "timeout"},
+		{"unknown field", `{"id":"1","task":{"cmdline":"a.sh","cmd_arg":["x"]}}`, `unknown field "cmd_arg"`},
+		{"trailing", `{"id":"1","task":{"cmdline":"a.sh"}} {}`, "trailing data"},
+		{"bad tube", `{"id":"1","tube":"a b","task":{"cmdline":"a.sh"}}`, "tube"},
+		{"too big", `{"id":"1","task":{"cmdline":"` + strings.Repeat("x", 2000) + `"}}`, "over the limit of 1024 (max_task_bytes)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.raw), 1024)
+			if err == nil {
+				t.Fatalf("accepted %q", tc.raw)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v does not wrap ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTimeoutZeroOrNegativeMeansNone(t *testing.T) {
+	for _, v := range []string{`0`, `-5`, `null`} {
+		got, err := Parse([]byte(`{"id":"1","task":{"cmdline":"a.sh","timeout":`+v+`}}`), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Task.Timeout.Duration() != 0 {
+			t.Errorf("timeout %s gave %v", v, got.Task.Timeout.Duration())
+		}
+	}
+}
+
+func TestPeekIDReadsTheIDOfAnInvalidTask(t *testing.T) {
+	tests := []struct{ raw, id, typ string }{
+		{`{"id":"7","type":"t","task":{"cmdline":""}}`, "7", "t"},
+		{`{"task":5,"id":"8"}`, "8", ""},
+		{`{"id":8}`, "", ""},
+		{`not json`, "", ""},
+		{`{"id":"9","task":{"cmdline":"` + strings.Repeat("x", 1<<20) + `"}}`, "9", ""},
+	}
+	for _, tc := range tests {
+		id, typ := PeekID([]byte(tc.raw))
+		if id != tc.id || typ != tc.typ {
+			t.Errorf("PeekID(%.40q) = %q,%q; want %q,%q", tc.raw, id, typ, tc.id, tc.typ)
+		}
+	}
+}
+
+func TestParseControl(t *testing.T) {
+	c, err := ParseControl([]byte(`{"id":"101","type":"kill"}`))
+	if err != nil || c.ID != "101" {
+		t.Fatalf("got %+v, %v", c, err)
+	}
+	for _, raw := range []string{`{"id":"101","type":"pause"}`, `{"type":"kill"}`, `{"id":"1","type":"kill","x":1}`, `[]`} {
+		if _, err := ParseControl([]byte(raw)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseControl(%s) = %v, want an invalid error", raw, err)
+		}
+	}
+}
+
+func TestAppendLineMatchesEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 11, 24, 1, 2, 3, 4, time.UTC)
+	for _, data := range []string{"", "plain", `quote " and \ back`, "tab\tcr\r\x00\x1f", "<a&b>", "é漢字🙂", "bad \xff\xfe utf8", "\u2028\u2029"} {
+		got := AppendLine(nil, "id-1", "ty\"pe", "tube", MsgStdout, "ex", 42, at, []byte(data))
+		want := (&Log{ID: "id-1", Type: "ty\"pe", MsgType: MsgStdout, Data: data, Seq: 42, Time: at.Format(TimeFormat), Executor: "ex", Tube: "tube"}).Marshal()
+		if string(got) != string(want) {
+			t.Errorf("data %q:\n got %s\nwant %s", data, got, want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"id":"101","type":"test","tube":"","task":{"cmdline":"install.sh","cmd_args":["feature/homestead"],"timeout":3600}}`))
+	f.Add([]byte(`{"id":"1","task":{"cmdline":"a","timeout":-1e308}}`))
+	f.Add([]byte(`{"id":"\u0000","task":null}`))
+	f.Add([]byte(`{"id":"1","id":"2","task":{"cmdline":"x"}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := Parse(raw, 1<<16)
+		id, _ := PeekID(raw)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		if got.ID == "" || got.ID != id {
+			t.Fatalf("accepted task id %q but PeekID says %q", got.ID, id)
+		}
+		if err := got.Validate(); err != nil {
+			t.Fatalf("accepted a task that does not validate: %v", err)
+		}
+	})
+}
+
+func FuzzAppendLine(f *testing.F) {
+	f.Add("id", "type", []byte("data \xff <>&\u2028"))
+	f.Fuzz(func(t *testing.T, id, typ string, data []byte) {
+		b := AppendLine(nil, id, typ, "", MsgStderr, "", 1, time.Unix(0, 0), data)
+		var l Log
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatalf("invalid JSON %q: %v", b, err)
+		}
+		want := (&Log{ID: id, Type: typ, MsgType: MsgStderr, Data: string(data), Seq: 1, Time: time.Unix(0, 0).UTC().Format(TimeFormat)}).Marshal()
+		if string(b) != string(want) {
+			t.Fatalf("got %s want %s", b, want)
+		}
+	})
+}
