@@ -1,0 +1,264 @@
+// Package jail turns an untrusted cmdline (from a task) plus extra arguments into a program and
+// argv confined to cmd_dir. It is a security boundary and defaults to refusing: anything it cannot
+// show to be a trusted file beneath cmd_dir is refused with a reason a person can act on.
+//
+// The rules (SPEC §3):
+//
+//  1. The cmdline is split into words as a POSIX shell would, but no shell runs it (see Split).
+//  2. A first word that names an interpreter (Options.Interpreters, by default bash and sh) runs
+//     the script named by the second word. Interpreter options (-c, -i, --rcfile, +O, …) are
+//     refused, since they would let the cmdline run code that is not a file in cmd_dir.
+//  3. Otherwise the first word, taken as a path relative to cmd_dir, must resolve to a regular
+//     file beneath it. Symlinks are followed one component at a time and only while every step
+//     stays beneath cmd_dir. A file with no exec bit at all is run with bash, as the original
+//     tool did.
+//  4. Anything else is refused.
+//  5. Trust, as sshd's StrictModes: the program or script must be owned by a trusted uid and
+//     not be group- or world-writable; every directory from / down to it, and every directory
+//     and symlink met on the way, must be owned by a trusted uid, and directories must not be
+//     writable by others unless they carry the sticky bit (as /tmp does). That is what makes
+//     running the resolved path later safe: nobody else can swap the file or a directory in
+//     between.
+//
+// Decisions where the contract is silent:
+//   - Interpreter words are checked before files (the contract lists files first). A file named
+//     "bash" in cmd_dir is still reachable as "./bash", but with the default cmd_dir /tmp nobody
+//     can block or hijack "bash install.sh" by dropping a file called bash there.
+//   - Every path Command reports is fully resolved (no symlinks), so what runs is what was
+//     checked.
+//   - On systems without Unix ownership and permission bits (Windows), rule 5 cannot be applied
+//     and every regular file counts as executable; no interpreters are configured by default.
+//
+// A Jail only decides what may run. It does not limit what the program can read or do once
+// started: that is the sandbox's job.
+package jail
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Limits on cmd_args. They keep one task's argv far below the kernel's ARG_MAX, so an exec never
+// fails half-way for a reason the submitter cannot see.
+const (
+	maxArgs      = 4096
+	maxArgsBytes = 1 << 20
+)
+
+// ErrRefused is matched (errors.Is) by every refusal, so callers can tell "this task may not run"
+// apart from their own failures.
+var ErrRefused = errors.New("jail: refused")
+
+// RefusedError carries a reason a person understands, e.g. `jail: "../../etc/hostname" leaves cmd_dir`,
+// `jail: interpreter options are refused: "bash -c"`, `jail: "x.sh" is writable by other users (mode 0666)`.
+type RefusedError struct {
+	Cmdline string // the cmdline as submitted
+	Reason  string // what is wrong and what to do about it, without the "jail: " prefix
+	Err     error  // the underlying failure, if one caused the refusal (e.g. a permission error)
+}
+
+// Error returns the reason; the cmdline is left out because it can be long and is logged apart.
+func (e *RefusedError) Error() string { return "jail: " + e.Reason }
+
+// Is reports whether target is ErrRefused.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+// Unwrap returns the underlying failure, if any.
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Options configures a Jail.
+type Options struct {
+	Dir          string            // cmd_dir; made absolute and symlink-resolved once by New
+	Interpreters map[string]string // word -> absolute program path; nil means {"bash": "/bin/bash", "sh": "/bin/sh"}
+	TrustedUIDs  []int             // owners whose files/dirs may be trusted; nil means {0, os.Geteuid()}
+}
+
+// Jail resolves cmdlines against one cmd_dir. It is immutable once made and safe for concurrent use.
+type Jail struct {
+	dir          string   // absolute and free of symlinks
+	chain        []string // every directory from the root down to dir, checked on each Resolve
+	interpreters map[string]string
+	trusted      []int
+}
+
+// New validates Dir exists, is a directory, and itself passes the ownership checks of rule 5.
+func New(opts Options) (*Jail, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("jail: cmd_dir is empty; set it to the directory that holds the scripts tasks may run")
+	}
+	abs, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("jail: cmd_dir %q cannot be made absolute: %w", opts.Dir, err)
+	}
+	dir, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, fmt.Errorf("jail: cmd_dir %q cannot be used (create it, or fix cmd_dir in the config): %w", opts.Dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("jail: cmd_dir %q cannot be used: %w", opts.Dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("jail: cmd_dir %q is not a directory; point cmd_dir at the directory that holds the scripts", opts.Dir)
+	}
+
+	j := &Jail{dir: dir, trusted: slices.Clone(opts.TrustedUIDs)}
+	if opts.TrustedUIDs == nil {
+		j.trusted = []int{0, os.Geteuid()}
+	}
+	if j.interpreters, err = interpreters(opts.Interpreters); err != nil {
+		return nil, err
+	}
+	for p := dir; ; p = filepath.Dir(p) {
+		j.chain = append(j.chain, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	slices.Reverse(j.chain)
+	if err := j.checkChain(); err != nil {
+		var re *RefusedError
+		if errors.As(err, &re) {
+			return nil, fmt.Errorf("jail: cmd_dir %s cannot be trusted: %s", dir, re.Reason)
+		}
+		return nil, err
+	}
+	return j, nil
+}
+
+// interpreters validates and copies the configured interpreters, or returns the defaults.
+func interpreters(m map[string]string) (map[string]string, error) {
+	if m == nil {
+		return defaultInterpreters(), nil
+	}
+	out := make(map[string]string, len(m))
+	for word, path := range m {
+		if word == "" || strings.HasPrefix(word, "-") || strings.ContainsAny(word, " \t/\\") {
+			return nil, fmt.Errorf("jail: interpreter name %q must be one plain word, like \"bash\"", word)
+		}
+		if !filepath.IsAbs(path) {
+			return nil, fmt.Errorf("jail: interpreter %q must be an absolute path, not %q", word, path)
+		}
+		out[word] = filepath.Clean(path)
+	}
+	return out, nil
+}
+
+// Dir returns the resolved cmd_dir.
+func (j *Jail) Dir() string { return j.dir }
+
+// Command is what to execute for a task.
+type Command struct {
+	Path   string   // absolute path to execute (the program, or the interpreter)
+	Args   []string // full argv, Args[0] == Path; cmd_args appended verbatim as separate entries
+	Script string   // the resolved script when run through an interpreter or because it lacks an exec bit; else ""
+	Dir    string   // working directory = the resolved cmd_dir
+}
+
+// Resolve applies SPEC §3 rules 1–5 to cmdline and appends args (each must not contain NUL; at most 4096 args,
+// 1 MiB total). Every error is a *RefusedError carrying cmdline.
+func (j *Jail) Resolve(cmdline string, args []string) (*Command, error) {
+	cmd, err := j.resolve(cmdline, args)
+	if err != nil {
+		var re *RefusedError
+		if !errors.As(err, &re) {
+			re = &RefusedError{Reason: err.Error(), Err: err}
+		}
+		re.Cmdline = cmdline
+		return nil, re
+	}
+	return cmd, nil
+}
+
+func (j *Jail) resolve(cmdline string, args []string) (*Command, error) {
+	words, err := Split(cmdline)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkArgs(args); err != nil {
+		return nil, err
+	}
+	if err := j.checkChain(); err != nil {
+		return nil, err
+	}
+
+	first := words[0]
+	if interp, ok := j.interpreters[first]; ok {
+		if len(words) < 2 {
+			return nil, refusef("", "%q needs a script in cmd_dir to run, e.g. \"%s install.sh\"", first, first)
+		}
+		if script := words[1]; strings.HasPrefix(script, "-") || strings.HasPrefix(script, "+") {
+			return nil, refusef("", "interpreter options are refused: %q; name a script in cmd_dir instead", first+" "+script)
+		}
+		script, _, err := j.resolveFile(words[1])
+		if err != nil {
+			return nil, err
+		}
+		return j.command(interp, script, words[2:], args), nil
+	}
+
+	prog, fi, err := j.resolveFile(first)
+	if err != nil {
+		if k, _, ok := strings.Cut(first, "="); ok && isName(k) && errors.Is(err, fs.ErrNotExist) {
+			return nil, refusef("", "%q looks like an environment assignment, which is not supported; the first word must name a script in cmd_dir", first)
+		}
+		return nil, err
+	}
+	if !isExecutable(fi.Mode()) {
+		bash, ok := j.interpreters["bash"]
+		if !ok {
+			return nil, refusef("", "%q has no exec bit and no \"bash\" interpreter is configured; make it executable (chmod +x)", first)
+		}
+		return j.command(bash, prog, words[1:], args), nil
+	}
+	return j.command("", prog, words[1:], args), nil
+}
+
+// command builds the Command that runs prog, directly (interp == "") or as interp's script.
+func (j *Jail) command(interp, prog string, rest, args []string) *Command {
+	c := &Command{Path: prog, Dir: j.dir}
+	if interp != "" {
+		c.Path, c.Script = interp, prog
+	}
+	c.Args = make([]string, 0, 2+len(rest)+len(args))
+	c.Args = append(c.Args, c.Path)
+	if c.Script != "" {
+		c.Args = append(c.Args, c.Script)
+	}
+	c.Args = append(c.Args, rest...)
+	c.Args = append(c.Args, args...)
+	return c
+}
+
+func checkArgs(args []string) error {
+	if len(args) > maxArgs {
+		return refusef("", "%d cmd_args given; at most %d are accepted", len(args), maxArgs)
+	}
+	total := 0
+	for i, a := range args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return refusef("", "cmd_args[%d] contains a NUL byte, which no program can receive in its arguments", i)
+		}
+		total += len(a)
+	}
+	if total > maxArgsBytes {
+		return refusef("", "cmd_args total %d bytes; at most %d are accepted (pass bulk data in a file)", total, maxArgsBytes)
+	}
+	return nil
+}
+
+// isName reports whether s is a shell variable name, to recognise "FOO=bar script.sh".
+func isName(s string) bool {
+	for i, r := range s {
+		ok := r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || i > 0 && '0' <= r && r <= '9'
+		if !ok {
+			return false
+		}
+	}
+	return s != ""
+}
