@@ -1,0 +1,465 @@
+// Package config loads task-job's config.json.
+//
+// The file format is the one users of the original tool already have: JSON
+// with // and /* */ comments and trailing commas. The original sample also
+// lacked a comma between two members on separate lines; such files keep
+// loading, with a Warning that says where the comma belongs. Every problem in
+// a file is reported at once, each as "file:line:col: key: message".
+//
+// Keys whose value is null or, for strings, "" take their default, so that
+// an old file which wrote "queue_control_name": "" still means
+// "{queue_name}_control".
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Byte size units used by defaults and limits.
+const (
+	KiB = 1 << 10
+	MiB = 1 << 20
+	GiB = 1 << 30
+)
+
+// MaxFileBytes is the largest config file Load and Parse accept. A real one
+// is a few KiB; anything near this is a wrong path, not a config.
+const MaxFileBytes = 1 * MiB
+
+// Isolation modes.
+const (
+	// IsolationAuto isolates tasks when the host allows it and warns at
+	// start-up when it does not.
+	IsolationAuto = "auto"
+	// IsolationOn refuses to start when isolation is unavailable.
+	IsolationOn = "on"
+	// IsolationOff runs tasks without cgroups or namespaces. Unsafe: any
+	// task can see and signal the host's processes.
+	IsolationOff = "off"
+)
+
+// Defaults that do not depend on the host or on other keys.
+const (
+	DefaultRedisAddr       = "127.0.0.1:6379"
+	DefaultQueueName       = "queue_job_task"
+	DefaultStatusRetention = 24 * time.Hour
+	DefaultMaxTaskBytes    = 1 * MiB
+	DefaultMaxOutputBytes  = 16 * MiB
+	DefaultMaxLineBytes    = 64 * KiB
+	DefaultKillGrace       = 5 * time.Second
+	DefaultShutdownGrace   = 30 * time.Second
+	DefaultSpoolMaxBytes   = 1 * GiB
+)
+
+// maxDefaultConcurrency caps the NumCPU default so that a very large host
+// still gets a valid configuration without writing the key.
+const maxDefaultConcurrency = 1024
+
+// Config is task-job's configuration. Build one with Default or Load; the
+// comments give each field's config.json key and default.
+type Config struct {
+	// ServerPort ("server_port") is the HTTP management port: "8080",
+	// ":8080" or "host:8080"; a JSON number is accepted too. "" = off.
+	ServerPort string
+	// RedisAddr ("redis_addr", default "127.0.0.1:6379") is "host:port", a
+	// "redis://" or "rediss://" URL, or "sentinel://MASTER@host:port,host:port".
+	RedisAddr string
+	// RedisPassword ("redis_password") is discouraged in the file: prefer
+	// redis_password_file. After Load it holds the password whichever way
+	// it was given.
+	RedisPassword string
+	// RedisPasswordFile ("redis_password_file") is read by Load, trailing
+	// newlines trimmed. A relative path is relative to the config file.
+	RedisPasswordFile string
+	// RedisDB ("redis_db", default 0) is the Redis database number.
+	RedisDB int
+	// QueueName ("queue_name", default "queue_job_task") is the task list.
+	QueueName string
+	// QueueControlName ("queue_control_name", default QueueName+"_control")
+	// is the control (kill) list.
+	QueueControlName string
+	// Logs ("logs", default false) streams task stdout/stderr lines.
+	Logs bool
+	// LogsChannel ("logs_channel", default QueueName+"_logs") is the list
+	// that receives TaskLog messages.
+	LogsChannel string
+	// LogsHTTP ("logs_http") is an http(s) URL that TaskLog messages are
+	// also POSTed to. "" = off.
+	LogsHTTP string
+	// CmdDir ("cmd_dir", default "/tmp"; os.TempDir() on Windows) is the
+	// directory scripts run from; nothing outside it may be run. Load
+	// checks that it exists and is a directory.
+	CmdDir string
+	// ExecutorID ("executor_id", default the host name) names this executor
+	// in Redis keys and results: 1 to 128 of [A-Za-z0-9._:-].
+	ExecutorID string
+	// Concurrency ("concurrency", default the number of CPUs) is how many
+	// tasks run at once: 1..1024.
+	Concurrency int
+	// StatusRetention ("status_retention", default "24h", at least 1m) is
+	// how long a task's status stays queryable; it is also the window in
+	// which a repeated task id is recognised and not run again.
+	StatusRetention time.Duration
+	// MaxTaskBytes ("max_task_bytes", default 1 MiB, 1 KiB..64 MiB) is the
+	// largest task message accepted.
+	MaxTaskBytes int
+	// MaxOutputBytes ("max_output_bytes", default 16 MiB, at least 1 KiB)
+	// caps the output shipped per task.
+	MaxOutputBytes int64
+	// MaxLineBytes ("max_line_bytes", default 64 KiB, 256 B..1 MiB): longer
+	// output lines are split.
+	MaxLineBytes int
+	// KillGrace ("kill_grace", default "5s") is the wait between SIGTERM
+	// and SIGKILL when a task is killed.
+	KillGrace time.Duration
+	// ShutdownGrace ("shutdown_grace", default "30s") is how long running
+	// tasks may finish after task-job itself receives SIGTERM.
+	ShutdownGrace time.Duration
+	// SpoolDir ("spool_dir", default os.TempDir()/task-job-spool-ExecutorID)
+	// holds messages that could not be delivered while Redis was down.
+	SpoolDir string
+	// SpoolMaxBytes ("spool_max_bytes", default 1 GiB, at least 1 MiB)
+	// bounds SpoolDir.
+	SpoolMaxBytes int64
+	// Isolation ("isolation", default "auto") is IsolationAuto,
+	// IsolationOn or IsolationOff.
+	Isolation string
+}
+
+// Default returns the configuration used when config.json sets nothing.
+func Default() *Config {
+	c := newConfig()
+	c.fillDefaults()
+	return c
+}
+
+// newConfig returns the defaults of the non-string fields. String fields
+// stay empty until fillDefaults, because some derive from others
+// (queue_control_name from queue_name) and must follow what the file set.
+func newConfig() *Config {
+	return &Config{
+		Concurrency:     min(runtime.NumCPU(), maxDefaultConcurrency),
+		StatusRetention: DefaultStatusRetention,
+		MaxTaskBytes:    DefaultMaxTaskBytes,
+		MaxOutputBytes:  DefaultMaxOutputBytes,
+		MaxLineBytes:    DefaultMaxLineBytes,
+		KillGrace:       DefaultKillGrace,
+		ShutdownGrace:   DefaultShutdownGrace,
+		SpoolMaxBytes:   DefaultSpoolMaxBytes,
+	}
+}
+
+// fillDefaults gives every empty string field its default, in dependency
+// order: QueueName before the names derived from it, ExecutorID before
+// SpoolDir.
+func (c *Config) fillDefaults() {
+	setIfEmpty := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setIfEmpty(&c.RedisAddr, DefaultRedisAddr)
+	setIfEmpty(&c.QueueName, DefaultQueueName)
+	setIfEmpty(&c.QueueControlName, c.QueueName+"_control")
+	setIfEmpty(&c.LogsChannel, c.QueueName+"_logs")
+	setIfEmpty(&c.CmdDir, defaultCmdDir())
+	if c.ExecutorID == "" {
+		// A failure leaves it empty; validate then asks for executor_id.
+		c.ExecutorID, _ = os.Hostname()
+	}
+	if c.SpoolDir == "" && c.ExecutorID != "" {
+		// ':' is allowed in ids but not in Windows file names.
+		name := "task-job-spool-" + strings.ReplaceAll(c.ExecutorID, ":", "_")
+		c.SpoolDir = filepath.Join(os.TempDir(), name)
+	}
+	setIfEmpty(&c.Isolation, IsolationAuto)
+}
+
+// defaultCmdDir is "/tmp" as in the original tool; Windows has no /tmp.
+func defaultCmdDir() string {
+	if runtime.GOOS == "windows" {
+		return os.TempDir()
+	}
+	return "/tmp"
+}
+
+// Validate checks every field and the rules between fields, and returns
+// Errors listing all problems, or nil. Parse and Load call it; code that
+// builds or changes a Config should call it too.
+func (c *Config) Validate() error {
+	if errs := c.validate(func(string) Pos { return Pos{} }); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+var executorIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// validate checks ranges and formats. pos says where each key was set, so
+// that problems point into the file.
+func (c *Config) validate(pos func(key string) Pos) Errors {
+	var errs Errors
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, Error{Pos: pos(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	if c.ServerPort != "" {
+		if err := checkListenAddr(c.ServerPort); err != nil {
+			bad("server_port", "%v", err)
+		}
+	}
+	urlDB, err := checkRedisAddr(c.RedisAddr)
+	if err != nil {
+		bad("redis_addr", "%v", err)
+	}
+	if c.RedisDB < 0 {
+		bad("redis_db", "must be 0 or more, got %d", c.RedisDB)
+	} else if urlDB >= 0 && c.RedisDB != 0 && c.RedisDB != urlDB {
+		bad("redis_db", "is %d but redis_addr selects database %d; set the database in one place", c.RedisDB, urlDB)
+	}
+
+	queues := []struct{ key, name string }{
+		{"queue_name", c.QueueName},
+		{"queue_control_name", c.QueueControlName},
+		{"logs_channel", c.LogsChannel},
+	}
+	baseErr := checkKeyName(c.QueueName)
+	for i, q := range queues {
+		if i > 0 && baseErr != nil && strings.HasPrefix(q.name, c.QueueName+"_") {
+			continue // derived from a bad queue_name: said once, there
+		}
+		if err := checkKeyName(q.name); err != nil {
+			bad(q.key, "%v", err)
+			continue
+		}
+		for _, p := range queues[:i] {
+			if p.name == q.name {
+				bad(q.key, "is %q, the same list as %s; tasks, kills and logs need separate lists", q.name, p.key)
+			}
+		}
+	}
+
+	if c.LogsHTTP != "" {
+		if err := checkHTTPURL(c.LogsHTTP); err != nil {
+			bad("logs_http", "%v", err)
+		}
+	}
+	switch {
+	case c.CmdDir == "":
+		bad("cmd_dir", "must not be empty")
+	case !filepath.IsAbs(c.CmdDir):
+		bad("cmd_dir", "%q is not an absolute path; write the full path, like \"/srv/jobs\"", c.CmdDir)
+	}
+	switch {
+	case c.ExecutorID == "":
+		bad("executor_id", "is empty and the host name could not be read; set executor_id")
+	case !executorIDPattern.MatchString(c.ExecutorID):
+		bad("executor_id", "%q must be 1 to 128 letters, digits or . _ : -", c.ExecutorID)
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1024 {
+		bad("concurrency", "must be between 1 and 1024, got %d", c.Concurrency)
+	}
+	if c.StatusRetention < time.Minute {
+		bad("status_retention", "must be at least 1m, got %v", c.StatusRetention)
+	}
+	if c.MaxTaskBytes < KiB || c.MaxTaskBytes > 64*MiB {
+		bad("max_task_bytes", "must be between 1KiB and 64MiB, got %s", formatBytes(int64(c.MaxTaskBytes)))
+	}
+	if c.MaxOutputBytes < KiB {
+		bad("max_output_bytes", "must be at least 1KiB, got %s", formatBytes(c.MaxOutputBytes))
+	}
+	if c.MaxLineBytes < 256 || c.MaxLineBytes > MiB {
+		bad("max_line_bytes", "must be between 256 and 1MiB, got %s", formatBytes(int64(c.MaxLineBytes)))
+	}
+	if c.KillGrace < 0 {
+		bad("kill_grace", "must not be negative, got %v", c.KillGrace)
+	}
+	if c.ShutdownGrace < 0 {
+		bad("shutdown_grace", "must not be negative, got %v", c.ShutdownGrace)
+	}
+	switch {
+	case c.SpoolDir == "":
+		bad("spool_dir", "must not be empty")
+	case !filepath.IsAbs(c.SpoolDir):
+		bad("spool_dir", "%q is not an absolute path; write the full path", c.SpoolDir)
+	}
+	if c.SpoolMaxBytes < MiB {
+		bad("spool_max_bytes", "must be at least 1MiB, got %s", formatBytes(c.SpoolMaxBytes))
+	}
+	switch c.Isolation {
+	case IsolationAuto, IsolationOn, IsolationOff:
+	default:
+		bad("isolation", "must be \"auto\", \"on\" or \"off\", got %q", c.Isolation)
+	}
+	return errs
+}
+
+// Sentinel reports whether RedisAddr names a Sentinel setup and, if so, the
+// master name and the sentinel addresses. It expects a validated Config.
+func (c *Config) Sentinel() (master string, addrs []string, ok bool) {
+	rest, ok := strings.CutPrefix(c.RedisAddr, sentinelScheme)
+	if !ok {
+		return "", nil, false
+	}
+	master, list, ok := strings.Cut(rest, "@")
+	if !ok {
+		return "", nil, false
+	}
+	return master, strings.Split(list, ","), true
+}
+
+const sentinelScheme = "sentinel://"
+
+// checkRedisAddr validates the three accepted forms of redis_addr. It
+// returns the database a redis:// URL selects, or -1 when it selects none.
+func checkRedisAddr(s string) (db int, err error) {
+	const forms = `use "host:port", "redis://host:port/0", "rediss://host:port" or "sentinel://MASTER@host:port,host:port"`
+	switch {
+	case s == "":
+		return -1, fmt.Errorf("must not be empty; %s", forms)
+	case strings.HasPrefix(s, sentinelScheme):
+		master, list, ok := strings.Cut(strings.TrimPrefix(s, sentinelScheme), "@")
+		if !ok || master == "" {
+			return -1, fmt.Errorf("%q names no master; write sentinel://MASTER@host:port,host:port", s)
+		}
+		if strings.ContainsAny(master, "/,:") {
+			return -1, fmt.Errorf("%q: master name %q must not contain '/', ',' or ':'", s, master)
+		}
+		if list == "" {
+			return -1, fmt.Errorf("%q lists no sentinel address; add at least one host:port after '@'", s)
+		}
+		for addr := range strings.SplitSeq(list, ",") {
+			if err := checkHostPort(addr); err != nil {
+				return -1, fmt.Errorf("%q: sentinel address %w", s, err)
+			}
+		}
+		return -1, nil
+	case strings.HasPrefix(s, "redis://"), strings.HasPrefix(s, "rediss://"):
+		u, err := url.Parse(s)
+		if err != nil {
+			return -1, fmt.Errorf("is not a valid URL (%w); %s", err, forms)
+		}
+		if u.Host == "" {
+			return -1, fmt.Errorf("%q has no host; %s", s, forms)
+		}
+		if p := u.Port(); p != "" {
+			if err := checkPort(p); err != nil {
+				return -1, fmt.Errorf("%q: %w", s, err)
+			}
+		}
+		path := strings.TrimPrefix(u.Path, "/")
+		if path == "" {
+			return -1, nil
+		}
+		n, err := strconv.Atoi(path)
+		if err != nil || n < 0 {
+			return -1, fmt.Errorf("%q: the path must be a database number, like /0", s)
+		}
+		return n, nil
+	case strings.Contains(s, "://"):
+		return -1, fmt.Errorf("%q has an unknown scheme; %s", s, forms)
+	default:
+		if err := checkHostPort(s); err != nil {
+			return -1, fmt.Errorf("%w; %s", err, forms)
+		}
+		return -1, nil
+	}
+}
+
+// checkHostPort accepts "host:port" and "[v6]:port"; the host is required
+// because an empty one silently means localhost.
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host; write 127.0.0.1:%s for this machine", s, port)
+	}
+	return checkPort(port)
+}
+
+func checkPort(p string) error {
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q must be a number between 1 and 65535", p)
+	}
+	return nil
+}
+
+// checkListenAddr accepts "8080", ":8080" and "host:8080".
+func checkListenAddr(s string) error {
+	if !strings.Contains(s, ":") {
+		return checkPort(s)
+	}
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a port, :port or host:port", s)
+	}
+	return checkPort(port)
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("is not a valid URL (%w); write it like \"https://host/path\"", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must start with http:// or https://", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	return nil
+}
+
+// checkKeyName refuses Redis key names that would be mistyped or misread in
+// redis-cli: empty ones and those with spaces or control characters.
+func checkKeyName(s string) error {
+	if s == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	if i := strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }); i >= 0 {
+		return fmt.Errorf("%q must not contain spaces or control characters", s)
+	}
+	return nil
+}
+
+// String lists the configuration as config.json keys, for the start-up log.
+// The Redis password is never shown, so that logging a Config (or printing
+// it with %v) cannot leak it.
+func (c Config) String() string {
+	password := ""
+	if c.RedisPassword != "" {
+		password = "<redacted>"
+	}
+	return fmt.Sprintf("server_port=%q redis_addr=%q redis_password=%q redis_password_file=%q redis_db=%d "+
+		"queue_name=%q queue_control_name=%q logs=%t logs_channel=%q logs_http=%q cmd_dir=%q "+
+		"executor_id=%q concurrency=%d status_retention=%v max_task_bytes=%s max_output_bytes=%s "+
+		"max_line_bytes=%s kill_grace=%v shutdown_grace=%v spool_dir=%q spool_max_bytes=%s isolation=%q",
+		c.ServerPort, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
+		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, redactURL(c.LogsHTTP), c.CmdDir,
+		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
+		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ShutdownGrace, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.Isolation)
+}
+
+// redactURL hides a password inside a URL such as redis://user:pw@host.
+func redactURL(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,280 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tailscale/hujson"
+)
+
+// setter stores one JSON value into its Config field, or says why the value
+// has the wrong type or form. Ranges are checked later, by validate, so that
+// Configs built in code get the same checks.
+type setter func(c *Config, v hujson.ValueTrimmed) error
+
+// fields maps each config.json key to its setter.
+var fields = map[string]setter{
+	"server_port":         portSetter(func(c *Config) *string { return &c.ServerPort }),
+	"redis_addr":          stringSetter(func(c *Config) *string { return &c.RedisAddr }),
+	"redis_password":      stringSetter(func(c *Config) *string { return &c.RedisPassword }),
+	"redis_password_file": stringSetter(func(c *Config) *string { return &c.RedisPasswordFile }),
+	"redis_db":            intSetter(func(c *Config) *int { return &c.RedisDB }),
+	"queue_name":          stringSetter(func(c *Config) *string { return &c.QueueName }),
+	"queue_control_name":  stringSetter(func(c *Config) *string { return &c.QueueControlName }),
+	"logs":                boolSetter(func(c *Config) *bool { return &c.Logs }),
+	"logs_channel":        stringSetter(func(c *Config) *string { return &c.LogsChannel }),
+	"logs_http":           stringSetter(func(c *Config) *string { return &c.LogsHTTP }),
+	"cmd_dir":             stringSetter(func(c *Config) *string { return &c.CmdDir }),
+	"executor_id":         stringSetter(func(c *Config) *string { return &c.ExecutorID }),
+	"concurrency":         intSetter(func(c *Config) *int { return &c.Concurrency }),
+	"status_retention":    durationSetter(func(c *Config) *time.Duration { return &c.StatusRetention }),
+	"max_task_bytes":      sizeSetter(func(c *Config) *int { return &c.MaxTaskBytes }),
+	"max_output_bytes":    sizeSetter(func(c *Config) *int64 { return &c.MaxOutputBytes }),
+	"max_line_bytes":      sizeSetter(func(c *Config) *int { return &c.MaxLineBytes }),
+	"kill_grace":          durationSetter(func(c *Config) *time.Duration { return &c.KillGrace }),
+	"shutdown_grace":      durationSetter(func(c *Config) *time.Duration { return &c.ShutdownGrace }),
+	"spool_dir":           stringSetter(func(c *Config) *string { return &c.SpoolDir }),
+	"spool_max_bytes":     sizeSetter(func(c *Config) *int64 { return &c.SpoolMaxBytes }),
+	"isolation":           stringSetter(func(c *Config) *string { return &c.Isolation }),
+}
+
+// kindName names a JSON value's kind the way a user would.
+func kindName(v hujson.ValueTrimmed) string {
+	switch v.Kind() {
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	default:
+		return "an unknown value"
+	}
+}
+
+func stringSetter(field func(*Config) *string) setter {
+	return func(c *Config, v hujson.ValueTrimmed) error {
+		lit, _ := v.(hujson.Literal)
+		if v.Kind() != '"' {
+			return fmt.Errorf("must be a string in double quotes, got %s", kindName(v))
+		}
+		*field(c) = lit.String()
+		return nil
+	}
+}
+
+// portSetter takes a string or, as the original tool's users sometimes
+// wrote, a bare number.
+func portSetter(field func(*Config) *string) setter {
+	return func(c *Config, v hujson.ValueTrimmed) error {
+		lit, _ := v.(hujson.Literal)
+		switch v.Kind() {
+		case '"':
+			*field(c) = lit.String()
+		case '0':
+			n, err := parseInt(lit)
+			if err != nil {
+				return err
+			}
+			*field(c) = strconv.FormatInt(n, 10)
+		default:
+			return fmt.Errorf("must be a port number or a string like \":8080\", got %s", kindName(v))
+		}
+		return nil
+	}
+}
+
+func boolSetter(field func(*Config) *bool) setter {
+	return func(c *Config, v hujson.ValueTrimmed) error {
+		lit, _ := v.(hujson.Literal)
+		if k := v.Kind(); k != 't' && k != 'f' {
+			return fmt.Errorf("must be true or false (without quotes), got %s", kindName(v))
+		}
+		*field(c) = lit.Bool()
+		return nil
+	}
+}
+
+func intSetter(field func(*Config) *int) setter {
+	return func(c *Config, v hujson.ValueTrimmed) error {
+		lit, _ := v.(hujson.Literal)
+		if v.Kind() != '0' {
+			return fmt.Errorf("must be a number (without quotes), got %s", kindName(v))
+		}
+		n, err := parseInt(lit)
+		if err != nil {
+			return err
+		}
+		if n < math.MinInt32 || n > math.MaxInt32 {
+			return fmt.Errorf("%s is out of range", lit)
+		}
+		*field(c) = int(n)
+		return nil
+	}
+}
+
+// parseInt reads a JSON number that must be a whole number.
+func parseInt(lit hujson.Literal) (int64, error) {
+	n, err := strconv.ParseInt(string(lit), 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("%s is out of range", lit)
+	case err != nil:
+		return 0, fmt.Errorf("%s must be a whole number, without fraction or exponent", lit)
+	}
+	return n, nil
+}
+
+func durationSetter(field func(*Config) *time.Duration) setter {
+	return func(c *Config, v hujson.ValueTrimmed) error {
+		lit, _ := v.(hujson.Literal)
+		if v.Kind() != '"' {
+			return fmt.Errorf("must be a duration string like \"30s\", \"5m\" or \"24h\", got %s", kindName(v))
+		}
+		s := lit.String()
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			hint := `write it like "30s", "5m" or "1h30m"`
+			if strings.HasSuffix(s, "d") {
+				hint = `durations have no day unit; write days as hours, like "168h" for 7 days`
+			}
+			return fmt.Errorf("%q is not a duration: %s", s, hint)
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+// sizeSetter takes a JSON number of bytes or a string with a unit.
+func sizeSetter[T int | int64](field func(*Config) *T) setter {
+	return func(c *Config, v hujson.ValueTrimmed) error {
+		lit, _ := v.(hujson.Literal)
+		var n int64
+		var err error
+		switch v.Kind() {
+		case '0':
+			n, err = parseInt(lit)
+		case '"':
+			n, err = parseByteSize(lit.String())
+		default:
+			return fmt.Errorf("must be a size like \"16MiB\" or a number of bytes, got %s", kindName(v))
+		}
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			return fmt.Errorf("%s must not be negative", lit)
+		}
+		if int64(T(n)) != n {
+			return fmt.Errorf("%s is out of range", lit)
+		}
+		*field(c) = T(n)
+		return nil
+	}
+}
+
+var sizePattern = regexp.MustCompile(`^\s*([0-9]+)\s*([A-Za-z]*)\s*$`)
+
+// sizeUnits lists the accepted units; KB/MB/GB are decimal and
+// KiB/MiB/GiB binary, as their standards say. Bare "K" or "M" are refused
+// because readers disagree on which they mean.
+var sizeUnits = map[string]int64{
+	"":    1,
+	"b":   1,
+	"kb":  1000,
+	"mb":  1000 * 1000,
+	"gb":  1000 * 1000 * 1000,
+	"tb":  1000 * 1000 * 1000 * 1000,
+	"kib": KiB,
+	"mib": MiB,
+	"gib": GiB,
+	"tib": 1 << 40,
+}
+
+// parseByteSize reads "512", "64KiB", "16MB" and the like.
+func parseByteSize(s string) (int64, error) {
+	const hint = `write a whole number with an optional unit: B, KiB, MiB, GiB, TiB (1024-based) or KB, MB, GB, TB (1000-based), like "16MiB"`
+	m := sizePattern.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size: %s", s, hint)
+	}
+	unit, ok := sizeUnits[strings.ToLower(m[2])]
+	if !ok {
+		return 0, fmt.Errorf("%q has an unknown unit %q: %s", s, m[2], hint)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n > math.MaxInt64/unit {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * unit, nil
+}
+
+// formatBytes prints n in the largest binary unit that divides it, so that
+// messages echo sizes the way the user wrote them.
+func formatBytes(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", GiB}, {"MiB", MiB}, {"KiB", KiB}} {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// suggest returns the known key closest to an unknown one, or "" when none
+// is close enough to be a likely typo. Case and '-' versus '_' are ignored
+// first, since those are the usual slips.
+func suggest(key string) string {
+	if len(key) > 64 {
+		return "" // no key is this long; spare the quadratic distance
+	}
+	norm := strings.ReplaceAll(strings.ToLower(key), "-", "_")
+	best, bestDist := "", math.MaxInt
+	for k := range fields {
+		if d := editDistance(norm, k); d < bestDist || (d == bestDist && k < best) {
+			best, bestDist = k, d
+		}
+	}
+	limit := 2
+	if len(norm) >= 10 {
+		limit = 3
+	}
+	if bestDist > limit {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
