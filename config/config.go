@@ -56,6 +56,7 @@ const (
 	DefaultMaxOutputBytes  = 16 * MiB
 	DefaultMaxLineBytes    = 64 * KiB
 	DefaultKillGrace       = 5 * time.Second
+	DefaultExecutorTTL     = 5 * time.Second
 	DefaultShutdownGrace   = 30 * time.Second
 	DefaultSpoolMaxBytes   = 1 * GiB
 )
@@ -121,6 +122,10 @@ type Config struct {
 	// KillGrace ("kill_grace", default "5s") is the wait between SIGTERM
 	// and SIGKILL when a task is killed.
 	KillGrace time.Duration
+	// ExecutorTTL ("executor_ttl", default "5s", 1s..5m) is the liveness
+	// window: an executor whose heartbeat is older than this, seen so for
+	// another whole window, is dead; its started tasks are reported lost.
+	ExecutorTTL time.Duration
 	// ShutdownGrace ("shutdown_grace", default "30s") is how long running
 	// tasks may finish after task-job itself receives SIGTERM.
 	ShutdownGrace time.Duration
@@ -153,6 +158,7 @@ func newConfig() *Config {
 		MaxOutputBytes:  DefaultMaxOutputBytes,
 		MaxLineBytes:    DefaultMaxLineBytes,
 		KillGrace:       DefaultKillGrace,
+		ExecutorTTL:     DefaultExecutorTTL,
 		ShutdownGrace:   DefaultShutdownGrace,
 		SpoolMaxBytes:   DefaultSpoolMaxBytes,
 	}
@@ -279,6 +285,9 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	}
 	if c.MaxLineBytes < 256 || c.MaxLineBytes > MiB {
 		bad("max_line_bytes", "must be between 256 and 1MiB, got %s", formatBytes(int64(c.MaxLineBytes)))
+	}
+	if c.ExecutorTTL < time.Second || c.ExecutorTTL > 5*time.Minute {
+		bad("executor_ttl", "must be between 1s and 5m, got %v", c.ExecutorTTL)
 	}
 	if c.KillGrace < 0 {
 		bad("kill_grace", "must not be negative, got %v", c.KillGrace)
@@ -445,11 +454,11 @@ func (c Config) String() string {
 	return fmt.Sprintf("server_port=%q redis_addr=%q redis_password=%q redis_password_file=%q redis_db=%d "+
 		"queue_name=%q queue_control_name=%q logs=%t logs_channel=%q logs_http=%q cmd_dir=%q "+
 		"executor_id=%q concurrency=%d status_retention=%v max_task_bytes=%s max_output_bytes=%s "+
-		"max_line_bytes=%s kill_grace=%v shutdown_grace=%v spool_dir=%q spool_max_bytes=%s isolation=%q",
+		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v spool_dir=%q spool_max_bytes=%s isolation=%q",
 		c.ServerPort, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
 		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, redactURL(c.LogsHTTP), c.CmdDir,
 		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
-		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ShutdownGrace, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.Isolation)
+		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.Isolation)
 }
 
 // redactURL hides a password inside a URL such as redis://user:pw@host.

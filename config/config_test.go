@@ -64,6 +64,7 @@ func TestDefault(t *testing.T) {
 		MaxOutputBytes:   16 << 20,
 		MaxLineBytes:     64 << 10,
 		KillGrace:        5 * time.Second,
+		ExecutorTTL:      5 * time.Second,
 		ShutdownGrace:    30 * time.Second,
 		SpoolDir:         filepath.Join(os.TempDir(), "task-job-spool-"+host),
 		SpoolMaxBytes:    1 << 30,

@@ -37,6 +37,7 @@ var fields = map[string]setter{
 	"max_output_bytes":    sizeSetter(func(c *Config) *int64 { return &c.MaxOutputBytes }),
 	"max_line_bytes":      sizeSetter(func(c *Config) *int { return &c.MaxLineBytes }),
 	"kill_grace":          durationSetter(func(c *Config) *time.Duration { return &c.KillGrace }),
+	"executor_ttl":        durationSetter(func(c *Config) *time.Duration { return &c.ExecutorTTL }),
 	"shutdown_grace":      durationSetter(func(c *Config) *time.Duration { return &c.ShutdownGrace }),
 	"spool_dir":           stringSetter(func(c *Config) *string { return &c.SpoolDir }),
 	"spool_max_bytes":     sizeSetter(func(c *Config) *int64 { return &c.SpoolMaxBytes }),
