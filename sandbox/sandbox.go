@@ -1,0 +1,339 @@
+// Package sandbox launches one task process and owns its whole process tree:
+// its output, its exit, signals to it, stopping it (SIGTERM, a grace period,
+// then SIGKILL) and its resource usage.
+//
+// The contract follows Nomad's executors: Start, Wait, Signal, Stop(grace).
+// What is enforced depends on the host, and Runner.Describe says so in one
+// line for the start-up log:
+//
+//   - Linux with Options.Isolate and root: every task gets its own pid, ipc
+//     and uts namespaces with a small init as PID 1 (the executor's own
+//     binary re-executed, see MaybeRunInit). When the task's main process
+//     exits, the init exits and the kernel kills everything left in the
+//     namespace, including processes that called setsid or double-forked.
+//   - Other Unix (and Linux without isolation): a process group per task,
+//     signalled as a group, SIGKILLed as a group once the main process has
+//     exited. A process that calls setsid escapes the group; Wait stops
+//     waiting for its output after a short bound.
+//   - Windows: a job object that kills every process in it when closed.
+//
+// Cgroups, mount and network namespaces and credentials are the next
+// milestone; Options is where they will be asked for.
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// drainTimeout bounds how long Wait keeps reading output after the task's
+// main process has exited and the rest of its tree was killed. Output is
+// still open then only when a process escaped the kill (setsid without a pid
+// namespace); its pipes are closed rather than letting it delay the result.
+const drainTimeout = 2 * time.Second
+
+// Options configures a Runner.
+type Options struct {
+	// Isolate asks for the Linux isolation available now: a new pid
+	// namespace (plus ipc and uts) per task with a small init as its PID 1,
+	// so that every process of the task, including ones that called setsid
+	// or double-forked, dies with it. It requires root (CAP_SYS_ADMIN); when
+	// unavailable New degrades to a process group and Describe says so.
+	// Ignored on other operating systems.
+	Isolate bool
+
+	// Logger receives debug records and warnings (output that had to be cut
+	// off, writers that failed). It may be nil.
+	Logger hclog.Logger
+}
+
+// Runner starts tasks. It holds no per-task state and is safe for
+// concurrent use.
+type Runner struct {
+	isolated bool
+	describe string
+	log      hclog.Logger
+}
+
+// New returns a Runner for this host. With Options.Isolate on Linux it checks
+// once per process that a pid namespace can be created and that the sandbox
+// init answers; if namespaces are refused it falls back to process groups
+// (see Describe). It returns an error only when the program is set up wrongly,
+// for example when main does not call MaybeRunInit.
+func New(opts Options) (*Runner, error) {
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	r := &Runner{log: log.Named("sandbox")}
+	if err := r.setup(opts); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Describe returns one human line for the start-up log saying what is
+// enforced and what is not on this host.
+func (r *Runner) Describe() string { return r.describe }
+
+// Isolated reports whether tasks get their own pid namespace.
+func (r *Runner) Isolated() bool { return r.isolated }
+
+// Spec describes one process to start. It is executed directly, never
+// through a shell.
+type Spec struct {
+	// Path is the program to execute. A relative path is taken relative to
+	// Dir; there is no $PATH search.
+	Path string
+	// Args is the full argv; Args[0] is argv[0]. When empty, argv is [Path].
+	Args []string
+	// Dir is the working directory; it must exist.
+	Dir string
+	// Env is the complete environment, used as-is: nothing is inherited
+	// from the executor.
+	Env []string
+	// Stdout and Stderr receive the task's output. The sandbox creates the
+	// pipes and copies into these writers; all writes to one writer come
+	// from one goroutine, so a line splitter needs no lock. When both are
+	// the same comparable value, one pipe feeds it. A nil writer discards
+	// that stream (the task writes to /dev/null).
+	Stdout, Stderr io.Writer
+}
+
+// Result is how a task ended and what it used.
+type Result struct {
+	// ExitCode is the main process's exit status, -1 when a signal killed it.
+	ExitCode int
+	// Signal names the signal that killed the main process ("SIGKILL",
+	// "SIGTERM", ...), or is empty when it exited.
+	Signal string
+	// CPU is user plus system CPU time of the task's processes as rusage
+	// reports it: the main process and the descendants that were reaped
+	// (with isolation, also orphans reaped by the init).
+	CPU time.Duration
+	// MaxRSS is the peak resident set size in bytes of the largest process
+	// of the tree, as rusage reports it (0 where the OS does not say).
+	MaxRSS int64
+	// Started is when the task was started; Ended is when its main process
+	// was seen to exit.
+	Started, Ended time.Time
+}
+
+// Process is one started task. Its methods are safe for concurrent use.
+type Process struct {
+	pid     int
+	started time.Time
+	log     hclog.Logger
+	sys     procSys // the per-OS handle, see the sandbox_*.go files
+
+	termOnce sync.Once
+	done     chan struct{} // closed when result and err are final
+	result   Result
+	err      error
+}
+
+// Start launches the task. Exec failures such as a missing file or a file
+// without its exec bit are returned here (with errors.Is working for
+// fs.ErrNotExist and fs.ErrPermission); anything that goes wrong later is
+// reported by Wait.
+//
+// On Linux the parent-death signal of the started process is tied to the
+// calling OS thread: do not call Start from a goroutine that locked its
+// thread (runtime.LockOSThread) and then exits without unlocking, or the task
+// is killed when that thread ends.
+func (r *Runner) Start(spec Spec) (*Process, error) {
+	if spec.Path == "" {
+		return nil, errors.New("sandbox: the task has no program path; set Spec.Path")
+	}
+	if len(spec.Args) == 0 {
+		spec.Args = []string{spec.Path}
+	}
+	if spec.Dir != "" {
+		fi, err := os.Stat(spec.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: working directory: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("sandbox: working directory %s is not a directory", spec.Dir)
+		}
+	}
+
+	out, err := newStdio(spec.Stdout, spec.Stderr, r.log)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{log: r.log, done: make(chan struct{}), started: time.Now()}
+	err = r.start(p, spec, out.child)
+	out.closeChild()
+	if err != nil {
+		out.drain(drainTimeout)
+		return nil, err
+	}
+	r.log.Debug("task started", "path", spec.Path, "pid", p.pid, "isolated", r.isolated)
+
+	go func() {
+		res, err := p.waitExit()
+		res.Started, res.Ended = p.started, time.Now()
+		if out.drain(drainTimeout) {
+			p.log.Warn("task output still open after its main process exited; closed it (a process escaped the task's process group)",
+				"pid", p.pid, "after", drainTimeout)
+		}
+		p.result, p.err = res, err
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid returns the host pid of the process the sandbox started: the task
+// itself, or with isolation the init that is PID 1 of the task's namespace
+// (the task is its child, pid 2 inside).
+func (p *Process) Pid() int { return p.pid }
+
+// Wait blocks until the task's main process has exited, every other process
+// of the task is gone (or, without a pid namespace, its process group was
+// SIGKILLed) and its output has been drained, but never more than about
+// two seconds after the main process exited because some escaped process
+// holds the output open (the pipes are then closed). It may be called any
+// number of times and returns the same values each time.
+func (p *Process) Wait() (Result, error) {
+	<-p.done
+	return p.result, p.err
+}
+
+// Stop asks the whole task to end: the polite signal (SIGTERM) to every
+// process of the task now, then after grace SIGKILL to all of them. It
+// returns at once; use Wait for the result. It is safe to call concurrently
+// and more than once: the polite signal is sent once, and the earliest
+// deadline of all calls wins, so a later Stop(0) cuts a long grace short.
+func (p *Process) Stop(grace time.Duration) {
+	p.termOnce.Do(p.terminate)
+	go func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-p.done:
+		case <-t.C:
+			p.kill()
+		}
+	}()
+}
+
+// Signal delivers sig to every process of the task. After the task has
+// exited it returns an error wrapping os.ErrProcessDone.
+func (p *Process) Signal(sig os.Signal) error { return p.signal(sig) }
+
+// MaybeRunInit must be called first thing in main, and in TestMain of any
+// package whose tests start isolated tasks: if this process was started as a
+// sandbox init, it runs the init and exits; otherwise it returns at once.
+func MaybeRunInit() { maybeRunInit() }
+
+// stdio is a task's standard files: the ends handed to the child and the
+// goroutines copying the read ends into the caller's writers.
+type stdio struct {
+	child   [3]*os.File // stdin (/dev/null), stdout, stderr
+	readers []*os.File
+	copying sync.WaitGroup
+}
+
+func newStdio(stdout, stderr io.Writer, log hclog.Logger) (*stdio, error) {
+	s := &stdio{}
+	fail := func(err error) (*stdio, error) {
+		s.closeChild()
+		for _, r := range s.readers {
+			r.Close()
+		}
+		return nil, fmt.Errorf("sandbox: set up the task's stdio: %w", err)
+	}
+	var err error
+	if s.child[0], err = os.Open(os.DevNull); err != nil {
+		return fail(err)
+	}
+	for i, w := range []io.Writer{stdout, stderr} {
+		switch {
+		case w == nil:
+			s.child[i+1], err = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		case i == 1 && sameWriter(stdout, stderr):
+			s.child[2] = s.child[1]
+		default:
+			var r *os.File
+			r, s.child[i+1], err = os.Pipe()
+			if err == nil {
+				s.readers = append(s.readers, r)
+				s.copying.Add(1)
+				go s.copy(w, r, log)
+			}
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	return s, nil
+}
+
+// copy moves output from r to w until r ends. When w fails, the rest is read
+// and dropped, so the task never blocks on a full pipe.
+func (s *stdio) copy(w io.Writer, r *os.File, log hclog.Logger) {
+	defer s.copying.Done()
+	buf := make([]byte, 32<<10)
+	var werr error
+	for {
+		n, err := r.Read(buf)
+		if n > 0 && werr == nil {
+			if _, werr = w.Write(buf[:n]); werr != nil {
+				log.Warn("task output writer failed; dropping the rest of this stream", "error", werr)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// closeChild closes the parent's copies of the child's ends, so the read
+// ends see EOF once the task's processes are gone.
+func (s *stdio) closeChild() {
+	for i, f := range s.child {
+		if f != nil && (i != 2 || f != s.child[1]) {
+			f.Close()
+		}
+	}
+}
+
+// drain waits for the copiers to reach EOF, at most timeout, then closes the
+// read ends. It reports whether it had to cut the output off.
+func (s *stdio) drain(timeout time.Duration) (cut bool) {
+	finished := make(chan struct{})
+	go func() {
+		s.copying.Wait()
+		close(finished)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-finished:
+	case <-t.C:
+		cut = true
+	}
+	for _, r := range s.readers {
+		r.Close() // unblocks a pending Read
+	}
+	<-finished
+	return cut
+}
+
+// sameWriter reports whether a and b are the same writer, as os/exec decides
+// it: equal when comparable, different otherwise.
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
+}

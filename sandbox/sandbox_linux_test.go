@@ -1,0 +1,266 @@
+package sandbox_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taskjob/task-job/sandbox"
+)
+
+func init() {
+	helpers["hold"] = holdHelper
+}
+
+// holdHelper is a stand-in executor: it starts a sandboxed sleep marked with
+// SANDBOX_TEST_MARKER, says so, and blocks until it is killed.
+func holdHelper() {
+	r, err := sandbox.New(sandbox.Options{Isolate: os.Getenv("SANDBOX_TEST_ISOLATE") == "1"})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	p, err := r.Start(sandbox.Spec{Path: "/bin/sleep", Args: []string{"sleep", os.Getenv("SANDBOX_TEST_MARKER")}, Dir: "/"})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	fmt.Println("started", p.Pid(), r.Isolated())
+	_, _ = io.Copy(io.Discard, os.Stdin) // the test never closes it
+	os.Exit(3)
+}
+
+// marked returns the host pids of live processes running "sleep marker".
+// Zombies have an empty command line and do not count.
+func marked(t testing.TB, marker string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		if len(args) == 2 && filepath.Base(args[0]) == "sleep" && args[1] == marker {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killMarkedAtCleanup SIGKILLs whatever is left of the marked sleeps this
+// test started, so a failing test leaves nothing behind.
+func killMarkedAtCleanup(t testing.TB, markers ...string) {
+	t.Cleanup(func() {
+		for _, m := range markers {
+			for _, pid := range marked(t, m) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+}
+
+func allGone(t testing.TB, markers []string) func() bool {
+	return func() bool {
+		for _, m := range markers {
+			if len(marked(t, m)) > 0 {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// TestTreeDies: after Stop and Wait, no process of the task is left, even
+// ones that ignore SIGTERM, called setsid or double-forked. Without a pid
+// namespace only processes that stayed in the group are caught, and they die
+// shortly after Wait (the group was SIGKILLed, death is asynchronous).
+func TestTreeDies(t *testing.T) {
+	tests := []struct {
+		name         string
+		script       string // %s is a marker; every line runs in the background
+		isolatedOnly bool
+	}{
+		{"background child", "sleep %s &", false},
+		{"double fork", "(sleep %s &)", false},
+		{"setsid", "setsid sleep %s &", true},
+		{"setsid double-fork daemon", "(setsid sleep %s </dev/null >/dev/null 2>&1 &)", true},
+	}
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		for _, tt := range tests {
+			if tt.isolatedOnly && !r.Isolated() {
+				continue // setsid escapes a process group by design; see Describe
+			}
+			t.Run(tt.name, func(t *testing.T) {
+				child, main := newMarker(), newMarker()
+				markers := []string{child, main}
+				killMarkedAtCleanup(t, markers...)
+				script := "trap '' TERM\n" + fmt.Sprintf(tt.script, child) + "\nexec sleep " + main
+				p := start(t, r, shell(script, nil, nil))
+				eventually(t, 10*time.Second, "the task's sleeps to run", func() bool {
+					return len(marked(t, child)) == 1 && len(marked(t, main)) == 1
+				})
+				p.Stop(100 * time.Millisecond)
+				res := wait(t, p)
+				if res.Signal != "SIGKILL" {
+					t.Errorf("signal %q, want SIGKILL (the task ignores SIGTERM)", res.Signal)
+				}
+				if r.Isolated() {
+					if !allGone(t, markers)() {
+						t.Fatalf("processes of the task are still alive after Wait")
+					}
+					return
+				}
+				eventually(t, 5*time.Second, "the task's group to die", allGone(t, markers))
+			})
+		}
+	})
+}
+
+// TestOutputHolderDoesNotDelayWait: a background process holding stdout
+// cannot make Wait wait for it beyond the bound once the main process exits.
+func TestOutputHolderDoesNotDelayWait(t *testing.T) {
+	tests := []struct {
+		name    string
+		script  string
+		escapes bool // survives a group kill
+	}{
+		{"background", "sleep %s & echo bye", false},
+		{"setsid", "setsid sleep %s & echo bye", true},
+	}
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				marker := newMarker()
+				killMarkedAtCleanup(t, marker)
+				var out syncBuffer
+				p := start(t, r, shell(fmt.Sprintf(tt.script, marker), &out, nil))
+				begin := time.Now()
+				res := wait(t, p)
+				took := time.Since(begin)
+				bound := 1500 * time.Millisecond // no holder is left
+				if tt.escapes && !r.Isolated() {
+					bound = 4 * time.Second // the 2 s drain bound, plus slack
+				}
+				if took > bound || res.ExitCode != 0 || out.String() != "bye\n" {
+					t.Errorf("Wait took %v (want <= %v), exit %d, output %q", took, bound, res.ExitCode, out.String())
+				}
+				if r.Isolated() && len(marked(t, marker)) > 0 {
+					t.Errorf("the background sleep outlived the task's namespace")
+				}
+			})
+		}
+	})
+}
+
+// TestIsolatedView: the task is pid 2 under the init, has its own host name
+// and pid namespace, and inherits no fd above 2 even when the executor
+// leaked one.
+func TestIsolatedView(t *testing.T) {
+	r := newRunner(t, true)
+
+	leak, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leak.Close()
+	leaked, err := syscall.Dup(int(leak.Fd())) // no close-on-exec: inherited by every child
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(leaked)
+	plain, err := exec.Command("ls", "/proc/self/fd").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(plain), "\n"+strconv.Itoa(leaked)+"\n") {
+		t.Fatalf("a plain child does not see the leaked fd %d (%q); this test would prove nothing", leaked, plain)
+	}
+
+	var out syncBuffer
+	p := start(t, r, shell(`echo $PPID $$; cat /proc/sys/kernel/hostname; ls /proc/self/fd; sleep 1000`, &out, nil))
+	// The task's pid in the namespace is small but not 2: the init's
+	// threads take pids in the namespace too.
+	const want = "1 ?\ntask\n0\n1\n2\n3\n" // 3 is the directory ls reads
+	eventually(t, 10*time.Second, "the task's report", func() bool { return strings.Count(out.String(), "\n") >= 6 })
+	var ppid, pid int
+	var rest string
+	got := out.String()
+	if _, err := fmt.Sscanf(got, "%d %d\n", &ppid, &pid); err == nil {
+		_, rest, _ = strings.Cut(got, "\n")
+	}
+	if ppid != 1 || pid < 2 || pid > 1000 || rest != "task\n0\n1\n2\n3\n" {
+		t.Errorf("task saw %q, want %q: parent pid 1, a small pid, host name task, fds 0-2 plus ls's own", got, want)
+	}
+	ours, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ours == theirs {
+		t.Errorf("the task's init shares our pid namespace %s", ours)
+	}
+	p.Stop(0)
+	wait(t, p)
+}
+
+// TestExecutorKilled: when the executor dies by SIGKILL, with no chance to
+// clean up, its task dies too (parent-death signal, and with isolation the
+// init's death ends the namespace).
+func TestExecutorKilled(t *testing.T) {
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		marker := newMarker()
+		killMarkedAtCleanup(t, marker)
+		isolate := "0"
+		if r.Isolated() {
+			isolate = "1"
+		}
+		helper := exec.Command(os.Args[0], "-test.run=^$")
+		helper.Env = append(os.Environ(), "SANDBOX_TEST_HELPER=hold", "SANDBOX_TEST_MARKER="+marker, "SANDBOX_TEST_ISOLATE="+isolate)
+		stdin, err := helper.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stdin.Close()
+		stdout, err := helper.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		helper.Stderr = t.Output()
+		if err := helper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "started ") || !strings.HasSuffix(line, " "+strconv.FormatBool(r.Isolated())+"\n") {
+			_ = helper.Process.Kill()
+			_ = helper.Wait()
+			t.Fatalf("helper said %q (%v), want started with isolated=%v", line, err, r.Isolated())
+		}
+		eventually(t, 10*time.Second, "the task's sleep to run", func() bool { return len(marked(t, marker)) == 1 })
+
+		if err := helper.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = helper.Wait()
+		eventually(t, 5*time.Second, "the task to die with its executor", allGone(t, []string{marker}))
+	})
+}

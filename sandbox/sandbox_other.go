@@ -1,0 +1,26 @@
+//go:build !unix && !windows
+
+package sandbox
+
+import (
+	"errors"
+	"os"
+	"runtime"
+)
+
+// errUnsupported is returned where this OS cannot start processes the way
+// the sandbox needs.
+var errUnsupported = errors.New("sandbox: starting tasks is not supported on " + runtime.GOOS)
+
+type procSys struct{}
+
+func (r *Runner) setup(opts Options) error { return errUnsupported }
+
+func (r *Runner) start(p *Process, spec Spec, stdio [3]*os.File) error { return errUnsupported }
+
+func (p *Process) waitExit() (Result, error) { return Result{ExitCode: -1}, errUnsupported }
+func (p *Process) terminate()                {}
+func (p *Process) kill()                     {}
+func (p *Process) signal(os.Signal) error    { return errUnsupported }
+
+func maybeRunInit() {}

@@ -1,0 +1,51 @@
+//go:build unix && !linux
+
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+)
+
+// maxRSSUnit converts rusage ru_maxrss to bytes: Darwin reports bytes, the
+// BSDs kilobytes.
+var maxRSSUnit int64 = 1024
+
+func init() {
+	if runtime.GOOS == "darwin" || runtime.GOOS == "ios" {
+		maxRSSUnit = 1
+	}
+}
+
+const describeGroup = "sandbox: process group per task; not enforced: pid namespace (none on " + runtime.GOOS +
+	") so processes that call setsid can outlive a kill, parent-death signal, fds above 2 closed, resource limits, credentials"
+
+func (r *Runner) setup(opts Options) error {
+	r.describe = describeGroup
+	return nil
+}
+
+// groupAttr makes the task lead its own process group. There is no
+// parent-death signal outside Linux.
+func groupAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+var errNoWaitNoReap = errors.New("sandbox: waiting without reaping is not implemented on " + runtime.GOOS)
+
+// waitNoReap is not available here: the group is killed right after the top
+// process is reaped instead, a window in which its process group id could in
+// theory be reused.
+func waitNoReap(pid int) error { return errNoWaitNoReap }
+
+func (r *Runner) startIsolated(p *Process, spec Spec, stdio [3]*os.File) error {
+	return fmt.Errorf("sandbox: isolation is not available on %s", runtime.GOOS)
+}
+
+// initConn exists only on Linux.
+type initConn struct{}
+
+func (*initConn) finish(res Result) (Result, error) { return res, nil }
+
+func maybeRunInit() {}

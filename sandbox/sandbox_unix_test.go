@@ -1,0 +1,425 @@
+//go:build unix
+
+package sandbox_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/goleak"
+
+	"github.com/taskjob/task-job/sandbox"
+)
+
+// helpers are alternative mains for this test binary, chosen by the
+// SANDBOX_TEST_HELPER environment variable: tests re-run the binary to get a
+// process they can SIGKILL.
+var helpers = map[string]func(){}
+
+func TestMain(m *testing.M) {
+	sandbox.MaybeRunInit()
+	if h := os.Getenv("SANDBOX_TEST_HELPER"); h != "" {
+		helpers[h]()
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// forEachMode runs fn once with a plain process-group runner and once with
+// an isolated one.
+func forEachMode(t *testing.T, fn func(t *testing.T, r *sandbox.Runner)) {
+	t.Helper()
+	for _, isolate := range []bool{false, true} {
+		name := "group"
+		if isolate {
+			name = "isolated"
+		}
+		t.Run(name, func(t *testing.T) { fn(t, newRunner(t, isolate)) })
+	}
+}
+
+// newRunner returns a runner; an isolated one must really be isolated
+// wherever that is possible (Linux, root), and always in CI.
+func newRunner(t testing.TB, isolate bool) *sandbox.Runner {
+	t.Helper()
+	var log hclog.Logger // benchmarks stay quiet
+	if t, ok := t.(*testing.T); ok {
+		log = testLogger(t)
+	}
+	r, err := sandbox.New(sandbox.Options{Isolate: isolate, Logger: log})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if isolate && !r.Isolated() {
+		switch {
+		case runtime.GOOS != "linux":
+			t.Skipf("pid namespaces exist only on Linux; CI runs these tests as root on Linux")
+		case os.Getenv("CI") == "" && os.Geteuid() != 0:
+			t.Skipf("isolation needs root (CI runs as root): %s", r.Describe())
+		}
+		t.Fatalf("isolation unavailable: %s", r.Describe())
+	}
+	return r
+}
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: t.Output(), Level: hclog.Debug})
+}
+
+// syncBuffer collects output a test reads while the task still writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serialWriter fails the test if Write is ever called concurrently, which
+// the sandbox promises not to do.
+type serialWriter struct {
+	t        testing.TB
+	inFlight atomic.Int32
+	buf      bytes.Buffer
+}
+
+func (w *serialWriter) Write(p []byte) (int, error) {
+	if w.inFlight.Add(1) != 1 {
+		w.t.Errorf("concurrent Write calls on one writer")
+	}
+	defer w.inFlight.Add(-1)
+	return w.buf.Write(p)
+}
+
+// shell is a Spec running script with /bin/sh and a minimal environment.
+func shell(script string, stdout, stderr io.Writer) sandbox.Spec {
+	return sandbox.Spec{
+		Path:   "/bin/sh",
+		Args:   []string{"sh", "-c", script},
+		Dir:    "/",
+		Env:    []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin"},
+		Stdout: stdout,
+		Stderr: stderr,
+	}
+}
+
+func start(t testing.TB, r *sandbox.Runner, spec sandbox.Spec) *sandbox.Process {
+	t.Helper()
+	p, err := r.Start(spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		p.Stop(0)
+		p.Wait()
+	})
+	return p
+}
+
+func wait(t testing.TB, p *sandbox.Process) sandbox.Result {
+	t.Helper()
+	res, err := p.Wait()
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	return res
+}
+
+// eventually polls cond until it holds or a deadline passes.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v still waiting for %s", within, what)
+		}
+		<-tick.C
+	}
+}
+
+var markers atomic.Int32
+
+// newMarker returns a sleep duration no other process uses, so that a test
+// can find its sleeps from the host even inside a pid namespace, where their
+// pids differ.
+func newMarker() string {
+	return fmt.Sprintf("9%d%04d", os.Getpid(), markers.Add(1))
+}
+
+func TestDescribe(t *testing.T) {
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		d := r.Describe()
+		want := "process group"
+		if r.Isolated() {
+			want = "pid+ipc+uts namespaces"
+		}
+		if !strings.HasPrefix(d, "sandbox: ") || !strings.Contains(d, want) || !strings.Contains(d, "not enforced") {
+			t.Errorf("Describe() = %q, want a sandbox: line saying %q and what is not enforced", d, want)
+		}
+	})
+}
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		name   string
+		script string
+		code   int
+		signal string
+	}{
+		{"zero", "exit 0", 0, ""},
+		{"three", "exit 3", 3, ""},
+		{"killed", "kill -KILL $$", -1, "SIGKILL"},
+		{"terminated", "kill -TERM $$", -1, "SIGTERM"},
+	}
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				before := time.Now()
+				res := wait(t, start(t, r, shell(tt.script, nil, nil)))
+				if res.ExitCode != tt.code || res.Signal != tt.signal {
+					t.Errorf("exit %d signal %q, want %d %q", res.ExitCode, res.Signal, tt.code, tt.signal)
+				}
+				if res.Started.Before(before) || res.Ended.Before(res.Started) || time.Since(res.Ended) < 0 {
+					t.Errorf("Started %v Ended %v, want before <= Started <= Ended <= now", res.Started, res.Ended)
+				}
+			})
+		}
+	})
+}
+
+func TestUsage(t *testing.T) {
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		// Burn some CPU in a child that is reaped: it must be counted.
+		script := `sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'`
+		res := wait(t, start(t, r, shell(script, nil, nil)))
+		if res.CPU < 10*time.Millisecond {
+			t.Errorf("CPU = %v, want the child's loop counted (>= 10ms)", res.CPU)
+		}
+		if res.MaxRSS < 1<<20 || res.MaxRSS > 1<<32 {
+			t.Errorf("MaxRSS = %d, want a shell's size in bytes (1 MiB to 4 GiB)", res.MaxRSS)
+		}
+	})
+}
+
+func TestOutput(t *testing.T) {
+	var want strings.Builder
+	for i := 1; i <= 100000; i++ {
+		want.WriteString(strconv.Itoa(i) + "\n")
+	}
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		t.Run("complete and ordered", func(t *testing.T) {
+			stdout, stderr := &serialWriter{t: t}, &serialWriter{t: t}
+			res := wait(t, start(t, r, shell("seq 1 100000; seq 1 100000 >&2", stdout, stderr)))
+			if res.ExitCode != 0 {
+				t.Fatalf("exit %d", res.ExitCode)
+			}
+			for name, got := range map[string]string{"stdout": stdout.buf.String(), "stderr": stderr.buf.String()} {
+				if got != want.String() {
+					t.Errorf("%s: got %d bytes, want %d bytes of seq 1 100000", name, len(got), want.Len())
+				}
+			}
+		})
+		t.Run("one writer for both streams", func(t *testing.T) {
+			both := &serialWriter{t: t}
+			wait(t, start(t, r, shell("echo a; echo b >&2; echo c", both, both)))
+			if got := both.buf.String(); got != "a\nb\nc\n" {
+				t.Errorf("got %q, want the streams interleaved in order", got)
+			}
+		})
+		t.Run("nil writers discard", func(t *testing.T) {
+			if res := wait(t, start(t, r, shell("seq 1 100000; echo x >&2", nil, nil))); res.ExitCode != 0 {
+				t.Errorf("exit %d, want 0", res.ExitCode)
+			}
+		})
+	})
+}
+
+func TestStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noExecBit := write("no-exec-bit.sh", "#!/bin/sh\necho hi\n", 0o644)
+	notProgram := write("not-a-program", "this is text\n", 0o755)
+	tests := []struct {
+		name string
+		spec sandbox.Spec
+		is   error  // errors.Is target, if any
+		text string // the message must mention this
+	}{
+		{"missing file", sandbox.Spec{Path: filepath.Join(dir, "nope"), Dir: dir}, fs.ErrNotExist, "nope"},
+		{"no exec bit", sandbox.Spec{Path: noExecBit, Dir: dir}, fs.ErrPermission, "executable"},
+		{"not a program", sandbox.Spec{Path: notProgram, Dir: dir}, syscall.ENOEXEC, "#!"},
+		{"directory", sandbox.Spec{Path: dir, Dir: dir}, fs.ErrPermission, dir},
+		{"missing dir", sandbox.Spec{Path: "/bin/true", Dir: filepath.Join(dir, "gone")}, fs.ErrNotExist, "working directory"},
+		{"no path", sandbox.Spec{Dir: dir}, nil, "Spec.Path"},
+	}
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				p, err := r.Start(tt.spec)
+				if err == nil {
+					res, werr := p.Wait()
+					t.Fatalf("Start succeeded (result %+v, %v), want an error", res, werr)
+				}
+				if tt.is != nil && !errors.Is(err, tt.is) {
+					t.Errorf("error %q is not %v", err, tt.is)
+				}
+				if !strings.HasPrefix(err.Error(), "sandbox: ") || !strings.Contains(err.Error(), tt.text) {
+					t.Errorf("error %q, want a sandbox: message mentioning %q", err, tt.text)
+				}
+			})
+		}
+	})
+}
+
+func TestStopEscalatesAfterGrace(t *testing.T) {
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		var out syncBuffer
+		p := start(t, r, shell(`trap "" TERM; echo ready; sleep 1000`, &out, nil))
+		eventually(t, 10*time.Second, "the task to ignore TERM", func() bool { return out.String() == "ready\n" })
+		const grace = 300 * time.Millisecond
+		begin := time.Now()
+		p.Stop(grace)
+		res := wait(t, p)
+		if took := time.Since(begin); took < grace || took > grace+5*time.Second {
+			t.Errorf("Wait returned %v after Stop(%v), want the grace period then a kill", took, grace)
+		}
+		if res.Signal != "SIGKILL" || res.ExitCode != -1 {
+			t.Errorf("exit %d signal %q, want -1 SIGKILL", res.ExitCode, res.Signal)
+		}
+	})
+}
+
+// TestSignalsReachTheTask shows the task's own handlers run: the init
+// forwards what it gets, the group gets it without isolation.
+func TestSignalsReachTheTask(t *testing.T) {
+	tests := []struct {
+		name   string
+		script string
+		send   func(p *sandbox.Process) error
+		code   int
+		out    string
+	}{
+		{
+			name:   "Stop lets a TERM trap clean up",
+			script: `trap 'echo cleanup; exit 0' TERM; echo ready; sleep 1000 & wait`,
+			send:   func(p *sandbox.Process) error { p.Stop(time.Minute); return nil },
+			code:   0,
+			out:    "ready\ncleanup\n",
+		},
+		{
+			name:   "Signal USR1",
+			script: `trap 'echo usr1; exit 4' USR1; echo ready; sleep 1000 & wait`,
+			send:   func(p *sandbox.Process) error { return p.Signal(syscall.SIGUSR1) },
+			code:   4,
+			out:    "ready\nusr1\n",
+		},
+	}
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				var out syncBuffer
+				p := start(t, r, shell(tt.script, &out, nil))
+				eventually(t, 10*time.Second, "the trap to be set", func() bool { return out.String() == "ready\n" })
+				if err := tt.send(p); err != nil {
+					t.Fatalf("send: %v", err)
+				}
+				res := wait(t, p)
+				if res.ExitCode != tt.code || out.String() != tt.out {
+					t.Errorf("exit %d output %q, want %d %q", res.ExitCode, out.String(), tt.code, tt.out)
+				}
+			})
+		}
+	})
+}
+
+func TestStopAndSignalAreSafeToRepeat(t *testing.T) {
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		p := start(t, r, shell("sleep 1000", nil, nil))
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() { p.Stop(time.Duration(i) * time.Hour) }) // Stop(0) must win
+		}
+		wg.Wait()
+		res := wait(t, p)
+		if res.Signal != "SIGTERM" && res.Signal != "SIGKILL" {
+			t.Errorf("signal %q, want SIGTERM or SIGKILL", res.Signal)
+		}
+		p.Stop(0)
+		if err := p.Signal(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+			t.Errorf("Signal after exit = %v, want os.ErrProcessDone", err)
+		}
+	})
+}
+
+// TestSignalNotForwarded: an isolated task's init cannot forward every
+// signal; Signal must say so rather than let it be dropped.
+func TestSignalNotForwarded(t *testing.T) {
+	r := newRunner(t, true)
+	p := start(t, r, shell("sleep 1000", nil, nil))
+	if err := p.Signal(syscall.SIGSTOP); err == nil || !strings.Contains(err.Error(), "cannot be forwarded") {
+		t.Errorf("Signal(SIGSTOP) = %v, want a refusal", err)
+	}
+}
+
+// BenchmarkStartWait shows what the sandbox costs per task over a plain
+// exec.Command.
+func BenchmarkStartWait(b *testing.B) {
+	b.Run("exec.Command", func(b *testing.B) {
+		for b.Loop() {
+			if err := exec.Command("/bin/true").Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, isolate := range []bool{false, true} {
+		name := "group"
+		if isolate {
+			name = "isolated"
+		}
+		b.Run(name, func(b *testing.B) {
+			r := newRunner(b, isolate)
+			spec := sandbox.Spec{Path: "/bin/true", Dir: "/"}
+			for b.Loop() {
+				p, err := r.Start(spec)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res, err := p.Wait(); err != nil || res.ExitCode != 0 {
+					b.Fatalf("exit %d: %v", res.ExitCode, err)
+				}
+			}
+		})
+	}
+}
