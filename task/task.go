@@ -235,8 +235,9 @@ func jsonKind(goKind string) string {
 }
 
 // PeekID returns the top-level "id" of a message that may be invalid in
-// every other way, so that a rejection can still be reported to whoever
-// waits on that id. It returns "" when no usable id can be read.
+// every other way — wrong types, unknown fields, even cut short after the
+// id — so that its rejection can still be reported to whoever waits on that
+// id. It returns "" when no usable id can be read.
 func PeekID(raw []byte) (id, typ string) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
@@ -245,19 +246,21 @@ func PeekID(raw []byte) (id, typ string) {
 	for dec.More() {
 		k, err := dec.Token()
 		if err != nil {
-			return "", ""
+			return id, typ
 		}
 		var v json.RawMessage
 		if err := dec.Decode(&v); err != nil {
-			return "", ""
+			return id, typ
 		}
 		var s string
 		switch k {
 		case "id":
+			id = ""
 			if json.Unmarshal(v, &s) == nil && checkText("id", s, MaxIDBytes, true) == nil {
 				id = s
 			}
 		case "type":
+			typ = ""
 			if json.Unmarshal(v, &s) == nil && checkText("type", s, MaxTypeBytes, false) == nil {
 				typ = s
 			}

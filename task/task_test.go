@@ -80,6 +80,8 @@ func TestPeekIDReadsTheIDOfAnInvalidTask(t *testing.T) {
 		{`{"task":5,"id":"8"}`, "8", ""},
 		{`{"id":8}`, "", ""},
 		{`not json`, "", ""},
+		{`{"id":"cut","task":{"cmdline":"a`, "cut", ""},
+		{`{"id":"1","id":5}`, "", ""},
 		{`{"id":"9","task":{"cmdline":"` + strings.Repeat("x", 1<<20) + `"}}`, "9", ""},
 	}
 	for _, tc := range tests {
