@@ -1,0 +1,189 @@
+// Package queue defines how an executor talks to the transport that brings
+// tasks and carries results: small interfaces per role, with no transport
+// types in their signatures. The Redis implementation lives in
+// queue/redisqueue; later transports sit beside it and implement the same
+// interfaces.
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/taskjob/task-job/task"
+)
+
+// ErrClosed is returned once the broker has been closed.
+var ErrClosed = errors.New("queue: closed")
+
+// Delivery is one task message taken from the task list. Until it is
+// finished or dropped it stays in this executor's processing list, so a
+// crash cannot lose it.
+type Delivery struct {
+	Raw []byte
+	// Taken is when this executor took it.
+	Taken time.Time
+}
+
+// Claim is the outcome of claiming a task id.
+type Claim int
+
+const (
+	// Claimed: this executor now owns the id and must run it and finish it.
+	Claimed Claim = iota + 1
+	// Duplicate: the id was already seen (running, or ended within the
+	// retention time). The delivery must be dropped with no done: a second
+	// done would mislead whoever waits on the first.
+	Duplicate
+	// CancelledWhileQueued: a kill arrived before any executor took the
+	// task. It must be finished as killed without running.
+	CancelledWhileQueued
+)
+
+func (c Claim) String() string {
+	switch c {
+	case Claimed:
+		return "claimed"
+	case Duplicate:
+		return "duplicate"
+	case CancelledWhileQueued:
+		return "cancelled-while-queued"
+	}
+	return "unknown"
+}
+
+// Finish ends a task: it records the terminal state, publishes the done
+// message and removes the delivery. It takes effect at most once per id,
+// however often it is retried, so every task gets exactly one done.
+type Finish struct {
+	ID    string     `json:"id"`
+	State task.State `json:"state"`
+	// Done is the done message, as published.
+	Done []byte `json:"done"`
+	// Raw is the delivery this finish ends.
+	Raw []byte `json:"raw"`
+	// Claimed is true when the caller had claimed the id (so the record must
+	// still say running on this executor); false for a task finished without
+	// a claim (killed while queued).
+	Claimed bool `json:"claimed"`
+}
+
+// Message is one entry of the ordered outbox: an output line or a finish.
+type Message struct {
+	Log    []byte
+	Finish *Finish
+}
+
+// Tasks hands tasks to an executor, reliably.
+type Tasks interface {
+	// Take blocks until a task arrives or about a second passes (then it
+	// returns nil, nil), or ctx ends.
+	Take(ctx context.Context) (*Delivery, error)
+	// Claim makes this executor the owner of id, unless the id was already
+	// seen or killed.
+	Claim(ctx context.Context, d *Delivery, id string) (Claim, error)
+	// Drop removes a delivery that gets no done (no readable id, or a
+	// duplicate).
+	Drop(ctx context.Context, d *Delivery) error
+	// Requeue puts a delivery this executor will not run back at the head of
+	// the task list (on shutdown, before it started).
+	Requeue(ctx context.Context, d *Delivery) error
+}
+
+// Publisher delivers the outbox.
+type Publisher interface {
+	// Publish applies msgs in order, all or none. A retried batch may
+	// deliver its output lines twice (their seq numbers tell); a Finish
+	// never takes effect twice.
+	Publish(ctx context.Context, msgs []Message) error
+}
+
+// Route says where a kill must go.
+type Route struct {
+	// Executor runs the task; empty when it is not running.
+	Executor string
+	// Queued is true when the task has not started: it was marked so that
+	// whoever takes it finishes it as killed.
+	Queued bool
+	// Ended is the terminal state when the task had already ended.
+	Ended task.State
+}
+
+// ControlDelivery is one control message taken from the shared control
+// list; it is kept until acknowledged, so a crash cannot lose it.
+type ControlDelivery struct {
+	Raw []byte
+	// Forwarded is true for a message another executor routed to this one.
+	Forwarded bool
+}
+
+// Controls carries kill messages to whichever executor runs the task.
+type Controls interface {
+	// TakeControl blocks until a control message arrives on the shared
+	// list, or about a second passes (nil, nil), or ctx ends.
+	TakeControl(ctx context.Context) (*ControlDelivery, error)
+	// TakeForwarded is TakeControl for messages other executors routed to
+	// this one.
+	TakeForwarded(ctx context.Context) (*ControlDelivery, error)
+	// AckControl removes a handled control message.
+	AckControl(ctx context.Context, c *ControlDelivery) error
+	// RouteKill looks up who runs id; a task not yet running is marked
+	// cancelled so it never starts.
+	RouteKill(ctx context.Context, id string) (Route, error)
+	// Forward hands a control message to the executor that runs the task.
+	Forward(ctx context.Context, executor string, raw []byte) error
+	// RemoveQueued looks for id in the task list (a bounded scan) and, if it
+	// is there and marked cancelled, removes it and applies f. It reports
+	// whether it did.
+	RemoveQueued(ctx context.Context, id string, f func(raw []byte) *Finish) (bool, error)
+}
+
+// Membership tracks which executors are alive and recovers the work of
+// those that died.
+type Membership interface {
+	// Join registers this executor. It waits (bounded) for a previous
+	// instance with the same id to expire, and fails if one is still alive.
+	Join(ctx context.Context) error
+	// Heartbeat renews this executor's liveness; call it every TTL/3.
+	Heartbeat(ctx context.Context) error
+	// Leave deregisters this executor after a clean shutdown.
+	Leave(ctx context.Context) error
+	// Executors lists registered executors and whether each looks alive now.
+	Executors(ctx context.Context) (map[string]bool, error)
+	// Recover handles the work a dead executor left: tasks it had started
+	// are finished as lost by this executor, tasks it had not started go
+	// back to the head of the task list, its unhandled control messages go
+	// back to the control list. Safe to race with other executors.
+	Recover(ctx context.Context, executor string) (Recovered, error)
+}
+
+// Recovered counts what Recover did.
+type Recovered struct {
+	Lost, Requeued, Controls int
+}
+
+// Status is what is known about a task id.
+type Status struct {
+	ID       string     `json:"id"`
+	State    task.State `json:"state"`
+	Executor string     `json:"executor,omitempty"`
+	Updated  string     `json:"updated,omitempty"`
+	// Done is the done message once the task has ended.
+	Done []byte `json:"-"`
+}
+
+// Statuses answers status queries by id.
+type Statuses interface {
+	// Status returns nil, nil for an id never seen (or past retention).
+	Status(ctx context.Context, id string) (*Status, error)
+}
+
+// Broker is everything an executor needs from its transport.
+type Broker interface {
+	Tasks
+	Publisher
+	Controls
+	Membership
+	Statuses
+	Close() error
+}

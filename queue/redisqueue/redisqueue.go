@@ -1,0 +1,443 @@
+// Package redisqueue is the Redis transport of task-job: the original
+// tool's lists, plus the keys that make hand-off reliable, kills routable and
+// results exactly-once.
+//
+// Keys, for queue_name Q (see the README's key table):
+//
+//	Q                        task list (clients RPUSH)
+//	Q_control                shared control list (clients RPUSH kills)
+//	Q_logs                   TaskLog messages (logs_channel); also a pub/sub channel
+//	Q:processing:<executor>  tasks an executor took and has not finished
+//	Q:control-taken:<exec>   control messages an executor took and has not handled
+//	Q:control:<executor>     kills forwarded to the executor that runs the task
+//	Q:status:<id>            state of a task id (hash), kept for the retention time
+//	Q:executors              set of registered executors
+//	Q:executor:<executor>    liveness key, renewed every TTL/3
+//	Q:recovering:<executor>  lock held while a peer recovers a dead executor
+package redisqueue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/task"
+)
+
+// BlockTimeout is how long a blocking pop waits before returning empty. go-redis
+// rounds anything shorter up to a second and warns on every call, so a second
+// it is; shutdown waits at most this long for a pop to return.
+const BlockTimeout = time.Second
+
+// Names are the list names users configure.
+type Names struct {
+	Tasks   string // queue_name
+	Control string // queue_control_name
+	Logs    string // logs_channel
+}
+
+// Options configure a Queue.
+type Options struct {
+	Names      Names
+	ExecutorID string
+	// Retention is how long the status of an ended task (and so its
+	// duplicate-id protection) is kept.
+	Retention time.Duration
+	// TTL is how long an executor counts as alive after its last heartbeat.
+	TTL time.Duration
+	// ScanLimit bounds how many queued tasks a kill looks through to cancel a
+	// queued task at once (beyond it the kill still takes effect when the task
+	// is taken). Default 10,000.
+	ScanLimit int
+}
+
+// Queue implements queue.Broker on Redis.
+type Queue struct {
+	rdb   redis.UniversalClient
+	opt   Options
+	token string // distinguishes this process from an earlier one with the same executor id
+}
+
+var _ queue.Broker = (*Queue)(nil)
+
+// New wraps a connected client. The client is closed by Close.
+func New(rdb redis.UniversalClient, opt Options) *Queue {
+	if opt.Retention <= 0 {
+		opt.Retention = 24 * time.Hour
+	}
+	if opt.TTL <= 0 {
+		opt.TTL = 5 * time.Second
+	}
+	if opt.ScanLimit <= 0 {
+		opt.ScanLimit = 10000
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Queue{rdb: rdb, opt: opt, token: hex.EncodeToString(b[:])}
+}
+
+// Client returns the underlying client (for the CLI and tests).
+func (q *Queue) Client() redis.UniversalClient { return q.rdb }
+
+// Close closes the client.
+func (q *Queue) Close() error { return q.rdb.Close() }
+
+func (q *Queue) key(parts ...string) string {
+	k := q.opt.Names.Tasks
+	for _, p := range parts {
+		k += ":" + p
+	}
+	return k
+}
+
+func (q *Queue) processing(executor string) string { return q.key("processing", executor) }
+func (q *Queue) controlTaken(executor string) string {
+	return q.key("control-taken", executor)
+}
+func (q *Queue) forwarded(executor string) string { return q.key("control", executor) }
+func (q *Queue) liveness(executor string) string  { return q.key("executor", executor) }
+
+// StatusKey is the key of id's status hash.
+func (q *Queue) StatusKey(id string) string { return q.key("status", id) }
+
+func now() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
+
+// Take implements queue.Tasks with BLMOVE into this executor's processing
+// list: the task is never only in flight.
+func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
+	raw, err := q.rdb.BLMove(ctx, q.opt.Names.Tasks, q.processing(q.opt.ExecutorID), "LEFT", "RIGHT", BlockTimeout).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: take from %q: %w", q.opt.Names.Tasks, err)
+	}
+	return &queue.Delivery{Raw: raw, Taken: time.Now()}, nil
+}
+
+// Claim implements queue.Tasks.
+func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.Claim, error) {
+	n, err := claimScript.Run(ctx, q.rdb, []string{q.StatusKey(id)}, q.opt.ExecutorID, now()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("queue: claim %q: %w", id, err)
+	}
+	return queue.Claim(n), nil
+}
+
+// Drop implements queue.Tasks.
+func (q *Queue) Drop(ctx context.Context, d *queue.Delivery) error {
+	if err := q.rdb.LRem(ctx, q.processing(q.opt.ExecutorID), 1, d.Raw).Err(); err != nil {
+		return fmt.Errorf("queue: drop: %w", err)
+	}
+	return nil
+}
+
+// Requeue implements queue.Tasks: back to the head, where it was.
+func (q *Queue) Requeue(ctx context.Context, d *queue.Delivery) error {
+	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.LRem(ctx, q.processing(q.opt.ExecutorID), 1, d.Raw)
+		p.LPush(ctx, q.opt.Names.Tasks, d.Raw)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: requeue: %w", err)
+	}
+	return nil
+}
+
+// Publish implements queue.Publisher: runs of output lines become one
+// multi-value RPUSH (and one PUBLISH for followers), finishes run the finish
+// script, all inside MULTI/EXEC so a batch applies whole or not at all.
+// The finish script is sent as EVAL, not EVALSHA: after a Redis restart the
+// script cache is empty and a NOSCRIPT error inside MULTI would apply the
+// rest of the batch without it.
+func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) error {
+	retention := strconv.FormatInt(q.opt.Retention.Milliseconds(), 10)
+	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		var lines []any
+		var feed []byte
+		flush := func() {
+			if len(lines) > 0 {
+				p.RPush(ctx, q.opt.Names.Logs, lines...)
+				p.Publish(ctx, q.opt.Names.Logs, feed)
+				lines, feed = nil, nil
+			}
+		}
+		for _, m := range msgs {
+			if m.Finish == nil {
+				lines = append(lines, m.Log)
+				if len(feed) > 0 {
+					feed = append(feed, '\n')
+				}
+				feed = append(feed, m.Log...)
+				continue
+			}
+			flush()
+			f := m.Finish
+			claimed := "0"
+			if f.Claimed {
+				claimed = "1"
+			}
+			p.Eval(ctx, finishSource,
+				[]string{q.StatusKey(f.ID), q.opt.Names.Logs, q.processing(q.opt.ExecutorID)},
+				string(f.State), f.Done, f.Raw, retention, q.opt.ExecutorID, claimed, now(), "0", q.opt.Names.Logs)
+		}
+		flush()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: publish %d messages: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// TakeControl implements queue.Controls for the shared control list.
+func (q *Queue) TakeControl(ctx context.Context) (*queue.ControlDelivery, error) {
+	raw, err := q.rdb.BLMove(ctx, q.opt.Names.Control, q.controlTaken(q.opt.ExecutorID), "LEFT", "RIGHT", BlockTimeout).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: take from %q: %w", q.opt.Names.Control, err)
+	}
+	return &queue.ControlDelivery{Raw: raw}, nil
+}
+
+// TakeForwarded returns the next kill another executor routed to this one.
+func (q *Queue) TakeForwarded(ctx context.Context) (*queue.ControlDelivery, error) {
+	res, err := q.rdb.BLPop(ctx, BlockTimeout, q.forwarded(q.opt.ExecutorID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: take forwarded control: %w", err)
+	}
+	return &queue.ControlDelivery{Raw: []byte(res[1]), Forwarded: true}, nil
+}
+
+// AckControl implements queue.Controls.
+func (q *Queue) AckControl(ctx context.Context, c *queue.ControlDelivery) error {
+	if c.Forwarded {
+		return nil // BLPOP already removed it
+	}
+	if err := q.rdb.LRem(ctx, q.controlTaken(q.opt.ExecutorID), 1, c.Raw).Err(); err != nil {
+		return fmt.Errorf("queue: ack control: %w", err)
+	}
+	return nil
+}
+
+// RouteKill implements queue.Controls.
+func (q *Queue) RouteKill(ctx context.Context, id string) (queue.Route, error) {
+	res, err := routeKillScript.Run(ctx, q.rdb, []string{q.StatusKey(id)}, now(),
+		strconv.FormatInt(q.opt.Retention.Milliseconds(), 10)).StringSlice()
+	if err != nil || len(res) != 2 {
+		return queue.Route{}, fmt.Errorf("queue: route kill for %q: %w", id, err)
+	}
+	switch res[0] {
+	case "running":
+		return queue.Route{Executor: res[1]}, nil
+	case "queued":
+		return queue.Route{Queued: true}, nil
+	default:
+		return queue.Route{Ended: task.State(res[1])}, nil
+	}
+}
+
+// Forward implements queue.Controls.
+func (q *Queue) Forward(ctx context.Context, executor string, raw []byte) error {
+	if err := q.rdb.RPush(ctx, q.forwarded(executor), raw).Err(); err != nil {
+		return fmt.Errorf("queue: forward control to %s: %w", executor, err)
+	}
+	return nil
+}
+
+// RemoveQueued implements queue.Controls with a bounded scan of the task
+// list, in pages, from its head.
+func (q *Queue) RemoveQueued(ctx context.Context, id string, f func(raw []byte) *queue.Finish) (bool, error) {
+	const page = 500
+	for start := 0; start < q.opt.ScanLimit; start += page {
+		items, err := q.rdb.LRange(ctx, q.opt.Names.Tasks, int64(start), int64(start+page-1)).Result()
+		if err != nil {
+			return false, fmt.Errorf("queue: scan %q: %w", q.opt.Names.Tasks, err)
+		}
+		for _, it := range items {
+			if got, _ := task.PeekID([]byte(it)); got != id {
+				continue
+			}
+			fin := f([]byte(it))
+			n, err := finishScript.Run(ctx, q.rdb,
+				[]string{q.StatusKey(id), q.opt.Names.Logs, q.opt.Names.Tasks},
+				string(fin.State), fin.Done, it, strconv.FormatInt(q.opt.Retention.Milliseconds(), 10),
+				q.opt.ExecutorID, "0", now(), "1", q.opt.Names.Logs).Int()
+			if err != nil {
+				return false, fmt.Errorf("queue: remove queued %q: %w", id, err)
+			}
+			return n == 1, nil
+		}
+		if len(items) < page {
+			break
+		}
+	}
+	return false, nil
+}
+
+// Join implements queue.Membership.
+func (q *Queue) Join(ctx context.Context) error {
+	deadline := time.Now().Add(2 * q.opt.TTL)
+	for {
+		ok, err := q.rdb.SetNX(ctx, q.liveness(q.opt.ExecutorID), q.token, q.opt.TTL).Result()
+		if err != nil {
+			return fmt.Errorf("queue: register executor %q: %w", q.opt.ExecutorID, err)
+		}
+		if ok {
+			return q.rdb.SAdd(ctx, q.key("executors"), q.opt.ExecutorID).Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("queue: another executor with id %q is alive on this Redis; give each executor its own executor_id", q.opt.ExecutorID)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(q.opt.TTL / 5):
+		}
+	}
+}
+
+// Heartbeat implements queue.Membership.
+func (q *Queue) Heartbeat(ctx context.Context) error {
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, q.liveness(q.opt.ExecutorID), q.token, q.opt.TTL)
+		p.SAdd(ctx, q.key("executors"), q.opt.ExecutorID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: heartbeat: %w", err)
+	}
+	return nil
+}
+
+// Leave implements queue.Membership.
+func (q *Queue) Leave(ctx context.Context) error {
+	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SRem(ctx, q.key("executors"), q.opt.ExecutorID)
+		p.Del(ctx, q.liveness(q.opt.ExecutorID), q.forwarded(q.opt.ExecutorID))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: leave: %w", err)
+	}
+	return nil
+}
+
+// Executors implements queue.Membership.
+func (q *Queue) Executors(ctx context.Context) (map[string]bool, error) {
+	ids, err := q.rdb.SMembers(ctx, q.key("executors")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list executors: %w", err)
+	}
+	cmds := make([]*redis.IntCmd, len(ids))
+	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Exists(ctx, q.liveness(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: check executors: %w", err)
+	}
+	out := make(map[string]bool, len(ids))
+	for i, id := range ids {
+		out[id] = cmds[i].Val() == 1
+	}
+	return out, nil
+}
+
+// Recover implements queue.Membership.
+func (q *Queue) Recover(ctx context.Context, dead string) (queue.Recovered, error) {
+	var r queue.Recovered
+	lock := q.key("recovering", dead)
+	ok, err := q.rdb.SetNX(ctx, lock, q.opt.ExecutorID, time.Minute).Result()
+	if err != nil || !ok {
+		return r, err // another executor is on it
+	}
+	defer q.rdb.Del(context.WithoutCancel(ctx), lock)
+	if dead != q.opt.ExecutorID {
+		if alive, err := q.rdb.Exists(ctx, q.liveness(dead)).Result(); err != nil || alive == 1 {
+			return r, err // it came back
+		}
+	}
+	raws, err := q.rdb.LRange(ctx, q.processing(dead), 0, -1).Result()
+	if err != nil {
+		return r, fmt.Errorf("queue: recover %s: %w", dead, err)
+	}
+	retention := strconv.FormatInt(q.opt.Retention.Milliseconds(), 10)
+	for _, raw := range raws {
+		id, typ := task.PeekID([]byte(raw))
+		statusKey := q.key("status-unreadable")
+		if id != "" {
+			statusKey = q.StatusKey(id)
+		}
+		lost := (&task.Log{
+			ID: id, Type: typ, MsgType: task.MsgDone, Executor: q.opt.ExecutorID,
+			Data: "lost: executor " + dead + " died while the task ran",
+			Time: time.Now().UTC().Format(task.TimeFormat),
+			Result: &task.Result{
+				Status: task.Lost, ExitCode: -1,
+				Reason: "executor " + dead + " died while the task ran; its outcome is unknown and it was not re-run",
+			},
+		}).Marshal()
+		res, err := recoverScript.Run(ctx, q.rdb,
+			[]string{statusKey, q.opt.Names.Logs, q.processing(dead), q.opt.Names.Tasks},
+			raw, dead, lost, retention, q.opt.ExecutorID, now(), q.opt.Names.Logs).Text()
+		if err != nil {
+			return r, fmt.Errorf("queue: recover %s: %w", dead, err)
+		}
+		switch res {
+		case "lost":
+			r.Lost++
+		case "requeued":
+			r.Requeued++
+		}
+	}
+	for {
+		err := q.rdb.LMove(ctx, q.controlTaken(dead), q.opt.Names.Control, "LEFT", "LEFT").Err()
+		if errors.Is(err, redis.Nil) {
+			break
+		}
+		if err != nil {
+			return r, fmt.Errorf("queue: recover %s controls: %w", dead, err)
+		}
+		r.Controls++
+	}
+	if dead != q.opt.ExecutorID {
+		_, err = q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.SRem(ctx, q.key("executors"), dead)
+			p.Del(ctx, q.forwarded(dead))
+			return nil
+		})
+	}
+	return r, err
+}
+
+// Status implements queue.Statuses.
+func (q *Queue) Status(ctx context.Context, id string) (*queue.Status, error) {
+	h, err := q.rdb.HGetAll(ctx, q.StatusKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: status of %q: %w", id, err)
+	}
+	if len(h) == 0 {
+		return nil, nil
+	}
+	st := task.State(h["state"])
+	if h["state"] == "cancelled" {
+		st = task.Queued
+	}
+	return &queue.Status{ID: id, State: st, Executor: h["executor"], Updated: h["updated"], Done: []byte(h["done"])}, nil
+}

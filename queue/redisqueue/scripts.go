@@ -1,0 +1,90 @@
+package redisqueue
+
+import "github.com/redis/go-redis/v9"
+
+// The state changes of a task id are Lua scripts so that each one is a
+// single atomic step in Redis: two executors (or an executor and a kill
+// router, or a recoverer) can never both believe they own an id, and a
+// done is published by the same step that makes the state terminal, which
+// is what makes "exactly one done per id" hold across retries and crashes.
+//
+// The status hash of an id holds: state (a task.State, or "cancelled" for a
+// kill that arrived while the task was queued), executor, updated, done.
+
+// claimScript: KEYS[1] status; ARGV executor, now.
+// Returns 1 claimed, 2 duplicate, 3 cancelled while queued.
+var claimScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st or st == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'executor', ARGV[1], 'updated', ARGV[2])
+  redis.call('PERSIST', KEYS[1])
+  return 1
+elseif st == 'cancelled' then
+  return 3
+end
+return 2
+`)
+
+// finishScript: KEYS[1] status, KEYS[2] logs list, KEYS[3] list holding the
+// delivery; ARGV state, done, raw, retention ms, executor, claimed (1/0),
+// now, must-remove (1/0), feed channel.
+// Returns 1 when it published the done, 0 when the id had already ended (or
+// was not this caller's to end).
+const finishSource = `
+local st = redis.call('HGET', KEYS[1], 'state')
+local ok
+if ARGV[6] == '1' then
+  ok = (st == 'running' and redis.call('HGET', KEYS[1], 'executor') == ARGV[5])
+else
+  ok = (not st or st == 'queued' or st == 'cancelled')
+end
+local removed = redis.call('LREM', KEYS[3], 1, ARGV[3])
+if not ok or (ARGV[8] == '1' and removed == 0) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'executor', ARGV[5], 'updated', ARGV[7], 'done', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[9], ARGV[2])
+return 1
+`
+
+var finishScript = redis.NewScript(finishSource)
+
+// routeKillScript: KEYS[1] status; ARGV now, retention ms.
+// Returns {"running", executor} | {"queued", ""} | {"ended", state}.
+var routeKillScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == 'running' then
+  return {'running', redis.call('HGET', KEYS[1], 'executor')}
+end
+if not st or st == 'queued' or st == 'cancelled' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'updated', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {'queued', ''}
+end
+return {'ended', st}
+`)
+
+// recoverScript: KEYS[1] status, KEYS[2] logs list, KEYS[3] dead
+// executor's processing list, KEYS[4] task list; ARGV raw, dead executor,
+// lost done, retention ms, this executor, now, feed channel.
+var recoverScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+local ex = redis.call('HGET', KEYS[1], 'executor')
+if redis.call('LREM', KEYS[3], 1, ARGV[1]) == 0 then
+  return 'gone'
+end
+if st == 'running' and ex == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'state', 'lost', 'executor', ARGV[5], 'updated', ARGV[6], 'done', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+  redis.call('PUBLISH', ARGV[7], ARGV[3])
+  return 'lost'
+end
+if st and st ~= 'queued' and st ~= 'cancelled' then
+  return 'dropped'
+end
+redis.call('LPUSH', KEYS[4], ARGV[1])
+return 'requeued'
+`)
