@@ -1,0 +1,313 @@
+// Package executor is the loop at the heart of task-job: it takes a task
+// when a slot is free, claims its id, resolves its cmdline through the jail,
+// runs it in the sandbox, streams its output, obeys kills, and publishes
+// exactly one done. It also keeps the executor's liveness, recovers the work
+// of dead peers, and shuts down gracefully. It talks to its transport only
+// through the interfaces of package queue.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/taskjob/task-job/jail"
+	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/spool"
+)
+
+// Causes of a task's context being cancelled; the done reports which.
+var (
+	ErrKilled   = errors.New("executor: killed by a kill message")
+	ErrTimeout  = errors.New("executor: timeout")
+	ErrShutdown = errors.New("executor: executor shutting down")
+)
+
+// Options configure an Executor. Zero values take the documented defaults.
+type Options struct {
+	ExecutorID  string
+	Concurrency int // default 1
+	// Logs ships stdout/stderr lines; done messages are always published.
+	Logs           bool
+	MaxTaskBytes   int           // default 1 MiB
+	MaxOutputBytes int64         // default 16 MiB
+	MaxLineBytes   int           // default 64 KiB
+	KillGrace      time.Duration // default 5 s
+	ShutdownGrace  time.Duration // default 30 s
+	// TTL is the liveness window: peers treat this executor as dead once its
+	// heartbeat is older than this. Default 5 s.
+	TTL time.Duration
+	// LogsHTTP, when set, also receives every message by POST.
+	LogsHTTP      string
+	SpoolDir      string
+	SpoolMaxBytes int64
+	// Env is the whole environment of a task, before the TASK_* variables.
+	Env []string
+
+	Broker queue.Broker
+	Jail   *jail.Jail
+	Runner *sandbox.Runner
+	Logger hclog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	if o.MaxTaskBytes <= 0 {
+		o.MaxTaskBytes = 1 << 20
+	}
+	if o.MaxOutputBytes <= 0 {
+		o.MaxOutputBytes = 16 << 20
+	}
+	if o.MaxLineBytes <= 0 {
+		o.MaxLineBytes = 64 << 10
+	}
+	if o.KillGrace <= 0 {
+		o.KillGrace = 5 * time.Second
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 30 * time.Second
+	}
+	if o.TTL <= 0 {
+		o.TTL = 5 * time.Second
+	}
+	if o.SpoolMaxBytes <= 0 {
+		o.SpoolMaxBytes = 1 << 30
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+}
+
+// Executor runs tasks. Create it with New and call Run once.
+type Executor struct {
+	opt Options
+	log hclog.Logger
+	out *outbox
+
+	slots chan struct{}
+
+	// tasks holds the tasks of this executor by id, from before their claim
+	// until their done is queued, so a kill always finds them.
+	mu    sync.Mutex
+	tasks map[string]*run
+	wg    sync.WaitGroup
+
+	// taskCtx is the parent of every task's context. It is cancelled (with
+	// ErrShutdown) only when the shutdown grace has run out, not when
+	// taking stops.
+	taskCtx    context.Context
+	killAll    context.CancelCauseFunc
+	stopNowMu  sync.Once
+	stopNowCh  chan struct{}
+	onFinished func(id string) // test hook
+	isolation  string          // reported in every done
+}
+
+// New checks opts and prepares an Executor.
+func New(opts Options) (*Executor, error) {
+	opts.setDefaults()
+	switch {
+	case opts.Broker == nil:
+		return nil, errors.New("executor: no broker")
+	case opts.Jail == nil:
+		return nil, errors.New("executor: no jail")
+	case opts.Runner == nil:
+		return nil, errors.New("executor: no sandbox runner")
+	case opts.ExecutorID == "":
+		return nil, errors.New("executor: no executor id")
+	}
+	sp, err := spool.New(spool.Options{Dir: opts.SpoolDir, DiskBytes: opts.SpoolMaxBytes})
+	if err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	e := &Executor{
+		opt:       opts,
+		log:       opts.Logger,
+		slots:     make(chan struct{}, opts.Concurrency),
+		tasks:     make(map[string]*run),
+		stopNowCh: make(chan struct{}),
+	}
+	e.isolation = "process-group"
+	if opts.Runner.Isolated() {
+		e.isolation = "pid-namespace"
+	}
+	e.out = newOutbox(sp, opts.Broker, opts.LogsHTTP, e.log)
+	e.taskCtx, e.killAll = context.WithCancelCause(context.Background())
+	return e, nil
+}
+
+// StopNow ends the shutdown grace at once: running tasks are killed and
+// reported. A second SIGTERM calls it.
+func (e *Executor) StopNow() { e.stopNowMu.Do(func() { close(e.stopNowCh) }) }
+
+// Running returns how many tasks this executor holds now.
+func (e *Executor) Running() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.tasks)
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully: it stops
+// taking tasks, lets running ones finish within the shutdown grace, kills
+// and reports the rest, delivers every queued message it can, and leaves.
+func (e *Executor) Run(ctx context.Context) error {
+	log := e.log
+	if err := e.opt.Broker.Join(ctx); err != nil {
+		return err
+	}
+	if r, err := e.opt.Broker.Recover(ctx, e.opt.ExecutorID); err != nil {
+		log.Warn("could not recover the work of this executor's previous run", "error", err)
+	} else if r != (queue.Recovered{}) {
+		log.Warn("recovered the work of this executor's previous run", "lost", r.Lost, "requeued", r.Requeued, "controls", r.Controls)
+	}
+
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); e.out.run(pubCtx) }()
+
+	var bg sync.WaitGroup
+	for _, loop := range []func(context.Context){e.heartbeatLoop, e.recoverLoop, e.controlLoop, e.forwardedLoop} {
+		bg.Add(1)
+		go func() { defer bg.Done(); loop(ctx) }()
+	}
+	log.Info("executor serving", "id", e.opt.ExecutorID, "concurrency", e.opt.Concurrency)
+	e.takeLoop(ctx)
+
+	e.shutdown()
+	bg.Wait()
+	e.out.drain(10 * time.Second)
+	stopPub()
+	<-pubDone
+	leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if e.out.pending() == 0 {
+		// Anything still in our processing list was taken but never
+		// claimed (a pop cut short by the shutdown): put it back.
+		if r, err := e.opt.Broker.Recover(leaveCtx, e.opt.ExecutorID); err == nil && r.Requeued > 0 {
+			log.Info("put back tasks taken during shutdown", "requeued", r.Requeued)
+		}
+		if err := e.opt.Broker.Leave(leaveCtx); err != nil {
+			log.Warn("could not deregister", "error", err)
+		}
+	} else {
+		log.Error("messages could not be delivered before exit; peers will report this executor's unfinished tasks as lost",
+			"undelivered", e.out.pending())
+	}
+	e.out.close()
+	log.Info("executor stopped")
+	return nil
+}
+
+func (e *Executor) shutdown() {
+	n := e.Running()
+	if n == 0 {
+		return
+	}
+	e.log.Info("shutting down: no new tasks; waiting for running ones", "running", n, "grace", e.opt.ShutdownGrace)
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	timer := time.NewTimer(e.opt.ShutdownGrace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	case <-e.stopNowCh:
+	}
+	e.log.Warn("shutdown grace over: killing running tasks", "running", e.Running())
+	e.killAll(ErrShutdown)
+	<-done
+}
+
+// takeLoop takes a task whenever a slot is free.
+func (e *Executor) takeLoop(ctx context.Context) {
+	var failing backoff
+	for {
+		select {
+		case e.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		var d *queue.Delivery
+		for d == nil {
+			var err error
+			d, err = e.opt.Broker.Take(ctx)
+			if ctx.Err() != nil {
+				if d != nil {
+					e.requeue(d)
+				}
+				<-e.slots
+				return
+			}
+			if err != nil {
+				failing.fail(ctx, e.log, "cannot take tasks", err)
+				continue
+			}
+			failing.ok(e.log, "taking tasks again")
+		}
+		e.wg.Add(1)
+		go func() {
+			defer func() { <-e.slots; e.wg.Done() }()
+			e.handle(d)
+		}()
+	}
+}
+
+func (e *Executor) requeue(d *queue.Delivery) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.opt.Broker.Requeue(ctx, d); err != nil {
+		e.log.Warn("could not put a task back; it stays in this executor's processing list and is put back at its next start", "error", err)
+	}
+}
+
+// backoff spaces retries while the transport fails, and logs the first
+// failure and the recovery rather than every attempt.
+type backoff struct {
+	n int
+}
+
+func (b *backoff) fail(ctx context.Context, log hclog.Logger, what string, err error) {
+	if b.n == 0 {
+		log.Warn(what+"; retrying", "error", err)
+	}
+	d := time.Duration(50<<min(b.n, 5)) * time.Millisecond // 50 ms … 1.6 s
+	b.n++
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (b *backoff) ok(log hclog.Logger, what string) {
+	if b.n > 0 {
+		log.Info(what, "after_attempts", b.n)
+	}
+	b.n = 0
+}
+
+// retry calls f until it succeeds or ctx ends: while Redis is down, a task
+// that was already taken waits for it rather than being lost.
+func retry[T any](ctx context.Context, log hclog.Logger, what string, f func(context.Context) (T, error)) (T, error) {
+	var b backoff
+	for {
+		v, err := f(ctx)
+		if err == nil {
+			b.ok(log, what+" again")
+			return v, nil
+		}
+		if ctx.Err() != nil {
+			return v, ctx.Err()
+		}
+		b.fail(ctx, log, "cannot "+what, err)
+	}
+}

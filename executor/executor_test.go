@@ -1,0 +1,396 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/redisserver"
+)
+
+func TestEveryTerminalStatus(t *testing.T) {
+	c := newCluster(t)
+	c.script("ok.sh", `echo "out $1"; echo "err" >&2; echo "out 2"`)
+	c.script("fail.sh", `exit 3`)
+	c.script("sleep.sh", `sleep 30`)
+	c.script("selfkill.sh", `kill -9 $$`)
+	c.executor("a")
+
+	c.submit("ok", "ok.sh", []string{"one two"}, 0)
+	c.submit("fail", "fail.sh", nil, 0)
+	c.submit("timeout", "sleep.sh", nil, 0.5)
+	c.submit("signal", "selfkill.sh", nil, 0)
+	c.submit("rejected", "../../etc/hostname", nil, 0)
+	c.submit("killed", "sleep.sh", nil, 0)
+	c.waitFor("killed to start", 10*time.Second, func(map[string][]task.Log) bool { return true })
+
+	tests := []struct {
+		id     string
+		status task.State
+		exit   int
+		reason string
+	}{
+		{"ok", task.Succeeded, 0, "exited with status 0"},
+		{"fail", task.Failed, 3, "exited with status 3"},
+		{"timeout", task.Timeout, -1, "timeout"},
+		{"signal", task.Failed, -1, "SIGKILL"},
+		{"rejected", task.Rejected, -1, "cmd_dir"},
+	}
+	for _, tc := range tests {
+		d := c.done(tc.id, 20*time.Second)
+		if d.Status != tc.status || d.ExitCode != tc.exit || !strings.Contains(d.Reason, tc.reason) {
+			t.Errorf("%s: done %+v, want status %s exit %d reason ~%q", tc.id, *d.Result, tc.status, tc.exit, tc.reason)
+		}
+		if d.Type != "test" || d.Executor != "a" {
+			t.Errorf("%s: done does not echo type and executor: %+v", tc.id, d)
+		}
+	}
+	c.kill("killed")
+	if d := c.done("killed", 20*time.Second); d.Status != task.Killed {
+		t.Errorf("killed: %+v", *d.Result)
+	}
+
+	// Output: in order per stream (the two streams are separate pipes, so
+	// only per-stream order exists), numbered, done last; the argument with
+	// a space stayed one argv entry.
+	var stdout, stderr []string
+	var last uint64
+	msgs := c.messages("ok")
+	for _, l := range msgs {
+		if l.Seq <= last {
+			t.Errorf("seq not increasing: %d after %d", l.Seq, last)
+		}
+		last = l.Seq
+		switch l.MsgType {
+		case task.MsgStdout:
+			stdout = append(stdout, l.Data)
+		case task.MsgStderr:
+			stderr = append(stderr, l.Data)
+		}
+	}
+	if got := strings.Join(stdout, "|"); got != "out one two|out 2" {
+		t.Errorf("stdout of ok: %q", got)
+	}
+	if got := strings.Join(stderr, "|"); got != "err" {
+		t.Errorf("stderr of ok: %q", got)
+	}
+	if msgs[len(msgs)-1].MsgType != task.MsgDone {
+		t.Errorf("done is not last: %+v", msgs)
+	}
+}
+
+func TestStatusIsQueryableByID(t *testing.T) {
+	c := newCluster(t)
+	c.script("ok.sh", `true`)
+	c.executor("a")
+	c.submit("s1", "ok.sh", nil, 0)
+	c.done("s1", 10*time.Second)
+	h, err := c.rdb.HGetAll(context.Background(), "queue_job_task:status:s1").Result()
+	if err != nil || h["state"] != "succeeded" || h["executor"] != "a" || !strings.Contains(h["done"], `"status":"succeeded"`) {
+		t.Fatalf("status record %v, %v", h, err)
+	}
+	ttl := c.rdb.TTL(context.Background(), "queue_job_task:status:s1").Val()
+	if ttl <= 0 || ttl > time.Hour {
+		t.Errorf("status retention TTL = %v, want (0, 1h]", ttl)
+	}
+}
+
+func TestBadInputIsAnsweredAndServingGoesOn(t *testing.T) {
+	c := newCluster(t)
+	c.script("ok.sh", `echo fine`)
+	c.executor("a", func(o *Options) { o.MaxTaskBytes = 1 << 20 })
+	huge := `{"id":"huge","type":"t","task":{"cmdline":"ok.sh","cmd_args":["` + strings.Repeat("x", 10<<20) + `"]}}`
+	bad := []struct{ id, raw, reason string }{
+		{"", `this is not json`, ""},
+		{"", `{"task":{"cmdline":"ok.sh"}}`, ""},
+		{"", `{"id":42,"task":{"cmdline":"ok.sh"}}`, ""},
+		{"types", `{"id":"types","task":{"cmdline":"ok.sh","cmd_args":"a b","timeout":"1h"}}`, "must be a JSON"},
+		{"huge", huge, "over the limit"},
+		{"trunc", `{"id":"trunc","task":{"cmdline":"ok.sh"`, "cut short"},
+		{"dotdot", `{"id":"dotdot","task":{"cmdline":"../../../../etc/hostname"}}`, "cmd_dir"},
+		{"abs", `{"id":"abs","task":{"cmdline":"/bin/sh"}}`, "jail"},
+		{"bashc", `{"id":"bashc","task":{"cmdline":"bash -c id"}}`, "option"},
+		{"inject", `{"id":"inject","task":{"cmdline":"ok.sh; rm -rf /"}}`, "jail"},
+		{"subst", `{"id":"subst","task":{"cmdline":"ok.sh $(id)"}}`, "jail"},
+		{"missing", `{"id":"missing","task":{"cmdline":"nope.sh"}}`, "jail"},
+		{"nul", `{"id":"nul","task":{"cmdline":"ok.sh","cmd_args":["a\u0000b"]}}`, "NUL"},
+	}
+	for _, b := range bad {
+		c.push(b.raw)
+	}
+	c.submit("after", "ok.sh", nil, 0)
+	if d := c.done("after", 20*time.Second); d.Status != task.Succeeded {
+		t.Fatalf("a good task after bad ones: %+v", *d.Result)
+	}
+	for _, b := range bad {
+		if b.id == "" {
+			continue
+		}
+		d := c.done(b.id, 5*time.Second)
+		if d.Status != task.Rejected || !strings.Contains(d.Reason, b.reason) {
+			t.Errorf("%s: got %s %q, want rejected ~%q", b.id, d.Status, d.Reason, b.reason)
+		}
+	}
+	// Nothing is left behind in the executor's processing list.
+	eventually(t, "processing list to empty", 5*time.Second, func() bool {
+		return c.rdb.LLen(context.Background(), "queue_job_task:processing:a").Val() == 0
+	})
+}
+
+func TestDuplicateIDRunsOnceAndGetsOneDone(t *testing.T) {
+	c := newCluster(t)
+	count := filepath.Join(t.TempDir(), "count")
+	c.script("count.sh", `echo x >> `+count)
+	c.executor("a")
+	c.submit("dup", "count.sh", nil, 0)
+	c.done("dup", 10*time.Second)
+	c.submit("dup", "count.sh", nil, 0)
+	c.submit("next", "count.sh", nil, 0)
+	c.done("next", 10*time.Second)
+	b, _ := os.ReadFile(count)
+	if n := strings.Count(string(b), "x"); n != 2 { // dup once, next once
+		t.Errorf("script ran %d times, want 2", n)
+	}
+	if n := c.dones("dup"); n != 1 {
+		t.Errorf("dup got %d dones, want 1", n)
+	}
+}
+
+func TestTakesTaskOnlyWithAFreeSlot(t *testing.T) {
+	c := newCluster(t)
+	c.script("block.sh", `sleep 30`)
+	c.executor("a", func(o *Options) { o.Concurrency = 1 })
+	c.submit("first", "block.sh", nil, 0)
+	eventually(t, "first to be taken", 10*time.Second, func() bool {
+		return c.rdb.LLen(context.Background(), names.Tasks).Val() == 0
+	})
+	c.submit("second", "block.sh", nil, 0)
+	// A busy executor must leave the second task on the list for others; give it
+	// a fair chance to misbehave (several blocking-pop cycles would be needed).
+	time.Sleep(1500 * time.Millisecond) // observing that nothing happens needs a wait
+	if n := c.rdb.LLen(context.Background(), names.Tasks).Val(); n != 1 {
+		t.Fatalf("task list holds %d, want the second task still queued", n)
+	}
+	c.kill("first")
+	c.done("first", 10*time.Second)
+	eventually(t, "second to be taken", 10*time.Second, func() bool {
+		return c.rdb.LLen(context.Background(), names.Tasks).Val() == 0
+	})
+	c.kill("second")
+	c.done("second", 10*time.Second)
+}
+
+func TestKillReachesTheRightExecutorAmongThree(t *testing.T) {
+	c := newCluster(t)
+	c.script("sleep.sh", `sleep 60`)
+	for _, id := range []string{"a", "b", "c"} {
+		c.executor(id, func(o *Options) { o.Concurrency = 2 })
+	}
+	ids := make([]string, 6)
+	for i := range ids {
+		ids[i] = "run-" + strconv.Itoa(i)
+		c.submit(ids[i], "sleep.sh", nil, 0)
+	}
+	eventually(t, "all six to run", 15*time.Second, func() bool {
+		for _, id := range ids {
+			h := c.rdb.HGet(context.Background(), "queue_job_task:status:"+id, "state").Val()
+			if h != "running" {
+				return false
+			}
+		}
+		return true
+	})
+	// Every executor is full; three more tasks stay queued.
+	queued := []string{"q-0", "q-1", "q-2"}
+	for _, id := range queued {
+		c.submit(id, "sleep.sh", nil, 0)
+	}
+	for _, id := range append(queued, ids...) {
+		c.kill(id)
+	}
+	execs := map[string]bool{}
+	for _, id := range ids {
+		d := c.done(id, 20*time.Second)
+		if d.Status != task.Killed {
+			t.Errorf("%s: %s %q", id, d.Status, d.Reason)
+		}
+		execs[d.Executor] = true
+	}
+	if len(execs) != 3 {
+		t.Errorf("the six tasks ran on %v, want all three executors", execs)
+	}
+	for _, id := range queued {
+		d := c.done(id, 20*time.Second)
+		if d.Status != task.Killed || d.Reason != "killed before it started" {
+			t.Errorf("queued %s: %s %q", id, d.Status, d.Reason)
+		}
+	}
+	for _, id := range append(queued, ids...) {
+		if n := c.dones(id); n != 1 {
+			t.Errorf("%s got %d dones", id, n)
+		}
+	}
+}
+
+func TestKillEndsTheWholeTreeIncludingSetsid(t *testing.T) {
+	c := newCluster(t)
+	marker := fmt.Sprintf("7%09d", time.Now().UnixNano()%1e9)
+	// A setsid daemon, a double fork, and a TERM-ignoring child.
+	c.script("tree.sh", `setsid sleep 1`+marker+` &
+(sleep 2`+marker+` &) &
+sh -c 'trap "" TERM; sleep 3`+marker+`' &
+echo started
+wait`)
+	c.executor("a", func(o *Options) { o.KillGrace = 300 * time.Millisecond })
+	c.submit("tree", "tree.sh", nil, 0)
+	c.waitFor("started", 10*time.Second, func(m map[string][]task.Log) bool { return len(m["tree"]) > 0 })
+	eventually(t, "the marked processes to start", 5*time.Second, func() bool { return processWithMarker("3" + marker) })
+	c.kill("tree")
+	if d := c.done("tree", 10*time.Second); d.Status != task.Killed {
+		t.Fatalf("done %+v", *d.Result)
+	}
+	for _, p := range []string{"1", "2", "3"} {
+		if processWithMarker(p + marker) {
+			t.Errorf("process sleep %s%s survived the kill", p, marker)
+		}
+	}
+}
+
+func TestBackgroundChildDoesNotDelayDone(t *testing.T) {
+	c := newCluster(t)
+	c.script("bg.sh", `sleep 60 & echo main done`)
+	c.executor("a")
+	start := time.Now()
+	c.submit("bg", "bg.sh", nil, 0)
+	d := c.done("bg", 20*time.Second)
+	if d.Status != task.Succeeded {
+		t.Fatalf("done %+v", *d.Result)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("done took %v: a background child held it up", el)
+	}
+}
+
+func TestOutputCapAndLongLines(t *testing.T) {
+	c := newCluster(t)
+	c.script("chatty.sh", `head -c 5000 /dev/zero | tr '\0' a; echo; i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done`)
+	c.executor("a", func(o *Options) { o.MaxLineBytes = 1000; o.MaxOutputBytes = 6000 })
+	c.submit("chatty", "chatty.sh", nil, 0)
+	d := c.done("chatty", 10*time.Second)
+	if d.OutputBytes < 6000 || d.OutputDropped == 0 {
+		t.Errorf("output %d bytes, %d dropped; want the cap hit", d.OutputBytes, d.OutputDropped)
+	}
+	var shipped int
+	var notice bool
+	for _, l := range c.messages("chatty") {
+		if l.MsgType == task.MsgStdout {
+			if len(l.Data) > 1000 {
+				t.Errorf("line of %d bytes, over max_line_bytes", len(l.Data))
+			}
+			shipped += len(l.Data)
+		}
+		notice = notice || strings.Contains(l.Data, "max_output_bytes")
+	}
+	if shipped > 6000 || !notice {
+		t.Errorf("shipped %d bytes (cap 6000), notice %v", shipped, notice)
+	}
+}
+
+func TestGracefulShutdownFinishesOrKillsAndReports(t *testing.T) {
+	c := newCluster(t)
+	c.script("short.sh", `sleep 0.5; echo finished`)
+	c.script("long.sh", `sleep 60`)
+	stop := c.executor("a", func(o *Options) { o.ShutdownGrace = 2 * time.Second })
+	c.submit("short", "short.sh", nil, 0)
+	c.submit("long", "long.sh", nil, 0)
+	eventually(t, "both to run", 10*time.Second, func() bool {
+		return c.rdb.HGet(context.Background(), "queue_job_task:status:long", "state").Val() == "running" &&
+			c.rdb.HGet(context.Background(), "queue_job_task:status:short", "state").Val() == "running"
+	})
+	c.submit("queued", "short.sh", nil, 0) // no free slot: must stay queued
+	stop()
+	if d := c.done("short", 10*time.Second); d.Status != task.Succeeded {
+		t.Errorf("short: %+v", *d.Result)
+	}
+	if d := c.done("long", 10*time.Second); d.Status != task.Killed || !strings.Contains(d.Reason, "shut down") {
+		t.Errorf("long: %+v", *d.Result)
+	}
+	if n := c.rdb.LLen(context.Background(), names.Tasks).Val(); n != 1 {
+		t.Errorf("task list holds %d after shutdown, want the queued task back", n)
+	}
+	if c.rdb.SIsMember(context.Background(), "queue_job_task:executors", "a").Val() {
+		t.Error("executor still registered after a clean shutdown")
+	}
+}
+
+func TestRedisOutageLosesNothingAndKeepsOrder(t *testing.T) {
+	c := newCluster(t, redisserver.Options{Persist: true})
+	c.script("count.sh", `i=1; while [ $i -le 120 ]; do echo $i; i=$((i+1)); sleep 0.05; done`)
+	c.executor("a")
+	c.submit("outage", "count.sh", nil, 0)
+	c.waitFor("first lines", 10*time.Second, func(m map[string][]task.Log) bool { return len(m["outage"]) >= 5 })
+	c.redis.Stop(t)
+	outage := time.Now()
+	time.Sleep(10 * time.Second) // the outage itself: Redis is down for 10 s
+	c.redis.Restart(t)
+	t.Logf("Redis was down for %v", time.Since(outage))
+	d := c.done("outage", 30*time.Second)
+	if d.Status != task.Succeeded {
+		t.Fatalf("done %+v", *d.Result)
+	}
+	seen := map[string]bool{}
+	next := 1
+	for _, l := range c.messages("outage") {
+		if l.MsgType != task.MsgStdout || seen[l.Data] { // a retried batch may repeat lines; seq tells
+			continue
+		}
+		seen[l.Data] = true
+		if l.Data != strconv.Itoa(next) {
+			t.Fatalf("line %q where %d was due: order broken or a line lost", l.Data, next)
+		}
+		next++
+	}
+	if next != 121 {
+		t.Fatalf("got lines up to %d, want 120", next-1)
+	}
+	if n := c.dones("outage"); n != 1 {
+		t.Errorf("%d dones", n)
+	}
+}
+
+func TestFloodOverThreeExecutorsRunsEachTaskOnce(t *testing.T) {
+	n := 5000
+	if testing.Short() {
+		n = 500
+	}
+	c := newCluster(t)
+	c.script("true.sh", `exit 0`)
+	for _, id := range []string{"a", "b", "c"} {
+		c.executor(id, func(o *Options) { o.Concurrency = 4; o.Logs = false })
+	}
+	pipe := c.rdb.Pipeline()
+	for i := 0; i < n; i++ {
+		pipe.RPush(context.Background(), names.Tasks, fmt.Sprintf(`{"id":"f%d","type":"flood","tube":"","task":{"cmdline":"true.sh","cmd_args":[],"timeout":60}}`, i))
+	}
+	if _, err := pipe.Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.waitFor(fmt.Sprintf("%d dones", n), 10*time.Minute, func(m map[string][]task.Log) bool { return len(m) >= n })
+	t.Logf("%d tasks over 3 executors in %v (%.0f tasks/s)", n, time.Since(start), float64(n)/time.Since(start).Seconds())
+	per := map[string]int{}
+	for i := 0; i < n; i++ {
+		msgs := c.messages("f" + strconv.Itoa(i))
+		if len(msgs) != 1 || msgs[0].Status != task.Succeeded {
+			t.Fatalf("f%d: %d messages, first %+v", i, len(msgs), msgs)
+		}
+		per[msgs[0].Executor]++
+	}
+	t.Logf("tasks per executor: %v", per)
+}

@@ -1,0 +1,249 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/jail"
+	"github.com/taskjob/task-job/queue/redisqueue"
+	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/redisserver"
+)
+
+func TestMain(m *testing.M) {
+	// Sandboxed tasks start this test binary as their init.
+	sandbox.MaybeRunInit()
+	redisqueue.RouteClientLog(hclog.NewNullLogger()) // outage tests would print a line per failed dial
+	os.Exit(m.Run())
+}
+
+var names = redisqueue.Names{Tasks: "queue_job_task", Control: "queue_job_task_control", Logs: "queue_job_task_logs"}
+
+// cluster is one Redis, a cmd_dir of scripts, and any number of executors
+// sharing them, with a collector that reads every TaskLog message.
+type cluster struct {
+	t      *testing.T
+	redis  *redisserver.Server
+	rdb    *redis.Client
+	dir    string
+	runner *sandbox.Runner
+
+	mu   sync.Mutex
+	msgs map[string][]task.Log
+	cond chan struct{}
+}
+
+func newCluster(t *testing.T, opts ...redisserver.Options) *cluster {
+	t.Helper()
+	srv := redisserver.Start(t, opts...)
+	runner, err := sandbox.New(sandbox.Options{Isolate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("CI") != "" && os.Geteuid() == 0 && !runner.Isolated() {
+		t.Fatal("CI runs as root: tasks must be isolated: " + runner.Describe())
+	}
+	c := &cluster{t: t, redis: srv, rdb: srv.Client(t), dir: t.TempDir(), runner: runner,
+		msgs: map[string][]task.Log{}, cond: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go c.collect(ctx, done)
+	return c
+}
+
+// collect moves every message from the logs list into c.msgs.
+func (c *cluster) collect(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	rdb := redis.NewClient(&redis.Options{Addr: c.redis.Addr(), MaxRetries: -1})
+	defer rdb.Close()
+	for ctx.Err() == nil {
+		res, err := rdb.BLPop(ctx, time.Second, names.Logs).Result()
+		if err != nil {
+			if ctx.Err() == nil && err != redis.Nil {
+				time.Sleep(50 * time.Millisecond) // Redis is down in an outage test: poll again
+			}
+			continue
+		}
+		var l task.Log
+		if err := json.Unmarshal([]byte(res[1]), &l); err != nil {
+			c.t.Errorf("malformed TaskLog %q: %v", res[1], err)
+			continue
+		}
+		c.mu.Lock()
+		c.msgs[l.ID] = append(c.msgs[l.ID], l)
+		close(c.cond)
+		c.cond = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+// script writes an executable script into cmd_dir.
+func (c *cluster) script(name, body string) {
+	c.t.Helper()
+	if err := os.WriteFile(filepath.Join(c.dir, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+type execOpt func(*Options)
+
+// executor starts one executor; it is stopped at cleanup (or by the
+// returned stop, which waits for it).
+func (c *cluster) executor(id string, opts ...execOpt) (stop func()) {
+	c.t.Helper()
+	j, err := jail.New(jail.Options{Dir: c.dir})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: c.redis.Addr(), PoolSize: 32, DialTimeout: time.Second})
+	q := redisqueue.New(rdb, redisqueue.Options{Names: names, ExecutorID: id, Retention: time.Hour, TTL: time.Second})
+	o := Options{
+		ExecutorID: id, Concurrency: 2, Logs: true, KillGrace: time.Second, ShutdownGrace: 5 * time.Second,
+		TTL: time.Second, SpoolDir: filepath.Join(c.t.TempDir(), "spool"),
+		Env:    []string{"PATH=/usr/bin:/bin"},
+		Broker: q, Jail: j, Runner: c.runner,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{c.t}}),
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	ex, err := New(o)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := ex.Run(ctx); err != nil {
+			c.t.Errorf("executor %s: %v", id, err)
+		}
+		q.Close()
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	c.t.Cleanup(stop)
+	return stop
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// submit pushes a task the way a client does.
+func (c *cluster) submit(id, cmdline string, args []string, timeout float64) {
+	c.t.Helper()
+	if args == nil {
+		args = []string{}
+	}
+	raw, _ := json.Marshal(task.Task{ID: id, Type: "test", Task: task.Spec{Cmdline: cmdline, CmdArgs: args, Timeout: task.Seconds(timeout)}})
+	c.push(string(raw))
+}
+
+func (c *cluster) push(raw string) {
+	c.t.Helper()
+	if err := c.rdb.RPush(context.Background(), names.Tasks, raw).Err(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) kill(id string) {
+	c.t.Helper()
+	if err := c.rdb.RPush(context.Background(), names.Control, fmt.Sprintf(`{"id":%q,"type":"kill"}`, id)).Err(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// waitFor waits until cond holds for the collected messages.
+func (c *cluster) waitFor(what string, timeout time.Duration, cond func(map[string][]task.Log) bool) {
+	c.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		ok, ch := cond(c.msgs), c.cond
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			c.t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+	}
+}
+
+// done waits for id's done message and returns it.
+func (c *cluster) done(id string, timeout time.Duration) task.Log {
+	c.t.Helper()
+	var d task.Log
+	c.waitFor("the done of "+id, timeout, func(m map[string][]task.Log) bool {
+		for _, l := range m[id] {
+			if l.MsgType == task.MsgDone {
+				d = l
+				return true
+			}
+		}
+		return false
+	})
+	return d
+}
+
+// messages returns a copy of what was collected for id.
+func (c *cluster) messages(id string) []task.Log {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]task.Log(nil), c.msgs[id]...)
+}
+
+// dones counts the done messages of id.
+func (c *cluster) dones(id string) int {
+	n := 0
+	for _, l := range c.messages(id) {
+		if l.MsgType == task.MsgDone {
+			n++
+		}
+	}
+	return n
+}
+
+// eventually polls cond until it holds or timeout.
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+}
+
+// processWithMarker reports whether a process whose command line contains
+// marker exists on the host.
+func processWithMarker(marker string) bool {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), marker) {
+			return true
+		}
+	}
+	return false
+}

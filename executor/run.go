@@ -1,0 +1,207 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/task"
+)
+
+// run is one task on this executor, from its claim to its done.
+type run struct {
+	id, typ, tube string
+	d             *queue.Delivery
+	claimed       bool
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	seq     atomic.Uint64
+	written atomic.Int64 // bytes the task wrote, all of them
+	shipped atomic.Int64 // bytes shipped as log lines
+	dropped atomic.Int64
+	capOnce sync.Once
+}
+
+// handle takes one delivery to its end. It never panics on bad input and
+// always leaves the delivery finished, dropped or put back.
+func (e *Executor) handle(d *queue.Delivery) {
+	id, typ := task.PeekID(d.Raw)
+	if id == "" {
+		_, err := task.Parse(d.Raw, e.opt.MaxTaskBytes)
+		e.log.Warn("dropping a task message with no readable id; no done can be sent for it",
+			"reason", err, "bytes", len(d.Raw))
+		e.drop(d)
+		return
+	}
+	r := &run{id: id, typ: typ, d: d}
+	r.ctx, r.cancel = context.WithCancelCause(e.taskCtx)
+	defer r.cancel(nil)
+	if !e.register(r) {
+		e.log.Warn("duplicate task id: already running here; not run again, no second done", "id", id)
+		e.drop(d)
+		return
+	}
+	defer e.unregister(r)
+
+	claim, err := retry(e.taskCtx, e.log, "claim tasks", func(ctx context.Context) (queue.Claim, error) {
+		return e.opt.Broker.Claim(ctx, d, id)
+	})
+	if err != nil {
+		return // hard shutdown while Redis is down: the delivery stays for recovery
+	}
+	switch claim {
+	case queue.Duplicate:
+		e.log.Warn("duplicate task id: seen before; not run again, no second done", "id", id)
+		e.drop(d)
+		return
+	case queue.CancelledWhileQueued:
+		e.finish(r, task.Killed, "killed before it started", nil, time.Time{})
+		return
+	}
+	r.claimed = true
+
+	t, err := task.Parse(d.Raw, e.opt.MaxTaskBytes)
+	if err != nil {
+		e.finish(r, task.Rejected, err.Error(), nil, time.Time{})
+		return
+	}
+	r.typ, r.tube = t.Type, t.Tube
+	cmd, err := e.opt.Jail.Resolve(t.Task.Cmdline, t.Task.CmdArgs)
+	if err != nil {
+		e.finish(r, task.Rejected, err.Error(), nil, time.Time{})
+		return
+	}
+	if timeout := t.Task.Timeout.Duration(); timeout > 0 {
+		timer := time.AfterFunc(timeout, func() { r.cancel(ErrTimeout) })
+		defer timer.Stop()
+	}
+	if r.ctx.Err() != nil {
+		e.finish(r, task.Killed, "killed before it started", nil, time.Time{})
+		return
+	}
+
+	stdout := &lineWriter{e: e, r: r, msgType: task.MsgStdout}
+	stderr := &lineWriter{e: e, r: r, msgType: task.MsgStderr}
+	env := append(append([]string(nil), e.opt.Env...), "TASK_ID="+id, "TASK_TYPE="+r.typ, "TASK_TUBE="+r.tube)
+	started := time.Now()
+	p, err := e.opt.Runner.Start(sandbox.Spec{
+		Path: cmd.Path, Args: cmd.Args, Dir: cmd.Dir, Env: env,
+		Stdout: stdout, Stderr: stderr,
+	})
+	if err != nil {
+		e.finish(r, task.Failed, "could not start: "+err.Error(), nil, started)
+		return
+	}
+	e.log.Debug("task started", "id", id, "pid", p.Pid(), "program", cmd.Path)
+	stopWatch := context.AfterFunc(r.ctx, func() { p.Stop(e.opt.KillGrace) })
+	res, werr := p.Wait()
+	stopWatch()
+	stdout.flush()
+	stderr.flush()
+
+	state, reason := outcome(res, werr, context.Cause(r.ctx), r.ctx.Err() != nil)
+	e.finish(r, state, reason, &res, started)
+}
+
+// outcome turns how the process ended, and why its context ended if it did,
+// into a state and a reason a person understands.
+func outcome(res sandbox.Result, werr, cause error, cancelled bool) (task.State, string) {
+	if cancelled {
+		switch {
+		case errors.Is(cause, ErrTimeout):
+			return task.Timeout, "timeout: stopped after its timeout ran out"
+		case errors.Is(cause, ErrShutdown):
+			return task.Killed, "killed: the executor shut down before the task finished"
+		case errors.Is(cause, ErrKilled):
+			return task.Killed, "killed by a kill message"
+		}
+	}
+	switch {
+	case werr != nil:
+		return task.Failed, werr.Error()
+	case res.Signal != "":
+		return task.Failed, "terminated by signal " + res.Signal
+	case res.ExitCode == 0:
+		return task.Succeeded, "exited with status 0"
+	default:
+		return task.Failed, fmt.Sprintf("exited with status %d", res.ExitCode)
+	}
+}
+
+// finish queues the task's one done behind its output lines.
+func (e *Executor) finish(r *run, state task.State, reason string, res *sandbox.Result, started time.Time) {
+	nowT := time.Now()
+	result := &task.Result{
+		Status: state, ExitCode: -1, Reason: reason,
+		OutputBytes: r.written.Load(), OutputDropped: r.dropped.Load(),
+		Isolation: e.isolation,
+	}
+	if res != nil {
+		if res.Signal == "" && !res.Ended.IsZero() {
+			result.ExitCode = res.ExitCode
+		}
+		result.Signal = res.Signal
+		result.CPUMS = res.CPU.Milliseconds()
+		result.MaxRSSBytes = res.MaxRSS
+	}
+	if !started.IsZero() {
+		result.StartedAt = started.UTC().Format(task.TimeFormat)
+		result.EndedAt = nowT.UTC().Format(task.TimeFormat)
+		result.DurationMS = nowT.Sub(started).Milliseconds()
+	}
+	done := (&task.Log{
+		ID: r.id, Type: r.typ, Tube: r.tube, MsgType: task.MsgDone, Data: reason,
+		Seq: r.seq.Add(1), Time: nowT.UTC().Format(task.TimeFormat), Executor: e.opt.ExecutorID,
+		Result: result,
+	}).Marshal()
+	e.out.finish(&queue.Finish{ID: r.id, State: state, Done: done, Raw: r.d.Raw, Claimed: r.claimed})
+	lvl := e.log.Info
+	if state != task.Succeeded {
+		lvl = e.log.Warn
+	}
+	lvl("task ended", "id", r.id, "status", state, "reason", reason)
+}
+
+func (e *Executor) drop(d *queue.Delivery) {
+	_, _ = retry(e.taskCtx, e.log, "drop a task", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, e.opt.Broker.Drop(ctx, d)
+	})
+}
+
+func (e *Executor) register(r *run) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, dup := e.tasks[r.id]; dup {
+		return false
+	}
+	e.tasks[r.id] = r
+	return true
+}
+
+func (e *Executor) unregister(r *run) {
+	e.mu.Lock()
+	delete(e.tasks, r.id)
+	e.mu.Unlock()
+	if e.onFinished != nil {
+		e.onFinished(r.id)
+	}
+}
+
+// kill cancels a task of this executor; it reports whether it had it.
+func (e *Executor) kill(id string) bool {
+	e.mu.Lock()
+	r := e.tasks[id]
+	e.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	r.cancel(ErrKilled)
+	return true
+}
