@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/taskjob/task-job/config"
+	"github.com/taskjob/task-job/executor"
+	"github.com/taskjob/task-job/jail"
+	"github.com/taskjob/task-job/queue/redisqueue"
+	"github.com/taskjob/task-job/sandbox"
+)
+
+// taskPath is the PATH a task gets: system directories only, never the
+// executor's own PATH, which an operator's shell may have extended.
+const taskPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func runServe(args []string, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("task-job", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path of config.json (without it, every key takes its default)")
+	var lf logFlags
+	lf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, closer, err := lf.logger("task-job", stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "task-job:", err)
+		return 2
+	}
+	defer closer.Close()
+
+	cfg, err := loadConfig(*configPath, log)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ctx, stop := signalContext(log)
+	defer stop()
+	if err := serve(ctx, cfg, log, nil); err != nil {
+		log.Error("executor stopped with an error", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func loadConfig(path string, log hclog.Logger) (*config.Config, error) {
+	if path == "" {
+		log.Warn("no -config given: every key takes its default")
+		return config.Default(), nil
+	}
+	cfg, warnings, err := config.Load(path)
+	for _, w := range warnings {
+		log.Warn("config: " + w.String())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("task-job: %s is not valid:\n%w", path, err)
+	}
+	return cfg, nil
+}
+
+// signalContext is cancelled by the first SIGTERM or SIGINT; a second one
+// ends the shutdown grace at once (through the returned context's value).
+func signalContext(log hclog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stopNow := make(chan struct{})
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-ch
+		log.Info("signal received: shutting down gracefully (send it again to kill running tasks now)", "signal", sig.String())
+		cancel()
+		sig = <-ch
+		log.Warn("second signal: killing running tasks now", "signal", sig.String())
+		close(stopNow)
+	}()
+	return context.WithValue(ctx, stopNowKey{}, stopNow), func() { signal.Stop(ch); cancel() }
+}
+
+type stopNowKey struct{}
+
+// serve builds an executor from cfg and runs it until ctx ends. ready, if
+// set, is called once the executor is about to serve.
+func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func()) error {
+	j, err := jail.New(jail.Options{Dir: cfg.CmdDir})
+	if err != nil {
+		return fmt.Errorf("cmd_dir: %w", err)
+	}
+	runner, err := sandbox.New(sandbox.Options{Isolate: cfg.Isolation != config.IsolationOff, Logger: log.Named("sandbox")})
+	if err != nil {
+		return err
+	}
+	switch {
+	case cfg.Isolation == config.IsolationOff:
+		log.Warn("UNSAFE: isolation is off (\"isolation\": \"off\"): a task's background processes can outlive it")
+	case cfg.Isolation == config.IsolationOn && !runner.Isolated():
+		return errors.New("\"isolation\": \"on\" but this host cannot isolate tasks (run as root on Linux, or set \"auto\")")
+	case !runner.Isolated():
+		log.Warn("tasks are not isolated on this host: processes that leave their group (setsid) can outlive a task")
+	}
+	log.Info(runner.Describe())
+
+	redisqueue.RouteClientLog(log.Named("redis"))
+	rdb, err := redisqueue.Dial(redisqueue.DialOptions{
+		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, PoolSize: cfg.Concurrency + 16,
+	})
+	if err != nil {
+		return err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	if err := redisqueue.Ping(pingCtx, rdb); err != nil {
+		log.Warn("Redis is not reachable yet; the executor starts anyway and retries", "redis_addr", cfg.RedisAddr, "error", err)
+	}
+	cancel()
+	q := redisqueue.New(rdb, redisqueue.Options{
+		Names:      redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
+		ExecutorID: cfg.ExecutorID,
+		Retention:  cfg.StatusRetention,
+		TTL:        cfg.ExecutorTTL,
+	})
+	defer q.Close()
+
+	ex, err := executor.New(executor.Options{
+		ExecutorID: cfg.ExecutorID, Concurrency: cfg.Concurrency, Logs: cfg.Logs,
+		MaxTaskBytes: cfg.MaxTaskBytes, MaxOutputBytes: cfg.MaxOutputBytes, MaxLineBytes: cfg.MaxLineBytes,
+		KillGrace: cfg.KillGrace, ShutdownGrace: cfg.ShutdownGrace, TTL: cfg.ExecutorTTL,
+		LogsHTTP: cfg.LogsHTTP, SpoolDir: cfg.SpoolDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
+		Env:    []string{"PATH=" + taskPath, "HOME=" + cfg.CmdDir, "LANG=C.UTF-8"},
+		Broker: q, Jail: j, Runner: runner, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if stopNow, ok := ctx.Value(stopNowKey{}).(chan struct{}); ok {
+		served := make(chan struct{})
+		defer close(served)
+		go func() {
+			select {
+			case <-stopNow:
+				ex.StopNow()
+			case <-served:
+			}
+		}()
+	}
+	log.Info("serving", "redis_addr", cfg.RedisAddr, "queue", cfg.QueueName, "control", cfg.QueueControlName,
+		"logs_channel", cfg.LogsChannel, "cmd_dir", cfg.CmdDir, "executor_id", cfg.ExecutorID)
+	if ready != nil {
+		ready()
+	}
+	return ex.Run(ctx)
+}
