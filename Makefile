@@ -1,0 +1,53 @@
+# task-job developer commands. `make help` lists them.
+SHELL := /bin/bash
+GO    ?= go
+PKGS  := ./...
+# Every parser of untrusted input has a fuzz target; `make fuzz` runs each
+# for FUZZTIME (CI: a short smoke run; locally, raise it).
+FUZZTIME ?= 10s
+FUZZ := ./task:FuzzParse ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse
+
+.PHONY: help deps build cross test unit fuzz bench bench-quick lint run-dev clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## install what the tests need (redis-server, redis-sentinel) with apt-get when missing
+	@if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root, or: apt-get install redis-server redis-sentinel" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel redis-tools >/dev/null; \
+	fi
+	@redis-server --version
+
+build: ## build ./task-job for this machine
+	$(GO) build -o task-job ./cmd/task-job
+
+cross: ## cross-build static binaries for linux, windows, darwin and freebsd into dist/
+	./build.sh all
+
+test: deps lint cross unit fuzz ## everything CI runs: lint, cross-builds, all tests with -race, fuzz smoke
+
+unit: ## all tests with the race detector
+	$(GO) test -race -count=1 -timeout 45m $(PKGS)
+
+fuzz: ## run every fuzz target for FUZZTIME
+	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg; done
+
+bench: deps ## the benchmark table: task-job against raw baselines measured in the same run
+	$(GO) run ./test/bench
+
+bench-quick: deps ## a short benchmark run
+	$(GO) run ./test/bench -quick
+
+lint: ## gofmt and go vet, on every target OS
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@for os in windows darwin freebsd; do GOOS=$$os $(GO) vet ./cmd/... ./sandbox/... ./jail/... ./spool/... ./config/... ./task/... ./queue/... ./executor/... || exit 1; done
+
+run-dev: ## the quick start: embedded in-memory endpoint + executor, nothing to install
+	$(GO) run ./cmd/task-job dev
+
+clean: ## remove build output
+	rm -rf dist task-job
