@@ -109,6 +109,9 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		log.Warn("tasks are not isolated on this host: processes that leave their group (setsid) can outlive a task")
 	}
 	log.Info(runner.Describe())
+	if cfg.ServerPort != "" {
+		log.Warn("server_port is set, but the HTTP management API is not built yet; nothing listens on it", "server_port", cfg.ServerPort)
+	}
 
 	redisqueue.RouteClientLog(log.Named("redis"))
 	rdb, err := redisqueue.Dial(redisqueue.DialOptions{
