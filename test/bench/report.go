@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/taskjob/task-job/sandbox"
+)
+
+// row is one line of the table.
+type row struct{ what, taskJob, baseline, ratio, target string }
+
+// report collects rows; a measurement that fails becomes a row saying why
+// and makes the run exit non-zero, but does not stop the others.
+type report struct {
+	rows   []row
+	notes  []string
+	failed bool
+}
+
+func (r *report) add(x row) { r.rows = append(r.rows, x) }
+
+func (r *report) fail(what string, err error) {
+	r.failed = true
+	fmt.Fprintf(os.Stderr, "bench: %s: %v\n", what, err)
+	// The message goes in a table cell: no pipes, no line breaks.
+	msg := strings.NewReplacer("|", "/", "\n", " ").Replace(err.Error())
+	r.add(row{what: what, taskJob: "error: " + msg, target: "MISSED"})
+}
+
+func (r *report) write(w io.Writer) {
+	fmt.Fprintln(w, "| what | task-job | raw baseline | ratio | target |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, x := range r.rows {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", x.what, x.taskJob, x.baseline, x.ratio, x.target)
+	}
+	if len(r.notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range r.notes {
+			fmt.Fprintln(w, "- "+n)
+		}
+	}
+}
+
+// variant is one way task-job runs its tasks.
+type variant struct {
+	label  string // appended to the row's name
+	suffix string // keeps list names and task ids of variants apart
+	runner *sandbox.Runner
+}
+
+// variants returns task-job as configured by default (isolated where the
+// host allows) and, when that differs, with isolation off: the gap between
+// the two is the sandbox's share, the rest is the executor's own.
+func (b *bench) variants() []variant {
+	vs := []variant{{runner: b.runner}}
+	if b.runner.Isolated() {
+		vs = append(vs, variant{label: ", isolation off", suffix: "-pg", runner: b.group})
+	}
+	return vs
+}
+
+// measure runs every measurement in turn and fills rep. The baseline of each
+// row is taken right next to it, so slow drift of this shared machine
+// affects both sides of a ratio alike.
+func (b *bench) measure(ctx context.Context, rep *report) {
+	cfg := b.cfg
+
+	// Rows 1 and 2: dispatch and done latency, one task at a time.
+	progress("dispatch latency: bare BLPOP wake-up")
+	wake, errWake := b.blpopWake(ctx, cfg.latencyIters)
+	progress("dispatch latency: bare fork/exec of stamp")
+	execStamp, errExec := b.rawExecStamp(cfg.latencyIters)
+	progress("done latency: bare BLMOVE → exec → RPUSH loop")
+	bare, errBare := b.bareLoopDone(ctx, cfg.latencyIters)
+	lats := make([]latencies, len(b.variants()))
+	errLats := make([]error, len(lats))
+	for i, v := range b.variants() {
+		progress("dispatch and done latency: task-job" + v.label)
+		lats[i], errLats[i] = b.taskJobLatency(ctx, v, cfg.latencyIters)
+	}
+	for i, v := range b.variants() {
+		what := "Dispatch: RPUSH → task running (p50 / p99)" + v.label
+		lat, errLat := lats[i], errLats[i]
+		switch {
+		case errWake != nil:
+			rep.fail(what, fmt.Errorf("BLPOP baseline: %w", errWake))
+		case errExec != nil:
+			rep.fail(what, fmt.Errorf("fork/exec baseline: %w", errExec))
+		case errLat != nil:
+			rep.fail(what, errLat)
+		default:
+			over := lat.dispatch.p50() - execStamp.p50()
+			rep.add(row{
+				what:     what,
+				taskJob:  lat.dispatch.String(),
+				baseline: fmt.Sprintf("fork/exec %s; BLPOP wake-up %s", execStamp, wake),
+				ratio:    ratio(float64(lat.dispatch.p50()), float64(execStamp.p50())),
+				target: fmt.Sprintf("p50 ≤ fork/exec + %s ms: %s (+%s ms)",
+					ms(dispatchOverExec), verdict(over <= dispatchOverExec), ms(over)),
+			})
+		}
+	}
+	for i, v := range b.variants() {
+		what := "RPUSH → done in client's hands (p50 / p99)" + v.label
+		lat, errLat := lats[i], errLats[i]
+		switch {
+		case errBare != nil:
+			rep.fail(what, fmt.Errorf("bare loop baseline: %w", errBare))
+		case errLat != nil:
+			rep.fail(what, errLat)
+		default:
+			rep.add(row{
+				what:     what,
+				taskJob:  lat.done.String(),
+				baseline: "bare BLMOVE→exec→RPUSH loop " + bare.String(),
+				ratio:    ratio(float64(lat.done.p50()), float64(bare.p50())),
+				target:   fmt.Sprintf("– (+%s ms p50)", ms(lat.done.p50()-bare.p50())),
+			})
+		}
+	}
+
+	// Row 3: throughput.
+	for _, c := range []int{1, 2, 4} {
+		progress(fmt.Sprintf("throughput at concurrency %d: raw exec", c))
+		raw, errRaw := b.rawThroughput(c, cfg.floodTasks)
+		for _, v := range b.variants() {
+			what := fmt.Sprintf("Tasks/s, concurrency %d (%d × `exit 0`)%s", c, cfg.floodTasks, v.label)
+			if errRaw != nil {
+				rep.fail(what, fmt.Errorf("raw exec baseline: %w", errRaw))
+				continue
+			}
+			progress(fmt.Sprintf("throughput at concurrency %d: task-job%s", c, v.label))
+			tj, err := b.taskJobThroughput(ctx, v, c, cfg.floodTasks)
+			if err != nil {
+				rep.fail(what, err)
+				continue
+			}
+			rep.add(row{
+				what:     what,
+				taskJob:  rate(tj, "tasks"),
+				baseline: "exec.Command.Run " + rate(raw, "tasks"),
+				ratio:    ratio(tj, raw),
+				target:   fmt.Sprintf("≥ %.2f×: %s", throughputShare, verdict(tj >= throughputShare*raw)),
+			})
+		}
+	}
+
+	// Row 4: log lines.
+	linesWhat := fmt.Sprintf("Log lines/s (`seq 1 %d`, RPUSH → done)", cfg.lines)
+	progress("log lines: bare multi-value RPUSH")
+	rawL, errRaw := b.rawLines(ctx, cfg.lines)
+	progress("log lines: task-job")
+	tjL, errTJ := b.taskJobLines(ctx, cfg.lines)
+	switch {
+	case errRaw != nil:
+		rep.fail(linesWhat, fmt.Errorf("RPUSH baseline: %w", errRaw))
+	case errTJ != nil:
+		rep.fail(linesWhat, errTJ)
+	default:
+		rep.add(row{
+			what:     linesWhat,
+			taskJob:  fmt.Sprintf("%s (%d/%d in order, %.2f s)", rate(tjL.perSec(), "lines"), tjL.lines, cfg.lines, tjL.elapsed.Seconds()),
+			baseline: fmt.Sprintf("RPUSH ×%d %s", rawBatch, rate(rawL.perSec(), "lines")),
+			ratio:    ratio(tjL.perSec(), rawL.perSec()),
+			target:   fmt.Sprintf("≥ %dk/s, none lost: %s", linesPerSec/1000, verdict(tjL.perSec() >= linesPerSec && tjL.lines == cfg.lines)),
+		})
+	}
+
+	// Row 5: what the sandbox alone costs.
+	progress("sandbox start+wait of /bin/true")
+	iso, err := b.isolationOverhead(cfg.isoIters)
+	if err != nil {
+		rep.fail("Sandbox start+wait `/bin/true`", err)
+		return
+	}
+	isoWhat := "Sandbox isolated (pid+ipc+uts ns, init) start+wait `/bin/true` (p50 / p99)"
+	if !iso.isolatedOK {
+		isoWhat = "Sandbox isolated — NOT AVAILABLE, fell back to a process group — start+wait `/bin/true` (p50 / p99)"
+	}
+	rep.add(row{
+		what:     isoWhat,
+		taskJob:  iso.isolated.String(),
+		baseline: "exec.Command.Run " + iso.plain.String(),
+		ratio:    ratio(float64(iso.isolated.p50()), float64(iso.plain.p50())),
+		target:   fmt.Sprintf("– (+%s ms p50; peers here: unshare 3.35, bwrap 5.53 ms)", ms(iso.isolated.p50()-iso.plain.p50())),
+	})
+	rep.add(row{
+		what:     "Sandbox process group start+wait `/bin/true` (p50 / p99)",
+		taskJob:  iso.group.String(),
+		baseline: "exec.Command.Run " + iso.plain.String(),
+		ratio:    ratio(float64(iso.group.p50()), float64(iso.plain.p50())),
+		target:   fmt.Sprintf("– (+%s ms p50)", ms(iso.group.p50()-iso.plain.p50())),
+	})
+
+	rep.notes = append(rep.notes,
+		"Ratios are task-job ÷ baseline: for latencies lower is better, for rates higher is better. Dispatch's ratio is against the fork/exec baseline.",
+		"Dispatch is timed by the task itself: `stamp` prints its wall clock as its first instruction; both sides include the Go runtime's start-up.",
+		"task-job rows run the executor in-process with `Logs: true`, the sandbox above, and the same `cmd_dir`; one-at-a-time submissions are "+gap.String()+" apart.",
+	)
+}
+
+// cpuInfo names the CPU and how many this process may use.
+func cpuInfo() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = " × " + strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs%s", runtime.NumCPU(), model)
+}
+
+// kernel returns the OS and kernel release.
+func kernel() string {
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		return runtime.GOOS + " " + strings.TrimSpace(string(b))
+	}
+	return runtime.GOOS
+}
+
+func goVersion() string { return strings.TrimPrefix(runtime.Version(), "go") }
