@@ -93,7 +93,8 @@ type Spec struct {
 	Path string
 	// Args is the full argv; Args[0] is argv[0]. When empty, argv is [Path].
 	Args []string
-	// Dir is the working directory; it must exist.
+	// Dir is the working directory; it must exist. Empty means the
+	// executor's own.
 	Dir string
 	// Env is the complete environment, used as-is: nothing is inherited
 	// from the executor.
@@ -224,8 +225,11 @@ func (p *Process) Stop(grace time.Duration) {
 	}()
 }
 
-// Signal delivers sig to every process of the task. After the task has
-// exited it returns an error wrapping os.ErrProcessDone.
+// Signal delivers sig to every process of the task. With isolation that is
+// SIGKILL (which ends the namespace) or a signal the init forwards: SIGTERM,
+// SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH, SIGCONT;
+// others are refused with an error, as PID 1 would drop them. After the task
+// has exited it returns an error wrapping os.ErrProcessDone.
 func (p *Process) Signal(sig os.Signal) error { return p.signal(sig) }
 
 // MaybeRunInit must be called first thing in main, and in TestMain of any

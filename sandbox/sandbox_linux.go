@@ -68,12 +68,15 @@ func probeIsolation() (unavailable string, err error) {
 	defer out.closeChild()
 	conn, proc, err := launchInit(initSpec{Probe: true}, out.child)
 	if err != nil {
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EUSERS) {
+		// The kernel refuses the namespaces: no privilege, a seccomp
+		// filter, or a namespace limit reached.
+		var errno syscall.Errno
+		if errors.As(err, &errno) && (errno == unix.EPERM || errno == unix.EINVAL || errno == unix.ENOSPC || errno == unix.EUSERS) {
 			hint := ""
 			if os.Geteuid() != 0 {
 				hint = "; run task-job as root"
 			}
-			return fmt.Sprintf("creating a pid namespace was refused (%v)%s", errors.Unwrap(err), hint), nil
+			return fmt.Sprintf("creating a pid namespace was refused: %v%s", errno, hint), nil
 		}
 		return "", err
 	}
@@ -107,6 +110,13 @@ func waitNoReap(pid int) error {
 // startIsolated starts the init in fresh namespaces, hands it spec and waits
 // until it says the task runs (or why it could not start it).
 func (r *Runner) startIsolated(p *Process, spec Spec, stdio [3]*os.File) error {
+	if spec.Dir == "" { // the init runs in /; keep the plain meaning of ""
+		wd, err := os.Getwd()
+		if err != nil {
+			return fmt.Errorf("sandbox: no working directory given and ours is unknown: %w", err)
+		}
+		spec.Dir = wd
+	}
 	conn, proc, err := launchInit(initSpec{Path: spec.Path, Args: spec.Args, Dir: spec.Dir, Env: spec.Env}, stdio)
 	if err != nil {
 		return err

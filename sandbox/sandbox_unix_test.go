@@ -140,13 +140,35 @@ func start(t testing.TB, r *sandbox.Runner, spec sandbox.Spec) *sandbox.Process 
 	return p
 }
 
+// waitLimit is how long a test waits for a task that should end; a broken
+// sandbox then fails the test instead of hanging it.
+const waitLimit = 20 * time.Second
+
 func wait(t testing.TB, p *sandbox.Process) sandbox.Result {
 	t.Helper()
-	res, err := p.Wait()
-	if err != nil {
-		t.Fatalf("Wait: %v", err)
+	type result struct {
+		res sandbox.Result
+		err error
 	}
-	return res
+	done := make(chan result, 1)
+	go func() {
+		res, err := p.Wait()
+		done <- result{res, err}
+	}()
+	limit := time.NewTimer(waitLimit)
+	defer limit.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("Wait: %v", r.err)
+		}
+		return r.res
+	case <-limit.C:
+		p.Stop(0)
+		<-done
+		t.Fatalf("the task did not end within %v", waitLimit)
+		return sandbox.Result{}
+	}
 }
 
 // eventually polls cond until it holds or a deadline passes.
@@ -422,4 +444,32 @@ func BenchmarkStartWait(b *testing.B) {
 			}
 		})
 	}
+}
+
+func TestWorkingDirectory(t *testing.T) {
+	ours, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, dir, want string }{
+		{"given", dir, dir},
+		{"empty means ours", "", ours},
+	}
+	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				var out syncBuffer
+				spec := shell("pwd -P", &out, nil)
+				spec.Dir = tt.dir
+				wait(t, start(t, r, spec))
+				if got := strings.TrimSpace(out.String()); got != tt.want {
+					t.Errorf("pwd = %q, want %q", got, tt.want)
+				}
+			})
+		}
+	})
 }

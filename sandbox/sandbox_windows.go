@@ -106,9 +106,7 @@ func (p *Process) waitExit() (Result, error) {
 
 // terminate sends CTRL_BREAK, the closest Windows has to SIGTERM. Only
 // console programs sharing our console see it.
-func (p *Process) terminate() {
-	_ = windows.GenerateConsoleCtrlEvent(windows.CTRL_BREAK_EVENT, uint32(p.pid))
-}
+func (p *Process) terminate() { _ = p.signal(os.Interrupt) }
 
 func (p *Process) kill() { _ = p.signal(os.Kill) }
 
