@@ -22,8 +22,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// Sandboxed tasks start this test binary as their init.
-	sandbox.MaybeRunInit()
 	redisqueue.RouteClientLog(hclog.NewNullLogger()) // outage tests would print a line per failed dial
 	os.Exit(m.Run())
 }

@@ -6,11 +6,10 @@
 // What is enforced depends on the host, and Runner.Describe says so in one
 // line for the start-up log:
 //
-//   - Linux with Options.Isolate and root: every task gets its own pid, ipc
-//     and uts namespaces with a small init as PID 1 (the executor's own
-//     binary re-executed, see MaybeRunInit). When the task's main process
-//     exits, the init exits and the kernel kills everything left in the
-//     namespace, including processes that called setsid or double-forked.
+//   - Linux with Options.Isolate and root: every task is cloned straight into
+//     its own pid, ipc and uts namespaces, as their PID 1. When it exits (or
+//     is killed) the kernel kills everything left in the namespace,
+//     including processes that called setsid or double-forked.
 //   - Other Unix (and Linux without isolation): a process group per task,
 //     signalled as a group, SIGKILLed as a group once the main process has
 //     exited. A process that calls setsid escapes the group; Wait stops
@@ -116,7 +115,7 @@ type Result struct {
 	Signal string
 	// CPU is user plus system CPU time of the task's processes as rusage
 	// reports it: the main process and the descendants that were reaped
-	// (with isolation, also orphans reaped by the init).
+	// (with isolation, the orphans the task's PID 1 reaped too).
 	CPU time.Duration
 	// MaxRSS is the peak resident set size in bytes of the largest process
 	// of the tree, as rusage reports it (0 where the OS does not say).
@@ -191,9 +190,8 @@ func (r *Runner) Start(spec Spec) (*Process, error) {
 	return p, nil
 }
 
-// Pid returns the host pid of the process the sandbox started: the task
-// itself, or with isolation the init that is PID 1 of the task's namespace
-// (the task is its child, pid 2 inside).
+// Pid returns the host pid of the task's top process (with isolation, PID 1
+// of its namespaces).
 func (p *Process) Pid() int { return p.pid }
 
 // Wait blocks until the task's main process has exited, every other process
@@ -225,17 +223,11 @@ func (p *Process) Stop(grace time.Duration) {
 	}()
 }
 
-// Signal delivers sig to every process of the task. With isolation that is
-// SIGKILL (which ends the namespace) or a signal the init forwards: SIGTERM,
-// SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH, SIGCONT;
-// others are refused with an error, as PID 1 would drop them. After the task
-// has exited it returns an error wrapping os.ErrProcessDone.
+// Signal delivers sig to the task's process group. With isolation the top
+// process is PID 1 of its namespace and only gets signals it handles (and
+// SIGKILL, which ends the namespace). After the task has exited it returns
+// an error wrapping os.ErrProcessDone.
 func (p *Process) Signal(sig os.Signal) error { return p.signal(sig) }
-
-// MaybeRunInit must be called first thing in main, and in TestMain of any
-// package whose tests start isolated tasks: if this process was started as a
-// sandbox init, it runs the init and exits; otherwise it returns at once.
-func MaybeRunInit() { maybeRunInit() }
 
 // stdio is a task's standard files: the ends handed to the child and the
 // goroutines copying the read ends into the caller's writers.

@@ -22,5 +22,3 @@ func (p *Process) waitExit() (Result, error) { return Result{ExitCode: -1}, errU
 func (p *Process) terminate()                {}
 func (p *Process) kill()                     {}
 func (p *Process) signal(os.Signal) error    { return errUnsupported }
-
-func maybeRunInit() {}

@@ -15,10 +15,9 @@ import (
 )
 
 // procSys is the Unix handle of a task: its top process, which leads the
-// task's process group, and with isolation the pipe the init reports on.
+// task's process group (and with isolation is PID 1 of its namespaces).
 type procSys struct {
 	proc *os.Process
-	init *initConn // nil without isolation
 
 	// mu guards exited. Signals are sent under mu and only while the top
 	// process is not yet reaped, so its pid and process group id cannot
@@ -27,16 +26,19 @@ type procSys struct {
 	exited bool
 }
 
-// start launches spec as the top process of a new process group.
+// start launches spec as the top process of a new process group, in new
+// namespaces when isolated.
 func (r *Runner) start(p *Process, spec Spec, stdio [3]*os.File) error {
+	attr := groupAttr()
 	if r.isolated {
-		return r.startIsolated(p, spec, stdio)
+		attr = isolatedAttr()
 	}
+	closeOnExec()
 	proc, err := os.StartProcess(spec.Path, spec.Args, &os.ProcAttr{
 		Dir:   spec.Dir,
 		Env:   spec.Env,
 		Files: stdio[:],
-		Sys:   groupAttr(),
+		Sys:   attr,
 	})
 	if err != nil {
 		var pe *fs.PathError
@@ -66,11 +68,7 @@ func (p *Process) waitExit() (Result, error) {
 	if err != nil {
 		return Result{ExitCode: -1}, fmt.Errorf("sandbox: wait for task pid %d: %w", p.pid, err)
 	}
-	res := resultOf(state.Sys().(syscall.WaitStatus), state.SysUsage().(*syscall.Rusage))
-	if p.sys.init != nil {
-		return p.sys.init.finish(res)
-	}
-	return res, nil
+	return resultOf(state.Sys().(syscall.WaitStatus), state.SysUsage().(*syscall.Rusage)), nil
 }
 
 // markExited stops further signals and kills whatever is left of the
@@ -86,10 +84,9 @@ func (p *Process) terminate() { _ = p.signal(unix.SIGTERM) }
 
 func (p *Process) kill() { _ = p.signal(unix.SIGKILL) }
 
-// signal sends sig to every process of the task. Without isolation that is
-// the process group. With isolation the init forwards the signals it knows
-// to every process in the namespace, and SIGKILL to the init ends the
-// namespace itself.
+// signal sends sig to the task's process group. With isolation the top
+// process is its namespace's PID 1: it gets the signal only if it handles
+// it (SIGKILL always), and SIGKILL to it ends the whole namespace.
 func (p *Process) signal(sig os.Signal) error {
 	s, ok := sig.(syscall.Signal)
 	if !ok {
@@ -100,34 +97,10 @@ func (p *Process) signal(sig os.Signal) error {
 	if p.sys.exited {
 		return fmt.Errorf("sandbox: signal %v to task pid %d: %w", sig, p.pid, os.ErrProcessDone)
 	}
-	target := -p.pid
-	if p.sys.init != nil && s != unix.SIGKILL {
-		if !forwarded(s) {
-			return fmt.Errorf("sandbox: signal %v cannot be forwarded into an isolated task; use one of %v", sig, forwardedSignals)
-		}
-		target = p.pid // the init forwards it; the group would get it twice
-	}
-	if err := unix.Kill(target, s); err != nil && !errors.Is(err, unix.ESRCH) {
+	if err := unix.Kill(-p.pid, s); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("sandbox: signal %v to task pid %d: %w", sig, p.pid, err)
 	}
 	return nil
-}
-
-// forwardedSignals are the signals the init passes on to every process of
-// its namespace. A namespace's PID 1 gets only signals it handles, so
-// anything else sent to it would be dropped.
-var forwardedSignals = []os.Signal{
-	unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
-	unix.SIGUSR1, unix.SIGUSR2, unix.SIGALRM, unix.SIGWINCH, unix.SIGCONT,
-}
-
-func forwarded(sig os.Signal) bool {
-	for _, s := range forwardedSignals {
-		if s == sig {
-			return true
-		}
-	}
-	return false
 }
 
 // resultOf turns a wait status and rusage into a Result.

@@ -132,5 +132,3 @@ func (p *Process) signal(sig os.Signal) error {
 	}
 	return errors.New("sandbox: only os.Kill and os.Interrupt can be sent to a task on Windows")
 }
-
-func maybeRunInit() {}

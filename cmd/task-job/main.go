@@ -12,17 +12,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/taskjob/task-job/sandbox"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
 func main() {
-	// A sandboxed task's init is this same binary: it must take over before
-	// anything else runs.
-	sandbox.MaybeRunInit()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

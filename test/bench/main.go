@@ -51,10 +51,6 @@ const (
 )
 
 func main() {
-	// Sandboxed tasks start this very binary as their init: that must be
-	// decided before anything else runs.
-	sandbox.MaybeRunInit()
-
 	var cfg config
 	flag.BoolVar(&cfg.quick, "quick", false, "fewer iterations: a smoke run for CI (under a minute)")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
