@@ -106,3 +106,45 @@ func (b *bench) rawThroughput(concurrency, n int) (float64, error) {
 	}
 	return float64(n) / elapsed.Seconds(), nil
 }
+
+// bareThroughput floods n tasks at `concurrency` bare loops (BLMOVE → exec →
+// RPUSH done, see bareLoop) and returns tasks per second until the last done:
+// what a Redis-driven runner with no checks, claims or sandbox reaches on the
+// same cores, which Redis and the consumer share with the tasks.
+func (b *bench) bareThroughput(ctx context.Context, concurrency, n int) (float64, error) {
+	nm := names(fmt.Sprintf("bare-flood-c%d", concurrency))
+	col := b.collect(nm.Logs)
+	defer col.stop()
+	lctx, stop := context.WithCancel(ctx)
+	errs := make(chan error, concurrency)
+	for i := range concurrency {
+		go func() { errs <- b.bareLoop(lctx, nm.Tasks, fmt.Sprintf("%s:processing:%d", nm.Tasks, i), nm.Logs) }()
+	}
+	defer func() {
+		stop()
+		for range concurrency {
+			<-errs
+		}
+	}()
+	t0 := time.Now()
+	for start := 0; start < n; start += pushChunk {
+		pipe := b.rdb.Pipeline()
+		for i := start; i < min(start+pushChunk, n); i++ {
+			pipe.RPush(ctx, nm.Tasks, taskJSON(fmt.Sprintf("bare-%d", i), trueScript, nil))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return 0, err
+		}
+	}
+	deadline := time.After(time.Minute + time.Duration(n)*10*time.Millisecond)
+	var last time.Time
+	for got := 0; got < n; {
+		bt, err := col.next(deadline)
+		if err != nil {
+			return 0, fmt.Errorf("bare loop: %d of %d dones: %w", got, n, err)
+		}
+		got += len(bt.vals)
+		last = bt.at
+	}
+	return float64(n) / last.Sub(t0).Seconds(), nil
+}
