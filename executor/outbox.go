@@ -3,7 +3,8 @@ package executor
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"encoding/binary"
+	"errors"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/spool"
+	"github.com/taskjob/task-job/task"
 )
 
 const (
@@ -53,8 +55,42 @@ func (o *outbox) line(b []byte) {
 
 // finish queues a done; it is never dropped.
 func (o *outbox) finish(f *queue.Finish) {
-	b, _ := json.Marshal(f)
-	o.sp.Push(spool.Record{Kind: kindFinish, Data: b}, false)
+	o.sp.Push(spool.Record{Kind: kindFinish, Data: encodeFinish(f)}, false)
+}
+
+// encodeFinish lays a finish out as length-prefixed fields. It is read back
+// only by this process (the spool is not kept across restarts), so a plain
+// layout beats JSON, which would base64 the done and the raw task.
+func encodeFinish(f *queue.Finish) []byte {
+	b := make([]byte, 0, 1+4*binary.MaxVarintLen32+len(f.ID)+len(f.State)+len(f.Done)+len(f.Raw))
+	claimed := byte(0)
+	if f.Claimed {
+		claimed = 1
+	}
+	b = append(b, claimed)
+	for _, field := range [][]byte{[]byte(f.ID), []byte(f.State), f.Done, f.Raw} {
+		b = binary.AppendUvarint(b, uint64(len(field)))
+		b = append(b, field...)
+	}
+	return b
+}
+
+func decodeFinish(b []byte) (*queue.Finish, error) {
+	if len(b) < 1 {
+		return nil, errors.New("executor: empty finish record")
+	}
+	f := &queue.Finish{Claimed: b[0] == 1}
+	b = b[1:]
+	var fields [4][]byte
+	for i := range fields {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, errors.New("executor: truncated finish record")
+		}
+		fields[i], b = b[k:k+int(n)], b[k+int(n):]
+	}
+	f.ID, f.State, f.Done, f.Raw = string(fields[0]), task.State(fields[1]), fields[2], fields[3]
+	return f, nil
 }
 
 func (o *outbox) pending() int { return o.sp.Len() }
@@ -71,12 +107,12 @@ func (o *outbox) run(ctx context.Context) {
 		msgs = msgs[:0]
 		for _, r := range recs {
 			if r.Kind == kindFinish {
-				var f queue.Finish
-				if err := json.Unmarshal(r.Data, &f); err != nil {
+				f, err := decodeFinish(r.Data)
+				if err != nil {
 					o.log.Error("corrupt result record in the outbox; skipped", "error", err)
 					continue
 				}
-				msgs = append(msgs, queue.Message{Finish: &f})
+				msgs = append(msgs, queue.Message{Finish: f})
 			} else {
 				msgs = append(msgs, queue.Message{Log: r.Data})
 			}

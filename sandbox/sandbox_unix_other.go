@@ -39,3 +39,6 @@ func waitNoReap(pid int) error { return errNoWaitNoReap }
 
 // closeOnExec is a no-op here: fds above 2 are not swept (Describe says so).
 func closeOnExec() {}
+
+// isolatedAttr is never used here (New never isolates on this OS).
+func isolatedAttr() *syscall.SysProcAttr { return groupAttr() }
