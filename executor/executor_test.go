@@ -2,11 +2,15 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -392,4 +396,36 @@ func TestFloodOverThreeExecutorsRunsEachTaskOnce(t *testing.T) {
 		per[msgs[0].Executor]++
 	}
 	t.Logf("tasks per executor: %v", per)
+}
+
+func TestLogsHTTPReceivesEveryMessageWithRetries(t *testing.T) {
+	var mu sync.Mutex
+	var got []task.Log
+	failures := 1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures > 0 { // the first POST fails: it must be retried
+			failures--
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var l task.Log
+		if err := json.NewDecoder(r.Body).Decode(&l); err != nil || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("POST body: %v, content type %q", err, r.Header.Get("Content-Type"))
+		}
+		got = append(got, l)
+	}))
+	defer srv.Close()
+	c := newCluster(t)
+	c.script("hi.sh", `echo hi`)
+	stop := c.executor("a", func(o *Options) { o.LogsHTTP = srv.URL })
+	c.submit("h", "hi.sh", nil, 0)
+	c.done("h", 10*time.Second)
+	stop() // delivers what the HTTP sink still holds
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0].Data != "hi" || got[1].MsgType != task.MsgDone || got[1].Status != task.Succeeded {
+		t.Errorf("logs_http received %+v", got)
+	}
 }

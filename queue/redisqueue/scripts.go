@@ -12,9 +12,16 @@ import "github.com/redis/go-redis/v9"
 // kill that arrived while the task was queued), executor, updated, done.
 
 // claimScript: KEYS[1] status; ARGV executor, now.
-// Returns 1 claimed, 2 duplicate, 3 cancelled while queued.
+// Returns 1 claimed, 2 duplicate, 3 cancelled while queued. Claiming again
+// an id this executor already holds answers "claimed": the client retries a
+// script whose reply was lost, and that retry must not turn the task into
+// its own duplicate (an executor never holds two copies of one id: it
+// checks its own running tasks first).
 var claimScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
+if st == 'running' and redis.call('HGET', KEYS[1], 'executor') == ARGV[1] then
+  return 1
+end
 if not st or st == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'executor', ARGV[1], 'updated', ARGV[2])
   redis.call('PERSIST', KEYS[1])
