@@ -13,46 +13,40 @@ import (
 // record names, or — for a task not yet running — marks it cancelled and
 // takes it out of the task list.
 func (e *Executor) controlLoop(ctx context.Context) {
-	var b backoff
-	for ctx.Err() == nil {
-		c, err := e.opt.Broker.TakeControl(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				b.fail(ctx, e.log, "cannot take control messages", err)
-			}
-			continue
-		}
-		b.ok(e.log, "taking control messages again")
-		if c == nil {
-			continue
-		}
-		e.handleControl(ctx, c)
-	}
+	e.controls(ctx, "control messages", e.opt.Broker.TakeControl, e.handleControl)
 }
 
 // forwardedLoop takes kills other executors routed here.
 func (e *Executor) forwardedLoop(ctx context.Context) {
+	e.controls(ctx, "forwarded control messages", e.opt.Broker.TakeForwarded, func(_ context.Context, c *queue.ControlDelivery) {
+		ctl, err := task.ParseControl(c.Raw)
+		if err != nil {
+			return // the executor that forwarded it checked it
+		}
+		if e.kill(ctl.ID) {
+			e.log.Info("kill received (forwarded)", "id", ctl.ID)
+		} else {
+			e.log.Info("forwarded kill for a task no longer running here", "id", ctl.ID)
+		}
+	})
+}
+
+// controls takes control messages with take and hands each to handle until
+// ctx ends, riding out transport failures.
+func (e *Executor) controls(ctx context.Context, what string,
+	take func(context.Context) (*queue.ControlDelivery, error), handle func(context.Context, *queue.ControlDelivery)) {
 	var b backoff
 	for ctx.Err() == nil {
-		c, err := e.opt.Broker.TakeForwarded(ctx)
+		c, err := take(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				b.fail(ctx, e.log, "cannot take forwarded control messages", err)
+				b.fail(ctx, e.log, "cannot take "+what, err)
 			}
 			continue
 		}
-		b.ok(e.log, "taking forwarded control messages again")
-		if c == nil {
-			continue
-		}
-		ctl, err := task.ParseControl(c.Raw)
-		if err != nil {
-			continue // it was checked by the executor that forwarded it
-		}
-		if !e.kill(ctl.ID) {
-			e.log.Info("forwarded kill for a task no longer running here", "id", ctl.ID)
-		} else {
-			e.log.Info("kill received (forwarded)", "id", ctl.ID)
+		b.ok(e.log, "taking "+what+" again")
+		if c != nil {
+			handle(ctx, c)
 		}
 	}
 }

@@ -58,6 +58,44 @@ func (c *clientFlags) connect(stderr io.Writer) (*client, error) {
 	return &client{cfg: cfg, rdb: rdb, q: q}, nil
 }
 
+// clientCommand is the shared shape of the client subcommands: a flag set
+// with -config and -redis_addr, a check of the positional arguments, and a
+// connection.
+type clientCommand struct {
+	fs    *flag.FlagSet
+	flags clientFlags
+}
+
+func newClientCommand(name, usage string, stderr io.Writer) *clientCommand {
+	cc := &clientCommand{fs: flag.NewFlagSet("task-job "+name, flag.ContinueOnError)}
+	cc.fs.SetOutput(stderr)
+	cc.flags.register(cc.fs)
+	cc.fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: "+usage)
+		cc.fs.PrintDefaults()
+	}
+	return cc
+}
+
+// connect parses args, checks there are between min and max positional
+// arguments (max < 0: no limit) and connects. A nil client means: exit with
+// code.
+func (cc *clientCommand) connect(args []string, min, max int, stderr io.Writer) (c *client, code int) {
+	if err := cc.fs.Parse(args); err != nil {
+		return nil, 2
+	}
+	if n := cc.fs.NArg(); n < min || max >= 0 && n > max {
+		cc.fs.Usage()
+		return nil, 2
+	}
+	c, err := cc.flags.connect(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, 1
+	}
+	return c, 0
+}
+
 func newID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -65,30 +103,22 @@ func newID() string {
 }
 
 func runSubmit(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("task-job submit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cf clientFlags
-	cf.register(fs)
-	id := fs.String("id", "", "task id (default: a random one)")
-	typ := fs.String("type", "", "task type (free text, echoed back)")
-	tube := fs.String("tube", "", "tube (routing name)")
-	timeout := fs.Float64("timeout", 0, "timeout in seconds (0 = none)")
-	wait := fs.Bool("wait", false, "wait for the done, print the output, exit 0 only if the task succeeded")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: task-job submit [flags] CMDLINE [ARG...]\n\nCMDLINE is one word or a quoted command line; each ARG becomes one cmd_args entry.")
-		fs.PrintDefaults()
+	cc := newClientCommand("submit", "task-job submit [flags] CMDLINE [ARG...]\n\n"+
+		"CMDLINE is one word or a quoted command line; each ARG becomes one cmd_args entry.", stderr)
+	id := cc.fs.String("id", "", "task id (default: a random one)")
+	typ := cc.fs.String("type", "", "task type (free text, echoed back)")
+	tube := cc.fs.String("tube", "", "tube (routing name)")
+	timeout := cc.fs.Float64("timeout", 0, "timeout in seconds (0 = none)")
+	wait := cc.fs.Bool("wait", false, "wait for the done, print the output, exit 0 only if the task succeeded")
+	c, code := cc.connect(args, 1, -1, stderr)
+	if c == nil {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() < 1 {
-		fs.Usage()
-		return 2
-	}
+	defer c.rdb.Close()
 	if *id == "" {
 		*id = newID()
 	}
-	t := task.Task{ID: *id, Type: *typ, Tube: *tube, Task: task.Spec{Cmdline: fs.Arg(0), CmdArgs: fs.Args()[1:], Timeout: task.Seconds(*timeout)}}
+	t := task.Task{ID: *id, Type: *typ, Tube: *tube, Task: task.Spec{Cmdline: cc.fs.Arg(0), CmdArgs: cc.fs.Args()[1:], Timeout: task.Seconds(*timeout)}}
 	if t.Task.CmdArgs == nil {
 		t.Task.CmdArgs = []string{}
 	}
@@ -96,12 +126,6 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "task-job submit:", err)
 		return 2
 	}
-	c, err := cf.connect(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	defer c.rdb.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	raw, _ := json.Marshal(t)
@@ -126,58 +150,37 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 }
 
 func runKill(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("task-job kill", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cf clientFlags
-	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: task-job kill [flags] ID")
-		return 2
-	}
-	c, err := cf.connect(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	cc := newClientCommand("kill", "task-job kill [flags] ID", stderr)
+	c, code := cc.connect(args, 1, 1, stderr)
+	if c == nil {
+		return code
 	}
 	defer c.rdb.Close()
-	raw, _ := json.Marshal(task.Control{ID: fs.Arg(0), Type: task.ControlKill})
+	raw, _ := json.Marshal(task.Control{ID: cc.fs.Arg(0), Type: task.ControlKill})
 	if err := c.rdb.RPush(context.Background(), c.cfg.QueueControlName, raw).Err(); err != nil {
 		fmt.Fprintln(stderr, "task-job kill:", err)
 		return 1
 	}
-	fmt.Fprintln(stdout, "kill sent for", fs.Arg(0))
+	fmt.Fprintln(stdout, "kill sent for", cc.fs.Arg(0))
 	return 0
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("task-job status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cf clientFlags
-	cf.register(fs)
-	asJSON := fs.Bool("json", false, "print the status record (and the done message) as JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: task-job status [flags] ID")
-		return 2
-	}
-	c, err := cf.connect(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	cc := newClientCommand("status", "task-job status [flags] ID", stderr)
+	asJSON := cc.fs.Bool("json", false, "print the status record (and the done message) as JSON")
+	c, code := cc.connect(args, 1, 1, stderr)
+	if c == nil {
+		return code
 	}
 	defer c.rdb.Close()
-	st, err := c.q.Status(context.Background(), fs.Arg(0))
+	id := cc.fs.Arg(0)
+	st, err := c.q.Status(context.Background(), id)
 	if err != nil {
 		fmt.Fprintln(stderr, "task-job status:", err)
 		return 1
 	}
 	if st == nil {
-		fmt.Fprintf(stderr, "task-job status: no task %q known (never taken, or ended more than status_retention ago)\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "task-job status: no task %q known (never taken, or ended more than status_retention ago)\n", id)
 		return 1
 	}
 	if *asJSON {
@@ -200,25 +203,14 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 func runLogs(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("task-job logs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cf clientFlags
-	cf.register(fs)
-	followFlag := fs.Bool("f", false, "follow: print output as it comes, until the task's done")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: task-job logs [-f] [flags] ID")
-		return 2
-	}
-	id := fs.Arg(0)
-	c, err := cf.connect(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	cc := newClientCommand("logs", "task-job logs [-f] [flags] ID", stderr)
+	followFlag := cc.fs.Bool("f", false, "follow: print output as it comes, until the task's done")
+	c, code := cc.connect(args, 1, 1, stderr)
+	if c == nil {
+		return code
 	}
 	defer c.rdb.Close()
+	id := cc.fs.Arg(0)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var sub *redis.PubSub
