@@ -106,7 +106,7 @@ func TestParseControl(t *testing.T) {
 
 func TestAppendLineMatchesEncodingJSON(t *testing.T) {
 	at := time.Date(2026, 11, 24, 1, 2, 3, 4, time.UTC)
-	for _, data := range []string{"", "plain", `quote " and \ back`, "tab\tcr\r\x00\x1f", "<a&b>", "é漢字🙂", "bad \xff\xfe utf8", "\u2028\u2029"} {
+	for _, data := range []string{"", "plain", `quote " and \ back`, "tab\tcr\r\x00\x1f\b\f", "<a&b>", "é漢字🙂", "bad \xff\xfe utf8", "\u2028\u2029"} {
 		got := AppendLine(nil, "id-1", "ty\"pe", "tube", MsgStdout, "ex", 42, at, []byte(data))
 		want := (&Log{ID: "id-1", Type: "ty\"pe", MsgType: MsgStdout, Data: data, Seq: 42, Time: at.Format(TimeFormat), Executor: "ex", Tube: "tube"}).Marshal()
 		if string(got) != string(want) {
