@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/taskjob/task-job/jail"
 	"github.com/taskjob/task-job/queue/redisqueue"
@@ -23,7 +24,9 @@ import (
 
 func TestMain(m *testing.M) {
 	redisqueue.RouteClientLog(hclog.NewNullLogger()) // outage tests would print a line per failed dial
-	os.Exit(m.Run())
+	// Every executor, its loops, its task goroutines and its outbox must be
+	// gone once a test has stopped it.
+	goleak.VerifyTestMain(m)
 }
 
 var names = redisqueue.Names{Tasks: "queue_job_task", Control: "queue_job_task_control", Logs: "queue_job_task_logs"}
