@@ -106,6 +106,7 @@ type Executor struct {
 	killAll    context.CancelCauseFunc
 	stopNowMu  sync.Once
 	stopNowCh  chan struct{}
+	held       held            // deliveries taken and not yet released
 	onFinished func(id string) // test hook
 	isolation  string          // reported in every done
 }
@@ -138,7 +139,7 @@ func New(opts Options) (*Executor, error) {
 	if opts.Runner.Isolated() {
 		e.isolation = "pid-namespace"
 	}
-	e.out = newOutbox(sp, opts.Broker, opts.LogsHTTP, e.log)
+	e.out = newOutbox(sp, opts.Broker, opts.LogsHTTP, e.log, e.held.release)
 	e.taskCtx, e.killAll = context.WithCancelCause(context.Background())
 	return e, nil
 }
@@ -173,7 +174,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	go func() { defer close(pubDone); e.out.run(pubCtx) }()
 
 	var bg sync.WaitGroup
-	for _, loop := range []func(context.Context){e.heartbeatLoop, e.recoverLoop, e.controlLoop, e.forwardedLoop} {
+	for _, loop := range []func(context.Context){e.heartbeatLoop, e.recoverLoop, e.sweepLoop, e.controlLoop, e.forwardedLoop} {
 		bg.Add(1)
 		go func() { defer bg.Done(); loop(ctx) }()
 	}
@@ -239,6 +240,9 @@ func (e *Executor) takeLoop(ctx context.Context) {
 		for d == nil {
 			var err error
 			d, err = e.opt.Broker.Take(ctx)
+			if d != nil {
+				e.held.add(d.Raw)
+			}
 			if ctx.Err() != nil {
 				if d != nil {
 					e.requeue(d)
@@ -265,7 +269,9 @@ func (e *Executor) requeue(d *queue.Delivery) {
 	defer cancel()
 	if err := e.opt.Broker.Requeue(ctx, d); err != nil {
 		e.log.Warn("could not put a task back; it stays in this executor's processing list and is put back at its next start", "error", err)
+		return
 	}
+	e.held.release(d.Raw)
 }
 
 // backoff spaces retries while the transport fails, and logs the first

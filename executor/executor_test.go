@@ -429,3 +429,25 @@ func TestLogsHTTPReceivesEveryMessageWithRetries(t *testing.T) {
 		t.Errorf("logs_http received %+v", got)
 	}
 }
+
+// A take whose reply was lost (Redis moved the task, the executor never saw
+// it) leaves the task in the executor's processing list; the sweep puts it
+// back and it runs, without waiting for a restart.
+func TestTaskStrandedInProcessingListIsPutBack(t *testing.T) {
+	c := newCluster(t)
+	c.script("ok.sh", `echo ok`)
+	c.executor("a")
+	raw := `{"id":"stranded","type":"test","tube":"","task":{"cmdline":"ok.sh","cmd_args":[],"timeout":0}}`
+	if err := c.rdb.RPush(context.Background(), "queue_job_task:processing:a", raw).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if d := c.done("stranded", 15*time.Second); d.Status != task.Succeeded {
+		t.Fatalf("done %+v", *d.Result)
+	}
+	// Tasks the executor does hold are never swept: a long one still runs once.
+	c.script("slow.sh", `sleep 4; echo slow`)
+	c.submit("held", "slow.sh", nil, 0)
+	if d := c.done("held", 20*time.Second); d.Status != task.Succeeded || c.dones("held") != 1 {
+		t.Fatalf("held: %+v, %d dones", *d.Result, c.dones("held"))
+	}
+}

@@ -35,10 +35,12 @@ type outbox struct {
 	http   *httpSink
 	idle   chan struct{} // signalled whenever the spool was seen empty
 	closed atomic.Bool
+	// applied is told the delivery of every finish Redis has applied.
+	applied func(raw []byte)
 }
 
-func newOutbox(sp *spool.Spool, pub queue.Publisher, logsHTTP string, log hclog.Logger) *outbox {
-	o := &outbox{sp: sp, pub: pub, log: log, idle: make(chan struct{}, 1)}
+func newOutbox(sp *spool.Spool, pub queue.Publisher, logsHTTP string, log hclog.Logger, applied func(raw []byte)) *outbox {
+	o := &outbox{sp: sp, pub: pub, log: log, idle: make(chan struct{}, 1), applied: applied}
 	if logsHTTP != "" {
 		o.http = newHTTPSink(logsHTTP, log)
 	}
@@ -127,6 +129,11 @@ func (o *outbox) run(ctx context.Context) {
 				return
 			}
 			b.fail(ctx, o.log, "cannot deliver messages (kept in order until Redis is back)", err)
+		}
+		for _, m := range msgs {
+			if m.Finish != nil {
+				o.applied(m.Finish.Raw)
+			}
 		}
 		if o.http != nil {
 			for _, m := range msgs {

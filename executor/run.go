@@ -170,9 +170,11 @@ func (e *Executor) finish(r *run, state task.State, reason string, res *sandbox.
 }
 
 func (e *Executor) drop(d *queue.Delivery) {
-	_, _ = retry(e.taskCtx, e.log, "drop a task", func(ctx context.Context) (struct{}, error) {
+	if _, err := retry(e.taskCtx, e.log, "drop a task", func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, e.opt.Broker.Drop(ctx, d)
-	})
+	}); err == nil {
+		e.held.release(d.Raw)
+	}
 }
 
 func (e *Executor) register(r *run) bool {

@@ -88,6 +88,9 @@ type Tasks interface {
 	// Requeue puts a delivery this executor will not run back at the head of
 	// the task list (on shutdown, before it started).
 	Requeue(ctx context.Context, d *Delivery) error
+	// Taken lists what this executor's processing list holds: every
+	// delivery taken and not yet finished, dropped or put back.
+	Taken(ctx context.Context) ([][]byte, error)
 }
 
 // Publisher delivers the outbox.

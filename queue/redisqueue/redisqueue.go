@@ -152,6 +152,19 @@ func (q *Queue) Requeue(ctx context.Context, d *queue.Delivery) error {
 	return nil
 }
 
+// Taken implements queue.Tasks.
+func (q *Queue) Taken(ctx context.Context) ([][]byte, error) {
+	items, err := q.rdb.LRange(ctx, q.processing(q.opt.ExecutorID), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list taken tasks: %w", err)
+	}
+	out := make([][]byte, len(items))
+	for i, it := range items {
+		out[i] = []byte(it)
+	}
+	return out, nil
+}
+
 // Publish implements queue.Publisher: runs of output lines become one
 // multi-value RPUSH (and one PUBLISH for followers), finishes run the finish
 // script, all inside MULTI/EXEC so a batch applies whole or not at all.
