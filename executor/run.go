@@ -102,18 +102,20 @@ func (e *Executor) handle(d *queue.Delivery) {
 	e.log.Debug("task started", "id", id, "pid", p.Pid(), "program", cmd.Path)
 	stopWatch := context.AfterFunc(r.ctx, func() { p.Stop(e.opt.KillGrace) })
 	res, werr := p.Wait()
-	stopWatch()
+	// Only a task we actually stopped ended for the context's cause; one
+	// that exited on its own just before a timeout or kill keeps its status.
+	stopped := !stopWatch()
 	stdout.flush()
 	stderr.flush()
 
-	state, reason := outcome(res, werr, context.Cause(r.ctx), r.ctx.Err() != nil)
+	state, reason := outcome(res, werr, context.Cause(r.ctx), stopped)
 	e.finish(r, state, reason, &res, started)
 }
 
 // outcome turns how the process ended, and why its context ended if it did,
 // into a state and a reason a person understands.
-func outcome(res sandbox.Result, werr, cause error, cancelled bool) (task.State, string) {
-	if cancelled {
+func outcome(res sandbox.Result, werr, cause error, stopped bool) (task.State, string) {
+	if stopped {
 		switch {
 		case errors.Is(cause, ErrTimeout):
 			return task.Timeout, "timeout: stopped after its timeout ran out"
