@@ -25,7 +25,7 @@ build: ## build ./task-job for this machine
 cross: ## cross-build static binaries for linux, windows, darwin and freebsd into dist/
 	./build.sh all
 
-test: deps lint cross unit fuzz ## everything CI runs: lint, cross-builds, all tests with -race, fuzz smoke
+test: deps lint cross unit bench-quick fuzz ## everything CI runs: lint, cross-builds, all tests with -race, a short benchmark run, fuzz smoke
 
 unit: ## all tests with the race detector
 	$(GO) test -race -count=1 -timeout 45m $(PKGS)
@@ -38,7 +38,7 @@ fuzz: ## run every fuzz target for FUZZTIME
 bench: deps ## the benchmark table: task-job against raw baselines measured in the same run
 	$(GO) run ./test/bench
 
-bench-quick: deps ## a short benchmark run
+bench-quick: deps ## a short benchmark run (CI runs it so the benchmark cannot rot)
 	$(GO) run ./test/bench -quick
 
 lint: ## gofmt and go vet, on every target OS
