@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -93,10 +92,8 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, `
-  ┌───────────────────────────────────────────────────────────────────┐
-  │ task-job DEV MODE: an embedded, in-memory Redis-protocol endpoint │
-  │ on %-21s  NOTHING is kept when this process stops.  │
-  └───────────────────────────────────────────────────────────────────┘
+  ==> task-job DEV MODE: an embedded, in-memory Redis-protocol endpoint on %s
+  ==> NOTHING is kept when this process stops. Not for production.
   cmd_dir: %s
 
   Try, from another shell:
@@ -111,6 +108,5 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		log.Error("executor stopped with an error", "error", err)
 		return 1
 	}
-	_ = context.Background
 	return 0
 }
