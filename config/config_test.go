@@ -479,7 +479,7 @@ func TestTooManyMissingCommas(t *testing.T) {
 // the defaults.
 func TestSample(t *testing.T) {
 	if runtime.GOOS == "windows" {
-		t.Skip(`the sample's cmd_dir "/tmp" is not an absolute path on Windows`)
+		t.Skip(`GOOS windows: the sample's cmd_dir "/tmp" is not an absolute path there`)
 	}
 	c, warnings, err := Load("../config.json")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/observe"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
@@ -141,7 +142,7 @@ func TestBadInputIsAnsweredAndServingGoesOn(t *testing.T) {
 		}
 	}
 	// Nothing is left behind in the executor's processing list.
-	eventually(t, "processing list to empty", 5*time.Second, func() bool {
+	observe.Eventually(t, "processing list to empty", 5*time.Second, func() bool {
 		return c.rdb.LLen(context.Background(), "queue_job_task:processing:a").Val() == 0
 	})
 }
@@ -170,7 +171,7 @@ func TestTakesTaskOnlyWithAFreeSlot(t *testing.T) {
 	c.script("block.sh", `sleep 30`)
 	c.executor("a", func(o *Options) { o.Concurrency = 1 })
 	c.submit("first", "block.sh", nil, 0)
-	eventually(t, "first to be taken", 10*time.Second, func() bool {
+	observe.Eventually(t, "first to be taken", 10*time.Second, func() bool {
 		return c.rdb.LLen(context.Background(), names.Tasks).Val() == 0
 	})
 	c.submit("second", "block.sh", nil, 0)
@@ -182,7 +183,7 @@ func TestTakesTaskOnlyWithAFreeSlot(t *testing.T) {
 	}
 	c.kill("first")
 	c.done("first", 10*time.Second)
-	eventually(t, "second to be taken", 10*time.Second, func() bool {
+	observe.Eventually(t, "second to be taken", 10*time.Second, func() bool {
 		return c.rdb.LLen(context.Background(), names.Tasks).Val() == 0
 	})
 	c.kill("second")
@@ -200,7 +201,7 @@ func TestKillReachesTheRightExecutorAmongThree(t *testing.T) {
 		ids[i] = "run-" + strconv.Itoa(i)
 		c.submit(ids[i], "sleep.sh", nil, 0)
 	}
-	eventually(t, "all six to run", 15*time.Second, func() bool {
+	observe.Eventually(t, "all six to run", 15*time.Second, func() bool {
 		for _, id := range ids {
 			h := c.rdb.HGet(context.Background(), "queue_job_task:status:"+id, "state").Val()
 			if h != "running" {
@@ -253,13 +254,13 @@ wait`)
 	c.executor("a", func(o *Options) { o.KillGrace = 300 * time.Millisecond })
 	c.submit("tree", "tree.sh", nil, 0)
 	c.waitFor("started", 10*time.Second, func(m map[string][]task.Log) bool { return len(m["tree"]) > 0 })
-	eventually(t, "the marked processes to start", 5*time.Second, func() bool { return processWithMarker("3" + marker) })
+	observe.Eventually(t, "the marked processes to start", 5*time.Second, func() bool { return observe.ProcessWithMarker("3" + marker) })
 	c.kill("tree")
 	if d := c.done("tree", 10*time.Second); d.Status != task.Killed {
 		t.Fatalf("done %+v", *d.Result)
 	}
 	for _, p := range []string{"1", "2", "3"} {
-		if processWithMarker(p + marker) {
+		if observe.ProcessWithMarker(p + marker) {
 			t.Errorf("process sleep %s%s survived the kill", p, marker)
 		}
 	}
@@ -312,7 +313,7 @@ func TestGracefulShutdownFinishesOrKillsAndReports(t *testing.T) {
 	stop := c.executor("a", func(o *Options) { o.ShutdownGrace = 2 * time.Second })
 	c.submit("short", "short.sh", nil, 0)
 	c.submit("long", "long.sh", nil, 0)
-	eventually(t, "both to run", 10*time.Second, func() bool {
+	observe.Eventually(t, "both to run", 10*time.Second, func() bool {
 		return c.rdb.HGet(context.Background(), "queue_job_task:status:long", "state").Val() == "running" &&
 			c.rdb.HGet(context.Background(), "queue_job_task:status:short", "state").Val() == "running"
 	})

@@ -223,28 +223,3 @@ func (c *cluster) dones(id string) int {
 	}
 	return n
 }
-
-// eventually polls cond until it holds or timeout.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
-}
-
-// processWithMarker reports whether a process whose command line contains
-// marker exists on the host.
-func processWithMarker(marker string) bool {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), marker) {
-			return true
-		}
-	}
-	return false
-}

@@ -22,15 +22,9 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:6379", "loopback address of the embedded endpoint (a free port is used if this one is busy)")
 	cmdDir := fs.String("cmd_dir", "", "cmd_dir (default: a new temporary directory holding a demo script)")
-	var lf logFlags
-	lf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	log, closer, err := lf.logger("task-job", stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "task-job dev:", err)
-		return 2
+	log, closer, code := parseWithLog(fs, args, stderr)
+	if log == nil {
+		return code
 	}
 	defer closer.Close()
 	host, _, err := net.SplitHostPort(*addr)

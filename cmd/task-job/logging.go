@@ -67,3 +67,20 @@ func (l *logFlags) logger(name string, stderr io.Writer) (hclog.Logger, io.Close
 		TimeFormat: "2006-01-02T15:04:05.000Z0700",
 	}), closer, nil
 }
+
+// parseWithLog registers the log flags on fs, parses args and builds the
+// logger: the start shared by the commands that run an executor. A nil
+// logger means: exit with code.
+func parseWithLog(fs *flag.FlagSet, args []string, stderr io.Writer) (log hclog.Logger, closer io.Closer, code int) {
+	var lf logFlags
+	lf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, 2
+	}
+	log, closer, err := lf.logger("task-job", stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		return nil, nil, 2
+	}
+	return log, closer, 0
+}

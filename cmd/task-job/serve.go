@@ -28,15 +28,9 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("task-job", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "path of config.json (without it, every key takes its default)")
-	var lf logFlags
-	lf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	log, closer, err := lf.logger("task-job", stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "task-job:", err)
-		return 2
+	log, closer, code := parseWithLog(fs, args, stderr)
+	if log == nil {
+		return code
 	}
 	defer closer.Close()
 

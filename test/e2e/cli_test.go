@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskjob/task-job/test/observe"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
@@ -56,7 +57,7 @@ func TestCLISubmitStatusKillLogs(t *testing.T) {
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "c3 to run", 10*time.Second, func() bool {
+	observe.Eventually(t, "c3 to run", 10*time.Second, func() bool {
 		out, _ := run(t, "status", "-config="+cfg, "c3")
 		return strings.Contains(out, "running")
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/observe"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
@@ -87,7 +88,7 @@ func TestExecutorSIGKILLMidTask(t *testing.T) {
 	a := start(t, "-config="+config(t, srv.Addr(), dir, "a", nil))
 	a.waitLog(t, "executor serving", 20*time.Second)
 	submit(t, rdb, "victim", "long.sh")
-	eventually(t, "the task to run", 10*time.Second, func() bool { return processWithMarker("2" + marker) })
+	observe.Eventually(t, "the task to run", 10*time.Second, func() bool { return observe.ProcessWithMarker("2" + marker) })
 	submit(t, rdb, "queued-1", "ok.sh")
 	submit(t, rdb, "queued-2", "ok.sh")
 
@@ -97,8 +98,8 @@ func TestExecutorSIGKILLMidTask(t *testing.T) {
 	a.wait(t, 10*time.Second)
 	killed := time.Now()
 
-	eventually(t, "the task's processes to die with their executor", 5*time.Second, func() bool {
-		return !processWithMarker("1"+marker) && !processWithMarker("2"+marker)
+	observe.Eventually(t, "the task's processes to die with their executor", 5*time.Second, func() bool {
+		return !observe.ProcessWithMarker("1"+marker) && !observe.ProcessWithMarker("2"+marker)
 	})
 	seen := map[string][]task.Log{}
 	d := doneOf(t, rdb, seen, "victim", 20*time.Second)
@@ -126,7 +127,7 @@ func TestRestartReportsItsOwnLostTask(t *testing.T) {
 	a := start(t, "-config="+cfg)
 	a.waitLog(t, "executor serving", 20*time.Second)
 	submit(t, rdb, "mine", "long.sh")
-	eventually(t, "the task to run", 10*time.Second, func() bool {
+	observe.Eventually(t, "the task to run", 10*time.Second, func() bool {
 		return rdb.HGet(context.Background(), "queue_job_task:status:mine", "state").Val() == "running"
 	})
 	a.signal(syscall.SIGKILL)
@@ -155,7 +156,7 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	s.Failover(t)
 	// The client and the executor both find the new master through the sentinels.
-	eventually(t, "the new master to take writes", 30*time.Second, func() bool {
+	observe.Eventually(t, "the new master to take writes", 30*time.Second, func() bool {
 		return rdb.Set(context.Background(), "probe", "1", 0).Err() == nil
 	})
 	submit(t, rdb, "after", "ok.sh")

@@ -180,25 +180,3 @@ func doneOf(t *testing.T, rdb redis.UniversalClient, seen map[string][]task.Log,
 		seen[l.ID] = append(seen[l.ID], l)
 	}
 }
-
-func processWithMarker(marker string) bool {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), marker) {
-			return true
-		}
-	}
-	return false
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
-}

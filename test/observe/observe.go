@@ -1,0 +1,38 @@
+// Package observe holds what tests use to watch the host: waiting for a
+// condition with a deadline instead of sleeping, and finding a process by a
+// marker in its command line (a task's processes live in their own pid
+// namespace, so their pids mean nothing here; their argv does).
+package observe
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Eventually polls cond until it holds, failing the test after timeout.
+func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond) // the polling interval, not a wait for an event
+	}
+}
+
+// ProcessWithMarker reports whether a live process on this host has marker
+// in its command line. Zombies have an empty command line and do not count.
+func ProcessWithMarker(marker string) bool {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), marker) {
+			return true
+		}
+	}
+	return false
+}
