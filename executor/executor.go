@@ -46,6 +46,9 @@ type Options struct {
 	LogsHTTP      string
 	SpoolDir      string
 	SpoolMaxBytes int64
+	// SpoolMemBytes is the outbox's memory budget before it spills to
+	// SpoolDir (default 64 MiB).
+	SpoolMemBytes int64
 	// Env is the whole environment of a task, before the TASK_* variables.
 	Env []string
 
@@ -124,7 +127,7 @@ func New(opts Options) (*Executor, error) {
 	case opts.ExecutorID == "":
 		return nil, errors.New("executor: no executor id")
 	}
-	sp, err := spool.New(spool.Options{Dir: opts.SpoolDir, DiskBytes: opts.SpoolMaxBytes})
+	sp, err := spool.New(spool.Options{Dir: opts.SpoolDir, MemBytes: opts.SpoolMemBytes, DiskBytes: opts.SpoolMaxBytes})
 	if err != nil {
 		return nil, fmt.Errorf("executor: %w", err)
 	}

@@ -336,12 +336,18 @@ func TestGracefulShutdownFinishesOrKillsAndReports(t *testing.T) {
 func TestRedisOutageLosesNothingAndKeepsOrder(t *testing.T) {
 	c := newCluster(t, redisserver.Options{Persist: true})
 	c.script("count.sh", `i=1; while [ $i -le 120 ]; do echo $i; i=$((i+1)); sleep 0.05; done`)
-	c.executor("a")
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	// A small memory budget, so the outage's messages must spill to disk.
+	c.executor("a", func(o *Options) { o.SpoolDir, o.SpoolMemBytes = spoolDir, 2<<10 })
 	c.submit("outage", "count.sh", nil, 0)
 	c.waitFor("first lines", 10*time.Second, func(m map[string][]task.Log) bool { return len(m["outage"]) >= 5 })
 	c.redis.Stop(t)
 	outage := time.Now()
-	time.Sleep(10 * time.Second) // the outage itself: Redis is down for 10 s
+	observe.Eventually(t, "messages to spill to disk", 10*time.Second, func() bool {
+		files, _ := os.ReadDir(spoolDir)
+		return len(files) > 0
+	})
+	time.Sleep(time.Until(outage.Add(10 * time.Second))) // the outage itself: Redis is down for 10 s
 	c.redis.Restart(t)
 	t.Logf("Redis was down for %v", time.Since(outage))
 	d := c.done("outage", 30*time.Second)
