@@ -55,6 +55,20 @@ type Task struct {
 	// Tube is an optional routing name (a dedicated queue); echoed back.
 	Tube string `json:"tube"`
 	Task Spec   `json:"task"`
+	// Sig is the optional signature of a signed submission (package
+	// signature defines what it covers). Absent in the original protocol.
+	Sig *Signature `json:"sig,omitempty"`
+}
+
+// Signature proves who submitted a task: the id of a shared key, when the
+// task was signed, and an HMAC-SHA256 over the task's canonical content.
+type Signature struct {
+	// Key is the key id, e.g. "web"; the executor looks the secret up.
+	Key string `json:"key"`
+	// TS is the signing time in Unix seconds.
+	TS int64 `json:"ts"`
+	// MAC is the HMAC-SHA256, lowercase hex.
+	MAC string `json:"mac"`
 }
 
 // Spec is what to run.
@@ -134,6 +148,19 @@ func (t *Task) Validate() error {
 	}
 	if total > MaxArgsBytes {
 		return invalid("task.cmd_args total %d bytes, over the limit of %d", total, MaxArgsBytes)
+	}
+	if t.Sig != nil {
+		if err := checkText("sig.key", t.Sig.Key, MaxIDBytes, true); err != nil {
+			return err
+		}
+		if len(t.Sig.MAC) != 64 {
+			return invalid("sig.mac must be 64 lowercase hex digits (HMAC-SHA256), not %d characters", len(t.Sig.MAC))
+		}
+		for _, c := range t.Sig.MAC {
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return invalid("sig.mac must be 64 lowercase hex digits (HMAC-SHA256)")
+			}
+		}
 	}
 	if math.IsNaN(float64(t.Task.Timeout)) || float64(t.Task.Timeout) > MaxTimeout.Seconds() {
 		return invalid("task.timeout %v is not a number of seconds up to %d", float64(t.Task.Timeout), int64(MaxTimeout/time.Second))

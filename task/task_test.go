@@ -152,3 +152,26 @@ func FuzzAppendLine(f *testing.F) {
 		}
 	})
 }
+
+func TestParseSignature(t *testing.T) {
+	mac := strings.Repeat("ab", 32)
+	good := `{"id":"1","task":{"cmdline":"a.sh"},"sig":{"key":"web","ts":1764000000,"mac":"` + mac + `"}}`
+	got, err := Parse([]byte(good), 0)
+	if err != nil {
+		t.Fatalf("Parse(signed) = %v", err)
+	}
+	if got.Sig == nil || got.Sig.Key != "web" || got.Sig.TS != 1764000000 || got.Sig.MAC != mac {
+		t.Fatalf("Sig = %+v", got.Sig)
+	}
+	for name, raw := range map[string]string{
+		"short mac":   `{"id":"1","task":{"cmdline":"a.sh"},"sig":{"key":"web","ts":1,"mac":"abc"}}`,
+		"upper hex":   `{"id":"1","task":{"cmdline":"a.sh"},"sig":{"key":"web","ts":1,"mac":"` + strings.ToUpper(mac) + `"}}`,
+		"no key":      `{"id":"1","task":{"cmdline":"a.sh"},"sig":{"ts":1,"mac":"` + mac + `"}}`,
+		"unknown sig": `{"id":"1","task":{"cmdline":"a.sh"},"sig":{"key":"web","ts":1,"mac":"` + mac + `","x":1}}`,
+		"ts string":   `{"id":"1","task":{"cmdline":"a.sh"},"sig":{"key":"web","ts":"1","mac":"` + mac + `"}}`,
+	} {
+		if _, err := Parse([]byte(raw), 0); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Parse = %v, want an ErrInvalid", name, err)
+		}
+	}
+}
