@@ -59,6 +59,13 @@ const (
 	DefaultExecutorTTL     = 5 * time.Second
 	DefaultShutdownGrace   = 30 * time.Second
 	DefaultSpoolMaxBytes   = 1 * GiB
+	DefaultSandboxUser     = "nobody"
+	DefaultSandboxMemory   = 512 * MiB
+	DefaultSandboxCPU      = 1.0
+	DefaultSandboxPids     = 256
+	DefaultSandboxTmpSize  = 64 * MiB
+	DefaultAuditMaxBytes   = 100 * MiB
+	DefaultSignatureWindow = 5 * time.Minute
 )
 
 // maxDefaultConcurrency caps the NumCPU default so that a very large host
@@ -138,6 +145,57 @@ type Config struct {
 	// Isolation ("isolation", default "auto") is IsolationAuto,
 	// IsolationOn or IsolationOff.
 	Isolation string
+
+	// The Linux sandbox's defaults; a policy rule may override them per
+	// task.
+
+	// SandboxUser ("sandbox_user", default "nobody") is who tasks run as.
+	// "root" is allowed but logged as a warning.
+	SandboxUser string
+	// SandboxMemory ("sandbox_memory", default 512 MiB, at least 4 MiB) is
+	// a task's memory limit.
+	SandboxMemory int64
+	// SandboxCPU ("sandbox_cpu", default 1.0) is a task's CPU limit in
+	// cores: 0.01..1024.
+	SandboxCPU float64
+	// SandboxPids ("sandbox_pids", default 256, at least 1) caps a task's
+	// processes and threads.
+	SandboxPids int
+	// SandboxNetwork ("sandbox_network", default false) gives tasks the
+	// host's network; otherwise each sees only a loopback.
+	SandboxNetwork bool
+	// SandboxTmpSize ("sandbox_tmp_size", default 64 MiB) sizes a task's
+	// private /tmp and /dev/shm.
+	SandboxTmpSize int64
+	// SandboxChroot ("sandbox_chroot", default false) shows a task only
+	// cmd_dir, as /.
+	SandboxChroot bool
+	// SandboxInit ("sandbox_init") is the task-job-init helper; default:
+	// next to the task-job binary.
+	SandboxInit string
+
+	// PolicyFile ("policy_file") is the whitelist policy (policy.hcl).
+	// Set, nothing runs unless a rule allows it. "" = section 3's rules
+	// alone, with a start-up warning.
+	PolicyFile string
+	// AuditFile ("audit_file") is the hash-chained audit log. "" = off,
+	// with a start-up warning.
+	AuditFile string
+	// AuditMaxBytes ("audit_max_bytes", default 100 MiB; 0 = never)
+	// rotates the audit file.
+	AuditMaxBytes int64
+	// AuditStream ("audit_stream", default QueueName+"_audit") is the Redis
+	// stream the audit log is mirrored to.
+	AuditStream string
+	// SigningKeysDir ("signing_keys_dir") holds one file per signing key:
+	// the name is the key id, the content the secret.
+	SigningKeysDir string
+	// RequireSignatures ("require_signatures", default false) rejects
+	// tasks that are not validly signed. Needs signing_keys_dir.
+	RequireSignatures bool
+	// SignatureWindow ("signature_window", default "5m", 1s..1h, below
+	// status_retention) is the accepted clock difference of a signed task.
+	SignatureWindow time.Duration
 }
 
 // Default returns the configuration used when config.json sets nothing.
@@ -161,6 +219,12 @@ func newConfig() *Config {
 		ExecutorTTL:     DefaultExecutorTTL,
 		ShutdownGrace:   DefaultShutdownGrace,
 		SpoolMaxBytes:   DefaultSpoolMaxBytes,
+		SandboxMemory:   DefaultSandboxMemory,
+		SandboxCPU:      DefaultSandboxCPU,
+		SandboxPids:     DefaultSandboxPids,
+		SandboxTmpSize:  DefaultSandboxTmpSize,
+		AuditMaxBytes:   DefaultAuditMaxBytes,
+		SignatureWindow: DefaultSignatureWindow,
 	}
 }
 
@@ -188,6 +252,8 @@ func (c *Config) fillDefaults() {
 		c.SpoolDir = filepath.Join(os.TempDir(), name)
 	}
 	setIfEmpty(&c.Isolation, IsolationAuto)
+	setIfEmpty(&c.SandboxUser, DefaultSandboxUser)
+	setIfEmpty(&c.AuditStream, c.QueueName+"_audit")
 }
 
 // defaultCmdDir is "/tmp" as in the original tool; Windows has no /tmp.
@@ -308,6 +374,46 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	case IsolationAuto, IsolationOn, IsolationOff:
 	default:
 		bad("isolation", "must be \"auto\", \"on\" or \"off\", got %q", c.Isolation)
+	}
+	if c.SandboxMemory < 4*MiB {
+		bad("sandbox_memory", "must be at least 4MiB, got %s", formatBytes(c.SandboxMemory))
+	}
+	if !(c.SandboxCPU >= 0.01 && c.SandboxCPU <= 1024) {
+		bad("sandbox_cpu", "must be between 0.01 and 1024 cores, got %g", c.SandboxCPU)
+	}
+	if c.SandboxPids < 1 {
+		bad("sandbox_pids", "must be at least 1, got %d", c.SandboxPids)
+	}
+	if c.SandboxTmpSize < MiB {
+		bad("sandbox_tmp_size", "must be at least 1MiB, got %s", formatBytes(c.SandboxTmpSize))
+	}
+	if strings.TrimSpace(c.SandboxUser) == "" {
+		bad("sandbox_user", "must name a user or a numeric uid")
+	}
+	for _, f := range []struct{ key, path string }{
+		{"sandbox_init", c.SandboxInit}, {"policy_file", c.PolicyFile},
+		{"audit_file", c.AuditFile}, {"signing_keys_dir", c.SigningKeysDir},
+	} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			bad(f.key, "%q is not an absolute path; write the full path", f.path)
+		}
+	}
+	if c.AuditMaxBytes != 0 && c.AuditMaxBytes < MiB {
+		bad("audit_max_bytes", "must be 0 (never rotate) or at least 1MiB, got %s", formatBytes(c.AuditMaxBytes))
+	}
+	if !(baseErr != nil && strings.HasPrefix(c.AuditStream, c.QueueName+"_")) {
+		if err := checkKeyName(c.AuditStream); err != nil {
+			bad("audit_stream", "%v", err)
+		}
+	}
+	if c.RequireSignatures && c.SigningKeysDir == "" {
+		bad("require_signatures", "is true but signing_keys_dir is not set; name the directory holding the keys")
+	}
+	switch {
+	case c.SignatureWindow < time.Second || c.SignatureWindow > time.Hour:
+		bad("signature_window", "must be between 1s and 1h, got %v", c.SignatureWindow)
+	case c.SigningKeysDir != "" && c.SignatureWindow*2 >= c.StatusRetention:
+		bad("signature_window", "must be under half of status_retention (%v): a replay older than the retention would no longer be recognised, got %v", c.StatusRetention, c.SignatureWindow)
 	}
 	return errs
 }
@@ -454,11 +560,17 @@ func (c Config) String() string {
 	return fmt.Sprintf("server_port=%q redis_addr=%q redis_password=%q redis_password_file=%q redis_db=%d "+
 		"queue_name=%q queue_control_name=%q logs=%t logs_channel=%q logs_http=%q cmd_dir=%q "+
 		"executor_id=%q concurrency=%d status_retention=%v max_task_bytes=%s max_output_bytes=%s "+
-		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v spool_dir=%q spool_max_bytes=%s isolation=%q",
+		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v spool_dir=%q spool_max_bytes=%s isolation=%q "+
+		"sandbox_user=%q sandbox_memory=%s sandbox_cpu=%g sandbox_pids=%d sandbox_network=%t sandbox_tmp_size=%s "+
+		"sandbox_chroot=%t sandbox_init=%q policy_file=%q audit_file=%q audit_max_bytes=%s audit_stream=%q "+
+		"signing_keys_dir=%q require_signatures=%t signature_window=%v",
 		c.ServerPort, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
 		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, redactURL(c.LogsHTTP), c.CmdDir,
 		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
-		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.Isolation)
+		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.Isolation,
+		c.SandboxUser, formatBytes(c.SandboxMemory), c.SandboxCPU, c.SandboxPids, c.SandboxNetwork, formatBytes(c.SandboxTmpSize),
+		c.SandboxChroot, c.SandboxInit, c.PolicyFile, c.AuditFile, formatBytes(c.AuditMaxBytes), c.AuditStream,
+		c.SigningKeysDir, c.RequireSignatures, c.SignatureWindow)
 }
 
 // redactURL hides a password inside a URL such as redis://user:pw@host.

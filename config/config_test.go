@@ -69,6 +69,14 @@ func TestDefault(t *testing.T) {
 		SpoolDir:         filepath.Join(os.TempDir(), "task-job-spool-"+host),
 		SpoolMaxBytes:    1 << 30,
 		Isolation:        "auto",
+		SandboxUser:      "nobody",
+		SandboxMemory:    512 << 20,
+		SandboxCPU:       1,
+		SandboxPids:      256,
+		SandboxTmpSize:   64 << 20,
+		AuditMaxBytes:    100 << 20,
+		AuditStream:      "queue_job_task_audit",
+		SignatureWindow:  5 * time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -191,6 +199,19 @@ func TestKeys(t *testing.T) {
 		{body: `"isolation": "on"`, get: func(c *Config) any { return c.Isolation }, want: "on"},
 		{body: `"isolation": ""`, get: func(c *Config) any { return c.Isolation }, want: "auto"},
 		{body: `"isolation": "maybe"`, err: `isolation: must be "auto", "on" or "off", got "maybe"`},
+		{body: `"sandbox_cpu": 0.5`, get: func(c *Config) any { return c.SandboxCPU }, want: 0.5},
+		{body: `"sandbox_cpu": "1"`, err: `sandbox_cpu: must be a number (without quotes), got a string`},
+		{body: `"sandbox_cpu": 0`, err: `sandbox_cpu: must be between 0.01 and 1024 cores, got 0`},
+		{body: `"sandbox_memory": "1GiB"`, get: func(c *Config) any { return c.SandboxMemory }, want: int64(1 << 30)},
+		{body: `"sandbox_memory": "1MiB"`, err: `sandbox_memory: must be at least 4MiB, got 1MiB`},
+		{body: `"sandbox_pids": 0`, err: `sandbox_pids: must be at least 1, got 0`},
+		{body: `"sandbox_user": ""`, get: func(c *Config) any { return c.SandboxUser }, want: "nobody"},
+		{body: `"policy_file": "policy.hcl"`, err: `policy_file: "policy.hcl" is not an absolute path`},
+		{body: `"audit_max_bytes": 0`, get: func(c *Config) any { return c.AuditMaxBytes }, want: int64(0)},
+		{body: `"audit_max_bytes": "10KiB"`, err: `audit_max_bytes: must be 0 (never rotate) or at least 1MiB`},
+		{body: `"require_signatures": true`, err: `require_signatures: is true but signing_keys_dir is not set`},
+		{body: `"signature_window": "5m", "signing_keys_dir": "/k", "status_retention": "9m"`, err: `signature_window: must be under half of status_retention`},
+		{body: `"signature_window": "2h"`, err: `signature_window: must be between 1s and 1h, got 2h0m0s`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.body, func(t *testing.T) {
@@ -318,7 +339,7 @@ func TestUnknownKey(t *testing.T) {
 		{`"redis-addr": "h:1"`, `test.json:2:1: redis-addr: unknown key; did you mean "redis_addr"?`},
 		{`"Queue_Name": "q"`, `test.json:2:1: Queue_Name: unknown key; did you mean "queue_name"?`},
 		{`"cmddir": "/tmp"`, `test.json:2:1: cmddir: unknown key; did you mean "cmd_dir"?`},
-		{`"policy": "x"`, `test.json:2:1: policy: unknown key; known keys are cmd_dir, concurrency, executor_id,`},
+		{`"policy": "x"`, `test.json:2:1: policy: unknown key; known keys are audit_file, audit_max_bytes, audit_stream, cmd_dir, concurrency, executor_id,`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.body, func(t *testing.T) {

@@ -189,6 +189,14 @@ func (p *parser) readMembers(obj *hujson.Object) {
 				"move it to a file only task-job can read and set redis_password_file")
 		}
 	}
+	if c.SandboxUser == "root" || c.SandboxUser == "0" {
+		p.warn(p.posOf("sandbox_user"), "sandbox_user: tasks run as root by default; "+
+			"prefer an unprivileged user and allow root per policy rule")
+	}
+	if c.SandboxNetwork {
+		p.warn(p.keyPos["sandbox_network"], "sandbox_network: every task gets the host's network; "+
+			"prefer allowing it per policy rule")
+	}
 	if c.Isolation == IsolationOff {
 		p.warn(p.keyPos["isolation"], `isolation: "off" runs tasks without cgroups or namespaces: `+
 			"a task can see and signal every process on the host and use all its memory")
@@ -200,6 +208,7 @@ var derivedFrom = map[string]string{
 	"queue_control_name": "queue_name",
 	"logs_channel":       "queue_name",
 	"spool_dir":          "executor_id",
+	"audit_stream":       "queue_name",
 }
 
 // posOf says where a key was set. A derived default points at the key it

@@ -42,6 +42,21 @@ var fields = map[string]setter{
 	"spool_dir":           stringSetter(func(c *Config) *string { return &c.SpoolDir }),
 	"spool_max_bytes":     sizeSetter(func(c *Config) *int64 { return &c.SpoolMaxBytes }),
 	"isolation":           stringSetter(func(c *Config) *string { return &c.Isolation }),
+	"sandbox_user":        stringSetter(func(c *Config) *string { return &c.SandboxUser }),
+	"sandbox_memory":      sizeSetter(func(c *Config) *int64 { return &c.SandboxMemory }),
+	"sandbox_cpu":         floatSetter(func(c *Config) *float64 { return &c.SandboxCPU }),
+	"sandbox_pids":        intSetter(func(c *Config) *int { return &c.SandboxPids }),
+	"sandbox_network":     boolSetter(func(c *Config) *bool { return &c.SandboxNetwork }),
+	"sandbox_tmp_size":    sizeSetter(func(c *Config) *int64 { return &c.SandboxTmpSize }),
+	"sandbox_chroot":      boolSetter(func(c *Config) *bool { return &c.SandboxChroot }),
+	"sandbox_init":        stringSetter(func(c *Config) *string { return &c.SandboxInit }),
+	"policy_file":         stringSetter(func(c *Config) *string { return &c.PolicyFile }),
+	"audit_file":          stringSetter(func(c *Config) *string { return &c.AuditFile }),
+	"audit_max_bytes":     sizeSetter(func(c *Config) *int64 { return &c.AuditMaxBytes }),
+	"audit_stream":        stringSetter(func(c *Config) *string { return &c.AuditStream }),
+	"signing_keys_dir":    stringSetter(func(c *Config) *string { return &c.SigningKeysDir }),
+	"require_signatures":  boolSetter(func(c *Config) *bool { return &c.RequireSignatures }),
+	"signature_window":    durationSetter(func(c *Config) *time.Duration { return &c.SignatureWindow }),
 }
 
 // kindName names a JSON value's kind the way a user would.
@@ -121,6 +136,21 @@ func intSetter(field func(*Config) *int) setter {
 			return fmt.Errorf("%s is out of range", lit)
 		}
 		*field(c) = int(n)
+		return nil
+	}
+}
+
+func floatSetter(field func(*Config) *float64) setter {
+	return func(c *Config, v hujson.ValueTrimmed) error {
+		lit, _ := v.(hujson.Literal)
+		if v.Kind() != '0' {
+			return fmt.Errorf("must be a number (without quotes), got %s", kindName(v))
+		}
+		f, err := strconv.ParseFloat(string(lit), 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return fmt.Errorf("%s is not a usable number", lit)
+		}
+		*field(c) = f
 		return nil
 	}
 }
