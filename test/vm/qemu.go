@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/taskjob/task-job/test/vm/internal/proto"
+)
+
+var resultLine = regexp.MustCompile(`^result (\S+) exit=(-?\d+) time=(\S+) error=(".*")$`)
+
+// boot runs the VM to the end and returns the init's report: from the
+// results file it wrote over 9p, else from its console markers.
+func boot(ctx context.Context, o options, qemu, kernelFile, image, outDir string) (*proto.Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	args := []string{
+		"-M", "pc", "-accel", "tcg", // the KVM here is not one a stock kernel can use
+		"-smp", strconv.Itoa(o.cpus), "-m", strconv.Itoa(o.mem),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+		"-kernel", kernelFile, "-initrd", image,
+		"-append", "console=ttyS0 rdinit=/init panic=-1 quiet mitigations=off",
+		"-fsdev", "local,id=out,path=" + outDir + ",security_model=none",
+		"-device", "virtio-9p-pci,fsdev=out,mount_tag=" + proto.MountTag,
+	}
+	cmd := exec.CommandContext(ctx, qemu, args...)
+	cmd.Stderr = &prefixWriter{w: os.Stderr, prefix: "qemu: "}
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	logf("booting %s (%d MiB, %d CPUs, timeout %v)", filepath.Base(kernelFile), o.mem, o.cpus, o.timeout)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+
+	var console proto.Report
+	sawEnv, done := false, false
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		fmt.Printf("vm| %s\n", line)
+		rest, ok := strings.CutPrefix(line, proto.Marker)
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(rest, "env "):
+			sawEnv = true
+			state, env, _ := strings.Cut(strings.TrimPrefix(rest, "env "), " ")
+			console.EnvOK, console.Env = state == "ok", env
+			if state == "ok" {
+				logf("VM up in %v", time.Since(start).Round(time.Millisecond))
+			}
+		case rest == "done":
+			done = true
+		default:
+			if m := resultLine.FindStringSubmatch(rest); m != nil {
+				exit, _ := strconv.Atoi(m[2])
+				d, _ := time.ParseDuration(m[3])
+				e, _ := strconv.Unquote(m[4])
+				console.Results = append(console.Results, proto.Result{Pkg: m[1], Exit: exit, Duration: d, Error: e})
+			}
+		}
+	}
+	werr := cmd.Wait()
+	logf("VM ran %v", time.Since(start).Round(time.Millisecond))
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &console, fmt.Errorf("the VM did not finish within %v; QEMU (pid %d) was killed", o.timeout, cmd.Process.Pid)
+	}
+	if ctx.Err() != nil {
+		return &console, fmt.Errorf("interrupted; QEMU (pid %d) was killed", cmd.Process.Pid)
+	}
+	if werr != nil {
+		return &console, fmt.Errorf("qemu: %v", werr)
+	}
+	if b, err := os.ReadFile(filepath.Join(outDir, proto.ResultFile)); err == nil {
+		var rep proto.Report
+		if err := json.Unmarshal(b, &rep); err == nil {
+			return &rep, nil
+		}
+	}
+	if !sawEnv || !done {
+		return &console, errors.New("the VM stopped without reporting (see its console above)")
+	}
+	return &console, nil
+}
