@@ -7,7 +7,7 @@ PKGS  := ./...
 FUZZTIME ?= 10s
 FUZZ := ./task:FuzzParse ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse
 
-.PHONY: help deps build cross test unit fuzz bench bench-quick lint run-dev clean
+.PHONY: help deps build cross test unit vmtest fuzz bench bench-quick lint run-dev clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,10 +25,13 @@ build: ## build ./task-job for this machine
 cross: ## cross-build static binaries for linux, windows, darwin and freebsd into dist/
 	./build.sh all
 
-test: deps lint cross unit bench-quick fuzz ## everything CI runs: lint, cross-builds, all tests with -race, a short benchmark run, fuzz smoke
+test: deps lint cross unit vmtest bench-quick fuzz ## everything CI runs: lint, cross-builds, all tests with -race, a short benchmark run, fuzz smoke
 
 unit: ## all tests with the race detector
 	$(GO) test -race -count=1 -timeout 45m $(PKGS)
+
+vmtest: ## run the sandbox tests inside a pure cgroup v2 VM under QEMU
+	$(GO) run ./test/vm
 
 fuzz: ## run every fuzz target for FUZZTIME
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -464,9 +464,10 @@ func runTest(cfg proto.Config, i int, t proto.Test, haveOut bool) proto.Result {
 		break
 	}
 	res.Duration = time.Since(start)
-	// kill(-1) as PID 1 signals every process but the init itself.
-	if err := unix.Kill(-1, unix.SIGKILL); err == nil {
-		con.printf("vmtest init: killed processes the tests of %s left running", t.Pkg)
+	if n := leftovers(); n > 0 {
+		con.printf("vmtest init: killing %d processes the tests of %s left running", n, t.Pkg)
+		// kill(-1) as PID 1 signals every process but the init itself.
+		_ = unix.Kill(-1, unix.SIGKILL)
 	}
 	for {
 		if _, err := unix.Wait4(-1, nil, 0, nil); errors.Is(err, unix.ECHILD) {
@@ -501,4 +502,20 @@ func delegatedCgroup(i int) (int, error) {
 		return -1, err
 	}
 	return unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+}
+
+// leftovers counts live user processes other than the init: kernel threads
+// and zombies have an empty command line.
+func leftovers() int {
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range ents {
+		if e.Name() == "1" || e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && len(b) > 0 {
+			n++
+		}
+	}
+	return n
 }
