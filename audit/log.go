@@ -141,6 +141,19 @@ func (l *Log) openLocked(note string) error {
 			}
 		}
 	}
+	if l.seq > st.lastSeq && st.tornLen == 0 {
+		// Reopen after the file was removed or replaced: what is on disk is
+		// behind what this process wrote, so continue the chain we know
+		// rather than start a second one; the mirror holds the rest.
+		gone := fmt.Sprintf("%s was removed or replaced: records up to seq %d are missing from it (the mirror stream has them); the chain continues from seq %d", filepath.Base(l.path), l.seq, l.seq)
+		if note != "" {
+			note += "; " + gone
+		} else {
+			note = gone
+		}
+		st = fileState{size: st.size, firstSeq: st.firstSeq, lastSeq: l.seq, lastHash: l.prev}
+		prevFile = ""
+	}
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return &WriteError{Path: l.path, Op: "open", Err: err}

@@ -71,7 +71,7 @@ func Read(basePath string, f Filter, fn func(Record) error) error {
 	if f.byTask() {
 		tasks = map[string]bool{}
 		err := walk(files, nil, func(r *Record) error {
-			if f.marks(r) && f.own(&Record{ID: r.ID, Time: r.Time}) {
+			if f.marks(r) && (Filter{ID: f.ID, Since: f.Since, Until: f.Until}).own(r) {
 				tasks[r.ID] = true
 			}
 			return nil

@@ -110,11 +110,6 @@ func (v *verifier) fail(b *Break) error {
 
 func (v *verifier) line(cf chainFile, n int, line []byte, complete bool) error {
 	v.lastLine = n
-	if v.bad != nil {
-		// Only a torn line directly followed by a "recovered" record is
-		// forgiven; a second bad line ends it.
-		return v.fail(v.bad)
-	}
 	if !complete {
 		return v.fail(&Break{File: cf.Path, Line: n, Problem: fmt.Sprintf("incomplete last line (%d bytes, no newline) — the file was truncated or a write was cut short", len(line))})
 	}
@@ -128,6 +123,11 @@ func (v *verifier) line(cf chainFile, n int, line []byte, complete bool) error {
 			b.Problem = "cannot be read: " + err.Error() + " (a torn or edited line)"
 		} else {
 			b.Problem = "cannot be read: it " + err.Error()
+		}
+		if v.bad != nil {
+			// Only a torn line directly followed by a "recovered" record
+			// is forgiven; two bad lines in a row are not.
+			return v.fail(v.bad)
 		}
 		v.bad = b
 		return nil
