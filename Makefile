@@ -7,7 +7,7 @@ PKGS  := ./...
 FUZZTIME ?= 10s
 FUZZ := ./task:FuzzParse ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse
 
-.PHONY: help deps build cross test unit vmtest fuzz bench bench-quick lint run-dev clean
+.PHONY: help deps build cross test unit fuzz bench bench-quick lint run-dev clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
