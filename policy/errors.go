@@ -67,12 +67,14 @@ func newError(file string, diags hcl.Diagnostics) *Error {
 // diagMessage keeps a diagnostic on one line so that each problem is one
 // line of output.
 func diagMessage(d *hcl.Diagnostic) string {
-	msg := d.Summary
+	msg := strings.ReplaceAll(d.Summary, "\n", " ")
 	if d.Detail != "" {
 		if msg != "" {
 			msg += ": "
 		}
-		msg += d.Detail
+		// HCL wraps its details; our own messages quote values, whose
+		// spacing must be kept, and have no detail.
+		msg += strings.Join(strings.Fields(d.Detail), " ")
 	}
-	return strings.Join(strings.Fields(msg), " ")
+	return msg
 }

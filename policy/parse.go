@@ -395,6 +395,9 @@ func (ps *parser) value(a *hcl.Attribute) (cty.Value, bool) {
 	}
 	v, _ = v.UnmarkDeep()
 	if !v.IsWhollyKnown() {
+		if ps.hasErrorAt(a.Expr.Range()) {
+			return cty.NilVal, false // a syntax error, already reported, left a hole
+		}
 		ps.errorf(a.Expr.Range(), "%s must be a literal value", a.Name)
 		return cty.NilVal, false
 	}
