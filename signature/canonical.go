@@ -102,8 +102,8 @@ func rawMAC(secret []byte, t *task.Task, keyID string, ts int64) []byte {
 	return m.Sum(nil)
 }
 
-// Sign sets t.Sig to a signature by keyID made at now. Sign any change to
-// t before submitting it: the signature covers every field.
+// Sign sets t.Sig to a signature by keyID made at now. Sign last, after
+// every change to t: the signature covers every field.
 func Sign(t *task.Task, keyID string, secret []byte, now time.Time) {
 	ts := now.Unix()
 	t.Sig = &task.Signature{Key: keyID, TS: ts, MAC: MAC(secret, t, keyID, ts)}

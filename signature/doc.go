@@ -105,8 +105,10 @@
 // flush, a restarted executor with a MemoryGuard) only if it spans the
 // whole 2×Window, so the window must be at most half of status_retention
 // (CheckRetention; 5m against the default 24h is far inside). A longer
-// retention is not a reason for a longer window: the window only needs to
-// cover clock skew plus queueing delay between signing and taking.
+// retention is not a reason for a longer window. But the window is also
+// how long a signed task may wait in the queue: the executor verifies it
+// when it takes it, and one that waited longer is refused as stale, so the
+// window must cover clock skew plus the longest expected queueing delay.
 //
 // The signature proves who sent a task, not which deployment it was meant
 // for: give each deployment its own keys.
