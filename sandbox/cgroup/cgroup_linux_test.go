@@ -1,0 +1,586 @@
+package cgroup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// needRoot skips a test that needs root, except in CI where a missing
+// privilege must not pass silently.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("cgroup tests need root, and CI=true: run them as root")
+	}
+	t.Skip("cgroup tests need root (real cgroups, real processes)")
+}
+
+// testName is a parent group per test, so tests can run in parallel and
+// never touch a real executor's groups.
+func testName(t testing.TB) string {
+	return "task-job-test-" + strings.NewReplacer("/", "-", "#", "-").Replace(t.Name())
+}
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: tWriter{t}, Level: hclog.Debug})
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func newTestManager(t testing.TB, hs hostSetup) *Manager {
+	t.Helper()
+	needRoot(t)
+	m, err := newManager(Options{Name: testName(t), Logger: testLogger(t)}, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Mode() == Unavailable {
+		t.Fatalf("running as root, yet: %s", m.Describe())
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+		// Kill and remove what a failed test left, as the next run would,
+		// then the parent group, which outlives a Manager on purpose.
+		hs.noPool = true
+		if sweep, err := newManager(Options{Name: testName(t)}, hs); err == nil {
+			if _, err := sweep.CleanupStale(); err != nil {
+				t.Error(err)
+			}
+			_ = sweep.Close()
+		}
+		for _, h := range m.hier {
+			_ = removeTree(h.parent)
+		}
+	})
+	return m
+}
+
+func hostManager(t testing.TB) *Manager { return newTestManager(t, detect()) }
+
+// spawn starts /bin/sh -c script inside g. Its output goes to out if not nil.
+func spawn(t *testing.T, g *Group, script string, out io.Writer) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	_, err := g.Spawn(cmd.SysProcAttr, func() (int, error) {
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd
+}
+
+// syncBuffer is written by the exec copy goroutines and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// cgroupLines returns the lines of a /proc/<pid>/cgroup file that name the
+// hierarchies m uses.
+func cgroupLines(t *testing.T, m *Manager, file string) []string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if m.mode == V2 && parts[0] == "0" {
+			out = append(out, line)
+		}
+		if m.mode == V1 {
+			for _, c := range strings.Split(parts[1], ",") {
+				if c == "memory" || c == "cpu" || c == "cpuacct" || c == "pids" || c == "freezer" {
+					out = append(out, line)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// assertGone checks that a group's directory is gone from every hierarchy.
+func assertGone(t *testing.T, m *Manager, g *Group) {
+	t.Helper()
+	for _, d := range g.dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there (stat: %v)", d, err)
+		}
+	}
+}
+
+// assertParentEmpty checks that no group is left under m's parent in any
+// hierarchy.
+func assertParentEmpty(t *testing.T, m *Manager) {
+	t.Helper()
+	for _, h := range m.hier {
+		subs, err := subdirs(h.parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(subs) > 0 {
+			t.Errorf("groups left under %s: %v", h.parent, subs)
+		}
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	m := hostManager(t)
+	t.Logf("mode %v: %s", m.Mode(), m.Describe())
+	switch m.Mode() {
+	case V1:
+		if !strings.HasPrefix(m.Describe(), "cgroup v1 (") || !strings.Contains(m.Describe(), "kill by") {
+			t.Errorf("Describe = %q", m.Describe())
+		}
+	case V2:
+		if !strings.HasPrefix(m.Describe(), "cgroup v2: memory, cpu, pids limits") {
+			t.Errorf("Describe = %q", m.Describe())
+		}
+	}
+}
+
+func TestUnavailableDescribesWhy(t *testing.T) {
+	m, err := newManager(Options{}, hostSetup{why: "no cgroup filesystem is mounted at /sys/fs/cgroup"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "cgroups unavailable: no cgroup filesystem is mounted at /sys/fs/cgroup; tasks have no memory/cpu/pids limits"
+	if m.Mode() != Unavailable || m.Describe() != want {
+		t.Errorf("Mode %v, Describe %q; want Unavailable, %q", m.Mode(), m.Describe(), want)
+	}
+	if _, err := m.New("x", Limits{}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("New on an unavailable Manager: %v, want ErrUnavailable", err)
+	}
+	if n, err := m.CleanupStale(); n != 0 || err != nil {
+		t.Errorf("CleanupStale = %d, %v", n, err)
+	}
+	if err := m.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestBadOptionsAndLimits(t *testing.T) {
+	for _, name := range []string{".", "..", "a/b"} {
+		if _, err := NewManager(Options{Name: name}); err == nil {
+			t.Errorf("NewManager(Name %q) succeeded", name)
+		}
+	}
+	for _, l := range []Limits{{MemoryBytes: -1}, {Pids: -1}, {CPUCores: -0.5}} {
+		if err := checkLimits(l); err == nil {
+			t.Errorf("checkLimits(%+v) accepted it", l)
+		}
+	}
+	if q := quotaUS(0.2); q != 20000 {
+		t.Errorf("quotaUS(0.2) = %d", q)
+	}
+	if q := quotaUS(0.0001); q != minQuotaUS {
+		t.Errorf("quotaUS(0.0001) = %d, want the kernel's minimum", q)
+	}
+}
+
+func TestSafeName(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	seen := map[string]string{}
+	for _, id := range []string{"", ".", "..", "a/b", "../../etc", "~spare-1-1", "build 42", "ünï", "ok-id_1.2", long, long + "y", strings.Repeat("/", 200)} {
+		s := safeName(id)
+		if s == "." || s == ".." || s == "" || strings.ContainsAny(s, "/\x00") || strings.HasPrefix(s, "~") || strings.HasPrefix(s, ".") || len(s) > maxEscaped {
+			t.Errorf("safeName(%q) = %q: not a safe directory name", id, s)
+		}
+		if other, dup := seen[s]; dup {
+			t.Errorf("safeName(%q) = safeName(%q) = %q", id, other, s)
+		}
+		seen[s] = id
+	}
+	if s := safeName("ok-id_1.2"); s != "ok-id_1.2" {
+		t.Errorf("a plain id changed: %q", s)
+	}
+}
+
+func TestSpawnIsBornInside(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	g, err := m.New("born/inside", Limits{MemoryBytes: 64 << 20, CPUCores: 1, Pids: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if want := "/" + testName(t) + "/born%2Finside-"; !strings.HasPrefix(g.Path(), want) {
+		t.Errorf("Path = %q, want prefix %q", g.Path(), want)
+	}
+	var out syncBuffer
+	cmd := spawn(t, g, "cat /proc/self/cgroup", &out)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasSuffix(line, ":"+g.Path()) {
+			got++
+		}
+	}
+	want := len(m.hier)
+	if m.mode == V1 {
+		want = 5 // memory cpu cpuacct pids freezer, whatever shares a mount
+	}
+	if got < want {
+		t.Errorf("the task saw itself in %d of our %d controllers:\n%s", got, want, out.String())
+	}
+	// The executor's threads are all back where they were.
+	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
+	for _, f := range tasks {
+		for _, line := range cgroupLines(t, m, f) {
+			if strings.Contains(line, g.Path()) {
+				t.Errorf("an executor thread stayed in the task's group: %s: %s", f, line)
+			}
+		}
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m.flush()
+	assertGone(t, m, g)
+}
+
+func TestAddProc(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	g, err := m.New("addproc", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	// The task waits on stdin until it was added, so what it prints is
+	// from inside the group.
+	cmd := exec.Command("/bin/sh", "-c", "read _; cat /proc/self/cgroup")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.AddProc(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = in.Write([]byte("\n"))
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), ":"+g.Path()+"\n") {
+		t.Errorf("the task is not in %s:\n%s", g.Path(), out.String())
+	}
+}
+
+func TestMemoryHogIsOOMKilled(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	const limit = 32 << 20
+	g, err := m.New("hog", Limits{MemoryBytes: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	// tail keeps its whole last line: 300 MB with no newline.
+	cmd := spawn(t, g, "head -c 300M /dev/zero | tail >/dev/null", nil)
+	err = cmd.Wait()
+	if err == nil {
+		t.Fatal("the memory hog finished inside a 32 MiB limit")
+	}
+	u, err := g.Usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("usage %+v", u)
+	if u.OOMKills == 0 {
+		t.Errorf("OOMKills = 0 after the hog died (%v)", err)
+	}
+	if u.MemoryPeak != 0 && (u.MemoryPeak < limit/2 || u.MemoryPeak > limit+1<<20) {
+		t.Errorf("MemoryPeak = %d, want about the %d limit", u.MemoryPeak, limit)
+	}
+}
+
+func TestPidsLimitStopsForkLoop(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	const max = 8
+	g, err := m.New("forks", Limits{Pids: max})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	var out syncBuffer
+	cmd := spawn(t, g, "i=0; while [ $i -lt 40 ]; do sleep 1000 & i=$((i+1)); done; echo all forked; wait", &out)
+	waitFor(t, "a fork to fail", func() bool { return strings.Contains(strings.ToLower(out.String()), "fork") })
+	// The group is at its limit; the executor still forks.
+	if err := exec.Command("/bin/true").Run(); err != nil {
+		t.Fatalf("the test could not fork while the task's group was full: %v", err)
+	}
+	pids, err := g.pids()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pids) > max || strings.Contains(out.String(), "all forked") {
+		t.Errorf("%d processes in the group (limit %d); output %q", len(pids), max, out.String())
+	}
+	if err := g.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.WaitEmpty(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCPUQuotaHoldsBusyLoop(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	g, err := m.New("busy", Limits{CPUCores: 0.2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	start := time.Now()
+	spawn(t, g, "while :; do :; done", nil)
+	time.Sleep(time.Second)
+	u, err := g.Usage()
+	wall := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rate := u.CPU.Seconds() / wall.Seconds()
+	t.Logf("%v of CPU in %v of wall: %.2f cores", u.CPU, wall, rate)
+	if rate < 0.1 || rate > 0.35 {
+		t.Errorf("a busy loop limited to 0.2 cores used %.2f cores", rate)
+	}
+}
+
+func TestKillReachesSetsidDoubleFork(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	g, err := m.New("setsid", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := spawn(t, g, `setsid sh -c "sleep 1000 &" ; sleep 1000`, nil)
+	// sh, its sleep, and the orphaned sleep of the setsid'd shell.
+	var pids []int
+	waitFor(t, "three processes in the group", func() bool {
+		pids, _ = g.pids()
+		return len(pids) == 3
+	})
+	if err := g.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.WaitEmpty(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the task's shell ended with %v, want killed", err)
+	}
+	for _, pid := range pids {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			// Reparented orphans are reaped by whoever is init here; a zombie
+			// is dead.
+			if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] != "Z" {
+				t.Errorf("pid %d survived the kill: %s", pid, b)
+			}
+		}
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	m.flush()
+	assertGone(t, m, g)
+}
+
+func TestCloseKillsWhatIsLeft(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	g, err := m.New("left", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := spawn(t, g, "sleep 1000 & sleep 1000", nil)
+	// Two sleeps, and the shell unless it exec'd the last one.
+	waitFor(t, "the sleeps", func() bool { p, _ := g.pids(); return len(p) >= 2 })
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	m.flush()
+	assertGone(t, m, g)
+	if _, ok := g.CgroupFD(); ok {
+		t.Error("CgroupFD after Close")
+	}
+}
+
+func TestManyGroupsLeaveNothing(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	start := time.Now()
+	for i := range 200 {
+		g, err := m.New(fmt.Sprintf("task-%d", i%3), Limits{MemoryBytes: 64 << 20, CPUCores: 0.5, Pids: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("200 New+Close: %v each on the caller's path", time.Since(start)/200)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertParentEmpty(t, m)
+}
+
+func TestCleanupStaleKillsPreviousRun(t *testing.T) {
+	t.Parallel()
+	prev := hostManager(t)
+	g, err := prev.New("stale", Limits{MemoryBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := spawn(t, g, `setsid sh -c "sleep 1000 &" ; sleep 1000`, nil)
+	waitFor(t, "three processes", func() bool { p, _ := g.pids(); return len(p) == 3 })
+	pids, _ := g.pids()
+
+	// The executor restarts: a new Manager over the same parent, which has
+	// spares and a group of its own that must survive.
+	m, err := newManager(Options{Name: testName(t), Logger: testLogger(t)}, detect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	mine, err := m.New("mine", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Close()
+	n, err := m.CleanupStale()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 1 {
+		t.Errorf("CleanupStale removed %d groups", n)
+	}
+	_ = cmd.Wait()
+	assertGone(t, prev, g)
+	for _, pid := range pids {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] != "Z" {
+				t.Errorf("pid %d of the stale group survived: %s", pid, b)
+			}
+		}
+	}
+	for _, d := range mine.dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("CleanupStale removed the new run's own group: %v", err)
+		}
+	}
+	// The dead run's group is closed only now; it must not mind.
+	_ = g.Close()
+}
+
+func benchmarkNewClose(b *testing.B, hs hostSetup) {
+	m := newTestManager(b, hs)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		g, err := m.New("bench", Limits{MemoryBytes: 64 << 20, CPUCores: 0.5, Pids: 64})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := g.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if i%spareCount == spareCount-1 {
+			// Let the background catch up, as between real tasks; without
+			// this the spares run out and New makes groups itself.
+			b.StopTimer()
+			time.Sleep(2 * time.Millisecond)
+			b.StartTimer()
+		}
+	}
+}
+
+// BenchmarkNewClose is New (limits set) + Close of an empty group, as the
+// caller sees it: spares and background removal on.
+func BenchmarkNewClose(b *testing.B) { benchmarkNewClose(b, detect()) }
+
+// BenchmarkNewCloseNoPool makes and removes every group on the caller's path.
+func BenchmarkNewCloseNoPool(b *testing.B) {
+	hs := detect()
+	hs.noPool = true
+	benchmarkNewClose(b, hs)
+}

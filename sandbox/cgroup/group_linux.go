@@ -1,0 +1,425 @@
+package cgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Group is one task's cgroup: a directory in each hierarchy the Manager
+// uses. Its methods are safe for concurrent use.
+type Group struct {
+	m    *Manager
+	name string
+	dirs []string // one per Manager hierarchy
+	fd   int      // v2: O_PATH fd of the group's directory; -1 otherwise
+
+	// mu serializes Spawn, Kill and Close: on v1 an executor thread sits in
+	// the group while Spawn forks, and must never be frozen or listed for a
+	// kill.
+	mu       sync.Mutex
+	closed   bool
+	closeErr error
+}
+
+// Path is the group as /proc/<pid>/cgroup shows it, e.g.
+// "/task-job/build-42-7", for the start-up log and the audit trail.
+func (g *Group) Path() string { return g.m.relParent + "/" + g.name }
+
+func (g *Group) dir(idx int) string {
+	if idx < 0 {
+		return ""
+	}
+	return g.dirs[idx]
+}
+
+func (g *Group) setLimits(l Limits) error {
+	type write struct{ dir, file, value, what string }
+	var ws []write
+	mem, cpu, pids := g.dir(g.m.memIdx), g.dir(g.m.cpuIdx), g.dir(g.m.pidsIdx)
+	if g.m.mode == V1 {
+		if l.MemoryBytes > 0 {
+			v := strconv.FormatInt(l.MemoryBytes, 10)
+			// memsw after the memory limit: the kernel keeps memsw >= memory.
+			ws = append(ws, write{mem, "memory.limit_in_bytes", v, "memory limit"})
+			if g.m.memsw {
+				ws = append(ws, write{mem, "memory.memsw.limit_in_bytes", v, "memory+swap limit"})
+			}
+		}
+		if l.CPUCores > 0 {
+			ws = append(ws,
+				write{cpu, "cpu.cfs_period_us", strconv.Itoa(periodUS), "CPU period"},
+				write{cpu, "cpu.cfs_quota_us", strconv.FormatInt(quotaUS(l.CPUCores), 10), "CPU limit"})
+		}
+	} else {
+		if l.MemoryBytes > 0 {
+			ws = append(ws, write{mem, "memory.max", strconv.FormatInt(l.MemoryBytes, 10), "memory limit"})
+			if g.m.swapMax {
+				ws = append(ws, write{mem, "memory.swap.max", "0", "swap limit"})
+			}
+		}
+		if l.CPUCores > 0 {
+			ws = append(ws, write{cpu, "cpu.max", fmt.Sprintf("%d %d", quotaUS(l.CPUCores), periodUS), "CPU limit"})
+		}
+	}
+	if l.Pids > 0 {
+		ws = append(ws, write{pids, "pids.max", strconv.FormatInt(l.Pids, 10), "pids limit"})
+	}
+	for _, w := range ws {
+		if err := writeFile(filepath.Join(w.dir, w.file), w.value); err != nil {
+			return fmt.Errorf("cgroup: set the %s of %s: %w", w.what, g.Path(), err)
+		}
+	}
+	return nil
+}
+
+// CgroupFD returns, on v2, an O_PATH fd of the group's directory for
+// syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}: the task is then
+// born inside the group. The fd stays open until Close. ok is false on v1.
+func (g *Group) CgroupFD() (fd int, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.fd < 0 || g.closed {
+		return -1, false
+	}
+	return g.fd, true
+}
+
+// AddProc moves a running process (all its threads) into the group in every
+// hierarchy. Processes it forked before the call stay where they were, so
+// prefer Spawn.
+func (g *Group) AddProc(pid int) error {
+	for _, d := range g.dirs {
+		if err := writeFile(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
+			return fmt.Errorf("cgroup: add pid %d to %s: %w", pid, g.Path(), err)
+		}
+	}
+	return nil
+}
+
+// Spawn starts one process inside the group, so that it is in the group
+// before it can run a single instruction. start must start the process on
+// the calling goroutine with attr as its SysProcAttr (os.StartProcess,
+// exec.Cmd.Start) and return its pid.
+//
+// v2: attr gets UseCgroupFD and CgroupFD (clone3 CLONE_INTO_CGROUP).
+// v1: the calling OS thread is moved into the group for the fork, since a
+// child starts in the cgroups of the thread that forked it, and moved back
+// after. Where our own v1 groups are unknown, the process is started and
+// then added with AddProc; if that fails, Spawn returns the pid with the
+// error and the caller must kill it.
+func (g *Group) Spawn(attr *syscall.SysProcAttr, start func() (pid int, err error)) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, fmt.Errorf("cgroup: spawn in %s: the group is closed", g.Path())
+	}
+	switch {
+	case g.m.mode == V2:
+		attr.UseCgroupFD, attr.CgroupFD = true, g.fd
+		return start()
+	case g.m.threadMoves:
+		runtime.LockOSThread()
+		tid := strconv.Itoa(unix.Gettid())
+		var err error
+		for _, d := range g.dirs {
+			if err = writeFile(filepath.Join(d, "tasks"), tid); err != nil {
+				break
+			}
+		}
+		var pid int
+		if err == nil {
+			pid, err = start()
+		} else {
+			err = fmt.Errorf("cgroup: move the starting thread into %s: %w", g.Path(), err)
+		}
+		if rerr := g.m.threadBack(tid); rerr != nil {
+			// Leave the thread locked: it ends with this goroutine instead of
+			// running other goroutines inside the task's group.
+			return pid, errors.Join(err, rerr)
+		}
+		runtime.UnlockOSThread()
+		return pid, err
+	}
+	pid, err := start()
+	if err == nil {
+		err = g.AddProc(pid)
+	}
+	return pid, err
+}
+
+// threadBack returns a thread to the executor's own v1 groups.
+func (m *Manager) threadBack(tid string) error {
+	var errs []error
+	for _, h := range m.hier {
+		if err := writeFile(filepath.Join(h.own, "tasks"), tid); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cgroup: move the starting thread back to the executor's cgroups: %w", err)
+	}
+	return nil
+}
+
+// Kill SIGKILLs every process in the group, and only those. v2 writes
+// cgroup.kill; elsewhere the group is frozen, every pid it lists is
+// signalled while none of them can exit (so no pid can have been reused by
+// then) or fork, and it is thawed so the signals are delivered. Kill does
+// not wait: use WaitEmpty.
+func (g *Group) Kill() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.kill()
+}
+
+func (g *Group) kill() error {
+	if g.m.mode == V2 && g.m.cgKill {
+		if err := writeFile(filepath.Join(g.dirs[0], "cgroup.kill"), "1"); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("cgroup: kill %s: %w", g.Path(), err)
+		}
+		return nil
+	}
+	self := os.Getpid()
+	for round := 0; round < 100; round++ {
+		frozen := g.freeze()
+		pids, err := g.pids()
+		if err != nil {
+			g.thaw()
+			return fmt.Errorf("cgroup: kill %s: %w", g.Path(), err)
+		}
+		for _, pid := range pids {
+			if pid == self {
+				continue // never: but cheap insurance against a bug elsewhere
+			}
+			if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+				g.thaw()
+				return fmt.Errorf("cgroup: kill pid %d of %s: %w", pid, g.Path(), err)
+			}
+		}
+		g.thaw()
+		// Frozen, the list was complete; unfrozen, a process may have forked
+		// after it was read, so go again until nothing is listed.
+		if frozen || len(pids) == 0 {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("cgroup: kill %s: processes keep appearing after 100 rounds of SIGKILL", g.Path())
+}
+
+// freeze stops every process of the group and reports whether the kernel
+// confirmed it within a short bound (a process in uninterruptible sleep can
+// keep a group FREEZING).
+func (g *Group) freeze() bool {
+	var file, value, key string
+	switch {
+	case g.m.mode == V1 && g.m.frz >= 0:
+		file, value = filepath.Join(g.dirs[g.m.frz], "freezer.state"), "FROZEN"
+	case g.m.mode == V2:
+		file, value, key = filepath.Join(g.dirs[0], "cgroup.freeze"), "1", "frozen"
+	default:
+		return false
+	}
+	if writeFile(file, value) != nil {
+		return false
+	}
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for delay := 50 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
+		if key == "" {
+			b, err := readFile(file)
+			if err == nil && strings.TrimSpace(string(b)) == "FROZEN" {
+				return true
+			}
+		} else if v, ok, err := readKey(filepath.Join(g.dirs[0], "cgroup.events"), key); err == nil && ok && v == 1 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(delay)
+	}
+}
+
+func (g *Group) thaw() {
+	switch {
+	case g.m.mode == V1 && g.m.frz >= 0:
+		_ = writeFile(filepath.Join(g.dirs[g.m.frz], "freezer.state"), "THAWED")
+	case g.m.mode == V2:
+		_ = writeFile(filepath.Join(g.dirs[0], "cgroup.freeze"), "0")
+	}
+}
+
+// pids lists every process in the group and in groups below it, in every
+// hierarchy (a group half made by a crashed run may lack some).
+func (g *Group) pids() ([]int, error) {
+	var all []int
+	for _, d := range g.dirs {
+		p, err := treePids(d)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, pid := range p {
+			if !slices.Contains(all, pid) {
+				all = append(all, pid)
+			}
+		}
+	}
+	return all, nil
+}
+
+// populated reports whether any process is left in the group.
+func (g *Group) populated() (bool, error) {
+	if g.m.mode == V2 {
+		v, _, err := readKey(filepath.Join(g.dirs[0], "cgroup.events"), "populated")
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		return v != 0, err
+	}
+	p, err := g.pids()
+	return len(p) > 0, err
+}
+
+// WaitEmpty returns once no process is left in the group (v2: cgroup.events
+// says populated 0; v1: cgroup.procs lists nothing), or with ctx's error.
+// It polls, starting at 100µs and backing off to 10ms: v1 has no event
+// for it, and a killed group empties within a few milliseconds.
+func (g *Group) WaitEmpty(ctx context.Context) error {
+	delay := 100 * time.Microsecond
+	var timer *time.Timer
+	for {
+		pop, err := g.populated()
+		if err != nil {
+			return fmt.Errorf("cgroup: wait for %s to empty: %w", g.Path(), err)
+		}
+		if !pop {
+			return nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(delay)
+			defer timer.Stop()
+		} else {
+			timer.Reset(delay)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cgroup: processes are still in %s: %w", g.Path(), ctx.Err())
+		case <-timer.C:
+		}
+		delay = min(2*delay, 10*time.Millisecond)
+	}
+}
+
+// Usage reads the group's CPU time, peak memory and OOM kills.
+func (g *Group) Usage() (Usage, error) {
+	var u Usage
+	mem := g.dir(g.m.memIdx)
+	if g.m.mode == V1 {
+		ns, err := readInt(filepath.Join(g.dir(g.m.acctIdx), "cpuacct.usage"))
+		if err != nil {
+			return u, fmt.Errorf("cgroup: CPU time of %s: %w", g.Path(), err)
+		}
+		u.CPU = time.Duration(ns)
+		if u.MemoryPeak, err = readInt(filepath.Join(mem, "memory.max_usage_in_bytes")); err != nil {
+			return u, fmt.Errorf("cgroup: peak memory of %s: %w", g.Path(), err)
+		}
+		if u.OOMKills, _, err = readKey(filepath.Join(mem, "memory.oom_control"), "oom_kill"); err != nil {
+			return u, fmt.Errorf("cgroup: OOM kills of %s: %w", g.Path(), err)
+		}
+		return u, nil
+	}
+	usec, _, err := readKey(filepath.Join(g.dirs[0], "cpu.stat"), "usage_usec")
+	if err != nil {
+		return u, fmt.Errorf("cgroup: CPU time of %s: %w", g.Path(), err)
+	}
+	u.CPU = time.Duration(usec) * time.Microsecond
+	// memory.peak is Linux 5.19+; the memory files are absent without the
+	// memory controller. Either way report 0 and let the caller use rusage.
+	if peak, err := readInt(filepath.Join(mem, "memory.peak")); err == nil {
+		u.MemoryPeak = peak
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return u, fmt.Errorf("cgroup: peak memory of %s: %w", g.Path(), err)
+	}
+	// "oom_kill" counts processes killed; "oom" counts times the limit was
+	// hit, killed or not.
+	if u.OOMKills, _, err = readKey(filepath.Join(mem, "memory.events"), "oom_kill"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return u, fmt.Errorf("cgroup: OOM kills of %s: %w", g.Path(), err)
+	}
+	return u, nil
+}
+
+// Close kills what is left in the group, waits (up to 5 s) until it is
+// empty and removes its directories in the background (Manager.Close waits
+// for that). Calling it again returns the first call's result.
+func (g *Group) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return g.closeErr
+	}
+	g.closed = true
+	g.closeErr = g.close()
+	return g.closeErr
+}
+
+func (g *Group) close() error {
+	if g.fd >= 0 {
+		_ = unix.Close(g.fd)
+		g.fd = -1
+	}
+	if err := g.empty(); err != nil {
+		g.m.disown(g.name)
+		return err
+	}
+	g.m.removeLater(g.name)
+	return nil
+}
+
+// empty kills whatever is in the group and waits until it is gone.
+func (g *Group) empty() error {
+	pop, err := g.populated()
+	if err != nil {
+		return fmt.Errorf("cgroup: close %s: %w", g.Path(), err)
+	}
+	if !pop {
+		return nil
+	}
+	if err := g.kill(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	if err := g.WaitEmpty(ctx); err != nil {
+		return fmt.Errorf("%w; the group is left in place", err)
+	}
+	return nil
+}
+
+// destroy empties and removes a group at once (CleanupStale).
+func (g *Group) destroy() error {
+	if err := g.empty(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range g.dirs {
+		if err := removeTree(d); err != nil {
+			errs = append(errs, fmt.Errorf("cgroup: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
