@@ -156,12 +156,13 @@ func run(o options) int {
 		<-fetchDone
 		return 1
 	}
+	logf("built %d test binaries in %v", len(b.tests), time.Since(buildStart).Round(time.Millisecond))
 	f := <-fetchDone
 	if f.err != nil {
 		logf("%v", f.err)
 		return 1
 	}
-	logf("built %d test binaries in %v", len(b.tests), time.Since(buildStart).Round(time.Millisecond))
+	logf("QEMU, kernel and busybox ready after %v", time.Since(buildStart).Round(time.Millisecond))
 
 	code := 0
 	if len(b.tests) > 0 {
