@@ -1,0 +1,282 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/taskjob/task-job/policy"
+	"github.com/taskjob/task-job/task"
+)
+
+// policyStdin is where "policy check POLICY -" reads the task; tests replace it.
+var policyStdin io.Reader = os.Stdin
+
+const policyUsage = `usage: task-job policy check [-json] [-v] POLICY_FILE [TASK_JSON_FILE|-]
+
+Validates POLICY_FILE and prints every problem in it as file:line:col.
+With a task (a file holding one task message, or - for stdin), also says
+which rule allows it, as whom and with which limits, or why it is refused.
+Nothing is run, and a signature is not verified: only its key id is used.
+
+Exit status: 0 valid / allowed, 1 invalid policy / refused, 2 usage error,
+unreadable file or invalid task.
+
+flags:
+`
+
+// runPolicy is "task-job policy check": a dry run of the policy, for
+// operators editing policy.hcl and for CI checking it before it ships.
+func runPolicy(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("task-job policy check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the result as JSON (with a task: the decision)")
+	verbose := fs.Bool("v", false, "list every rule with its effective limits")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), policyUsage)
+		fs.PrintDefaults()
+	}
+	if len(args) == 0 || args[0] != "check" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0
+		}
+		fs.Usage()
+		return 2
+	}
+	pos, err := parsePolicyArgs(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		fmt.Fprintf(stderr, "task-job policy check: want POLICY_FILE and at most one TASK_JSON_FILE, got %d arguments\n\n", len(pos))
+		fs.Usage()
+		return 2
+	}
+	file := pos[0]
+
+	p, err := policy.Load(file)
+	var perr *policy.Error
+	if err != nil && !errors.As(err, &perr) {
+		fmt.Fprintf(stderr, "task-job policy check: %v\n", err)
+		return 2
+	}
+	if len(pos) == 1 {
+		return reportPolicy(file, p, perr, *asJSON, *verbose, stdout)
+	}
+	if perr != nil {
+		fmt.Fprintf(stderr, "%v\ntask-job policy check: %s is invalid (%s); fix it before checking a task against it\n", perr, file, policyPlural(len(perr.Problems), "problem"))
+		return 2
+	}
+
+	t, err := readPolicyTask(pos[1])
+	if err != nil {
+		fmt.Fprintf(stderr, "task-job policy check: %v\n", err)
+		return 2
+	}
+	req := policy.Request{Cmdline: t.Task.Cmdline, Args: t.Task.CmdArgs, Timeout: t.Task.Timeout.Duration()}
+	if t.Sig != nil {
+		req.KeyID = t.Sig.Key
+	}
+	d := p.Decide(req)
+	if *asJSON {
+		b, _ := json.MarshalIndent(d, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		if *verbose {
+			listPolicyRules(p, stdout)
+		}
+		describePolicyDecision(p, t, req, d, stdout)
+	}
+	if !d.Allowed {
+		return 1
+	}
+	return 0
+}
+
+// parsePolicyArgs lets flags come after the file names too
+// ("policy check policy.hcl -json"), which is how people type them; "--"
+// still ends the flags.
+func parsePolicyArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+}
+
+// reportPolicy prints the result of validating a policy file alone.
+func reportPolicy(file string, p *policy.Policy, perr *policy.Error, asJSON, verbose bool, stdout io.Writer) int {
+	if asJSON {
+		out := struct {
+			File     string            `json:"file"`
+			OK       bool              `json:"ok"`
+			Rules    []policy.RuleInfo `json:"rules,omitempty"`
+			Problems []policy.Problem  `json:"problems,omitempty"`
+		}{File: file, OK: perr == nil}
+		if perr != nil {
+			out.Problems = perr.Problems
+		} else {
+			out.Rules = p.RuleList()
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else if perr != nil {
+		fmt.Fprintf(stdout, "%v\n%s: %s, not valid\n", perr, file, policyPlural(len(perr.Problems), "problem"))
+	} else {
+		fmt.Fprintf(stdout, "%s: %s, OK\n", file, policyPlural(p.Rules(), "rule"))
+		if verbose {
+			listPolicyRules(p, stdout)
+		}
+	}
+	if perr != nil {
+		return 1
+	}
+	return 0
+}
+
+func readPolicyTask(name string) (*task.Task, error) {
+	var (
+		raw []byte
+		err error
+	)
+	if name == "-" {
+		raw, err = io.ReadAll(io.LimitReader(policyStdin, 1<<20+1))
+	} else {
+		var f *os.File
+		if f, err = os.Open(name); err == nil {
+			raw, err = io.ReadAll(io.LimitReader(f, 1<<20+1))
+			f.Close()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if name == "-" {
+		name = "stdin"
+	}
+	t, err := task.Parse(raw, 1<<20)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return t, nil
+}
+
+func listPolicyRules(p *policy.Policy, w io.Writer) {
+	for _, r := range p.RuleList() {
+		fmt.Fprintf(w, "\nrule %q (%s:%d)\n", r.Name, p.File(), r.Line)
+		if r.Description != "" {
+			fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(r.Description, "\n", "\n  "))
+		}
+		fmt.Fprintf(w, "  %-9s %s\n", "cmdline", r.Cmdline)
+		args := "none"
+		if len(r.Args) > 0 {
+			args = policyQuoteAll(r.Args)
+		}
+		if r.ArgsRest != "" {
+			args += ", then any number matching " + strconv.Quote(r.ArgsRest)
+		}
+		fmt.Fprintf(w, "  %-9s %s\n", "args", args)
+		keys := "any task, signed or not"
+		if r.Keys != nil {
+			keys = policyQuoteAll(r.Keys)
+		}
+		fmt.Fprintf(w, "  %-9s %s\n", "keys", keys)
+		printPolicyLimits(w, r.Limits, "timeout", "cap")
+	}
+	fmt.Fprintln(w)
+}
+
+func describePolicyDecision(p *policy.Policy, t *task.Task, req policy.Request, d policy.Decision, w io.Writer) {
+	who := "unsigned"
+	if req.KeyID != "" {
+		who = fmt.Sprintf("signed by key %q (the signature is not verified here)", req.KeyID)
+	}
+	fmt.Fprintf(w, "task %q: cmdline %q, %s, %s\n", t.ID, req.Cmdline, policyPlural(len(req.Args), "argument"), who)
+	if !d.Allowed {
+		fmt.Fprintf(w, "refused: %s\n", d.Reason)
+		return
+	}
+	r, _ := p.Rule(d.Rule)
+	fmt.Fprintf(w, "allowed by rule %q (%s:%d)\n", d.Rule, p.File(), r.Line)
+	if r.Description != "" {
+		fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(r.Description, "\n", "\n  "))
+	}
+	printPolicyLimits(w, d.Limits, "timeout", "")
+	for _, n := range d.Notes {
+		fmt.Fprintf(w, "  %-9s %s\n", "note", n)
+	}
+}
+
+// printPolicyLimits shows every limit, saying plainly which ones the policy
+// leaves to the executor's configuration.
+func printPolicyLimits(w io.Writer, l policy.Limits, timeoutLabel, timeoutSuffix string) {
+	const unset = "(not set: the executor's default)"
+	or := func(s string, set bool) string {
+		if !set {
+			return unset
+		}
+		return s
+	}
+	fmt.Fprintf(w, "  %-9s %s\n", "user", or(l.User, l.User != ""))
+	fmt.Fprintf(w, "  %-9s %s\n", "group", or(l.Group, l.Group != ""))
+	fmt.Fprintf(w, "  %-9s %s\n", "memory", or(fmt.Sprintf("%s (%d bytes)", policy.FormatSize(l.MemoryBytes), l.MemoryBytes), l.MemoryBytes != 0))
+	cores := strconv.FormatFloat(l.CPUCores, 'g', -1, 64) + " cores"
+	if l.CPUCores == 1 {
+		cores = "1 core"
+	}
+	fmt.Fprintf(w, "  %-9s %s\n", "cpu", or(cores, l.CPUCores != 0))
+	fmt.Fprintf(w, "  %-9s %s\n", "pids", or(strconv.FormatInt(l.Pids, 10), l.Pids != 0))
+	timeout := "none"
+	if l.Timeout > 0 {
+		timeout = fmt.Sprintf("%s (%gs)", l.Timeout, l.Timeout.Seconds())
+		if timeoutSuffix != "" {
+			timeout += " " + timeoutSuffix
+		}
+	}
+	fmt.Fprintf(w, "  %-9s %s\n", timeoutLabel, timeout)
+	network := "none"
+	if l.Network {
+		network = "the host's"
+	}
+	fmt.Fprintf(w, "  %-9s %s\n", "network", network)
+	if len(l.Env) == 0 {
+		fmt.Fprintf(w, "  %-9s %s\n", "env", "(nothing added)")
+	}
+	for _, kv := range l.Env {
+		fmt.Fprintf(w, "  %-9s %s\n", "env", kv)
+	}
+}
+
+func policyQuoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func policyPlural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
