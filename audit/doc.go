@@ -10,6 +10,8 @@
 //
 //	{"seq":7,"time":"2026-11-24T01:02:03.456789Z","kind":"end","executor":"host-a","id":"101","status":"failed","exit_code":3,"reason":"exited with status 3","cpu_ms":12,"peak_memory_bytes":3932160,"output_bytes":29,"prev":"9f…64 hex…","hash":"3a…64 hex…"}
 //
+// The chain members:
+//
 //   - seq counts records from 1, by exactly 1, across restarts and rotated
 //     files: a gap means records were removed.
 //   - prev is the "hash" of the previous record (64 zeros for the very first

@@ -443,11 +443,16 @@ func (l *Log) syncRound(force bool) error {
 	}
 	if f != nil && firstErr == nil {
 		// A file removed or replaced by someone else would swallow records.
-		fi, err1 := f.Stat()
-		pi, err2 := os.Stat(l.path)
-		if err1 == nil && (err2 != nil || !os.SameFile(fi, pi)) {
-			fail("write", errors.New("the file was removed or replaced by another program (only the built-in rotation may move it)"))
+		// Checked under mu so that our own rotation cannot look like it.
+		l.mu.Lock()
+		if l.f == f {
+			fi, err1 := f.Stat()
+			pi, err2 := os.Stat(l.path)
+			if err1 == nil && (err2 != nil || !os.SameFile(fi, pi)) {
+				fail("write", errors.New("the file was removed or replaced by another program (only the built-in rotation may move it)"))
+			}
 		}
+		l.mu.Unlock()
 	}
 	if firstErr != nil {
 		l.mu.Lock()

@@ -179,6 +179,7 @@ func (m *Mirror) session(ctx context.Context) error {
 		}
 		err = t.drain(ctx, f)
 		f.Close()
+		t.f = nil
 		if err != nil {
 			return err
 		}
@@ -221,7 +222,7 @@ func (t *tailer) drain(ctx context.Context, f *os.File) error {
 			}
 			t.partial = append([]byte(nil), data...)
 		}
-		if errors.Is(err, io.EOF) || n == 0 {
+		if errors.Is(err, io.EOF) {
 			return t.flush(ctx)
 		}
 		if err != nil {
@@ -263,8 +264,11 @@ func (t *tailer) flush(ctx context.Context) error {
 	}
 	cmds, err := pipe.Exec(ctx)
 	// Count what went in, in order, up to the first failure.
+	// Only an entry Redis answered with its ID counts: after a failed
+	// pipeline some commands may carry neither an error nor a reply.
 	for i, c := range cmds {
-		if c.Err() != nil {
+		sc, ok := c.(*redis.StringCmd)
+		if !ok || sc.Err() != nil || sc.Val() != strconv.FormatUint(seqs[i], 10)+"-0" {
 			break
 		}
 		t.last = seqs[i]
@@ -304,7 +308,11 @@ func (t *tailer) follow(ctx context.Context) error {
 			// Rotated away? Drain what is left, then switch.
 			fi, err1 := t.f.Stat()
 			pi, err2 := os.Stat(t.m.base)
-			if err1 == nil && (err2 == nil && !os.SameFile(fi, pi)) {
+			_ = err2 // a missing file is a rotation in progress: wait
+			if err1 != nil {
+				return fmt.Errorf("audit: mirror: %w", err1)
+			}
+			if err2 == nil && !os.SameFile(fi, pi) {
 				if err := t.drain(ctx, t.f); err != nil {
 					return err
 				}

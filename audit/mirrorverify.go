@@ -151,4 +151,3 @@ func (c *streamCursor) peek() (streamEntry, bool, error) {
 }
 
 func (c *streamCursor) next() { c.buf = c.buf[1:] }
-

@@ -1,0 +1,135 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskjob/task-job/test/redisserver"
+)
+
+func waitMirror(t *testing.T, m *Mirror, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := m.Wait(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMirrorCatchesUpAfterOutage(t *testing.T) {
+	srv := redisserver.Start(t, redisserver.Options{Persist: true})
+	rdb := srv.Client(t)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openLog(t, path, Options{MaxBytes: 8192})
+	const stream = "audit:host-a"
+	m := StartMirror(path, rdb, stream, MirrorOptions{PollInterval: 5 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
+	appendN(t, l, 50)
+	waitMirror(t, m, l.Seq())
+
+	srv.Stop(t)
+	appendN(t, l, 100) // rotates meanwhile: the mirror must follow into the new files
+	for deadline := time.Now().Add(10 * time.Second); m.Err() == nil && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if m.Err() == nil {
+		t.Error("mirror reports no error while Redis is down")
+	}
+	srv.Restart(t)
+	waitMirror(t, m, l.Seq())
+	m.Close()
+
+	// An executor restart: a new mirror resumes after the stream's last entry.
+	appendN(t, l, 20)
+	m2 := StartMirror(path, rdb, stream, MirrorOptions{PollInterval: 5 * time.Millisecond})
+	waitMirror(t, m2, l.Seq())
+	m2.Close()
+
+	ctx := context.Background()
+	if n := rdb.XLen(ctx, stream).Val(); n != int64(l.Seq()) {
+		msgs := rdb.XRange(ctx, stream, "-", "+").Val()
+		var ids []string
+		for _, m := range msgs {
+			ids = append(ids, m.ID)
+		}
+		t.Fatalf("stream holds %d entries, log has %d records: %v", n, l.Seq(), ids)
+	}
+	l.Close()
+	if len(rotatedFiles(t, path)) == 0 {
+		t.Fatal("no rotation happened")
+	}
+	rep, err := VerifyAgainstMirror(ctx, path, rdb, stream)
+	if err != nil || !rep.OK() || rep.Compared != int(rep.StreamLast) || rep.Missing != 0 {
+		t.Fatalf("VerifyAgainstMirror: %+v %v", rep, err)
+	}
+}
+
+// TestMirrorCatchesRewrittenTail covers what the chain alone cannot: a tail
+// rewritten with recomputed hashes, and records removed from the end.
+func TestMirrorCatchesRewrittenTail(t *testing.T) {
+	srv := redisserver.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	setup := func(t *testing.T, stream string) string {
+		path := filepath.Join(t.TempDir(), "audit.jsonl")
+		l := openLog(t, path, Options{})
+		m := StartMirror(path, rdb, stream, MirrorOptions{PollInterval: 5 * time.Millisecond})
+		appendN(t, l, 20)
+		waitMirror(t, m, 20)
+		m.Close()
+		l.Close()
+		return path
+	}
+	t.Run("rewritten", func(t *testing.T) {
+		path := setup(t, "s1")
+		ls := readLines(t, path)
+		prev := ""
+		for i := 14; i < 20; i++ {
+			if i == 14 {
+				ls[i] = bytes.Replace(ls[i], []byte(`"id":"t14"`), []byte(`"id":"forged"`), 1)
+			} else {
+				ls[i] = bytes.Replace(ls[i], ls[i][bytes.Index(ls[i], []byte(`"prev":"`))+8:][:64], []byte(prev), 1)
+			}
+			ls[i] = rehash(ls[i])
+			prev = string(ls[i][len(ls[i])-67 : len(ls[i])-3])
+		}
+		writeLines(t, path, ls)
+		mustVerify(t, path) // self-consistent
+		rep, err := VerifyAgainstMirror(ctx, path, rdb, "s1")
+		if err != nil || rep.Break == nil || rep.Break.Seq != 15 || !strings.Contains(rep.Break.Problem, "rewritten") {
+			t.Fatalf("%+v %v", rep, err)
+		}
+		t.Log(rep.Break)
+	})
+	t.Run("tail removed", func(t *testing.T) {
+		path := setup(t, "s2")
+		ls := readLines(t, path)
+		writeLines(t, path, ls[:17])
+		mustVerify(t, path)
+		rep, err := VerifyAgainstMirror(ctx, path, rdb, "s2")
+		if err != nil || rep.Break == nil || rep.Break.Seq != 18 || !strings.Contains(rep.Break.Problem, "tail was removed") {
+			t.Fatalf("%+v %v", rep, err)
+		}
+		t.Log(rep.Break)
+	})
+	t.Run("replaced log", func(t *testing.T) {
+		path := setup(t, "s3")
+		os.Remove(path)
+		l := openLog(t, path, Options{})
+		appendN(t, l, 5)
+		var errs []error
+		m := StartMirror(path, rdb, "s3", MirrorOptions{PollInterval: 5 * time.Millisecond, OnError: func(err error) { errs = append(errs, err) }})
+		deadline := time.Now().Add(5 * time.Second)
+		for m.Err() == nil && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		m.Close()
+		if err := m.Err(); err == nil || !strings.Contains(err.Error(), "lost its tail or was replaced") {
+			t.Fatalf("mirror error %v", err)
+		}
+	})
+}
