@@ -54,27 +54,14 @@ func boot(ctx context.Context, o options, qemu, kernelFile, image, outDir string
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
 		fmt.Printf("vm| %s\n", line)
-		rest, ok := strings.CutPrefix(line, proto.Marker)
-		if !ok {
-			continue
-		}
-		switch {
-		case strings.HasPrefix(rest, "env "):
+		switch parseMarker(&console, line) {
+		case "env":
 			sawEnv = true
-			state, env, _ := strings.Cut(strings.TrimPrefix(rest, "env "), " ")
-			console.EnvOK, console.Env = state == "ok", env
-			if state == "ok" {
+			if console.EnvOK {
 				logf("VM up in %v", time.Since(start).Round(time.Millisecond))
 			}
-		case rest == "done":
+		case "done":
 			done = true
-		default:
-			if m := resultLine.FindStringSubmatch(rest); m != nil {
-				exit, _ := strconv.Atoi(m[2])
-				d, _ := time.ParseDuration(m[3])
-				e, _ := strconv.Unquote(m[4])
-				console.Results = append(console.Results, proto.Result{Pkg: m[1], Exit: exit, Duration: d, Error: e})
-			}
 		}
 	}
 	werr := cmd.Wait()
@@ -98,4 +85,31 @@ func boot(ctx context.Context, o options, qemu, kernelFile, image, outDir string
 		return &console, errors.New("the VM stopped without reporting (see its console above)")
 	}
 	return &console, nil
+}
+
+// parseMarker records what a console line says about the run in rep and
+// returns its kind: "env", "result", "done", or "" for other lines. The
+// console is the report of last resort when the 9p results mount fails.
+func parseMarker(rep *proto.Report, line string) string {
+	rest, ok := strings.CutPrefix(line, proto.Marker)
+	if !ok {
+		return ""
+	}
+	switch {
+	case strings.HasPrefix(rest, "env "):
+		state, env, _ := strings.Cut(strings.TrimPrefix(rest, "env "), " ")
+		rep.EnvOK, rep.Env = state == "ok", env
+		return "env"
+	case rest == "done":
+		return "done"
+	}
+	m := resultLine.FindStringSubmatch(rest)
+	if m == nil {
+		return ""
+	}
+	exit, _ := strconv.Atoi(m[2])
+	d, _ := time.ParseDuration(m[3])
+	e, _ := strconv.Unquote(m[4])
+	rep.Results = append(rep.Results, proto.Result{Pkg: m[1], Exit: exit, Duration: d, Error: e})
+	return "result"
 }

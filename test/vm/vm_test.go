@@ -7,8 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/taskjob/task-job/test/vm/internal/proto"
 )
 
 func TestCpioRoundTrip(t *testing.T) {
@@ -135,5 +139,28 @@ func TestTestArgs(t *testing.T) {
 	got := strings.Join(testArgs(options{timeout: 15 * 60e9, run: "TestX"}), " ")
 	if got != "-test.v -test.count=1 -test.timeout=13m30s -test.run=TestX" {
 		t.Errorf("got %s", got)
+	}
+}
+
+func TestParseMarker(t *testing.T) {
+	var rep proto.Report
+	for _, l := range []struct{ line, kind string }{
+		{"=== RUN   TestX", ""},
+		{"@@vmtest env ok kernel 6.1.0; cgroup2 at /sys/fs/cgroup", "env"},
+		{"@@vmtest run example.com/p", ""},
+		{`@@vmtest result example.com/p exit=1 time=1.5s error=""`, "result"},
+		{`@@vmtest result example.com/q exit=-1 time=2ms error="killed by \"killed\""`, "result"},
+		{"@@vmtest done", "done"},
+	} {
+		if got := parseMarker(&rep, l.line); got != l.kind {
+			t.Errorf("%q: kind %q, want %q", l.line, got, l.kind)
+		}
+	}
+	want := proto.Report{Env: "kernel 6.1.0; cgroup2 at /sys/fs/cgroup", EnvOK: true, Results: []proto.Result{
+		{Pkg: "example.com/p", Exit: 1, Duration: 1500 * time.Millisecond},
+		{Pkg: "example.com/q", Exit: -1, Duration: 2 * time.Millisecond, Error: `killed by "killed"`},
+	}}
+	if !reflect.DeepEqual(rep, want) {
+		t.Errorf("got %+v\nwant %+v", rep, want)
 	}
 }
