@@ -6,18 +6,21 @@
 // What is enforced depends on the host, and Runner.Describe says so in one
 // line for the start-up log:
 //
-//   - Linux with Options.Isolate and root: every task is cloned straight into
-//     its own pid, ipc and uts namespaces, as their PID 1. When it exits (or
-//     is killed) the kernel kills everything left in the namespace,
-//     including processes that called setsid or double-forked.
+//   - Linux with Options.Isolate and root: every task gets its own cgroup
+//     (memory, CPU and pids limits; killed as a whole), its own pid, mount,
+//     ipc, uts and network namespaces, a filesystem view of read-only
+//     system directories, cmd_dir, a private /tmp, a minimal /dev and its
+//     own /proc (or cmd_dir alone, in chroot mode), an unprivileged user,
+//     no_new_privs and rlimits. The per-task setup runs in a small helper,
+//     task-job-init (package sandbox/nsinit), which then execs the task:
+//     the task is PID 1 of its namespace, and when it exits the kernel
+//     kills everything left in it, setsid daemons and double forks
+//     included.
 //   - Other Unix (and Linux without isolation): a process group per task,
 //     signalled as a group, SIGKILLed as a group once the main process has
 //     exited. A process that calls setsid escapes the group; Wait stops
 //     waiting for its output after a short bound.
 //   - Windows: a job object that kills every process in it when closed.
-//
-// Cgroups, mount and network namespaces and credentials are the next
-// milestone; Options is where they will be asked for.
 package sandbox
 
 import (
@@ -37,27 +40,99 @@ import (
 // namespace); its pipes are closed rather than letting it delay the result.
 const drainTimeout = 2 * time.Second
 
+// InitName is the sandbox helper's file name, and the argv[0] under which a
+// re-executed task-job runs nsinit.Main.
+const InitName = "task-job-init"
+
 // Options configures a Runner.
 type Options struct {
-	// Isolate asks for the Linux isolation available now: a new pid
-	// namespace (plus ipc and uts) per task with a small init as its PID 1,
-	// so that every process of the task, including ones that called setsid
-	// or double-forked, dies with it. It requires root (CAP_SYS_ADMIN); when
-	// unavailable New degrades to a process group and Describe says so.
-	// Ignored on other operating systems.
+	// Isolate asks for the Linux sandbox (see the package comment). It
+	// requires root; when unavailable New degrades to a process group and
+	// Describe says so, unless Require is set. Ignored on other operating
+	// systems.
 	Isolate bool
+	// Require makes New fail when Isolate was asked for and cannot be had,
+	// instead of degrading.
+	Require bool
+
+	// InitPath is the task-job-init helper. Empty means the file of that
+	// name next to the running executable, or else the executable itself
+	// re-executed (which works when its main calls nsinit.Main for that
+	// name, and costs about 2 ms more per task).
+	InitPath string
+	// CgroupName is the parent cgroup of the tasks' groups ("task-job").
+	CgroupName string
+	// RootDir is an empty host directory the task's root is built on
+	// (inside its own mount namespace only). Default /run/task-job/root.
+	RootDir string
+	// ReadOnly are the host paths a task sees read-only. Default
+	// DefaultReadOnly.
+	ReadOnly []string
+	// TmpBytes sizes the private /tmp and /dev/shm (default 64 MiB; their
+	// pages count against the task's memory limit).
+	TmpBytes int64
+	// Defaults apply to a task whose Spec leaves a field zero.
+	Defaults Limits
+	// Chroot shows every task only its working tree (Spec.Confine) as /.
+	Chroot bool
+	// Rlimits for every task; zero fields take DefaultRlimits' values.
+	Rlimits Rlimits
 
 	// Logger receives debug records and warnings (output that had to be cut
 	// off, writers that failed). It may be nil.
 	Logger hclog.Logger
 }
 
-// Runner starts tasks. It holds no per-task state and is safe for
-// concurrent use.
+// Limits are a task's resources and identity in the Linux sandbox. Zero
+// fields take the Runner's defaults.
+type Limits struct {
+	MemoryBytes int64
+	CPUCores    float64
+	Pids        int64
+	// User is a user name or numeric uid; the task runs with that user's
+	// primary group and no supplementary groups. Default "nobody".
+	User string
+	// Network gives the task the host's network; otherwise it has only a
+	// loopback interface of its own.
+	Network bool
+}
+
+// Rlimits are set on every sandboxed task, soft and hard alike.
+type Rlimits struct {
+	FileBytes int64 // largest file it may write
+	OpenFiles int64
+}
+
+// DefaultRlimits are used for Options.Rlimits fields left zero. Core dumps
+// are always off: they would write the task's memory into cmd_dir.
+var DefaultRlimits = Rlimits{FileBytes: 1 << 30, OpenFiles: 1024}
+
+// DefaultReadOnly are the host paths a sandboxed task sees read-only: what
+// scripts need to run, and from /etc only files that say nothing secret.
+var DefaultReadOnly = []string{
+	"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr",
+	"/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+	"/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/resolv.conf",
+	"/etc/localtime", "/etc/ssl/certs", "/etc/ca-certificates", "/etc/os-release",
+	"/etc/debian_version", "/etc/profile", "/etc/bash.bashrc", "/etc/mime.types",
+}
+
+// Runner starts tasks. It is safe for concurrent use; Close releases what
+// New set up.
 type Runner struct {
 	isolated bool
 	describe string
 	log      hclog.Logger
+	jail     *jailer // the Linux sandbox, when isolated
+}
+
+// Close releases the Runner's host resources (the shared empty network
+// namespace). Tasks still running are not affected.
+func (r *Runner) Close() error {
+	if r.jail != nil {
+		return r.jail.close()
+	}
+	return nil
 }
 
 // New returns a Runner for this host. With Options.Isolate on Linux it checks
@@ -81,7 +156,7 @@ func New(opts Options) (*Runner, error) {
 // enforced and what is not on this host.
 func (r *Runner) Describe() string { return r.describe }
 
-// Isolated reports whether tasks get their own pid namespace.
+// Isolated reports whether tasks run in the Linux sandbox.
 func (r *Runner) Isolated() bool { return r.isolated }
 
 // Spec describes one process to start. It is executed directly, never
@@ -104,6 +179,15 @@ type Spec struct {
 	// the same comparable value, one pipe feeds it. A nil writer discards
 	// that stream (the task writes to /dev/null).
 	Stdout, Stderr io.Writer
+
+	// The fields below matter only in the Linux sandbox.
+
+	// Name identifies the task in its cgroup's name (the task id).
+	Name string
+	// Confine is the directory tree the task may write (cmd_dir), seen at
+	// the same path; Dir must lie inside it. Default Dir. It may not be /.
+	Confine string
+	Limits  Limits
 }
 
 // Result is how a task ended and what it used.
@@ -123,12 +207,23 @@ type Result struct {
 	// Started is when the task was started; Ended is when its main process
 	// was seen to exit.
 	Started, Ended time.Time
+
+	// In the Linux sandbox with cgroups, CPU covers every process of the
+	// task and MaxRSS is the group's peak memory; OOMKilled says the
+	// kernel killed a process of the task for exceeding its memory limit.
+	OOMKilled bool
+	// Limits are what was enforced (zero where nothing was).
+	Limits Limits
+	// Cgroup is the task's cgroup, "" without one.
+	Cgroup string
 }
 
 // Process is one started task. Its methods are safe for concurrent use.
 type Process struct {
 	pid     int
 	started time.Time
+	limits  Limits // enforced, for the Result
+	cgroup  string
 	log     hclog.Logger
 	sys     procSys // the per-OS handle, see the sandbox_*.go files
 
@@ -189,6 +284,13 @@ func (r *Runner) Start(spec Spec) (*Process, error) {
 	}()
 	return p, nil
 }
+
+// Limits returns what is enforced on the task: the effective limits in the
+// Linux sandbox (zero where the host cannot enforce one), zero otherwise.
+func (p *Process) Limits() Limits { return p.limits }
+
+// Cgroup returns the task's cgroup, "" without one.
+func (p *Process) Cgroup() string { return p.cgroup }
 
 // Pid returns the host pid of the task's top process (with isolation, PID 1
 // of its namespaces).

@@ -5,85 +5,80 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"syscall"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 )
 
 // maxRSSUnit converts rusage ru_maxrss, in kilobytes on Linux, to bytes.
 const maxRSSUnit = 1024
 
-// isolationFlags are the namespaces every isolated task gets. The task's
-// own process is PID 1 of its pid namespace: when it exits, the kernel
-// kills every process left in the namespace, setsid daemons and double forks
-// included. The task is cloned straight into the namespaces, with no init
-// process in between: that costs about what a plain fork/exec costs, where
-// re-executing a Go init per task cost ~2-5 ms of CPU (see the README's
-// benchmarks). A namespace's PID 1 receives from outside only the signals it
-// has a handler for (and SIGKILL), so SIGTERM reaches a script that traps it
-// and every other process of its group; SIGKILL after the grace ends them all.
-const isolationFlags = unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
-
-const (
-	describeIsolated = "sandbox: pid+ipc+uts namespaces per task (the task is PID 1: nothing of it outlives it), " +
-		"parent-death signal, fds above 2 closed; not enforced: cgroups, mount and network namespaces, credentials (next milestone)"
-	describeGroup = "sandbox: process group per task, parent-death signal; " +
-		"not enforced: pid namespace (%s) so processes that call setsid can outlive a kill, " +
-		"cgroups, mount and network namespaces, credentials"
-)
-
-// probe caches whether this process can create isolated tasks: creating
-// namespaces does not become possible or impossible while we run.
-var probe = sync.OnceValue(probeIsolation)
+const describeGroup = "sandbox: OFF, process group per task; not enforced: %s. " +
+	"Processes that call setsid can outlive a kill; no cgroup limits, no mount or network namespaces, tasks run as the executor's user"
 
 func (r *Runner) setup(opts Options) error {
 	if !opts.Isolate {
-		r.describe = fmt.Sprintf(describeGroup, "isolation off")
+		r.describe = fmt.Sprintf(describeGroup, "isolation is off in the config")
 		return nil
 	}
-	if unavailable := probe(); unavailable != "" {
-		r.describe = fmt.Sprintf(describeGroup, "unavailable: "+unavailable)
-		r.log.Warn("pid namespaces unavailable; tasks run in a process group only", "reason", unavailable)
+	j, err := newJailer(opts, r.log)
+	if err == nil {
+		if err = j.probe(); err != nil {
+			j.close()
+		}
+	}
+	if err != nil {
+		if opts.Require {
+			return fmt.Errorf("sandbox: isolation is required but unavailable: %w", err)
+		}
+		r.describe = fmt.Sprintf(describeGroup, "the sandbox is unavailable ("+err.Error()+")")
+		r.log.Warn("the sandbox is unavailable; tasks run in a process group only", "reason", err)
 		return nil
 	}
-	r.isolated = true
-	r.describe = describeIsolated
+	r.isolated, r.jail = true, j
+	r.describe = j.describe()
 	return nil
 }
 
-// probeIsolation starts one trivial process in fresh namespaces and returns
-// why that is refused, or "" when it works.
-func probeIsolation() (unavailable string) {
+// probe runs one trivial task through the whole sandbox, so that a helper
+// that cannot run or a mount that the host refuses shows at start-up, not
+// at the first task.
+func (j *jailer) probe() error {
 	prog := "/bin/true"
 	if _, err := os.Stat(prog); err != nil {
 		prog = "/usr/bin/true"
 	}
-	proc, err := os.StartProcess(prog, []string{prog}, &os.ProcAttr{Sys: isolatedAttr()})
+	dir, err := os.MkdirTemp("", "task-job-probe-")
 	if err != nil {
-		var errno syscall.Errno
-		if errors.As(err, &errno) && os.Geteuid() != 0 {
-			return fmt.Sprintf("creating a pid namespace was refused (%v); run task-job as root", errno)
-		}
-		return fmt.Sprintf("creating a pid namespace failed: %v", err)
+		return err
 	}
-	_, _ = proc.Wait()
-	return ""
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o711); err != nil { // the task's user must enter it
+		return err
+	}
+	chroot := j.chroot
+	j.chroot = false // the probe needs /usr; chroot mode is the same steps minus mounts
+	defer func() { j.chroot = chroot }()
+	r := &Runner{log: hclog.NewNullLogger(), isolated: true, jail: j}
+	p, err := r.Start(Spec{Path: prog, Args: []string{prog}, Dir: dir, Name: "probe"})
+	if err != nil {
+		return err
+	}
+	res, err := p.Wait()
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("a trial run of %s in the sandbox exited %d (signal %q)", prog, res.ExitCode, res.Signal)
+	}
+	return nil
 }
 
 // groupAttr makes the task lead its own process group, and makes the kernel
 // SIGKILL it if the executor thread that started it dies.
 func groupAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-}
-
-// isolatedAttr is groupAttr in new namespaces. The parent-death signal of a
-// namespace's PID 1 takes the whole namespace with it, so no process of a
-// task survives an executor killed with SIGKILL.
-func isolatedAttr() *syscall.SysProcAttr {
-	a := groupAttr()
-	a.Cloneflags = isolationFlags
-	return a
 }
 
 // waitNoReap blocks until pid has exited but leaves it a zombie, so that its

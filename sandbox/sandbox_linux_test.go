@@ -23,12 +23,12 @@ func init() {
 // holdHelper is a stand-in executor: it starts a sandboxed sleep marked with
 // SANDBOX_TEST_MARKER, says so, and blocks until it is killed.
 func holdHelper() {
-	r, err := sandbox.New(sandbox.Options{Isolate: os.Getenv("SANDBOX_TEST_ISOLATE") == "1"})
+	r, err := sandbox.New(sandbox.Options{Isolate: os.Getenv("SANDBOX_TEST_ISOLATE") == "1", InitPath: os.Getenv("TASK_JOB_INIT")})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)
 	}
-	p, err := r.Start(sandbox.Spec{Path: "/bin/sleep", Args: []string{"sleep", os.Getenv("SANDBOX_TEST_MARKER")}, Dir: "/"})
+	p, err := r.Start(sandbox.Spec{Path: "/bin/sleep", Args: []string{"sleep", os.Getenv("SANDBOX_TEST_MARKER")}, Dir: os.TempDir()})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)

@@ -24,15 +24,17 @@ type procSys struct {
 	// have been reused by an unrelated process.
 	mu     sync.Mutex
 	exited bool
+
+	jail *jailSys // the Linux sandbox's part, nil outside it
 }
 
 // start launches spec as the top process of a new process group, in new
 // namespaces when isolated.
 func (r *Runner) start(p *Process, spec Spec, stdio [3]*os.File) error {
-	attr := groupAttr()
-	if r.isolated {
-		attr = isolatedAttr()
+	if r.jail != nil {
+		return r.jail.start(p, spec, stdio)
 	}
+	attr := groupAttr()
 	closeOnExec()
 	proc, err := os.StartProcess(spec.Path, spec.Args, &os.ProcAttr{
 		Dir:   spec.Dir,
@@ -68,7 +70,12 @@ func (p *Process) waitExit() (Result, error) {
 	if err != nil {
 		return Result{ExitCode: -1}, fmt.Errorf("sandbox: wait for task pid %d: %w", p.pid, err)
 	}
-	return resultOf(state.Sys().(syscall.WaitStatus), state.SysUsage().(*syscall.Rusage)), nil
+	res := resultOf(state.Sys().(syscall.WaitStatus), state.SysUsage().(*syscall.Rusage))
+	res.Limits, res.Cgroup = p.limits, p.cgroup
+	if p.sys.jail != nil {
+		p.sys.jail.afterExit(&res, p.log)
+	}
+	return res, nil
 }
 
 // markExited stops further signals and kills whatever is left of the
@@ -82,7 +89,12 @@ func (p *Process) markExited() {
 
 func (p *Process) terminate() { _ = p.signal(unix.SIGTERM) }
 
-func (p *Process) kill() { _ = p.signal(unix.SIGKILL) }
+func (p *Process) kill() {
+	_ = p.signal(unix.SIGKILL)
+	if p.sys.jail != nil {
+		p.sys.jail.kill()
+	}
+}
 
 // signal sends sig to the task's process group. With isolation the top
 // process is its namespace's PID 1: it gets the signal only if it handles

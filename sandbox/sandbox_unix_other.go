@@ -4,8 +4,11 @@ package sandbox
 
 import (
 	"errors"
+	"os"
 	"runtime"
 	"syscall"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // maxRSSUnit converts rusage ru_maxrss to bytes: Darwin reports bytes, the
@@ -42,3 +45,16 @@ func closeOnExec() {}
 
 // isolatedAttr is never used here (New never isolates on this OS).
 func isolatedAttr() *syscall.SysProcAttr { return groupAttr() }
+
+// jailer is the Linux sandbox; it does not exist here.
+type jailer struct{}
+
+func (j *jailer) close() error { return nil }
+func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) error {
+	return errors.New("sandbox: the Linux sandbox does not exist on " + runtime.GOOS)
+}
+
+type jailSys struct{}
+
+func (s *jailSys) afterExit(*Result, hclog.Logger) {}
+func (s *jailSys) kill()                           {}

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/sandbox/nsinit"
 )
 
 // helpers are alternative mains for this test binary, chosen by the
@@ -31,12 +32,51 @@ import (
 // process they can SIGKILL.
 var helpers = map[string]func(){}
 
+// workDir stands in for cmd_dir: writable by the unprivileged user the
+// sandbox runs tasks as.
+var workDir string
+
 func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == sandbox.InitName {
+		// The sandbox re-executes this binary as its setup helper when
+		// TASK_JOB_INIT names none, as task-job itself does.
+		nsinit.Main()
+	}
 	if h := os.Getenv("SANDBOX_TEST_HELPER"); h != "" {
 		helpers[h]()
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	dir, err := os.MkdirTemp("", "sandbox-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	_ = os.Chmod(dir, 0o777)
+	workDir = dir
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
+}
+
+// taskDir returns a fresh directory that the sandbox's unprivileged user
+// can enter and write.
+func taskDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(workDir, "task-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// runnerOptions are the options every test runner starts from.
+func runnerOptions(isolate bool, log hclog.Logger) sandbox.Options {
+	return sandbox.Options{Isolate: isolate, Logger: log, InitPath: os.Getenv("TASK_JOB_INIT")}
 }
 
 // forEachMode runs fn once with a plain process-group runner and once with
@@ -60,10 +100,18 @@ func newRunner(t testing.TB, isolate bool) *sandbox.Runner {
 	if t, ok := t.(*testing.T); ok {
 		log = testLogger(t)
 	}
-	r, err := sandbox.New(sandbox.Options{Isolate: isolate, Logger: log})
+	return newRunnerWith(t, runnerOptions(isolate, log))
+}
+
+// newRunnerWith is newRunner with options of the test's choosing.
+func newRunnerWith(t testing.TB, opts sandbox.Options) *sandbox.Runner {
+	t.Helper()
+	isolate := opts.Isolate
+	r, err := sandbox.New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() { r.Close() })
 	if isolate && !r.Isolated() {
 		switch {
 		case runtime.GOOS != "linux":
@@ -119,7 +167,7 @@ func shell(script string, stdout, stderr io.Writer) sandbox.Spec {
 	return sandbox.Spec{
 		Path:   "/bin/sh",
 		Args:   []string{"sh", "-c", script},
-		Dir:    "/",
+		Dir:    workDir,
 		Env:    []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin"},
 		Stdout: stdout,
 		Stderr: stderr,
@@ -196,12 +244,14 @@ func newMarker() string {
 func TestDescribe(t *testing.T) {
 	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
 		d := r.Describe()
-		want := "process group"
+		wants := []string{"sandbox: OFF", "process group", "not enforced"}
 		if r.Isolated() {
-			want = "pid+ipc+uts namespaces"
+			wants = []string{"sandbox: on", "cgroup", "memory", "pids", "pid, mount, ipc, uts, net", "user nobody", "no_new_privs"}
 		}
-		if !strings.HasPrefix(d, "sandbox: ") || !strings.Contains(d, want) || !strings.Contains(d, "not enforced") {
-			t.Errorf("Describe() = %q, want a sandbox: line saying %q and what is not enforced", d, want)
+		for _, want := range wants {
+			if !strings.Contains(d, want) {
+				t.Errorf("Describe() = %q, want it to say %q", d, want)
+			}
 		}
 	})
 }
@@ -249,8 +299,14 @@ func TestUsage(t *testing.T) {
 		if res.CPU < 10*time.Millisecond {
 			t.Errorf("CPU = %v, want the child's loop counted (>= 10ms)", res.CPU)
 		}
-		if res.MaxRSS < 1<<20 || res.MaxRSS > 1<<32 {
-			t.Errorf("MaxRSS = %d, want a shell's size in bytes (1 MiB to 4 GiB)", res.MaxRSS)
+		// rusage counts a process's resident pages; a cgroup counts only
+		// the pages charged to it, not shared libraries already cached.
+		low := int64(1 << 20)
+		if res.Cgroup != "" {
+			low = 64 << 10
+		}
+		if res.MaxRSS < low || res.MaxRSS > 1<<32 {
+			t.Errorf("MaxRSS = %d, want a shell's size in bytes (%d to 4 GiB)", res.MaxRSS, low)
 		}
 	})
 }
@@ -289,7 +345,7 @@ func TestOutput(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
-	dir := t.TempDir()
+	dir := taskDir(t)
 	write := func(name, content string, mode os.FileMode) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), mode); err != nil {
@@ -429,7 +485,7 @@ func BenchmarkStartWait(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			r := newRunner(b, isolate)
-			spec := sandbox.Spec{Path: "/bin/true", Dir: "/"}
+			spec := sandbox.Spec{Path: "/bin/true", Dir: workDir}
 			for b.Loop() {
 				p, err := r.Start(spec)
 				if err != nil {
@@ -448,20 +504,38 @@ func TestWorkingDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := filepath.EvalSymlinks(t.TempDir())
+	dir, err := filepath.EvalSymlinks(taskDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct{ name, dir, want string }{
-		{"given", dir, dir},
-		{"empty means ours", "", ours},
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, dir, confine, want string
+		isolated                 bool // only the sandbox has Confine
+	}{
+		{"given", dir, "", dir, false},
+		{"inside confine", sub, dir, sub, false},
+		{"empty means confine", "", dir, dir, true},
 	}
 	forEachMode(t, func(t *testing.T, r *sandbox.Runner) {
+		tests := tests
+		if !r.Isolated() {
+			tests = append(tests[:2:2], struct {
+				name, dir, confine, want string
+				isolated                 bool
+			}{"empty means ours", "", "", ours, false})
+		}
 		for _, tt := range tests {
+			if tt.isolated && !r.Isolated() {
+				continue
+			}
 			t.Run(tt.name, func(t *testing.T) {
 				var out syncBuffer
 				spec := shell("pwd -P", &out, nil)
-				spec.Dir = tt.dir
+				spec.Dir, spec.Confine = tt.dir, tt.confine
 				wait(t, start(t, r, spec))
 				if got := strings.TrimSpace(out.String()); got != tt.want {
 					t.Errorf("pwd = %q, want %q", got, tt.want)

@@ -12,12 +12,21 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+
+	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/sandbox/nsinit"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
 func main() {
+	if filepath.Base(os.Args[0]) == sandbox.InitName {
+		// Re-executed as the sandbox's per-task setup step, because no
+		// task-job-init was installed next to this binary.
+		nsinit.Main()
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,500 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/taskjob/task-job/sandbox/cgroup"
+	"github.com/taskjob/task-job/sandbox/nsinit"
+)
+
+// jailFlags are the namespaces every sandboxed task gets. The network one
+// is not among them: a task without network joins one shared empty network
+// namespace instead (made once, at New), because creating a network
+// namespace per task costs milliseconds and, at the tail, hundreds.
+const jailFlags = unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+
+// rootCaps is the capability bounding set of a task that runs as root: the
+// set container runtimes give by default, without the ones that reach the
+// host (raw network, device nodes).
+var rootCaps = capSet(unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID,
+	unix.CAP_KILL, unix.CAP_SETGID, unix.CAP_SETUID, unix.CAP_SETPCAP, unix.CAP_NET_BIND_SERVICE,
+	unix.CAP_SYS_CHROOT, unix.CAP_AUDIT_WRITE, unix.CAP_SETFCAP)
+
+func capSet(caps ...int) uint64 {
+	var s uint64
+	for _, c := range caps {
+		s |= 1 << uint(c)
+	}
+	return s
+}
+
+// Defaults of the Linux sandbox, used where Options leave a field zero.
+const (
+	DefaultUser        = "nobody"
+	DefaultMemoryBytes = 512 << 20
+	DefaultCPUCores    = 1.0
+	DefaultPids        = 256
+	DefaultTmpBytes    = 64 << 20
+	DefaultRootDir     = "/run/task-job/root"
+)
+
+// jailer is the Linux sandbox of a Runner.
+type jailer struct {
+	log       hclog.Logger
+	initPath  string
+	initArgv0 string
+	cg        *cgroup.Manager // nil: no cgroups on this host (Describe says why)
+	netns     *os.File
+	rootDir   string
+	readOnly  []string
+	tmpBytes  int64
+	defaults  Limits
+	chroot    bool
+	rlimits   Rlimits
+
+	users sync.Map // user name -> *credential
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type credential struct{ uid, gid uint32 }
+
+// newJailer prepares the sandbox: the helper, the cgroup parent, the empty
+// network namespace, the root mount point. It returns why the sandbox is
+// unavailable when it is.
+func newJailer(opts Options, log hclog.Logger) (*jailer, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the sandbox needs root (namespaces, cgroups, switching users)")
+	}
+	j := &jailer{
+		log:      log,
+		rootDir:  opts.RootDir,
+		readOnly: opts.ReadOnly,
+		tmpBytes: opts.TmpBytes,
+		defaults: opts.Defaults,
+		chroot:   opts.Chroot,
+		rlimits:  opts.Rlimits,
+	}
+	if j.rootDir == "" {
+		j.rootDir = DefaultRootDir
+	}
+	if j.readOnly == nil {
+		j.readOnly = DefaultReadOnly
+	}
+	if j.tmpBytes <= 0 {
+		j.tmpBytes = DefaultTmpBytes
+	}
+	if j.defaults.User == "" {
+		j.defaults.User = DefaultUser
+	}
+	if j.defaults.MemoryBytes == 0 {
+		j.defaults.MemoryBytes = DefaultMemoryBytes
+	}
+	if j.defaults.CPUCores == 0 {
+		j.defaults.CPUCores = DefaultCPUCores
+	}
+	if j.defaults.Pids == 0 {
+		j.defaults.Pids = DefaultPids
+	}
+	if j.rlimits.FileBytes == 0 {
+		j.rlimits.FileBytes = DefaultRlimits.FileBytes
+	}
+	if j.rlimits.OpenFiles == 0 {
+		j.rlimits.OpenFiles = DefaultRlimits.OpenFiles
+	}
+	var err error
+	if j.initPath, j.initArgv0, err = findInit(opts.InitPath); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(j.rootDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create the sandbox root mount point: %w", err)
+	}
+	if j.netns, err = emptyNetns(); err != nil {
+		return nil, fmt.Errorf("create the empty network namespace: %w", err)
+	}
+	j.cg, err = cgroup.NewManager(cgroup.Options{Name: opts.CgroupName, Logger: opts.Logger})
+	if err != nil {
+		j.close()
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	if j.cg.Mode() == cgroup.Unavailable {
+		log.Warn("tasks get no memory, CPU or pids limits", "reason", j.cg.Describe())
+	} else if n, err := j.cg.CleanupStale(); err != nil {
+		log.Warn("could not remove the cgroups of a previous run", "error", err)
+	} else if n > 0 {
+		log.Warn("removed the cgroups left by a previous run, and what ran in them", "groups", n)
+	}
+	return j, nil
+}
+
+// close removes the spare cgroups, waits for groups being removed and
+// releases the empty network namespace.
+func (j *jailer) close() error {
+	j.closeOnce.Do(func() { j.closeErr = j.release() })
+	return j.closeErr
+}
+
+func (j *jailer) release() error {
+	var errs []error
+	if j.cg != nil {
+		errs = append(errs, j.cg.Close())
+	}
+	if j.netns != nil {
+		errs = append(errs, j.netns.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// describe is the start-up line for a working sandbox.
+func (j *jailer) describe() string {
+	var b strings.Builder
+	b.WriteString("sandbox: on. ")
+	if j.cg == nil || j.cg.Mode() == cgroup.Unavailable {
+		b.WriteString("NOT ENFORCED: memory, CPU and pids limits (")
+		if j.cg != nil {
+			b.WriteString(j.cg.Describe())
+		}
+		b.WriteString("). ")
+	} else {
+		fmt.Fprintf(&b, "%s; default limits memory %s, cpu %g, pids %d. ", j.cg.Describe(),
+			formatBytes(j.defaults.MemoryBytes), j.defaults.CPUCores, j.defaults.Pids)
+	}
+	b.WriteString("Namespaces pid, mount, ipc, uts, net (loopback only unless allowed); ")
+	if j.chroot {
+		b.WriteString("the task sees only cmd_dir; ")
+	} else {
+		b.WriteString("the task sees read-only system dirs, cmd_dir, a private /tmp, a minimal /dev and its own /proc; ")
+	}
+	fmt.Fprintf(&b, "user %s by default, no_new_privs, rlimits fsize %s nofile %d core 0; setup by %s",
+		j.defaults.User, formatBytes(j.rlimits.FileBytes), j.rlimits.OpenFiles, j.initPath)
+	if j.initArgv0 != InitName {
+		b.WriteString(" (re-executing itself: install " + InitName + " next to it to save ~2 ms per task)")
+	}
+	return b.String()
+}
+
+// findInit locates the helper. The executable re-executed as the helper is
+// the fallback: it always exists, but it starts slower.
+func findInit(path string) (file, argv0 string, err error) {
+	if path == "" {
+		self, err := os.Executable()
+		if err == nil {
+			candidate := filepath.Join(filepath.Dir(self), InitName)
+			if _, err := os.Stat(candidate); err == nil {
+				path = candidate
+			}
+		}
+	}
+	if path == "" {
+		return "/proc/self/exe", InitName, nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", "", fmt.Errorf("the sandbox helper: %w", err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	// It runs as root in every task: only root may have written it.
+	if st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 || !fi.Mode().IsRegular() {
+		return "", "", fmt.Errorf("the sandbox helper %s must be a regular file owned by root and writable by no one else (it is %v, uid %d)", path, fi.Mode(), st.Uid)
+	}
+	return path, InitName, nil
+}
+
+// emptyNetns makes a network namespace with only a loopback interface, up,
+// and returns a handle on it. Network namespaces belong to threads: a
+// locked thread enters it and is then discarded with its goroutine.
+func emptyNetns() (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// Never unlocked: the runtime ends this thread when the
+		// goroutine returns, so no other goroutine runs in the namespace.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		if err := loopbackUp(); err != nil {
+			ch <- result{err: fmt.Errorf("bring up its loopback: %w", err)}
+			return
+		}
+		f, err := os.Open("/proc/thread-self/ns/net")
+		ch <- result{f, err}
+	}()
+	r := <-ch
+	return r.f, r.err
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// effective fills the zero fields of l from the defaults.
+func (j *jailer) effective(l Limits) Limits {
+	if l.MemoryBytes == 0 {
+		l.MemoryBytes = j.defaults.MemoryBytes
+	}
+	if l.CPUCores == 0 {
+		l.CPUCores = j.defaults.CPUCores
+	}
+	if l.Pids == 0 {
+		l.Pids = j.defaults.Pids
+	}
+	if l.User == "" {
+		l.User = j.defaults.User
+	}
+	return l
+}
+
+// lookup resolves a user name or numeric uid to ids, once per name.
+func (j *jailer) lookup(name string) (credential, error) {
+	if c, ok := j.users.Load(name); ok {
+		return c.(credential), nil
+	}
+	var u *user.User
+	var err error
+	if _, numErr := strconv.ParseUint(name, 10, 32); numErr == nil {
+		u, err = user.LookupId(name)
+		if err != nil {
+			// A uid with no passwd entry is a valid choice: its own group.
+			id, _ := strconv.ParseUint(name, 10, 32)
+			c := credential{uint32(id), uint32(id)}
+			j.users.Store(name, c)
+			return c, nil
+		}
+	} else if u, err = user.Lookup(name); err != nil {
+		return credential{}, fmt.Errorf("sandbox: user %q: %w", name, err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return credential{}, fmt.Errorf("sandbox: user %q has a non-numeric uid or gid", name)
+	}
+	c := credential{uint32(uid), uint32(gid)}
+	j.users.Store(name, c)
+	return c, nil
+}
+
+// jailSys is the sandbox part of a task's handle.
+type jailSys struct {
+	group *cgroup.Group
+}
+
+// start launches spec through the helper in new namespaces and its cgroup.
+func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
+	lim := j.effective(spec.Limits)
+	cred, err := j.lookup(lim.User)
+	if err != nil {
+		return err
+	}
+	confine := spec.Confine
+	if confine == "" {
+		confine = spec.Dir
+	}
+	dir := spec.Dir
+	if dir == "" {
+		dir = confine
+	}
+	switch {
+	case confine == "" || !filepath.IsAbs(confine):
+		return fmt.Errorf("sandbox: the task's directory %q must be an absolute path (cmd_dir)", confine)
+	case filepath.Clean(confine) == "/":
+		return errors.New("sandbox: cmd_dir / would show the task the whole host; choose a directory of its own")
+	case !within(dir, confine):
+		return fmt.Errorf("sandbox: the working directory %s is outside cmd_dir %s", dir, confine)
+	}
+	cfg := nsinit.Config{
+		Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: dir,
+		RootDir: j.rootDir, WorkDir: filepath.Clean(confine), ReadOnly: j.readOnly,
+		TmpBytes: j.tmpBytes, Hostname: "task-job",
+		JoinNetns: !lim.Network,
+		UID:       cred.uid, GID: cred.gid, KeepCaps: rootCaps,
+		FileBytes: j.rlimits.FileBytes, OpenFiles: j.rlimits.OpenFiles, CoreBytes: 0,
+	}
+	if j.chroot {
+		// The task sees cmd_dir as /: paths inside it lose that prefix.
+		cfg.RootMode = nsinit.RootChroot
+		cfg.Path = "/" + strings.TrimPrefix(rel(confine, spec.Path), "/")
+		cfg.Dir = "/" + rel(confine, dir)
+	}
+
+	var group *cgroup.Group
+	if j.cg != nil && j.cg.Mode() != cgroup.Unavailable {
+		group, err = j.cg.New(spec.Name, cgroup.Limits{MemoryBytes: lim.MemoryBytes, CPUCores: lim.CPUCores, Pids: lim.Pids})
+		if err != nil {
+			return fmt.Errorf("sandbox: create the task's cgroup: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				_ = group.Close()
+			}
+		}()
+	} else {
+		lim.MemoryBytes, lim.CPUCores, lim.Pids = 0, 0, 0
+	}
+
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer cfgW.Close()
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer stR.Close()
+
+	attr := &syscall.SysProcAttr{Cloneflags: jailFlags, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if group != nil {
+		if fd, ok := group.CgroupFD(); ok {
+			// Born inside its cgroup: not one instruction runs outside.
+			attr.UseCgroupFD, attr.CgroupFD = true, fd
+		}
+	}
+	closeOnExec()
+	proc, err := os.StartProcess(j.initPath, []string{j.initArgv0}, &os.ProcAttr{
+		Dir:   "/",
+		Env:   []string{},
+		Files: []*os.File{stdio[0], stdio[1], stdio[2], cfgR, stW, j.netns},
+		Sys:   attr,
+	})
+	cfgR.Close()
+	stW.Close()
+	if err != nil {
+		return fmt.Errorf("sandbox: start the sandbox helper %s: %w", j.initPath, err)
+	}
+	abort := func(err error) error {
+		_ = proc.Kill()
+		_, _ = proc.Wait()
+		return err
+	}
+	if group != nil && !attr.UseCgroupFD {
+		// cgroup v1: the helper waits for its config before doing
+		// anything, so joining now still precedes the task's first
+		// instruction.
+		if err := group.AddProc(proc.Pid); err != nil {
+			return abort(fmt.Errorf("sandbox: put the task into its cgroup: %w", err))
+		}
+	}
+	if _, err := cfgW.Write(cfg.Encode()); err != nil {
+		return abort(fmt.Errorf("sandbox: send the task's setup to the helper: %w", err))
+	}
+	cfgW.Close()
+	status, _ := io.ReadAll(stR)
+	if len(status) > 0 {
+		_ = abort(nil)
+		st, derr := nsinit.DecodeStatus(status)
+		switch {
+		case derr != nil:
+			return fmt.Errorf("sandbox: the helper failed with an unreadable status: %w", derr)
+		case st.Step == "exec" && st.Errno != 0:
+			return startError(spec.Path, syscall.Errno(st.Errno))
+		}
+		return fmt.Errorf("sandbox: setting up the task failed: %s: %s", st.Step, st.Msg)
+	}
+	p.pid, p.sys.proc = proc.Pid, proc
+	p.sys.jail = &jailSys{group: group}
+	p.limits = lim
+	if group != nil {
+		p.cgroup = group.Path()
+	}
+	return nil
+}
+
+// afterExit runs once the task's top process has exited (its namespace is
+// then being torn down by the kernel): kill whatever is left in the
+// cgroup, wait for it to be empty, read the usage, remove it.
+func (s *jailSys) afterExit(res *Result, log hclog.Logger) {
+	g := s.group
+	if g == nil {
+		return
+	}
+	_ = g.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.WaitEmpty(ctx); err != nil {
+		log.Warn("the task's cgroup did not empty after a kill", "cgroup", g.Path(), "error", err)
+	}
+	if u, err := g.Usage(); err == nil {
+		if u.CPU > 0 {
+			res.CPU = u.CPU
+		}
+		if u.MemoryPeak > 0 {
+			res.MaxRSS = u.MemoryPeak
+		}
+		res.OOMKilled = u.OOMKills > 0
+	}
+	if err := g.Close(); err != nil {
+		log.Warn("could not remove the task's cgroup", "cgroup", g.Path(), "error", err)
+	}
+}
+
+// kill is the cgroup-wide kill that follows the group SIGKILL, for any
+// process that left the task's process group and pid namespace view.
+func (s *jailSys) kill() {
+	if s.group != nil {
+		_ = s.group.Kill()
+	}
+}
+
+// within reports whether path is dir or lies beneath it.
+func within(path, dir string) bool {
+	r, err := filepath.Rel(dir, path)
+	return err == nil && r != ".." && !strings.HasPrefix(r, "../") && !filepath.IsAbs(r)
+}
+
+func rel(base, path string) string {
+	if !filepath.IsAbs(path) {
+		return path
+	}
+	r, err := filepath.Rel(base, path)
+	if err != nil || r == "." {
+		return ""
+	}
+	return r
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return strconv.FormatInt(n>>30, 10) + "GiB"
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}

@@ -1,0 +1,424 @@
+package nsinit
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// stepError is a failure of one setup step.
+type stepError struct {
+	step string
+	err  error
+}
+
+func fail(step string, err error) error { return &stepError{step, err} }
+
+// Main runs the setup described by the Config on ConfigFd and execs the
+// task. It never returns: on failure it reports on StatusFd and exits 127.
+func Main() {
+	// Capabilities, no_new_privs, the parent-death signal and the network
+	// namespace are per thread: everything happens on this thread, the one
+	// that finally calls execve.
+	runtime.LockOSThread()
+	err := run()
+	st := Status{Step: "setup", Msg: err.Error()}
+	if se, ok := err.(*stepError); ok {
+		st.Step, st.Msg = se.step, se.err.Error()
+	}
+	var errno syscall.Errno
+	if asErrno(err, &errno) {
+		st.Errno = uintptr(errno)
+	}
+	status := os.NewFile(StatusFd, "status")
+	_, _ = status.Write(st.Encode())
+	os.Exit(127)
+}
+
+func asErrno(err error, target *syscall.Errno) bool {
+	for err != nil {
+		if e, ok := err.(syscall.Errno); ok {
+			*target = e
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+func run() error {
+	raw, err := io.ReadAll(os.NewFile(ConfigFd, "config"))
+	if err != nil {
+		return fail("read config", err)
+	}
+	c, err := Decode(raw)
+	if err != nil {
+		return fail("read config", err)
+	}
+	unix.Close(ConfigFd)
+
+	if c.JoinNetns {
+		if err := unix.Setns(NetnsFd, unix.CLONE_NEWNET); err != nil {
+			return fail("join the empty network namespace", err)
+		}
+	}
+	unix.Close(NetnsFd)
+	if c.Hostname != "" {
+		if err := unix.Sethostname([]byte(c.Hostname)); err != nil {
+			return fail("set the hostname", err)
+		}
+	}
+	if err := buildRoot(c); err != nil {
+		return err
+	}
+	if err := setRlimits(c); err != nil {
+		return err
+	}
+	if err := dropPrivileges(c); err != nil {
+		return err
+	}
+	if err := unix.Chdir(c.Dir); err != nil {
+		return fail("enter the working directory "+c.Dir, err)
+	}
+	// Fds above 2 close at exec, StatusFd among them: its EOF tells the
+	// executor the exec succeeded.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		for fd := 3; fd < 1024; fd++ {
+			unix.CloseOnExec(fd)
+		}
+	}
+	err = unix.Exec(c.Path, c.Args, c.Env)
+	return fail("exec", err)
+}
+
+// mount wraps mount(2) with a step name for the error.
+func mount(src, dst, fstype string, flags uintptr, data string) error {
+	if err := unix.Mount(src, dst, fstype, flags, data); err != nil {
+		return fail("mount "+dst, err)
+	}
+	return nil
+}
+
+const (
+	noSuidDev = unix.MS_NOSUID | unix.MS_NODEV
+	roBind    = unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY
+)
+
+// buildRoot gives the task its own filesystem view and pivots into it. The
+// old root is detached afterwards, so no host path stays reachable, not
+// even through /proc/self/root or /proc/1/cwd.
+func buildRoot(c *Config) error {
+	// Nothing done here may propagate back to the host.
+	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
+	root := c.RootDir
+	if c.RootMode == RootChroot {
+		if err := mount(c.WorkDir, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		if err := mount("", root, "", unix.MS_BIND|unix.MS_REMOUNT|noSuidDev, ""); err != nil {
+			return err
+		}
+		return pivot(root, false)
+	}
+
+	if err := mount("tmpfs", root, "tmpfs", noSuidDev, "mode=755,size=1m"); err != nil {
+		return err
+	}
+	for _, p := range c.ReadOnly {
+		if err := bindReadOnly(root, p); err != nil {
+			return err
+		}
+	}
+	size := "size=" + itoa(c.TmpBytes)
+	if c.WorkDir != "/tmp" {
+		if err := tmpfs(root, "/tmp", "mode=1777,"+size); err != nil {
+			return err
+		}
+	}
+	// cmd_dir, writable. Bound after the read-only ones and /tmp so that a
+	// cmd_dir inside one of them (/usr/local/jobs, /tmp/jobs) is still
+	// there and writable.
+	work := filepath.Join(root, c.WorkDir)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return fail("create the mount point "+c.WorkDir, err)
+	}
+	if err := mount(c.WorkDir, work, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	if err := mount("", work, "", unix.MS_BIND|unix.MS_REMOUNT|noSuidDev, ""); err != nil {
+		return err
+	}
+	if err := buildDev(root, size); err != nil {
+		return err
+	}
+	if err := buildProc(root); err != nil {
+		return err
+	}
+	return pivot(root, true)
+}
+
+func tmpfs(root, path, data string) error {
+	dst := filepath.Join(root, path)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return fail("create the mount point "+path, err)
+	}
+	return mount("tmpfs", dst, "tmpfs", noSuidDev, data)
+}
+
+// bindReadOnly makes host path p visible read-only at the same place.
+func bindReadOnly(root, p string) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil // not on this host
+	}
+	dst := filepath.Join(root, p)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fail("create the mount point "+p, err)
+	}
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		target, err := os.Readlink(p)
+		if err != nil {
+			return fail("read the symlink "+p, err)
+		}
+		if err := os.Symlink(target, dst); err != nil && !os.IsExist(err) {
+			return fail("recreate the symlink "+p, err)
+		}
+		return nil
+	case fi.IsDir():
+		if err := os.Mkdir(dst, 0o755); err != nil && !os.IsExist(err) {
+			return fail("create the mount point "+p, err)
+		}
+	default:
+		f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fail("create the mount point "+p, err)
+		}
+		f.Close()
+	}
+	if err := mount(p, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	return mount("", dst, "", roBind|noSuidDev, "")
+}
+
+// devices are the only device nodes a task gets.
+var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
+
+func buildDev(root, size string) error {
+	dev := filepath.Join(root, "dev")
+	if err := tmpfs(root, "/dev", "mode=755,size=64k"); err != nil {
+		return err
+	}
+	for _, d := range devices {
+		dst := filepath.Join(dev, d)
+		f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o666)
+		if err != nil {
+			return fail("create /dev/"+d, err)
+		}
+		f.Close()
+		if err := mount("/dev/"+d, dst, "", unix.MS_BIND, ""); err != nil {
+			return err
+		}
+	}
+	for name, target := range map[string]string{
+		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
+	} {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			return fail("create /dev/"+name, err)
+		}
+	}
+	if err := tmpfs(root, "/dev/shm", "mode=1777,"+size); err != nil {
+		return err
+	}
+	return mount("", dev, "", unix.MS_REMOUNT|unix.MS_RDONLY|noSuidDev, "mode=755,size=64k")
+}
+
+// procMasked are /proc files that tell about or act on the whole host;
+// /dev/null is bound over them (as container runtimes do).
+var procMasked = []string{"kcore", "keys", "timer_list", "sched_debug", "sysrq-trigger", "kmsg"}
+
+// procReadOnly are /proc directories a root task could otherwise use to
+// reconfigure the host.
+var procReadOnly = []string{"sys", "irq", "bus", "fs"}
+
+func buildProc(root string) error {
+	proc := filepath.Join(root, "proc")
+	if err := os.Mkdir(proc, 0o555); err != nil {
+		return fail("create the mount point /proc", err)
+	}
+	// This proc belongs to the task's pid namespace: it shows only the
+	// task's processes.
+	if err := mount("proc", proc, "proc", noSuidDev|unix.MS_NOEXEC, ""); err != nil {
+		return err
+	}
+	for _, m := range procMasked {
+		p := filepath.Join(proc, m)
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if err := mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
+			return err
+		}
+	}
+	for _, m := range procReadOnly {
+		p := filepath.Join(proc, m)
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if err := mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		if err := mount("", p, "", roBind|noSuidDev|unix.MS_NOEXEC, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pivot makes root the task's / and detaches the host's. A chroot would
+// leave the host's root reachable to a root task (chroot again, or through
+// an fd); pivot_root plus the detach leaves nothing to reach.
+func pivot(root string, readOnly bool) error {
+	if err := unix.Chdir(root); err != nil {
+		return fail("enter the new root", err)
+	}
+	// pivot_root(".", ".") stacks the old root under the new one without
+	// needing a directory for it (as runc does); the detach then drops it.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fail("pivot_root", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fail("detach the host's root", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fail("enter the new root", err)
+	}
+	if readOnly {
+		if err := mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY|noSuidDev, "mode=755,size=1m"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setRlimits(c *Config) error {
+	for _, l := range []struct {
+		name string
+		res  int
+		v    int64
+	}{
+		{"file size", unix.RLIMIT_FSIZE, c.FileBytes},
+		{"open files", unix.RLIMIT_NOFILE, c.OpenFiles},
+		{"core size", unix.RLIMIT_CORE, c.CoreBytes},
+	} {
+		if l.v < 0 {
+			continue
+		}
+		lim := unix.Rlimit{Cur: uint64(l.v), Max: uint64(l.v)}
+		if err := unix.Setrlimit(l.res, &lim); err != nil {
+			return fail("set the "+l.name+" limit", err)
+		}
+	}
+	return nil
+}
+
+// dropPrivileges bounds capabilities, drops supplementary groups, switches
+// to the task's user and forbids gaining privileges back through set-uid
+// files or file capabilities.
+func dropPrivileges(c *Config) error {
+	keep := c.KeepCaps
+	if c.UID != 0 {
+		keep = 0
+	}
+	for capability := 0; capability <= unix.CAP_LAST_CAP; capability++ {
+		if keep&(1<<uint(capability)) != 0 {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(capability), 0, 0, 0); err != nil && err != unix.EINVAL {
+			return fail("drop capability "+itoa(int64(capability)), err)
+		}
+	}
+	// Go's Setgroups, Setgid and Setuid act on every thread of this
+	// process, as POSIX requires.
+	if err := syscall.Setgroups(nil); err != nil {
+		return fail("drop supplementary groups", err)
+	}
+	if err := syscall.Setgid(int(c.GID)); err != nil {
+		return fail("set group "+itoa(int64(c.GID)), err)
+	}
+	if err := syscall.Setuid(int(c.UID)); err != nil {
+		return fail("set user "+itoa(int64(c.UID)), err)
+	}
+	if c.UID == 0 {
+		// Root keeps only what the bounding set allows: trim the
+		// effective, permitted and inheritable sets to match now, so the
+		// rest of setup and the exec see the same.
+		if err := trimCaps(keep); err != nil {
+			return err
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fail("set no_new_privs", err)
+	}
+	// Changing credentials cleared the parent-death signal: set it again,
+	// so the task still dies with the executor.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fail("set the parent-death signal", err)
+	}
+	return nil
+}
+
+func trimCaps(keep uint64) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fail("read capabilities", err)
+	}
+	for i := range data {
+		mask := uint32(keep >> (32 * uint(i)))
+		data[i].Effective &= mask
+		data[i].Permitted &= mask
+		data[i].Inheritable &= mask
+	}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fail("limit capabilities", err)
+	}
+	return nil
+}
+
+func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+func itoa(v int64) string {
+	if v == 0 {
+		return "0"
+	}
+	neg := v < 0
+	if neg {
+		v = -v
+	}
+	var b [20]byte
+	i := len(b)
+	for v > 0 {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
