@@ -56,7 +56,7 @@
 //     argument — it is compiled as ^(?:RE)$ whether or not it has anchors —
 //     and the number of cmd_args must equal len(args). Absent or [] means
 //     the task may send no cmd_args.
-//   - args_rest (string, optional): a regular expression (whole-argument,
+//   - args_rest (string, optional, not empty): a regular expression (whole-argument,
 //     like args) that every cmd_args entry beyond those in args must match;
 //     with it, any number of extra trailing arguments is allowed, so
 //     len(args) becomes a minimum.

@@ -72,20 +72,23 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("rule %q has keys %q", r.Name, r.Keys)
 			}
 			checkLimits(t, r.Name, r.Limits, true)
-			// The rule's own cmdline reaches it or an earlier rule of the same words.
+			// The rule's own cmdline, unsigned and without arguments, is
+			// allowed by a rule of the same words that takes no arguments,
+			// and by this one unless an earlier rule came first.
 			d := p.Decide(Request{Cmdline: r.Cmdline, Timeout: time.Hour})
+			openToAll := len(r.Args) == 0 && r.Keys == nil
 			if d.Allowed {
 				other, _ := p.Rule(d.Rule)
 				ow, _ := jail.Split(other.Cmdline)
-				if !slices.Equal(ow, words) || len(r.Args) > 0 && r.ArgsRest == "" || other.Line > r.Line {
-					t.Fatalf("%q with no args allowed by %+v", r.Cmdline, other)
+				if !slices.Equal(ow, words) || len(other.Args) > 0 || other.Keys != nil || openToAll && other.Line > r.Line {
+					t.Fatalf("%q with no args allowed by %+v, not by %+v", r.Cmdline, other, r)
 				}
 				checkLimits(t, d.Rule, d.Limits, false)
 				if other.Limits.Timeout > 0 && d.Limits.Timeout > other.Limits.Timeout {
 					t.Fatalf("timeout %v over the cap %v", d.Limits.Timeout, other.Limits.Timeout)
 				}
-			} else if !strings.HasPrefix(d.Reason, "policy: ") {
-				t.Fatalf("refusal without a reason: %+v", d)
+			} else if !strings.HasPrefix(d.Reason, "policy: ") || openToAll {
+				t.Fatalf("%q refused (%s) though rule %+v allows it", r.Cmdline, d.Reason, r)
 			}
 		}
 		again, err := Parse(src, "fuzz.hcl")

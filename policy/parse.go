@@ -325,11 +325,17 @@ func (ps *parser) rule(name string, attrs hcl.Attributes) rule {
 		}
 	}
 	if a := attrs["args_rest"]; a != nil {
-		if v, ok := ps.value(a); ok {
-			if s, ok := ps.str("args_rest", v, a.Expr.Range()); ok {
-				if re, ok := ps.regexp("args_rest", s, a.Expr.Range()); ok {
-					ru.rest, ru.restSrc = re, s
-				}
+		s, ok := "", false
+		if v, vok := ps.value(a); vok {
+			s, ok = ps.str("args_rest", v, a.Expr.Range())
+		}
+		switch {
+		case !ok:
+		case s == "":
+			ps.errorf(a.Expr.Range(), "args_rest is empty, which would allow only empty extra arguments; remove it to allow no extra arguments")
+		default:
+			if re, ok := ps.regexp("args_rest", s, a.Expr.Range()); ok {
+				ru.rest, ru.restSrc = re, s
 			}
 		}
 	}

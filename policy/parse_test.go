@@ -49,6 +49,7 @@ func TestParseErrors(t *testing.T) {
 		{"args not a list", "rule \"a\" {\n  cmdline = \"a\"\n  args = \"x\"\n}\n", []string{`3:10: args must be a list of strings`}},
 		{"args element not a string", "rule \"a\" {\n  cmdline = \"a\"\n  args = [\"x\", 1]\n}\n", []string{`3:16: args[1] must be a string, not number`}},
 		{"bad args_rest", "rule \"a\" {\n  cmdline = \"a\"\n  args_rest = \"[\"\n}\n", []string{`3:15: args_rest: regexp "[" does not compile`}},
+		{"empty args_rest", "rule \"a\" {\n  cmdline = \"a\"\n  args_rest = \"\"\n}\n", []string{`3:15: args_rest is empty`}},
 		{"empty keys", "rule \"a\" {\n  cmdline = \"a\"\n  keys = []\n}\n", []string{`3:10: keys is empty, so no task could use rule "a"`}},
 		{"empty key id", "rule \"a\" {\n  cmdline = \"a\"\n  keys = [\"ci\", \"\"]\n}\n", []string{`3:17: key id "" must be 1 to 256 bytes`}},
 		{"memory zero", "defaults {\n  memory = \"0\"\n}\n", []string{`2:12: memory: size "0" is zero`}},
