@@ -1,4 +1,4 @@
-# task-job policy: once this file is configured (policy_file in config.json),
+# task-job policy: once the executor is configured with this file,
 # a task runs only if a rule below allows it. Rules are tried top to bottom
 # and the first that allows a task wins, like a firewall.
 #
