@@ -11,13 +11,17 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/jail"
+	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/signature"
 	"github.com/taskjob/task-job/spool"
 )
 
@@ -51,6 +55,18 @@ type Options struct {
 	SpoolMemBytes int64
 	// Env is the whole environment of a task, before the TASK_* variables.
 	Env []string
+
+	// Policy is the whitelist; nil means the jail's rules alone. SetPolicy
+	// replaces it while running.
+	Policy *policy.Policy
+	// Verifier checks signed tasks. With RequireSignatures, tasks that are
+	// not validly signed are rejected.
+	Verifier          *signature.Verifier
+	RequireSignatures bool
+	// Audit records every task, decision, start, kill and end before it
+	// takes effect; nil = no audit log. While it cannot be written, no task
+	// is taken.
+	Audit *audit.Log
 
 	Broker queue.Broker
 	Jail   *jail.Jail
@@ -112,6 +128,9 @@ type Executor struct {
 	held       held            // deliveries taken and not yet released
 	onFinished func(id string) // test hook
 	isolation  string          // reported in every done
+
+	policy    atomic.Pointer[policy.Policy]
+	auditDown atomic.Bool // the last audit append failed
 }
 
 // New checks opts and prepares an Executor.
@@ -140,8 +159,9 @@ func New(opts Options) (*Executor, error) {
 	}
 	e.isolation = "process-group"
 	if opts.Runner.Isolated() {
-		e.isolation = "pid-namespace"
+		e.isolation = "sandbox"
 	}
+	e.policy.Store(opts.Policy)
 	e.out = newOutbox(sp, opts.Broker, opts.LogsHTTP, e.log, e.held.release)
 	e.taskCtx, e.killAll = context.WithCancelCause(context.Background())
 	return e, nil
@@ -238,6 +258,16 @@ func (e *Executor) takeLoop(ctx context.Context) {
 		case e.slots <- struct{}{}:
 		case <-ctx.Done():
 			return
+		}
+		// Fail closed: while the audit log cannot be written, leave tasks
+		// on the queue for executors that can record them.
+		for !e.auditHealthy() {
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				<-e.slots
+				return
+			}
 		}
 		var d *queue.Delivery
 		for d == nil {

@@ -149,7 +149,7 @@ func TestBadInputIsAnsweredAndServingGoesOn(t *testing.T) {
 
 func TestDuplicateIDRunsOnceAndGetsOneDone(t *testing.T) {
 	c := newCluster(t)
-	count := filepath.Join(t.TempDir(), "count")
+	count := c.writable("count")
 	c.script("count.sh", `echo x >> `+count)
 	c.executor("a")
 	c.submit("dup", "count.sh", nil, 0)

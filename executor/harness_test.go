@@ -18,11 +18,15 @@ import (
 	"github.com/taskjob/task-job/jail"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/sandbox/nsinit"
 	"github.com/taskjob/task-job/task"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
 func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == sandbox.InitName {
+		nsinit.Main() // the sandbox's setup helper, re-executed from this binary
+	}
 	redisqueue.RouteClientLog(hclog.NewNullLogger()) // outage tests would print a line per failed dial
 	// Every executor, its loops, its task goroutines and its outbox must be
 	// gone once a test has stopped it.
@@ -48,20 +52,44 @@ type cluster struct {
 func newCluster(t *testing.T, opts ...redisserver.Options) *cluster {
 	t.Helper()
 	srv := redisserver.Start(t, opts...)
-	runner, err := sandbox.New(sandbox.Options{Isolate: true})
+	runner, err := sandbox.New(sandbox.Options{Isolate: true, InitPath: os.Getenv("TASK_JOB_INIT"),
+		CgroupName: fmt.Sprintf("task-job-test-%d", os.Getpid())})
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { runner.Close() })
+	// cmd_dir: the sandbox runs tasks as an unprivileged user, who must be
+	// able to reach the scripts.
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if os.Getenv("CI") != "" && os.Geteuid() == 0 && !runner.Isolated() {
 		t.Fatal("CI runs as root: tasks must be isolated: " + runner.Describe())
 	}
-	c := &cluster{t: t, redis: srv, rdb: srv.Client(t), dir: t.TempDir(), runner: runner,
+	c := &cluster{t: t, redis: srv, rdb: srv.Client(t), dir: dir, runner: runner,
 		msgs: map[string][]task.Log{}, cond: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
 	go c.collect(ctx, done)
 	return c
+}
+
+// writable creates an empty file in cmd_dir that tasks may write: the
+// sandbox shows them nothing else of the host.
+func (c *cluster) writable(name string) string {
+	c.t.Helper()
+	path := filepath.Join(c.dir, name)
+	if err := os.WriteFile(path, nil, 0o666); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
 }
 
 // collect moves every message from the logs list into c.msgs.

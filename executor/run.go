@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/sandbox"
 	"github.com/taskjob/task-job/task"
@@ -33,10 +35,14 @@ type run struct {
 // always leaves the delivery finished, dropped or put back.
 func (e *Executor) handle(d *queue.Delivery) {
 	id, typ := task.PeekID(d.Raw)
+	received := audit.Record{Kind: audit.KindReceived, ID: id, Type: typ, Digest: audit.DigestOf(d.Raw), Size: len(d.Raw)}
 	if id == "" {
 		_, err := task.Parse(d.Raw, e.opt.MaxTaskBytes)
 		e.log.Warn("dropping a task message with no readable id; no done can be sent for it",
 			"reason", err, "bytes", len(d.Raw))
+		if e.record(received) == nil {
+			_ = e.record(audit.Record{Kind: audit.KindDecision, Decision: audit.DecisionRejected, Reason: fmt.Sprint(err)})
+		}
 		e.drop(d)
 		return
 	}
@@ -45,6 +51,8 @@ func (e *Executor) handle(d *queue.Delivery) {
 	defer r.cancel(nil)
 	if !e.register(r) {
 		e.log.Warn("duplicate task id: already running here; not run again, no second done", "id", id)
+		_ = e.record(received)
+		_ = e.record(audit.Record{Kind: audit.KindDecision, ID: id, Decision: audit.DecisionRejected, Reason: "duplicate id: already running here; not run again"})
 		e.drop(d)
 		return
 	}
@@ -56,30 +64,61 @@ func (e *Executor) handle(d *queue.Delivery) {
 	if err != nil {
 		return // hard shutdown while Redis is down: the delivery stays for recovery
 	}
-	switch claim {
-	case queue.Duplicate:
+	if claim == queue.Duplicate {
 		e.log.Warn("duplicate task id: seen before; not run again, no second done", "id", id)
+		_ = e.record(received)
+		_ = e.record(audit.Record{Kind: audit.KindDecision, ID: id, Decision: audit.DecisionRejected, Reason: "duplicate id: seen before; not run again, no second done"})
 		e.drop(d)
-		return
-	case queue.CancelledWhileQueued:
-		e.finish(r, task.Killed, "killed before it started", nil, time.Time{})
 		return
 	}
 	r.claimed = true
 
-	t, err := task.Parse(d.Raw, e.opt.MaxTaskBytes)
-	if err != nil {
-		e.finish(r, task.Rejected, err.Error(), nil, time.Time{})
+	t, perr := task.Parse(d.Raw, e.opt.MaxTaskBytes)
+	if perr == nil && t.Sig != nil {
+		received.KeyID = t.Sig.Key
+	}
+	if err := e.record(received); err != nil {
+		e.finish(r, task.Rejected, auditRefusal(err), nil, time.Time{})
+		return
+	}
+	if claim == queue.CancelledWhileQueued {
+		e.finish(r, task.Killed, "killed before it started", nil, time.Time{})
+		return
+	}
+	reject := func(reason string) {
+		decision := audit.DecisionRejected
+		if strings.HasPrefix(reason, "policy:") {
+			decision = audit.DecisionDenied
+		}
+		if err := e.record(audit.Record{Kind: audit.KindDecision, ID: id, Decision: decision, Reason: reason}); err != nil {
+			reason = auditRefusal(err)
+		}
+		e.finish(r, task.Rejected, reason, nil, time.Time{})
+	}
+	if perr != nil {
+		reject(perr.Error())
 		return
 	}
 	r.typ, r.tube = t.Type, t.Tube
-	cmd, err := e.opt.Jail.Resolve(t.Task.Cmdline, t.Task.CmdArgs)
-	if err != nil {
-		e.finish(r, task.Rejected, err.Error(), nil, time.Time{})
+	adm, refused := e.admit(r.ctx, t)
+	if refused != "" {
+		reject(refused)
 		return
 	}
-	if timeout := t.Task.Timeout.Duration(); timeout > 0 {
-		timer := time.AfterFunc(timeout, func() { r.cancel(ErrTimeout) })
+	cmd, err := e.opt.Jail.Resolve(t.Task.Cmdline, t.Task.CmdArgs)
+	if err != nil {
+		reject(err.Error())
+		return
+	}
+	if err := e.record(audit.Record{
+		Kind: audit.KindDecision, ID: id, Decision: audit.DecisionAllowed, Rule: adm.rule, KeyID: adm.keyID,
+		Reason: strings.Join(adm.notes, "; "),
+	}); err != nil {
+		e.finish(r, task.Rejected, auditRefusal(err), nil, time.Time{})
+		return
+	}
+	if adm.timeout > 0 {
+		timer := time.AfterFunc(adm.timeout, func() { r.cancel(ErrTimeout) })
 		defer timer.Stop()
 	}
 	if r.ctx.Err() != nil {
@@ -89,10 +128,12 @@ func (e *Executor) handle(d *queue.Delivery) {
 
 	stdout := &lineWriter{e: e, r: r, msgType: task.MsgStdout}
 	stderr := &lineWriter{e: e, r: r, msgType: task.MsgStderr}
-	env := append(append([]string(nil), e.opt.Env...), "TASK_ID="+id, "TASK_TYPE="+r.typ, "TASK_TUBE="+r.tube)
+	env := append(append([]string(nil), e.opt.Env...), adm.env...)
+	env = append(env, "TASK_ID="+id, "TASK_TYPE="+r.typ, "TASK_TUBE="+r.tube)
 	started := time.Now()
 	p, err := e.opt.Runner.Start(sandbox.Spec{
-		Path: cmd.Path, Args: cmd.Args, Dir: cmd.Dir, Env: env,
+		Path: cmd.Path, Args: cmd.Args, Dir: cmd.Dir, Env: env, Confine: e.opt.Jail.Dir(),
+		Name: id, Limits: adm.limits,
 		Stdout: stdout, Stderr: stderr,
 	})
 	if err != nil {
@@ -100,6 +141,17 @@ func (e *Executor) handle(d *queue.Delivery) {
 		return
 	}
 	e.log.Debug("task started", "id", id, "pid", p.Pid(), "program", cmd.Path)
+	enforced := p.Limits()
+	if err := e.record(audit.Record{
+		Kind: audit.KindStart, ID: id, Rule: adm.rule, User: enforced.User,
+		Limits: auditLimits(enforced, adm.timeout), Cgroup: p.Cgroup(), PID: p.Pid(),
+	}); err != nil {
+		// Fail closed: what cannot be recorded does not run.
+		p.Stop(0)
+		_, _ = p.Wait()
+		e.finish(r, task.Rejected, auditRefusal(err), nil, time.Time{})
+		return
+	}
 	stopWatch := context.AfterFunc(r.ctx, func() { p.Stop(e.opt.KillGrace) })
 	res, werr := p.Wait()
 	// Only a task we actually stopped ended for the context's cause; one
@@ -110,6 +162,12 @@ func (e *Executor) handle(d *queue.Delivery) {
 
 	state, reason := outcome(res, werr, context.Cause(r.ctx), stopped)
 	e.finish(r, state, reason, &res, started)
+}
+
+// auditRefusal is the reason given for a task not run because its audit
+// record could not be written.
+func auditRefusal(err error) string {
+	return "not started: the executor's audit log cannot be written (" + err.Error() + "); it takes no tasks until it can"
 }
 
 // outcome turns how the process ended, and why its context ended if it did,
@@ -128,6 +186,8 @@ func outcome(res sandbox.Result, werr, cause error, stopped bool) (task.State, s
 	switch {
 	case werr != nil:
 		return task.Failed, werr.Error()
+	case res.OOMKilled:
+		return task.Failed, fmt.Sprintf("oom: killed for going over its memory limit of %d MiB", res.Limits.MemoryBytes>>20)
 	case res.Signal != "":
 		return task.Failed, "terminated by signal " + res.Signal
 	case res.ExitCode == 0:
@@ -163,6 +223,12 @@ func (e *Executor) finish(r *run, state task.State, reason string, res *sandbox.
 		Seq: r.seq.Add(1), Time: nowT.UTC().Format(task.TimeFormat), Executor: e.opt.ExecutorID,
 		Result: result,
 	}).Marshal()
+	end := audit.Record{Kind: audit.KindEnd, ID: r.id, Status: string(state), Reason: reason,
+		Signal: result.Signal, CPUMs: result.CPUMS, PeakMemoryBytes: result.MaxRSSBytes, OutputBytes: result.OutputBytes}
+	if result.ExitCode >= 0 {
+		end.ExitCode = audit.IntPtr(result.ExitCode)
+	}
+	_ = e.record(end) // a failure stops the next tasks; this one has ended either way
 	e.out.finish(&queue.Finish{ID: r.id, State: state, Done: done, Raw: r.d.Raw, Claimed: r.claimed})
 	lvl := e.log.Info
 	if state != task.Succeeded {

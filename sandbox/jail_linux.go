@@ -218,7 +218,9 @@ func findInit(path string) (file, argv0 string, err error) {
 
 // emptyNetns makes a network namespace with only a loopback interface, up,
 // and returns a handle on it. Network namespaces belong to threads: a
-// locked thread enters it and is then discarded with its goroutine.
+// locked thread enters the new one and then goes back to ours. It must go
+// back rather than end: a thread that ends fires the parent-death signal
+// of every process it started, tasks and all.
 func emptyNetns() (*os.File, error) {
 	type result struct {
 		f   *os.File
@@ -226,18 +228,29 @@ func emptyNetns() (*os.File, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		// Never unlocked: the runtime ends this thread when the
-		// goroutine returns, so no other goroutine runs in the namespace.
 		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		ours, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: err}
 			return
 		}
-		if err := loopbackUp(); err != nil {
-			ch <- result{err: fmt.Errorf("bring up its loopback: %w", err)}
+		defer ours.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: err}
 			return
 		}
 		f, err := os.Open("/proc/thread-self/ns/net")
+		if err == nil {
+			if err = loopbackUp(); err != nil {
+				f.Close()
+				err = fmt.Errorf("bring up its loopback: %w", err)
+			}
+		}
+		if unix.Setns(int(ours.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else: stay locked, and the runtime ends this thread with the goroutine
 		ch <- result{f, err}
 	}()
 	r := <-ch
@@ -414,7 +427,11 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	}
 	cfgW.Close()
 	status, _ := io.ReadAll(stR)
-	if len(status) > 0 {
+	if len(status) == 0 || status[0] != nsinit.Hello {
+		_ = abort(nil)
+		return fmt.Errorf("sandbox: %s did not run the sandbox setup (a task-job binary re-executed as %s must call nsinit.Main first thing in main)", j.initPath, InitName)
+	}
+	if status = status[1:]; len(status) > 0 {
 		_ = abort(nil)
 		st, derr := nsinit.DecodeStatus(status)
 		switch {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -379,7 +378,7 @@ func TestJailLeavesNothing(t *testing.T) {
 	if after := countLines(t, "/proc/self/mountinfo"); after != mountsBefore {
 		t.Errorf("host mounts: %d before, %d after %d tasks", mountsBefore, after, n)
 	}
-	if left := taskCgroups(t); len(left) > 0 {
+	if left := cgroupsOf(t, testCgroup()); len(left) > 0 {
 		t.Errorf("%d task cgroups left after %d tasks, e.g. %s", len(left), n, left[0])
 	}
 }
@@ -391,28 +390,3 @@ func countLines(t *testing.T, path string) int {
 	}
 	return strings.Count(string(b), "\n")
 }
-
-// taskCgroups lists task groups under the sandbox's parent group in every
-// hierarchy this host has (v1 controllers or the v2 tree).
-func taskCgroups(t *testing.T) []string {
-	t.Helper()
-	var left []string
-	_ = filepath.WalkDir("/sys/fs/cgroup", func(path string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		if strings.Count(path, "/") > 8 {
-			return filepath.SkipDir
-		}
-		if strings.Contains(path, "/task-job/") && !strings.HasSuffix(path, "/task-job") {
-			// A live executor's own leaf is not a task group.
-			if filepath.Base(path) != "executor" && filepath.Base(path) != "tasks" {
-				left = append(left, path)
-			}
-		}
-		return nil
-	})
-	return left
-}
-
-var _ = syscall.Getpid

@@ -23,12 +23,12 @@ func init() {
 // holdHelper is a stand-in executor: it starts a sandboxed sleep marked with
 // SANDBOX_TEST_MARKER, says so, and blocks until it is killed.
 func holdHelper() {
-	r, err := sandbox.New(sandbox.Options{Isolate: os.Getenv("SANDBOX_TEST_ISOLATE") == "1", InitPath: os.Getenv("TASK_JOB_INIT")})
+	r, err := sandbox.New(runnerOptions(os.Getenv("SANDBOX_TEST_ISOLATE") == "1", nil))
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)
 	}
-	p, err := r.Start(sandbox.Spec{Path: "/bin/sleep", Args: []string{"sleep", os.Getenv("SANDBOX_TEST_MARKER")}, Dir: os.TempDir()})
+	p, err := r.Start(sandbox.Spec{Path: "/bin/sleep", Args: []string{"sleep", os.Getenv("SANDBOX_TEST_MARKER")}, Dir: os.TempDir(), Name: "held"})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)
@@ -226,7 +226,9 @@ func TestExecutorKilled(t *testing.T) {
 			isolate = "1"
 		}
 		helper := exec.Command(os.Args[0], "-test.run=^$")
-		helper.Env = append(os.Environ(), "SANDBOX_TEST_HELPER=hold", "SANDBOX_TEST_MARKER="+marker, "SANDBOX_TEST_ISOLATE="+isolate)
+		cgroupName := testCgroup() + "-held"
+		helper.Env = append(os.Environ(), "SANDBOX_TEST_HELPER=hold", "SANDBOX_TEST_MARKER="+marker,
+			"SANDBOX_TEST_ISOLATE="+isolate, "SANDBOX_TEST_CGROUP="+cgroupName)
 		stdin, err := helper.StdinPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -253,5 +255,32 @@ func TestExecutorKilled(t *testing.T) {
 		}
 		_ = helper.Wait()
 		eventually(t, 5*time.Second, "the task to die with its executor", allGone(t, []string{marker}))
+		if !r.Isolated() {
+			return
+		}
+		// Its cgroup outlived it; the next executor of that name removes it.
+		if left := cgroupsOf(t, cgroupName); len(left) == 0 {
+			t.Errorf("no cgroup of the killed executor found; this test would prove nothing")
+		}
+		opts := runnerOptions(true, testLogger(t))
+		opts.CgroupName = cgroupName
+		newRunnerWith(t, opts)
+		if left := cgroupsOf(t, cgroupName); len(left) > 0 {
+			t.Errorf("the restarted executor left the cgroups of the killed one: %v", left)
+		}
 	})
+}
+
+// cgroupsOf lists the task groups under parent in every hierarchy.
+func cgroupsOf(t *testing.T, parent string) []string {
+	var found []string
+	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/freezer"} {
+		ents, _ := os.ReadDir(filepath.Join(root, parent))
+		for _, e := range ents {
+			if e.IsDir() && !strings.HasPrefix(e.Name(), "~") {
+				found = append(found, filepath.Join(root, parent, e.Name()))
+			}
+		}
+	}
+	return found
 }

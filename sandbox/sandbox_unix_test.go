@@ -74,9 +74,18 @@ func taskDir(t testing.TB) string {
 	return dir
 }
 
-// runnerOptions are the options every test runner starts from.
+// runnerOptions are the options every test runner starts from. Each test
+// process has a parent cgroup of its own: a runner removes what other
+// runners of its name left behind, and test packages run in parallel.
 func runnerOptions(isolate bool, log hclog.Logger) sandbox.Options {
-	return sandbox.Options{Isolate: isolate, Logger: log, InitPath: os.Getenv("TASK_JOB_INIT")}
+	return sandbox.Options{Isolate: isolate, Logger: log, InitPath: os.Getenv("TASK_JOB_INIT"), CgroupName: testCgroup()}
+}
+
+func testCgroup() string {
+	if name := os.Getenv("SANDBOX_TEST_CGROUP"); name != "" {
+		return name
+	}
+	return "task-job-test-" + strconv.Itoa(os.Getpid())
 }
 
 // forEachMode runs fn once with a plain process-group runner and once with

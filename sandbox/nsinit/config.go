@@ -14,6 +14,11 @@
 // means the task was exec'd (fd 4 is close-on-exec), anything else is an
 // encoded error.
 //
+// Before anything else the helper writes Hello on fd 4. A program started
+// by mistake in its place (a task-job re-executed without dispatching to
+// Main would run as the executor again) never says it, so the executor
+// cannot mistake it for a successful setup.
+//
 // This package must stay small in what it imports: every package it pulls
 // in is paid for at every task start.
 package nsinit
@@ -30,6 +35,9 @@ const (
 	StatusFd = 4 // write end of the pipe for a setup or exec error
 	NetnsFd  = 5 // the shared empty network namespace, when Config.JoinNetns
 )
+
+// Hello is the helper's first byte on StatusFd.
+const Hello = 0x7e
 
 // Root modes.
 const (

@@ -25,6 +25,10 @@ func Main() {
 	// namespace are per thread: everything happens on this thread, the one
 	// that finally calls execve.
 	runtime.LockOSThread()
+	status := os.NewFile(StatusFd, "status")
+	if _, err := status.Write([]byte{Hello}); err != nil {
+		os.Exit(127)
+	}
 	err := run()
 	st := Status{Step: "setup", Msg: err.Error()}
 	if se, ok := err.(*stepError); ok {
@@ -34,7 +38,6 @@ func Main() {
 	if asErrno(err, &errno) {
 		st.Errno = uintptr(errno)
 	}
-	status := os.NewFile(StatusFd, "status")
 	_, _ = status.Write(st.Encode())
 	os.Exit(127)
 }
