@@ -146,3 +146,26 @@ func checkSecret(secret []byte) error {
 	}
 	return nil
 }
+
+// Key is one signing key: its id and secret.
+type Key struct {
+	ID     string
+	Secret []byte
+}
+
+// LoadKeyFile reads one key file as a client holds it: the file name is
+// the key id, as in a key directory, and the same checks apply to the file.
+func LoadKeyFile(path string) (Key, error) {
+	id := filepath.Base(path)
+	if err := checkKeyID(id); err != nil {
+		return Key{}, fmt.Errorf("%w (file %s)", err, path)
+	}
+	secret, err := readSecret(path)
+	if err != nil {
+		return Key{}, err
+	}
+	if err := checkSecret(secret); err != nil {
+		return Key{}, fmt.Errorf("signature: key file %s: %w", path, err)
+	}
+	return Key{ID: id, Secret: secret}, nil
+}

@@ -192,3 +192,20 @@ func remove(t *testing.T, p string) {
 		t.Fatal(err)
 	}
 }
+
+func TestLoadKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "web")
+	secret := strings.Repeat("s", 40)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := LoadKeyFile(path)
+	if err != nil || k.ID != "web" || string(k.Secret) != secret {
+		t.Fatalf("LoadKeyFile = %+v, %v", k, err)
+	}
+	os.Chmod(path, 0o644)
+	if _, err := LoadKeyFile(path); err == nil {
+		t.Errorf("a world-readable key file was accepted")
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/queue/redisqueue"
+	"github.com/taskjob/task-job/signature"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -110,6 +111,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	tube := cc.fs.String("tube", "", "tube (routing name)")
 	timeout := cc.fs.Float64("timeout", 0, "timeout in seconds (0 = none)")
 	wait := cc.fs.Bool("wait", false, "wait for the done, print the output, exit 0 only if the task succeeded")
+	keyFile := cc.fs.String("key", "", "sign the task with the secret in this file; its name is the key id (as in signing_keys_dir)")
 	c, code := cc.connect(args, 1, -1, stderr)
 	if c == nil {
 		return code
@@ -125,6 +127,14 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	if err := t.Validate(); err != nil {
 		fmt.Fprintln(stderr, "task-job submit:", err)
 		return 2
+	}
+	if *keyFile != "" {
+		key, err := signature.LoadKeyFile(*keyFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "task-job submit:", err)
+			return 2
+		}
+		signature.Sign(&t, key.ID, key.Secret, time.Now())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -67,6 +67,8 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer os.RemoveAll(dir)
+		// Sandboxed tasks run as an unprivileged user, who must reach it.
+		_ = os.Chmod(dir, 0o755)
 		demo := "#!/bin/sh\necho \"hello from task $TASK_ID, args: $*\"\necho 'this line goes to stderr' >&2\n"
 		if err := os.WriteFile(filepath.Join(dir, "hello.sh"), []byte(demo), 0o755); err != nil {
 			fmt.Fprintln(stderr, "task-job dev:", err)

@@ -5,7 +5,8 @@
 //
 //	task-job -config=/tmp/config.json -alsologtostderr
 //
-// Subcommands for people: dev, submit, kill, status, logs, version.
+// Subcommands for people: dev, submit, kill, status, logs, policy, audit,
+// version.
 package main
 
 import (
@@ -43,6 +44,8 @@ func commands() []command {
 		{"kill", "kill a task by id: task-job kill [flags] ID", runKill},
 		{"status", "show a task's status by id: task-job status [flags] ID", runStatus},
 		{"logs", "print a task's output; -f follows it to its done", runLogs},
+		{"policy", "check a policy file, and what it decides for a task: task-job policy check FILE [TASK.json|-]", runPolicy},
+		{"audit", "review the audit log, or -verify its chain: task-job audit -config=FILE [filters]", runAudit},
 		{"version", "print the version", runVersion},
 	}
 }

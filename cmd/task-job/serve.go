@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/jail"
@@ -90,7 +91,12 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	if err != nil {
 		return fmt.Errorf("cmd_dir: %w", err)
 	}
-	runner, err := sandbox.New(sandbox.Options{Isolate: cfg.Isolation != config.IsolationOff, Logger: log.Named("sandbox")})
+	runner, err := sandbox.New(sandboxOptions(cfg, log))
+	if err != nil {
+		return err
+	}
+	defer runner.Close()
+	pol, err := loadPolicy(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -126,6 +132,15 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		TTL:        cfg.ExecutorTTL,
 	})
 	defer q.Close()
+	verifier, err := newVerifier(cfg, rdb, log)
+	if err != nil {
+		return err
+	}
+	al, closeAudit, err := openAudit(cfg, rdb, log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
 
 	ex, err := executor.New(executor.Options{
 		ExecutorID: cfg.ExecutorID, Concurrency: cfg.Concurrency, Logs: cfg.Logs,
@@ -134,10 +149,24 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		LogsHTTP: cfg.LogsHTTP, SpoolDir: cfg.SpoolDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
 		Env:    []string{"PATH=" + taskPath, "HOME=" + cfg.CmdDir, "LANG=C.UTF-8"},
 		Broker: q, Jail: j, Runner: runner, Logger: log,
+		Policy: pol, Verifier: verifier, RequireSignatures: cfg.RequireSignatures, Audit: al,
 	})
 	if err != nil {
 		return err
 	}
+	if al != nil {
+		if err := al.Append(audit.Record{Kind: audit.KindExecutor, Executor: cfg.ExecutorID, Event: audit.EventStarted,
+			Version: version, PolicyDigest: fileDigest(cfg.PolicyFile), Reason: runner.Describe(),
+			Config: map[string]string{"queue_name": cfg.QueueName, "cmd_dir": cfg.CmdDir, "policy_file": cfg.PolicyFile,
+				"isolation": cfg.Isolation, "require_signatures": fmt.Sprint(cfg.RequireSignatures)},
+		}); err != nil {
+			return err
+		}
+		defer al.Append(audit.Record{Kind: audit.KindExecutor, Executor: cfg.ExecutorID, Event: audit.EventStopped})
+	}
+	hupCtx, stopHUP := context.WithCancel(ctx)
+	defer stopHUP()
+	go reloadOnHUP(hupCtx, cfg, ex, al, log)
 	if stopNow, ok := ctx.Value(stopNowKey{}).(chan struct{}); ok {
 		served := make(chan struct{})
 		defer close(served)

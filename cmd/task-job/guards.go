@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/config"
+	"github.com/taskjob/task-job/executor"
+	"github.com/taskjob/task-job/policy"
+	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/signature"
+)
+
+// sandboxOptions turns the config's sandbox keys into the Runner's options.
+func sandboxOptions(cfg *config.Config, log hclog.Logger) sandbox.Options {
+	return sandbox.Options{
+		Isolate:  cfg.Isolation != config.IsolationOff,
+		Require:  cfg.Isolation == config.IsolationOn,
+		InitPath: cfg.SandboxInit,
+		// One parent group per executor: a restarted executor removes what
+		// its previous run left, and only that.
+		CgroupName: "task-job-" + cfg.ExecutorID,
+		TmpBytes:   cfg.SandboxTmpSize,
+		Chroot:     cfg.SandboxChroot,
+		Defaults: sandbox.Limits{
+			MemoryBytes: cfg.SandboxMemory, CPUCores: cfg.SandboxCPU, Pids: int64(cfg.SandboxPids),
+			User: cfg.SandboxUser, Network: cfg.SandboxNetwork,
+		},
+		Logger: log.Named("sandbox"),
+	}
+}
+
+// loadPolicy reads the policy file, if one is configured.
+func loadPolicy(cfg *config.Config, log hclog.Logger) (*policy.Policy, error) {
+	if cfg.PolicyFile == "" {
+		log.Warn("no policy_file: any script in cmd_dir that passes the jail's checks may run; " +
+			"set policy_file to allow only what a rule names")
+		return nil, nil
+	}
+	p, err := policy.Load(cfg.PolicyFile)
+	if err != nil {
+		return nil, fmt.Errorf("policy_file:\n%w", err)
+	}
+	log.Info("policy loaded: nothing runs unless a rule allows it", "file", cfg.PolicyFile, "rules", p.Rules())
+	return p, nil
+}
+
+// fileDigest names a policy's content in audit records.
+func fileDigest(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// reloadOnHUP reloads the policy on SIGHUP until ctx ends. A file that does
+// not load keeps the running policy, and the log says why.
+func reloadOnHUP(ctx context.Context, cfg *config.Config, ex *executor.Executor, al *audit.Log, log hclog.Logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+		if cfg.PolicyFile == "" {
+			log.Warn("SIGHUP: no policy_file is configured; nothing to reload")
+			continue
+		}
+		p, err := policy.Load(cfg.PolicyFile)
+		if err != nil {
+			log.Error("SIGHUP: the new policy is not valid; the running policy stays in force", "file", cfg.PolicyFile, "error", err)
+			continue
+		}
+		if al != nil {
+			if err := al.Append(audit.Record{Kind: audit.KindExecutor, Event: audit.EventPolicyReloaded,
+				PolicyDigest: fileDigest(cfg.PolicyFile)}); err != nil {
+				log.Error("SIGHUP: the reload cannot be audited; the running policy stays in force", "error", err)
+				continue
+			}
+		}
+		ex.SetPolicy(p)
+		log.Info("SIGHUP: policy reloaded", "file", cfg.PolicyFile, "rules", p.Rules())
+	}
+}
+
+// openAudit opens the audit log and its Redis mirror, if audit_file is set.
+func openAudit(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger) (*audit.Log, func(), error) {
+	if cfg.AuditFile == "" {
+		log.Warn("no audit_file: nothing records which tasks ran, who asked, or what was refused")
+		return nil, func() {}, nil
+	}
+	al, err := audit.Open(cfg.AuditFile, audit.Options{MaxBytes: cfg.AuditMaxBytes, Executor: cfg.ExecutorID})
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit_file: %w", err)
+	}
+	m := audit.StartMirror(cfg.AuditFile, rdb, cfg.AuditStream, audit.MirrorOptions{
+		OnError: func(err error) { log.Warn("audit mirror: cannot copy to Redis yet; it catches up later", "error", err) },
+	})
+	log.Info("audit log open", "file", cfg.AuditFile, "stream", cfg.AuditStream, "seq", al.Seq())
+	return al, func() { m.Close(); al.Close() }, nil
+}
+
+// newVerifier loads the signing keys, if a key directory is configured.
+// Replays are remembered in Redis so that every executor sharing it
+// refuses a task another one already accepted.
+func newVerifier(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger) (*signature.Verifier, error) {
+	if cfg.SigningKeysDir == "" {
+		if cfg.RequireSignatures {
+			return nil, fmt.Errorf("require_signatures is true but signing_keys_dir is not set")
+		}
+		return nil, nil
+	}
+	keys, err := signature.LoadKeys(cfg.SigningKeysDir)
+	if err != nil {
+		return nil, fmt.Errorf("signing_keys_dir: %w", err)
+	}
+	if err := signature.CheckRetention(cfg.SignatureWindow, cfg.StatusRetention); err != nil {
+		return nil, err
+	}
+	v := signature.NewVerifier(keys, signature.Options{
+		Window: cfg.SignatureWindow,
+		Replay: signature.NewRedisGuard(rdb, cfg.QueueName),
+	})
+	if cfg.RequireSignatures {
+		log.Info("signed submissions required", "keys", keys.IDs(), "window", cfg.SignatureWindow)
+	} else {
+		log.Warn("signing keys loaded but require_signatures is false: unsigned tasks still run (signed ones are checked)", "keys", keys.IDs())
+	}
+	return v, nil
+}
