@@ -584,3 +584,52 @@ func BenchmarkNewCloseNoPool(b *testing.B) {
 	hs.noPool = true
 	benchmarkNewClose(b, hs)
 }
+
+func TestConcurrentSpawns(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 25 {
+				g, err := m.New(fmt.Sprintf("w%d-%d", w, i), Limits{Pids: 16})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				cmd := exec.Command("/bin/true")
+				cmd.SysProcAttr = &syscall.SysProcAttr{}
+				if _, err := g.Spawn(cmd.SysProcAttr, func() (int, error) {
+					if err := cmd.Start(); err != nil {
+						return 0, err
+					}
+					return cmd.Process.Pid, nil
+				}); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := cmd.Wait(); err != nil {
+					t.Error(err)
+				}
+				if err := g.Close(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// No executor thread was left in any task's group.
+	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
+	for _, f := range tasks {
+		for _, line := range cgroupLines(t, m, f) {
+			if strings.Contains(line, testName(t)) {
+				t.Errorf("an executor thread is in a task's group: %s: %s", f, line)
+			}
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertParentEmpty(t, m)
+}

@@ -115,8 +115,17 @@ func readPids(path string) ([]int, error) {
 	return pids, nil
 }
 
-// subdirs lists the child groups of a cgroup directory.
+// subdirs lists the child groups of a cgroup directory. cgroupfs gives a
+// directory 2 + (number of child directories) links, so the common case, no
+// child group, costs one stat instead of reading a directory of ~30 files.
 func subdirs(dir string) ([]string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if st.Nlink <= 2 {
+		return nil, nil
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,10 @@ import (
 // v2Root is where a pure v2 host mounts the unified hierarchy.
 const v2Root = "/sys/fs/cgroup"
 
+// internalSeq numbers spares and probes, unique in this process even with
+// several Managers over one parent.
+var internalSeq atomic.Uint64
+
 // spareCount is how many empty groups the Manager keeps ready on v1.
 const spareCount = 4
 
@@ -398,7 +402,7 @@ func refused(err error) string {
 
 // probe proves that groups can be made and removed under the parent.
 func (m *Manager) probe() string {
-	name := fmt.Sprintf("~probe-%d", os.Getpid())
+	name := fmt.Sprintf("~probe-%d-%d", os.Getpid(), internalSeq.Add(1))
 	if err := m.mkdirAll(name); err != nil {
 		return refused(err)
 	}
@@ -521,8 +525,8 @@ func (m *Manager) place(name string) error {
 func (m *Manager) filler() {
 	defer m.bg.Done()
 	pid := os.Getpid()
-	for n := 0; ; n++ {
-		name := fmt.Sprintf("~spare-%d-%d", pid, n)
+	for {
+		name := fmt.Sprintf("~spare-%d-%d", pid, internalSeq.Add(1))
 		if err := m.mkdirAll(name); err != nil {
 			m.log.Warn("making a spare group failed; retrying in a second", "error", err)
 			select {
