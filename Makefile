@@ -12,10 +12,14 @@ FUZZ := ./task:FuzzParse ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-deps: ## install what the tests need (redis-server, redis-sentinel) with apt-get when missing
-	@if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null; then \
-		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root, or: apt-get install redis-server redis-sentinel" >&2; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel redis-tools >/dev/null; \
+deps: ## install what the tests and the benchmark need (redis, and the sandbox peers bubblewrap, runc, crun) with apt-get when missing
+	@missing=""; \
+	for cp in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools bwrap:bubblewrap runc:runc crun:crun; do \
+		command -v $${cp%%:*} >/dev/null || missing="$$missing $${cp##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root, or: apt-get install$$missing" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@redis-server --version
 
