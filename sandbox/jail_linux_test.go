@@ -146,22 +146,25 @@ func TestJailNetwork(t *testing.T) {
 			c.Close()
 		}
 	}()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	connect := "exec 3<>/dev/tcp/127.0.0.1/" + port + " && echo connected"
-
-	out, res := run(t, r, taskDir(t), sandbox.Limits{}, `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; bash -c '`+connect+`'`)
-	if strings.Contains(out, "connected") || res.ExitCode == 0 {
-		t.Errorf("without network the task reached the host's loopback: %q", out)
-	}
-	if ifaces := strings.Fields(strings.Split(out, "bash")[0]); len(ifaces) != 1 || ifaces[0] != "lo" {
-		t.Errorf("interfaces %q, want only lo (output %q)", ifaces, out)
-	}
-	// Its own loopback works: a task can still talk to itself.
-	if out, res := run(t, r, taskDir(t), sandbox.Limits{}, `cat /proc/net/dev | grep -q 'lo:' && ip=$(cat /proc/net/if_inet6 2>/dev/null); echo ok`); res.ExitCode != 0 {
-		t.Errorf("loopback: %q", out)
+	dir := taskDir(t)
+	dialer := selfCopy(t, dir)
+	dial := func(lim sandbox.Limits) (string, sandbox.Result) {
+		var out syncBuffer
+		res := wait(t, start(t, r, sandbox.Spec{
+			Path: dialer, Args: []string{"dialer", ln.Addr().String()}, Dir: dir, Limits: lim, Name: "dial",
+			Env: []string{"SANDBOX_TEST_HELPER=dial"}, Stdout: &out, Stderr: &out,
+		}))
+		return out.String(), res
 	}
 
-	out, res = run(t, r, taskDir(t), sandbox.Limits{Network: true}, `bash -c '`+connect+`'`)
+	out, res := dial(sandbox.Limits{})
+	if res.ExitCode == 0 || strings.Contains(out, "connected") {
+		t.Errorf("without network the task reached the host's loopback: exit %d, %q", res.ExitCode, out)
+	}
+	if got := strings.Fields(strings.SplitN(out, "\n", 2)[0]); strings.Join(got, " ") != "interfaces: lo" {
+		t.Errorf("%q, want only a loopback interface", out)
+	}
+	out, res = dial(sandbox.Limits{Network: true})
 	if res.ExitCode != 0 || !strings.Contains(out, "connected") {
 		t.Errorf("with network allowed the task could not connect: exit %d, %q", res.ExitCode, out)
 	}
@@ -170,6 +173,45 @@ func TestJailNetwork(t *testing.T) {
 	if accepted != 1 {
 		t.Errorf("the host accepted %d connections, want exactly the allowed task's", accepted)
 	}
+}
+
+func init() {
+	// dial lists the network interfaces it sees, then connects to
+	// os.Args[1].
+	helpers["dial"] = func() {
+		ifaces, _ := net.Interfaces()
+		fmt.Print("interfaces:")
+		for _, i := range ifaces {
+			fmt.Print(" ", i.Name)
+		}
+		fmt.Println()
+		c, err := net.DialTimeout("tcp", os.Args[1], 2*time.Second)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		c.Close()
+		fmt.Println("connected")
+	}
+}
+
+// selfCopy copies this test binary into dir, where a sandboxed task can run
+// it (its shared libraries, if any, are under the read-only /usr).
+func selfCopy(t *testing.T, dir string) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "self")
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
 
 func TestJailCredentials(t *testing.T) {
