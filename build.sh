@@ -15,6 +15,12 @@ build() {
 	CGO_ENABLED=0 GOOS=$os GOARCH=$arch go build -trimpath \
 		-ldflags "-s -w -X main.version=$version" -o "$out" ./cmd/task-job
 	echo "$out"
+	if [ "$os" = linux ]; then
+		# The sandbox's per-task setup helper; install it next to task-job.
+		init="dist/task-job-init-$os-$arch"
+		CGO_ENABLED=0 GOOS=$os GOARCH=$arch go build -trimpath -ldflags "-s -w" -o "$init" ./cmd/task-job-init
+		echo "$init"
+	fi
 }
 
 case "${1:-}" in
