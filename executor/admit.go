@@ -55,7 +55,7 @@ func (e *Executor) admit(ctx context.Context, t *task.Task) (admission, string) 
 	a.env = d.Limits.Env
 	a.limits = sandbox.Limits{
 		MemoryBytes: d.Limits.MemoryBytes, CPUCores: d.Limits.CPUCores, Pids: d.Limits.Pids,
-		User: d.Limits.User, Network: d.Limits.Network,
+		User: d.Limits.User, Group: d.Limits.Group, Network: d.Limits.Network,
 	}
 	return a, ""
 }

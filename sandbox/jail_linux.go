@@ -320,6 +320,22 @@ func (j *jailer) lookup(name string) (credential, error) {
 	return c, nil
 }
 
+// lookupGroup resolves a group name or numeric gid.
+func lookupGroup(name string) (uint32, error) {
+	if id, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return uint32(id), nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("sandbox: group %q: %w", name, err)
+	}
+	id, err := strconv.ParseUint(g.Gid, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("sandbox: group %q has a non-numeric gid", name)
+	}
+	return uint32(id), nil
+}
+
 // jailSys is the sandbox part of a task's handle.
 type jailSys struct {
 	group *cgroup.Group
@@ -331,6 +347,11 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	cred, err := j.lookup(lim.User)
 	if err != nil {
 		return err
+	}
+	if lim.Group != "" {
+		if cred.gid, err = lookupGroup(lim.Group); err != nil {
+			return err
+		}
 	}
 	confine := spec.Confine
 	if confine == "" {

@@ -225,6 +225,10 @@ func TestJailCredentials(t *testing.T) {
 	if res.Limits.User != "nobody" {
 		t.Errorf("Result.Limits.User = %q, want nobody", res.Limits.User)
 	}
+	out, res = run(t, r, taskDir(t), sandbox.Limits{User: "nobody", Group: "12345"}, "id -u; id -g; id -G")
+	if res.ExitCode != 0 || out != "65534\n12345\n12345\n" {
+		t.Errorf("with a group: exit %d, %q", res.ExitCode, out)
+	}
 
 	// Root, when asked for, is a root without the capabilities that reach
 	// the host: no mounts, no raw sockets, no device nodes, no modules.

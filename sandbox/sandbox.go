@@ -92,6 +92,8 @@ type Limits struct {
 	// User is a user name or numeric uid; the task runs with that user's
 	// primary group and no supplementary groups. Default "nobody".
 	User string
+	// Group, a group name or numeric gid, replaces the user's primary group.
+	Group string
 	// Network gives the task the host's network; otherwise it has only a
 	// loopback interface of its own.
 	Network bool
