@@ -18,6 +18,7 @@ import (
 // run is one task on this executor, from its claim to its done.
 type run struct {
 	id, typ, tube string
+	rule          string // the policy rule that allowed it
 	d             *queue.Delivery
 	claimed       bool
 
@@ -105,6 +106,7 @@ func (e *Executor) handle(d *queue.Delivery) {
 		reject(refused)
 		return
 	}
+	r.rule = adm.rule
 	cmd, err := e.opt.Jail.Resolve(t.Task.Cmdline, t.Task.CmdArgs)
 	if err != nil {
 		reject(err.Error())
@@ -203,7 +205,7 @@ func (e *Executor) finish(r *run, state task.State, reason string, res *sandbox.
 	result := &task.Result{
 		Status: state, ExitCode: -1, Reason: reason,
 		OutputBytes: r.written.Load(), OutputDropped: r.dropped.Load(),
-		Isolation: e.isolation,
+		Isolation: e.isolation, Rule: r.rule,
 	}
 	if res != nil {
 		if res.Signal == "" && !res.Ended.IsZero() {

@@ -55,7 +55,7 @@ type Result struct {
 	// beyond max_output_bytes that were not shipped.
 	OutputBytes   int64 `json:"output_bytes"`
 	OutputDropped int64 `json:"output_dropped_bytes,omitempty"`
-	// Isolation names what confined the task ("pid-namespace",
+	// Isolation names what confined the task ("sandbox",
 	// "process-group", …) so a weaker run never goes unnoticed.
 	Isolation string `json:"isolation,omitempty"`
 }
