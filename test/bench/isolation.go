@@ -8,31 +8,28 @@ import (
 	"github.com/taskjob/task-job/sandbox"
 )
 
-// isolationCost is start+wait of /bin/true three ways.
+// isolationCost is start+wait of /bin/true through each runner, a plain
+// exec.Command and the peers.
 type isolationCost struct {
-	isolated, group, plain samples
-	isolatedDescribe       string
-	isolatedOK             bool // the host really gave the isolated runner namespaces
+	plain, helper, reexec, group samples
+	isolatedOK                   bool // the host really gave the sandbox its namespaces
+	reexecOK                     bool
+	peers                        []*peer
 }
 
 // isolationOverhead times the sandbox alone, without Redis or the executor:
-// an isolated runner (pid, ipc, uts namespaces and an init), a process-group
-// runner, and a plain exec.Command. The three are interleaved per iteration
-// so that noise on this shared machine hits them alike.
+// the full sandbox with its helper installed, the same re-executing this
+// binary instead, a process group, a plain exec.Command, and each peer
+// runtime on the same program. All are interleaved per iteration, so that
+// noise on this shared machine hits them alike.
 func (b *bench) isolationOverhead(iters int) (isolationCost, error) {
-	var c isolationCost
-	iso, err := sandbox.New(sandbox.Options{Isolate: true})
-	if err != nil {
-		return c, err
-	}
-	grp, err := sandbox.New(sandbox.Options{Isolate: false})
-	if err != nil {
-		return c, err
-	}
-	c.isolatedDescribe, c.isolatedOK = iso.Describe(), iso.Isolated()
+	c := isolationCost{isolatedOK: b.runner.Isolated(), reexecOK: b.reexec.Isolated()}
+	c.peers = b.peers()
 
-	spec := sandbox.Spec{Path: "/bin/true", Dir: b.cmdDir, Env: taskEnv}
+	n := 0
 	viaSandbox := func(r *sandbox.Runner) (time.Duration, error) {
+		n++
+		spec := sandbox.Spec{Path: "/bin/true", Dir: b.cmdDir, Env: taskEnv, Name: fmt.Sprintf("iso-%d", n)}
 		t0 := time.Now()
 		p, err := r.Start(spec)
 		if err != nil {
@@ -54,22 +51,30 @@ func (b *bench) isolationOverhead(iters int) (isolationCost, error) {
 	}
 
 	for i := -warmup; i < iters; i++ {
-		di, err := viaSandbox(iso)
-		if err != nil {
-			return c, fmt.Errorf("isolated: %w", err)
-		}
-		dg, err := viaSandbox(grp)
-		if err != nil {
-			return c, fmt.Errorf("process group: %w", err)
-		}
 		dp, err := plain()
 		if err != nil {
 			return c, fmt.Errorf("plain exec: %w", err)
 		}
+		dh, err := viaSandbox(b.runner)
+		if err != nil {
+			return c, fmt.Errorf("sandbox: %w", err)
+		}
+		dr, err := viaSandbox(b.reexec)
+		if err != nil {
+			return c, fmt.Errorf("sandbox re-executing itself: %w", err)
+		}
+		dg, err := viaSandbox(b.group)
+		if err != nil {
+			return c, fmt.Errorf("process group: %w", err)
+		}
+		for _, p := range c.peers {
+			p.run(i)
+		}
 		if i >= 0 {
-			c.isolated = append(c.isolated, di)
-			c.group = append(c.group, dg)
 			c.plain = append(c.plain, dp)
+			c.helper = append(c.helper, dh)
+			c.reexec = append(c.reexec, dr)
+			c.group = append(c.group, dg)
 		}
 	}
 	return c, nil

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/sandbox"
 )
 
@@ -51,17 +52,25 @@ type variant struct {
 	label  string // appended to the row's name
 	suffix string // keeps list names and task ids of variants apart
 	runner *sandbox.Runner
+	// configure adds to the executor's options, encode writes a task's
+	// message (default: unsigned, see taskJSON) and close releases what
+	// the variant opened; all may be nil.
+	configure func(*executor.Options)
+	encode    func(id string) string
+	close     func()
 }
 
 // variants returns task-job as configured by default (isolated where the
 // host allows) and, when that differs, with isolation off: the gap between
 // the two is the sandbox's share, the rest is the executor's own.
 func (b *bench) variants() []variant {
-	vs := []variant{{runner: b.runner}}
-	if b.runner.Isolated() {
-		vs = append(vs, variant{label: ", isolation off", suffix: "-pg", runner: b.group})
+	if !b.runner.Isolated() {
+		return []variant{{runner: b.runner}}
 	}
-	return vs
+	return []variant{
+		{label: ", sandbox on", runner: b.runner},
+		{label: ", sandbox off (process group)", suffix: "-pg", runner: b.group},
+	}
 }
 
 // measure runs every measurement in turn and fills rep. The baseline of each
@@ -124,7 +133,9 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 		}
 	}
 
-	// Row 3: throughput.
+	// Row 3: throughput, with the sandbox on and off, and at the highest
+	// concurrency also with every check a locked-down host adds.
+	var rateC1, rateC4 float64 // the default runner, checks off: for the admission row
 	for _, c := range []int{1, 2, 4} {
 		progress(fmt.Sprintf("throughput at concurrency %d: raw exec", c))
 		raw, errRaw := b.rawThroughput(c, cfg.floodTasks)
@@ -133,26 +144,50 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 		if errRaw == nil && errBareRate != nil {
 			errRaw = errBareRate
 		}
-		for _, v := range b.variants() {
+		vs := b.variants()
+		rates := make([]float64, len(vs))
+		errs := make([]error, len(vs))
+		for i, v := range vs {
+			if errRaw != nil {
+				break
+			}
+			progress(fmt.Sprintf("throughput at concurrency %d: task-job%s", c, v.label))
+			rates[i], errs[i] = b.taskJobThroughput(ctx, v, c, cfg.floodTasks)
+		}
+		if errs[0] == nil {
+			switch c {
+			case 1:
+				rateC1 = rates[0]
+			case 4:
+				rateC4 = rates[0]
+			}
+		}
+		for i, v := range vs {
 			what := fmt.Sprintf("Tasks/s, concurrency %d (%d × `exit 0`)%s", c, cfg.floodTasks, v.label)
 			if errRaw != nil {
 				rep.fail(what, fmt.Errorf("raw exec baseline: %w", errRaw))
 				continue
 			}
-			progress(fmt.Sprintf("throughput at concurrency %d: task-job%s", c, v.label))
-			tj, err := b.taskJobThroughput(ctx, v, c, cfg.floodTasks)
-			if err != nil {
-				rep.fail(what, err)
+			if errs[i] != nil {
+				rep.fail(what, errs[i])
 				continue
 			}
+			tj := rates[i]
+			baseline := fmt.Sprintf("exec.Command.Run %s; bare BLMOVE→exec→RPUSH loops %s (task-job %s of it)",
+				rate(raw, "tasks"), rate(bareRate, "tasks"), ratio(tj, bareRate))
+			if i == 0 && len(vs) > 1 && errs[1] == nil {
+				baseline += fmt.Sprintf("; sandbox off %s (on ÷ off %s)", rate(rates[1], "tasks"), ratio(tj, rates[1]))
+			}
 			rep.add(row{
-				what:    what,
-				taskJob: rate(tj, "tasks"),
-				baseline: fmt.Sprintf("exec.Command.Run %s; bare BLMOVE→exec→RPUSH loops %s (task-job %s of it)",
-					rate(raw, "tasks"), rate(bareRate, "tasks"), ratio(tj, bareRate)),
-				ratio:  ratio(tj, raw),
-				target: fmt.Sprintf("≥ %.2f×: %s", throughputShare, verdict(tj >= throughputShare*raw)),
+				what:     what,
+				taskJob:  rate(tj, "tasks"),
+				baseline: baseline,
+				ratio:    ratio(tj, raw),
+				target:   fmt.Sprintf("≥ %.2f×: %s", throughputShare, verdict(tj >= throughputShare*raw)),
 			})
+		}
+		if c == 4 && errRaw == nil {
+			b.admitThroughputRow(ctx, rep, vs[0], c, rates[0], errs[0])
 		}
 	}
 
@@ -177,31 +212,19 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 		})
 	}
 
-	// Row 5: what the sandbox alone costs.
-	progress("sandbox start+wait of /bin/true")
+	// Rows 5 and on: what the sandbox alone costs, and its peers.
+	progress("sandbox start+wait of /bin/true: plain exec, the sandbox (helper and re-exec), process group, peers")
 	iso, err := b.isolationOverhead(cfg.isoIters)
 	if err != nil {
 		rep.fail("Sandbox start+wait `/bin/true`", err)
-		return
+	} else {
+		b.isolationRows(rep, iso)
 	}
-	isoWhat := "Sandbox isolated (pid+ipc+uts namespaces) start+wait `/bin/true` (p50 / p99)"
-	if !iso.isolatedOK {
-		isoWhat = "Sandbox isolated — NOT AVAILABLE, fell back to a process group — start+wait `/bin/true` (p50 / p99)"
-	}
-	rep.add(row{
-		what:     isoWhat,
-		taskJob:  iso.isolated.String(),
-		baseline: "exec.Command.Run " + iso.plain.String(),
-		ratio:    ratio(float64(iso.isolated.p50()), float64(iso.plain.p50())),
-		target:   fmt.Sprintf("– (+%s ms p50; peers here: unshare 3.35, bwrap 5.53 ms)", ms(iso.isolated.p50()-iso.plain.p50())),
-	})
-	rep.add(row{
-		what:     "Sandbox process group start+wait `/bin/true` (p50 / p99)",
-		taskJob:  iso.group.String(),
-		baseline: "exec.Command.Run " + iso.plain.String(),
-		ratio:    ratio(float64(iso.group.p50()), float64(iso.plain.p50())),
-		target:   fmt.Sprintf("– (+%s ms p50)", ms(iso.group.p50()-iso.plain.p50())),
-	})
+
+	// Last: what the checks before a start cost, against the task rate
+	// measured above with them off.
+	progress("policy decision + signature check + 4 audit records")
+	b.admitRow(rep, rateC1, rateC4)
 
 	rep.notes = append(rep.notes,
 		"Ratios are task-job ÷ baseline: for latencies lower is better, for rates higher is better. Dispatch's ratio is against the fork/exec baseline.",

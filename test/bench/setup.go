@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -56,7 +57,38 @@ type bench struct {
 	// allows. group runs tasks in a process group only; measuring task-job
 	// with both separates the executor's own cost from the sandbox's.
 	runner, group *sandbox.Runner
-	log           hclog.Logger
+	// reexec is the sandbox without its helper installed: it re-executes
+	// this binary for the per-task setup.
+	reexec    *sandbox.Runner
+	initPath  string // the helper built for this run
+	log       hclog.Logger
+	loadStart string
+}
+
+// buildInit builds the sandbox helper into dir as the release does, so the
+// runner measured is the one an installed executor uses.
+func buildInit(dir string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(dir, sandbox.InitName)
+	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "github.com/taskjob/task-job/cmd/task-job-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s (run the benchmark from the repository): %v\n%s", sandbox.InitName, err, msg)
+	}
+	// The sandbox refuses a helper anyone but root could have replaced.
+	return out, os.Chmod(out, 0o755)
+}
+
+// loadAvg returns /proc/loadavg's three averages, or "unknown".
+func loadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(raw)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // path returns the absolute path of a file in cmd_dir.
@@ -123,7 +155,8 @@ type runningExecutor struct {
 
 // startExecutor runs an executor in this process, wired the way the
 // task-job binary wires it, with output shipping on.
-func (b *bench) startExecutor(phase string, concurrency int, runner *sandbox.Runner) (*runningExecutor, error) {
+// Each configure function may add to the options (policy, audit log, ...).
+func (b *bench) startExecutor(phase string, concurrency int, runner *sandbox.Runner, configure ...func(*executor.Options)) (*runningExecutor, error) {
 	j, err := jail.New(jail.Options{Dir: b.cmdDir})
 	if err != nil {
 		return nil, err
@@ -135,12 +168,16 @@ func (b *bench) startExecutor(phase string, concurrency int, runner *sandbox.Run
 	// one for the publisher.
 	rdb := redis.NewClient(&redis.Options{Addr: b.redis.addr, PoolSize: concurrency + 16, DialTimeout: time.Second})
 	q := redisqueue.New(rdb, redisqueue.Options{Names: n, ExecutorID: id, Retention: time.Hour})
-	ex, err := executor.New(executor.Options{
+	opts := executor.Options{
 		ExecutorID: id, Concurrency: concurrency, Logs: true,
 		SpoolDir: filepath.Join(b.tmp, "spool-"+phase),
 		Env:      taskEnv,
 		Broker:   q, Jail: j, Runner: runner, Logger: b.log.Named(id),
-	})
+	}
+	for _, f := range configure {
+		f(&opts)
+	}
+	ex, err := executor.New(opts)
 	if err != nil {
 		q.Close()
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -21,7 +22,15 @@ const pushChunk = 500
 // last done in the consumer's hands. Every id must be done exactly once.
 func (b *bench) taskJobThroughput(ctx context.Context, v variant, concurrency, n int) (float64, error) {
 	phase := fmt.Sprintf("flood-c%d%s", concurrency, v.suffix)
-	ex, err := b.startExecutor(phase, concurrency, v.runner)
+	var configure []func(*executor.Options)
+	if v.configure != nil {
+		configure = append(configure, v.configure)
+	}
+	encode := func(id string) string { return taskJSON(id, trueScript, nil) }
+	if v.encode != nil {
+		encode = v.encode
+	}
+	ex, err := b.startExecutor(phase, concurrency, v.runner, configure...)
 	if err != nil {
 		return 0, err
 	}
@@ -29,18 +38,21 @@ func (b *bench) taskJobThroughput(ctx context.Context, v variant, concurrency, n
 	defer col.stop()
 	defer ex.stop()
 
-	ids := make([]string, n)
+	// Messages are encoded (and signed) before the clock starts: that is
+	// the clients' work, not the executor's.
+	msgs := make([]string, n)
 	pending := make(map[string]bool, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("%s-%d", phase, i)
-		pending[ids[i]] = true
+	for i := range msgs {
+		id := fmt.Sprintf("%s-%d", phase, i)
+		msgs[i] = encode(id)
+		pending[id] = true
 	}
 
 	t0 := time.Now()
 	for start := 0; start < n; start += pushChunk {
 		pipe := b.rdb.Pipeline()
-		for _, id := range ids[start:min(start+pushChunk, n)] {
-			pipe.RPush(ctx, ex.names.Tasks, taskJSON(id, trueScript, nil))
+		for _, m := range msgs[start:min(start+pushChunk, n)] {
+			pipe.RPush(ctx, ex.names.Tasks, m)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return 0, err
