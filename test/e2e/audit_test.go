@@ -74,7 +74,8 @@ rule "long" {
 }
 `, 0o644)
 	auditFile := filepath.Join(t.TempDir(), "audit.log")
-	g := startGuarded(t, dir, "aud", map[string]any{
+	exID := uniqueID("aud")
+	g := startGuarded(t, dir, exID, map[string]any{
 		"policy_file": pol, "audit_file": auditFile, "audit_stream": "e2e_audit",
 	})
 
@@ -116,7 +117,7 @@ rule "long" {
 			t.Errorf("end: %+v", r)
 		}
 		for _, r := range recs {
-			if r.Executor != "aud" || r.Hash == "" || r.Seq == 0 {
+			if r.Executor != exID || r.Hash == "" || r.Seq == 0 {
 				t.Errorf("record without executor or chain members: %+v", r)
 			}
 		}

@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,9 +78,36 @@ func startGuardedOn(t *testing.T, srv *redisserver.Server, dir, id string, extra
 	}
 	cfg := config(t, srv.Addr(), dir, id, keys)
 	g := &guarded{cfg: cfg, rdb: srv.Client(t), seen: map[string][]task.Log{}, srv: srv}
-	g.p = start(t, "-config="+cfg)
+	g.p = startTidy(t, cfg, id)
 	g.p.waitLog(t, "executor serving", 20*time.Second)
 	return g
+}
+
+// uniqueID makes an executor_id no other test run on this host uses: a
+// restarted executor removes every cgroup under its id's parent group.
+func uniqueID(name string) string { return fmt.Sprintf("%s-%d", name, os.Getpid()) }
+
+// startTidy starts an executor that is stopped gracefully at cleanup (start
+// alone SIGKILLs it, leaving its spare cgroups), and removes the then-empty
+// parent groups of its executor_id.
+func startTidy(t *testing.T, cfg, id string) *proc {
+	t.Helper()
+	p := start(t, "-config="+cfg)
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(20 * time.Second):
+			}
+		}
+		for _, c := range []string{"memory", "cpu", "cpuacct", "pids", "freezer", ""} {
+			_ = os.Remove(filepath.Join("/sys/fs/cgroup", c, "task-job-"+id))
+		}
+	})
+	return p
 }
 
 // push RPUSHes a task as a client would.

@@ -23,7 +23,7 @@ rule "ok" {
   args    = ["^[a-z]+$"]
 }
 `, 0o644)
-	g := startGuarded(t, dir, "pol", map[string]any{"policy_file": pol})
+	g := startGuarded(t, dir, uniqueID("pol"), map[string]any{"policy_file": pol})
 
 	d := g.run(t, "allowed", 0, "ok.sh", "hello")
 	expectStatus(t, "allowed", d, task.Succeeded)
@@ -99,7 +99,7 @@ rule "capped" {
   timeout = "1s"
 }
 `, 0o644)
-	g := startGuarded(t, dir, "lim", map[string]any{"policy_file": pol, "concurrency": 2})
+	g := startGuarded(t, dir, uniqueID("lim"), map[string]any{"policy_file": pol, "concurrency": 2})
 
 	t.Run("memory", func(t *testing.T) {
 		d := g.run(t, "hog", 0, "hog.sh")
@@ -186,7 +186,7 @@ func TestPolicyReloadOnSIGHUP(t *testing.T) {
 	script(t, dir, "new.sh", "echo new")
 	pol := filepath.Join(t.TempDir(), "policy.hcl")
 	writeFile(t, pol, "rule \"old\" {\n  cmdline = \"old.sh\"\n}\n", 0o644)
-	g := startGuarded(t, dir, "hup", map[string]any{"policy_file": pol})
+	g := startGuarded(t, dir, uniqueID("hup"), map[string]any{"policy_file": pol})
 
 	expectStatus(t, "old before reload", g.run(t, "old-1", 0, "old.sh"), task.Succeeded)
 

@@ -72,7 +72,7 @@ func TestAuditUnwritableStopsTasks(t *testing.T) {
 	script(t, dir, "ok.sh", `touch "ran/$TASK_ID"; echo ran`)
 	small := tinyTmpfs(t)
 	auditFile := filepath.Join(small, "audit.log")
-	g := startGuarded(t, dir, "full", map[string]any{"audit_file": auditFile})
+	g := startGuarded(t, dir, uniqueID("full"), map[string]any{"audit_file": auditFile})
 	expectStatus(t, "before the disk fills", g.run(t, "before", 0, "ok.sh"), task.Succeeded)
 
 	fill(t, filepath.Join(small, "filler"))
@@ -196,7 +196,7 @@ func TestExecutorSIGKILLLeavesNothing(t *testing.T) {
 	// The daemon: setsid, and its parent shell exits at once (double fork).
 	script(t, dir, "daemon.sh", "setsid sh -c 'sleep 1"+marker+" &' &\nsleep 2"+marker)
 	srv := redisserver.Start(t)
-	id := fmt.Sprintf("sigkill-%d", os.Getpid())
+	id := uniqueID("sigkill")
 	cgName := "task-job-" + id
 	g := startGuardedOn(t, srv, dir, id, nil)
 	g.push(t, task.Task{ID: "daemonizer", Type: "e2e", Task: task.Spec{Cmdline: "daemon.sh"}})
@@ -223,7 +223,7 @@ func TestExecutorSIGKILLLeavesNothing(t *testing.T) {
 
 	// The same executor_id again: it cleans up what its previous run left.
 	g2 := &guarded{cfg: g.cfg, rdb: g.rdb, seen: map[string][]task.Log{}, srv: srv}
-	g2.p = start(t, "-config="+g.cfg)
+	g2.p = startTidy(t, g.cfg, id)
 	d := g2.done(t, "daemonizer")
 	expectStatus(t, "the task of the killed executor", d, task.Lost)
 	observe.Eventually(t, "the previous run's task cgroups to be removed", 10*time.Second, func() bool {
@@ -237,7 +237,4 @@ func TestExecutorSIGKILLLeavesNothing(t *testing.T) {
 	if observe.ProcessWithMarker(marker) {
 		t.Error("a process of the task is alive after the restart")
 	}
-	// A clean stop, so this test leaves no groups of its own behind.
-	g2.p.signal(syscall.SIGTERM)
-	g2.p.wait(t, 20*time.Second)
 }

@@ -62,7 +62,7 @@ rule "deploy" {
   keys    = ["ci"]
 }
 `, 0o644)
-	g := startGuarded(t, dir, "sig", map[string]any{
+	g := startGuarded(t, dir, uniqueID("sig"), map[string]any{
 		"policy_file": pol, "signing_keys_dir": keysDir, "require_signatures": true,
 	})
 	g.p.waitLog(t, "signed submissions required", time.Second)
