@@ -85,6 +85,14 @@ func spawn(t *testing.T, g *Group, script string, out io.Writer) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Stdout, cmd.Stderr = out, out
+	startIn(t, g, cmd)
+	return cmd
+}
+
+// startIn starts cmd inside g with Group.Spawn; the test's cleanup kills
+// and reaps it.
+func startIn(t *testing.T, g *Group, cmd *exec.Cmd) {
+	t.Helper()
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	_, err := g.Spawn(cmd.SysProcAttr, func() (int, error) {
 		if err := cmd.Start(); err != nil {
@@ -99,7 +107,6 @@ func spawn(t *testing.T, g *Group, script string, out io.Writer) *exec.Cmd {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	return cmd
 }
 
 // syncBuffer is written by the exec copy goroutines and read by the test.
@@ -171,21 +178,6 @@ func assertGone(t *testing.T, m *Manager, g *Group) {
 	}
 }
 
-// assertParentEmpty checks that no group is left under m's parent in any
-// hierarchy.
-func assertParentEmpty(t *testing.T, m *Manager) {
-	t.Helper()
-	for _, h := range m.hier {
-		subs, err := subdirs(h.parent)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(subs) > 0 {
-			t.Errorf("groups left under %s: %v", h.parent, subs)
-		}
-	}
-}
-
 func TestDescribe(t *testing.T) {
 	m := hostManager(t)
 	t.Logf("mode %v: %s", m.Mode(), m.Describe())
@@ -197,6 +189,9 @@ func TestDescribe(t *testing.T) {
 	case V2:
 		if !strings.HasPrefix(m.Describe(), "cgroup v2: memory, cpu, pids limits") {
 			t.Errorf("Describe = %q", m.Describe())
+		}
+		if exists(filepath.Join(m.hier[0].parent, "cgroup.kill")) != strings.HasSuffix(m.Describe(), "kill by cgroup.kill") {
+			t.Errorf("Describe = %q, yet cgroup.kill exists: %v", m.Describe(), m.cgKill)
 		}
 	}
 }
@@ -344,11 +339,11 @@ func TestMemoryHogIsOOMKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	// tail keeps its whole last line: 300 MB with no newline.
-	cmd := spawn(t, g, "head -c 300M /dev/zero | tail >/dev/null", nil)
+	var out syncBuffer
+	cmd := spawnHelper(t, g, "hog", &out)
 	err = cmd.Wait()
 	if err == nil {
-		t.Fatal("the memory hog finished inside a 32 MiB limit")
+		t.Fatalf("the memory hog finished inside a 32 MiB limit: %s", out.String())
 	}
 	u, err := g.Usage()
 	if err != nil {
@@ -360,6 +355,14 @@ func TestMemoryHogIsOOMKilled(t *testing.T) {
 	}
 	if u.MemoryPeak != 0 && (u.MemoryPeak < limit/2 || u.MemoryPeak > limit+1<<20) {
 		t.Errorf("MemoryPeak = %d, want about the %d limit", u.MemoryPeak, limit)
+	}
+	if u.MemoryPeak == 0 && (m.mode == V1 || exists(filepath.Join(g.dirs[m.memIdx], "memory.peak"))) {
+		t.Errorf("MemoryPeak = 0, yet the kernel keeps a peak")
+	}
+	if m.mode == V2 {
+		if v, _ := os.ReadFile(filepath.Join(g.dirs[0], "memory.max")); strings.TrimSpace(string(v)) != "33554432" {
+			t.Errorf("memory.max = %q", v)
+		}
 	}
 }
 
@@ -385,6 +388,13 @@ func TestPidsLimitStopsForkLoop(t *testing.T) {
 	}
 	if len(pids) > max || strings.Contains(out.String(), "all forked") {
 		t.Errorf("%d processes in the group (limit %d); output %q", len(pids), max, out.String())
+	}
+	pidsDir := g.dirs[m.pidsIdx]
+	if v, _ := os.ReadFile(filepath.Join(pidsDir, "pids.max")); strings.TrimSpace(string(v)) != "8" {
+		t.Errorf("pids.max = %q", v)
+	}
+	if n, ok, err := readKey(filepath.Join(pidsDir, "pids.events"), "max"); err != nil || !ok || n == 0 {
+		t.Errorf("pids.events max = %d, %v, %v; want forks refused", n, ok, err)
 	}
 	if err := g.Kill(); err != nil {
 		t.Fatal(err)
@@ -418,6 +428,17 @@ func TestCPUQuotaHoldsBusyLoop(t *testing.T) {
 	if rate < 0.1 || rate > 0.35 {
 		t.Errorf("a busy loop limited to 0.2 cores used %.2f cores", rate)
 	}
+	cpuDir := g.dirs[m.cpuIdx]
+	if m.mode == V2 {
+		if v, _ := os.ReadFile(filepath.Join(cpuDir, "cpu.max")); strings.TrimSpace(string(v)) != "20000 100000" {
+			t.Errorf("cpu.max = %q", v)
+		}
+	}
+	n, ok, err := readKey(filepath.Join(cpuDir, "cpu.stat"), "nr_throttled")
+	t.Logf("cpu.stat nr_throttled %d", n)
+	if err != nil || !ok || n == 0 {
+		t.Errorf("cpu.stat nr_throttled = %d, %v, %v; want the loop throttled", n, ok, err)
+	}
 }
 
 func TestKillReachesSetsidDoubleFork(t *testing.T) {
@@ -427,13 +448,10 @@ func TestKillReachesSetsidDoubleFork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := spawn(t, g, `setsid sh -c "sleep 1000 &" ; sleep 1000`, nil)
-	// sh, its sleep, and the orphaned sleep of the setsid'd shell.
-	var pids []int
-	waitFor(t, "three processes in the group", func() bool {
-		pids, _ = g.pids()
-		return len(pids) == 3
-	})
+	cmd, pids := startTree(t, g)
+	if got, _ := g.pids(); !samePids(got, pids) {
+		t.Fatalf("the group holds %v; the helper made %v", got, pids)
+	}
 	if err := g.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +461,7 @@ func TestKillReachesSetsidDoubleFork(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Errorf("the task's shell ended with %v, want killed", err)
+		t.Errorf("the task ended with %v, want killed", err)
 	}
 	for _, pid := range pids {
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
@@ -488,33 +506,38 @@ func TestCloseKillsWhatIsLeft(t *testing.T) {
 func TestManyGroupsLeaveNothing(t *testing.T) {
 	t.Parallel()
 	m := hostManager(t)
-	start := time.Now()
+	var inNew, inClose time.Duration
 	for i := range 200 {
+		start := time.Now()
 		g, err := m.New(fmt.Sprintf("task-%d", i%3), Limits{MemoryBytes: 64 << 20, CPUCores: 0.5, Pids: 64})
 		if err != nil {
 			t.Fatal(err)
 		}
+		mid := time.Now()
 		if err := g.Close(); err != nil {
 			t.Fatal(err)
 		}
+		inNew, inClose = inNew+mid.Sub(start), inClose+time.Since(mid)
 	}
-	t.Logf("200 New+Close: %v each on the caller's path", time.Since(start)/200)
+	t.Logf("%v: 200 New+Close with all three limits: %v each on the caller's path (New %v, Close %v)",
+		m.Mode(), (inNew+inClose)/200, inNew/200, inClose/200)
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	assertParentEmpty(t, m)
+	assertNoParent(t, m)
 }
 
 func TestCleanupStaleKillsPreviousRun(t *testing.T) {
 	t.Parallel()
 	prev := hostManager(t)
-	g, err := prev.New("stale", Limits{MemoryBytes: 64 << 20})
+	g, err := prev.New("stale", Limits{MemoryBytes: 128 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := spawn(t, g, `setsid sh -c "sleep 1000 &" ; sleep 1000`, nil)
-	waitFor(t, "three processes", func() bool { p, _ := g.pids(); return len(p) == 3 })
-	pids, _ := g.pids()
+	cmd, pids := startTree(t, g)
+	if got, _ := g.pids(); !samePids(got, pids) {
+		t.Fatalf("the group holds %v; the helper made %v", got, pids)
+	}
 
 	// The executor restarts: a new Manager over the same parent, which has
 	// spares and a group of its own that must survive.
@@ -551,6 +574,102 @@ func TestCleanupStaleKillsPreviousRun(t *testing.T) {
 	}
 	// The dead run's group is closed only now; it must not mind.
 	_ = g.Close()
+}
+
+// assertNoParent checks that no directory of m's parent group is left in
+// any hierarchy, nor anywhere under /sys/fs/cgroup by that name.
+func assertNoParent(t *testing.T, m *Manager) {
+	t.Helper()
+	for _, h := range m.hier {
+		if _, err := os.Stat(h.parent); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the parent group %s is still there (stat: %v)", h.parent, err)
+		}
+	}
+	for _, pat := range []string{v2Root + "/" + m.name, v2Root + "/*/" + m.name} {
+		left, _ := filepath.Glob(pat)
+		for _, d := range left {
+			t.Errorf("%s is still there", d)
+		}
+	}
+}
+
+func TestCloseRemovesParent(t *testing.T) {
+	t.Parallel()
+	m := hostManager(t)
+	lim := Limits{MemoryBytes: 64 << 20, CPUCores: 0.5, Pids: 16}
+	ran, err := m.New("ran", lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spawn(t, ran, "true", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ran.Close(); err != nil {
+		t.Fatal(err)
+	}
+	open, err := m.New("open", lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A group still open keeps the parent, and takes it along when closed.
+	for _, h := range m.hier {
+		if _, err := os.Stat(h.parent); err != nil {
+			t.Errorf("the parent went while a group was open: %v", err)
+		}
+	}
+	if err := open.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoParent(t, m)
+
+	// The next start finds no parent, makes it, and CleanupStale finds
+	// nothing; a parent removed under a running Manager is made again.
+	next, err := newManager(Options{Name: m.name, Logger: testLogger(t)}, detect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if n, err := next.CleanupStale(); n != 0 || err != nil {
+		t.Errorf("CleanupStale = %d, %v; want 0, nil", n, err)
+	}
+	time.Sleep(20 * time.Millisecond) // v1: let the spares be made
+	if err := next.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoParent(t, next)
+	if n, err := next.CleanupStale(); n != 0 || err != nil {
+		t.Errorf("CleanupStale without a parent = %d, %v; want 0, nil", n, err)
+	}
+
+	hs := detect()
+	hs.noPool = true
+	again, err := newManager(Options{Name: m.name, Logger: testLogger(t)}, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	for _, h := range again.hier {
+		if err := os.Remove(h.parent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := again.New("after", lim)
+	if err != nil {
+		t.Fatalf("New with the parent gone: %v", err)
+	}
+	if err := spawn(t, g, "true", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoParent(t, again)
 }
 
 func benchmarkNewClose(b *testing.B, hs hostSetup) {
@@ -631,5 +750,5 @@ func TestConcurrentSpawns(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	assertParentEmpty(t, m)
+	assertNoParent(t, m)
 }

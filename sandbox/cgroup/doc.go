@@ -42,7 +42,10 @@
 // (mkdir in five hierarchies, and memory cgroups are slow to make); the
 // Manager keeps a few empty spare groups made in the background, so New is a
 // rename plus the limit writes, and removes closed groups in the background.
-// Manager.Close waits for those removals.
+// Manager.Close waits for those removals, then removes the parent group
+// (/<Name> in each v1 hierarchy, /sys/fs/cgroup/<Name> on v2, <own>/tasks
+// when delegated) if no group is left in it and no other Manager of the
+// process uses it. A parent found missing later is made again.
 //
 // Only github.com/containerd/cgroups/v3's root package is used (mode
 // detection, /proc/self/cgroup parsing): its cgroup1 and cgroup2 packages

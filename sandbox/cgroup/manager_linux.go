@@ -52,17 +52,19 @@ type Manager struct {
 	hier                                  []hierarchy
 	memIdx, cpuIdx, acctIdx, pidsIdx, frz int // index into hier per controller; -1 if not used
 	relParent                             string
-	memsw                                 bool // v1 memory.memsw.limit_in_bytes exists
-	swapMax                               bool // v2 memory.swap.max exists
-	cgKill                                bool // v2 cgroup.kill exists (Linux 5.14+)
-	threadMoves                           bool // v1: the executor's own groups are known
+	memsw                                 bool     // v1 memory.memsw.limit_in_bytes exists
+	swapMax                               bool     // v2 memory.swap.max exists
+	cgKill                                bool     // v2 cgroup.kill exists (Linux 5.14+)
+	threadMoves                           bool     // v1: the executor's own groups are known
+	need                                  []string // v2: controllers enabled for the parent's children
 
 	seq     atomic.Uint64
 	lastNew atomic.Int64 // unix nanoseconds of the last New, for waitQuiet
 
-	mu     sync.Mutex
-	live   map[string]bool // names of groups and spares this Manager owns
-	closed bool
+	mu       sync.Mutex
+	live     map[string]bool // names of groups and spares this Manager owns
+	closed   bool
+	released atomic.Bool // Close gave up this Manager's claim on the parent
 
 	spares  chan string // nil on v2: cgroupfs v2 refuses rename(2)
 	removeq chan string
@@ -130,6 +132,7 @@ func newManager(opts Options, hs hostSetup) (*Manager, error) {
 		return m, nil
 	}
 	m.mode = hs.mode
+	m.claim()
 	if hs.noPool {
 		return m, nil
 	}
@@ -341,6 +344,7 @@ func (m *Manager) setupV2(root string, need []string) string {
 		return refused(err)
 	}
 	m.hier = []hierarchy{{parent: parent}}
+	m.need = need
 	m.memIdx, m.cpuIdx, m.acctIdx, m.pidsIdx = 0, 0, 0, 0
 	m.relParent = rel
 	if why := m.probe(); why != "" {
@@ -415,12 +419,23 @@ func (m *Manager) probe() string {
 	return ""
 }
 
-// mkdirAll makes the group name in every hierarchy, or none.
+// mkdirAll makes the group name in every hierarchy, or none. A parent
+// group found missing (removed by another executor's Close, or by hand) is
+// made again once.
 func (m *Manager) mkdirAll(name string) error {
 	m.own(name)
-	for i, h := range m.hier {
-		dir := filepath.Join(h.parent, name)
-		if err := unix.Mkdir(dir, 0o755); err != nil {
+	remade := false
+	for i := 0; i < len(m.hier); i++ {
+		dir := filepath.Join(m.hier[i].parent, name)
+		err := unix.Mkdir(dir, 0o755)
+		if errors.Is(err, unix.ENOENT) && !remade {
+			remade = true
+			if err = m.remakeParent(); err == nil {
+				i--
+				continue
+			}
+		}
+		if err != nil {
 			for _, done := range m.hier[:i] {
 				_ = unix.Rmdir(filepath.Join(done.parent, name))
 			}
@@ -429,6 +444,93 @@ func (m *Manager) mkdirAll(name string) error {
 		}
 	}
 	return nil
+}
+
+// remakeParent makes the parent group again in every hierarchy, with the
+// controllers enabled for its children on v2.
+func (m *Manager) remakeParent() error {
+	for _, h := range m.hier {
+		if err := unix.Mkdir(h.parent, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("cgroup: create the parent group %s again: %w", h.parent, err)
+		}
+		if m.mode == V2 {
+			if err := enable(h.parent, m.need); err != nil {
+				return fmt.Errorf("cgroup: enable controllers in %s again: %w", h.parent, err)
+			}
+		}
+	}
+	m.log.Debug("made the parent group again", "group", m.relParent)
+	return nil
+}
+
+// claims counts, per parent group, the open Managers of this process over
+// it: the last one to close removes the parent. (Two executors over one
+// parent are not supported: each one's CleanupStale kills the other's
+// tasks.)
+var claims = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
+
+func (m *Manager) parentKey() string {
+	var ps []string
+	for _, h := range m.hier {
+		ps = append(ps, h.parent)
+	}
+	return strings.Join(ps, "\x00")
+}
+
+func (m *Manager) claim() {
+	claims.Lock()
+	claims.n[m.parentKey()]++
+	claims.Unlock()
+}
+
+// release gives up the claim on the parent and removes the parent if no
+// other Manager of this process holds it and it is empty.
+func (m *Manager) release() {
+	if m.released.Swap(true) {
+		return
+	}
+	claims.Lock()
+	defer claims.Unlock()
+	key := m.parentKey()
+	if claims.n[key]--; claims.n[key] <= 0 {
+		delete(claims.n, key)
+	}
+	m.removeParentLocked()
+}
+
+// removeParent removes the parent group in every hierarchy when this
+// Manager is closed, no other Manager of this process uses it and no group
+// is left in it: a group still open keeps it, and removing that group
+// later calls this again. On the delegated v2 path the parent is
+// <own>/tasks; the executor's own leaf is left alone.
+func (m *Manager) removeParent() {
+	if !m.released.Load() {
+		return
+	}
+	claims.Lock()
+	defer claims.Unlock()
+	m.removeParentLocked()
+}
+
+func (m *Manager) removeParentLocked() {
+	if claims.n[m.parentKey()] > 0 {
+		return
+	}
+	for _, h := range m.hier {
+		// rmdir, not removeTree: a group left in the parent (still open, or
+		// one CleanupStale could not empty) keeps it, and EBUSY says so.
+		err := unix.Rmdir(h.parent)
+		switch {
+		case err == nil:
+			m.log.Debug("removed the parent group", "dir", h.parent)
+		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EBUSY), errors.Is(err, unix.ENOTEMPTY):
+		default:
+			m.log.Warn("removing the parent group failed", "dir", h.parent, "error", err)
+		}
+	}
 }
 
 // renameAll renames a spare to a task's group name in every hierarchy, or
@@ -627,34 +729,44 @@ func (m *Manager) removeNow(name string) {
 		m.log.Warn("removing a task's cgroup failed; CleanupStale at the next start removes it", "group", m.relParent+"/"+name, "error", err)
 	}
 	m.disown(name)
+	m.removeParent()
 }
 
 // flush waits until every queued removal is done.
 func (m *Manager) flush() { m.pending.Wait() }
 
 // Close stops making spare groups, removes the spares and waits for the
-// groups queued for removal. Groups still open stay; closing them after
-// this removes them at once.
+// groups queued for removal, then removes the parent group if it is empty
+// and no other Manager of this process uses it. Groups still open stay, and
+// keep the parent; closing them after this removes them at once, and the
+// parent with the last one.
 func (m *Manager) Close() error {
 	m.mu.Lock()
-	if m.closed || m.done == nil {
-		m.closed = true
+	if m.closed {
 		m.mu.Unlock()
 		return nil
 	}
 	m.closed = true
 	m.mu.Unlock()
-	close(m.done)
-	m.bg.Wait()
-	for {
-		select {
-		case s := <-m.spares:
-			m.removeNow(s)
-		default:
-			m.pending.Wait()
-			return nil
-		}
+	if m.mode == Unavailable {
+		return nil
 	}
+	if m.done != nil {
+		close(m.done)
+		m.bg.Wait()
+	drain:
+		for {
+			select {
+			case s := <-m.spares:
+				m.removeNow(s)
+			default:
+				break drain
+			}
+		}
+		m.pending.Wait()
+	}
+	m.release()
+	return nil
 }
 
 // CleanupStale kills every process left in groups under our parent by a
@@ -669,6 +781,9 @@ func (m *Manager) CleanupStale() (int, error) {
 	var names []string
 	for _, h := range m.hier {
 		subs, err := subdirs(h.parent)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // no parent, so nothing left from a previous run
+		}
 		if err != nil {
 			return 0, fmt.Errorf("cgroup: list %s: %w", h.parent, err)
 		}

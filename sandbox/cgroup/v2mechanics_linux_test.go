@@ -63,8 +63,10 @@ func TestV2MechanicsOnUnifiedHierarchy(t *testing.T) {
 				t.Errorf("usage %+v: want CPU time, and no memory figures without the memory controller", u)
 			}
 
-			cmd = spawn(t, g, `setsid sh -c "sleep 1000 &" ; sleep 1000`, nil)
-			waitFor(t, "the double fork", func() bool { p, _ := g.pids(); return len(p) >= 3 })
+			cmd, pids := startTree(t, g)
+			if got, _ := g.pids(); !samePids(got, pids) {
+				t.Fatalf("the group holds %v; the helper made %v", got, pids)
+			}
 			if err := g.Kill(); err != nil {
 				t.Fatal(err)
 			}
@@ -91,8 +93,7 @@ func TestV2CleanupStaleOnUnifiedHierarchy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := spawn(t, g, `setsid sh -c "sleep 1000 &" ; sleep 1000`, nil)
-	waitFor(t, "the double fork", func() bool { p, _ := g.pids(); return len(p) >= 3 })
+	cmd, _ := startTree(t, g)
 	m, err := newManager(Options{Name: testName(t)}, hs)
 	if err != nil {
 		t.Fatal(err)
