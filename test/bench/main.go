@@ -10,7 +10,8 @@
 // executor (as the task-job binary wires it), the clients that submit
 // tasks, and the consumers that read results. The baselines are what the
 // same machine does with no task-job in the way — a bare fork/exec, a bare
-// BLPOP wake-up, a bare BLMOVE/exec/RPUSH loop, bare multi-value RPUSHes —
+// BLPOP wake-up, a bare BLMOVE/exec/RPUSH loop, bare multi-value RPUSHes,
+// and the other sandboxes installed here (unshare, bwrap, runc, crun) —
 // so the ratios say what task-job costs, whatever the machine's speed.
 package main
 
