@@ -65,6 +65,10 @@ type Config struct {
 	// (such as /bin -> usr/bin on merged-/usr systems) is recreated as the
 	// same symlink. Missing paths are skipped.
 	ReadOnly []string
+	// Etc, when set, is a host directory bound read-only as /etc: the
+	// executor's copy of the few /etc files tasks may see, made once
+	// rather than bound file by file for every task.
+	Etc string
 	// TmpBytes is the size of the private /tmp (and /dev/shm).
 	TmpBytes int64
 	Hostname string
@@ -95,6 +99,7 @@ func (c *Config) Encode() []byte {
 	e.str(c.RootDir)
 	e.str(c.WorkDir)
 	e.strs(c.ReadOnly)
+	e.str(c.Etc)
 	e.int(c.TmpBytes)
 	e.str(c.Hostname)
 	e.bool(c.JoinNetns)
@@ -119,6 +124,7 @@ func Decode(b []byte) (*Config, error) {
 	c.RootDir = d.str()
 	c.WorkDir = d.str()
 	c.ReadOnly = d.strs()
+	c.Etc = d.str()
 	c.TmpBytes = d.int()
 	c.Hostname = d.str()
 	c.JoinNetns = d.bool()
