@@ -752,3 +752,53 @@ func TestConcurrentSpawns(t *testing.T) {
 	}
 	assertNoParent(t, m)
 }
+
+// TestNewCloseCost logs what a New+Close costs and of what it is made, for
+// comparing hosts (and the VM, whose emulation slows every syscall): the
+// pieces are timed one by one on bare groups, beside a getppid as the unit.
+func TestNewCloseCost(t *testing.T) {
+	m := hostManager(t)
+	const n = 50
+	avg := func(f func(i int)) time.Duration {
+		start := time.Now()
+		for i := range n {
+			f(i)
+		}
+		return time.Since(start) / n
+	}
+	lim := Limits{MemoryBytes: 64 << 20, CPUCores: 0.5, Pids: 64}
+	syscallCost := avg(func(int) { syscall.Getppid() })
+	newClose := avg(func(int) {
+		g, err := m.New("cost", lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	m.flush()
+	bare := func(i int) string { return fmt.Sprintf("~cost-%d", i) }
+	mkdir := avg(func(i int) {
+		if err := m.mkdirAll(bare(i)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	g := &Group{m: m, name: bare(0), fd: -1}
+	for _, h := range m.hier {
+		g.dirs = append(g.dirs, filepath.Join(h.parent, g.name))
+	}
+	limits := avg(func(int) {
+		if err := g.setLimits(lim); err != nil {
+			t.Fatal(err)
+		}
+	})
+	populated := avg(func(int) {
+		if _, err := g.populated(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	rmdir := avg(func(i int) { m.removeNow(bare(i)) })
+	t.Logf("%v: New+Close %v on the caller's path; one getppid %v; mkdir in every hierarchy %v, the three limits %v, populated check %v, rmdir %v",
+		m.Mode(), newClose, syscallCost, mkdir, limits, populated, rmdir)
+}
