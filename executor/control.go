@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/task"
 )
@@ -23,7 +24,7 @@ func (e *Executor) forwardedLoop(ctx context.Context) {
 		if err != nil {
 			return // the executor that forwarded it checked it
 		}
-		if e.kill(ctl.ID) {
+		if e.kill(ctl.ID, "kill message, forwarded by the executor that took it") {
 			e.log.Info("kill received (forwarded)", "id", ctl.ID)
 		} else {
 			e.log.Info("forwarded kill for a task no longer running here", "id", ctl.ID)
@@ -64,7 +65,7 @@ func (e *Executor) handleControl(ctx context.Context, c *queue.ControlDelivery) 
 		e.log.Warn("ignoring a malformed control message", "reason", err, "bytes", len(c.Raw))
 		return
 	}
-	if e.kill(ctl.ID) {
+	if e.kill(ctl.ID, "kill message") {
 		e.log.Info("kill received", "id", ctl.ID)
 		return
 	}
@@ -77,7 +78,7 @@ func (e *Executor) handleControl(ctx context.Context, c *queue.ControlDelivery) 
 	switch {
 	case route.Executor == e.opt.ExecutorID:
 		// Claimed here between our first look and the route: look again.
-		if !e.kill(ctl.ID) {
+		if !e.kill(ctl.ID, "kill message") {
 			e.log.Info("kill for a task that just ended here", "id", ctl.ID)
 		}
 	case route.Executor != "":
@@ -87,6 +88,8 @@ func (e *Executor) handleControl(ctx context.Context, c *queue.ControlDelivery) 
 			e.log.Info("kill forwarded to the executor running the task", "id", ctl.ID, "executor", route.Executor)
 		}
 	case route.Queued:
+		_ = e.record(audit.Record{Kind: audit.KindControl, ID: ctl.ID, Action: task.ControlKill, By: "kill message",
+			Reason: "the task is still queued: cancelled before it starts"})
 		removed, err := e.opt.Broker.RemoveQueued(ctx, ctl.ID, func(raw []byte) *queue.Finish {
 			_, typ := task.PeekID(raw)
 			return e.cancelledFinish(ctl.ID, typ, raw)
@@ -100,6 +103,8 @@ func (e *Executor) handleControl(ctx context.Context, c *queue.ControlDelivery) 
 			e.log.Info("kill for a task not (yet) queued: it is cancelled if it arrives within the retention time", "id", ctl.ID)
 		}
 	default:
+		_ = e.record(audit.Record{Kind: audit.KindControl, ID: ctl.ID, Action: task.ControlKill, By: "kill message",
+			Reason: "the task already ended: nothing to do"})
 		e.log.Info("kill for a task that already ended", "id", ctl.ID, "status", route.Ended)
 	}
 }

@@ -266,14 +266,18 @@ func (e *Executor) unregister(r *run) {
 	}
 }
 
-// kill cancels a task of this executor; it reports whether it had it.
-func (e *Executor) kill(id string) bool {
+// kill cancels a task of this executor; it reports whether it had it. by
+// says where the kill came from, for the audit record written first. A kill
+// is carried out even when the record cannot be written: refusing to stop
+// a task would be the unsafe side of failing closed.
+func (e *Executor) kill(id, by string) bool {
 	e.mu.Lock()
 	r := e.tasks[id]
 	e.mu.Unlock()
 	if r == nil {
 		return false
 	}
+	_ = e.record(audit.Record{Kind: audit.KindControl, ID: id, Action: task.ControlKill, By: by})
 	r.cancel(ErrKilled)
 	return true
 }
