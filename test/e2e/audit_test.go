@@ -150,7 +150,7 @@ rule "long" {
 		// audit/doc.go: the log records "control messages"; the record kind
 		// "control" (Action "kill") exists for it.
 		if r := k["control"]; len(r) != 1 || r[0].Action != "kill" {
-			t.Errorf("PRODUCT BUG: no control record for the kill message (audit/doc.go: the log records control messages); kinds: %s", kinds(recs))
+			t.Errorf("no control record for the kill message (the log records control messages); kinds: %s", kinds(recs))
 		}
 	})
 	t.Run("mirror stream", func(t *testing.T) {
