@@ -8,7 +8,7 @@ FUZZTIME ?= 10s
 FUZZ := ./task:FuzzParse ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse \
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical
 
-.PHONY: help deps build cross test unit fuzz bench bench-quick lint run-dev clean
+.PHONY: help deps build cross test unit vmtest fuzz bench bench-quick lint run-dev clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,8 +24,9 @@ deps: ## install what the tests and the benchmark need (redis, and the sandbox p
 	fi
 	@redis-server --version
 
-build: ## build ./task-job for this machine
+build: ## build ./task-job and its sandbox helper ./task-job-init for this machine
 	$(GO) build -o task-job ./cmd/task-job
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o task-job-init ./cmd/task-job-init
 
 cross: ## cross-build static binaries for linux, windows, darwin and freebsd into dist/
 	./build.sh all
@@ -52,10 +53,10 @@ bench-quick: deps ## a short benchmark run (CI runs it so the benchmark cannot r
 lint: ## gofmt and go vet, on every target OS
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	@for os in windows darwin freebsd; do GOOS=$$os $(GO) vet ./cmd/... ./sandbox/... ./jail/... ./spool/... ./config/... ./task/... ./queue/... ./executor/... || exit 1; done
+	@for os in windows darwin freebsd; do GOOS=$$os $(GO) vet ./cmd/... ./sandbox/... ./jail/... ./spool/... ./config/... ./task/... ./queue/... ./executor/... ./policy/... ./audit/... ./signature/... || exit 1; done
 
 run-dev: ## the quick start: embedded in-memory endpoint + executor, nothing to install
 	$(GO) run ./cmd/task-job dev
 
 clean: ## remove build output
-	rm -rf dist task-job
+	rm -rf dist task-job task-job-init
