@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/cgroups/v3"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -29,6 +30,25 @@ func needRoot(t testing.TB) {
 		t.Fatal("cgroup tests need root, and CI=true: run them as root")
 	}
 	t.Skip("cgroup tests need root (real cgroups, real processes)")
+}
+
+// sharedParent reports whether every Manager of this process gets the same
+// parent group whatever its Name: on the delegated v2 path it is
+// <own>/tasks. Tests over it cannot run in parallel, since each one's
+// CleanupStale and parent checks would meet the others' groups.
+var sharedParent = sync.OnceValue(func() bool {
+	if cgroups.Mode() != cgroups.Unified {
+		return false
+	}
+	_, own, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup")
+	return err == nil && own != "/"
+})
+
+// parallel is t.Parallel unless the parent group is shared.
+func parallel(t *testing.T) {
+	if !sharedParent() {
+		t.Parallel()
+	}
 }
 
 // testName is a parent group per test, so tests can run in parallel and
@@ -254,14 +274,14 @@ func TestSafeName(t *testing.T) {
 }
 
 func TestSpawnIsBornInside(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	g, err := m.New("born/inside", Limits{MemoryBytes: 64 << 20, CPUCores: 1, Pids: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	if want := "/" + testName(t) + "/born%2Finside-"; !strings.HasPrefix(g.Path(), want) {
+	if want := m.relParent + "/born%2Finside-"; !strings.HasPrefix(g.Path(), want) {
 		t.Errorf("Path = %q, want prefix %q", g.Path(), want)
 	}
 	var out syncBuffer
@@ -299,7 +319,7 @@ func TestSpawnIsBornInside(t *testing.T) {
 }
 
 func TestAddProc(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	g, err := m.New("addproc", Limits{})
 	if err != nil {
@@ -331,7 +351,7 @@ func TestAddProc(t *testing.T) {
 }
 
 func TestMemoryHogIsOOMKilled(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	const limit = 32 << 20
 	g, err := m.New("hog", Limits{MemoryBytes: limit})
@@ -367,7 +387,7 @@ func TestMemoryHogIsOOMKilled(t *testing.T) {
 }
 
 func TestPidsLimitStopsForkLoop(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	const max = 8
 	g, err := m.New("forks", Limits{Pids: max})
@@ -408,7 +428,7 @@ func TestPidsLimitStopsForkLoop(t *testing.T) {
 }
 
 func TestCPUQuotaHoldsBusyLoop(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	g, err := m.New("busy", Limits{CPUCores: 0.2})
 	if err != nil {
@@ -442,7 +462,7 @@ func TestCPUQuotaHoldsBusyLoop(t *testing.T) {
 }
 
 func TestKillReachesSetsidDoubleFork(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	g, err := m.New("setsid", Limits{})
 	if err != nil {
@@ -483,7 +503,7 @@ func TestKillReachesSetsidDoubleFork(t *testing.T) {
 }
 
 func TestCloseKillsWhatIsLeft(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	g, err := m.New("left", Limits{})
 	if err != nil {
@@ -504,7 +524,7 @@ func TestCloseKillsWhatIsLeft(t *testing.T) {
 }
 
 func TestManyGroupsLeaveNothing(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	var inNew, inClose time.Duration
 	for i := range 200 {
@@ -528,7 +548,7 @@ func TestManyGroupsLeaveNothing(t *testing.T) {
 }
 
 func TestCleanupStaleKillsPreviousRun(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	prev := hostManager(t)
 	g, err := prev.New("stale", Limits{MemoryBytes: 128 << 20})
 	if err != nil {
@@ -594,7 +614,7 @@ func assertNoParent(t *testing.T, m *Manager) {
 }
 
 func TestCloseRemovesParent(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	lim := Limits{MemoryBytes: 64 << 20, CPUCores: 0.5, Pids: 16}
 	ran, err := m.New("ran", lim)
@@ -705,7 +725,7 @@ func BenchmarkNewCloseNoPool(b *testing.B) {
 }
 
 func TestConcurrentSpawns(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	m := hostManager(t)
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -742,7 +762,7 @@ func TestConcurrentSpawns(t *testing.T) {
 	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
 	for _, f := range tasks {
 		for _, line := range cgroupLines(t, m, f) {
-			if strings.Contains(line, testName(t)) {
+			if strings.Contains(line, m.relParent+"/") {
 				t.Errorf("an executor thread is in a task's group: %s: %s", f, line)
 			}
 		}

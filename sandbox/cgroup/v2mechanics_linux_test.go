@@ -28,7 +28,7 @@ func TestV2MechanicsOnUnifiedHierarchy(t *testing.T) {
 			name = "freeze-and-kill"
 		}
 		t.Run(name, func(t *testing.T) {
-			t.Parallel()
+			parallel(t)
 			m := newTestManager(t, unifiedSetup(t))
 			m.cgKill = cgKill
 			t.Log(m.Describe())
@@ -86,7 +86,7 @@ func TestV2MechanicsOnUnifiedHierarchy(t *testing.T) {
 }
 
 func TestV2CleanupStaleOnUnifiedHierarchy(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	hs := unifiedSetup(t)
 	prev := newTestManager(t, hs)
 	g, err := prev.New("stale", Limits{})
