@@ -157,10 +157,7 @@ func New(opts Options) (*Executor, error) {
 		tasks:     make(map[string]*run),
 		stopNowCh: make(chan struct{}),
 	}
-	e.isolation = "process-group"
-	if opts.Runner.Isolated() {
-		e.isolation = "sandbox"
-	}
+	e.isolation = opts.Runner.Isolation()
 	e.policy.Store(opts.Policy)
 	e.out = newOutbox(sp, opts.Broker, opts.LogsHTTP, e.log, e.held.release)
 	e.taskCtx, e.killAll = context.WithCancelCause(context.Background())

@@ -148,6 +148,9 @@ func newJailer(opts Options, log hclog.Logger) (*jailer, error) {
 	return j, nil
 }
 
+// cgroups reports whether tasks get cgroup limits.
+func (j *jailer) cgroups() bool { return j.cg != nil && j.cg.Mode() != cgroup.Unavailable }
+
 // close removes the spare cgroups, waits for groups being removed and
 // releases the empty network namespace.
 func (j *jailer) close() error {

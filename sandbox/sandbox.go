@@ -158,6 +158,19 @@ func New(opts Options) (*Runner, error) {
 // enforced and what is not on this host.
 func (r *Runner) Describe() string { return r.describe }
 
+// Isolation names, for every task's result, what confines tasks here:
+// "sandbox", "sandbox-without-cgroups" (no memory, CPU or pids limits on
+// this host), or "process-group".
+func (r *Runner) Isolation() string {
+	switch {
+	case r.jail == nil || !r.isolated:
+		return "process-group"
+	case !r.jail.cgroups():
+		return "sandbox-without-cgroups"
+	}
+	return "sandbox"
+}
+
 // Isolated reports whether tasks run in the Linux sandbox.
 func (r *Runner) Isolated() bool { return r.isolated }
 

@@ -26,4 +26,5 @@ func (p *Process) signal(os.Signal) error    { return errUnsupported }
 // jailer is the Linux sandbox; it does not exist here.
 type jailer struct{}
 
-func (j *jailer) close() error { return nil }
+func (j *jailer) close() error  { return nil }
+func (j *jailer) cgroups() bool { return false }

@@ -49,7 +49,8 @@ func isolatedAttr() *syscall.SysProcAttr { return groupAttr() }
 // jailer is the Linux sandbox; it does not exist here.
 type jailer struct{}
 
-func (j *jailer) close() error { return nil }
+func (j *jailer) close() error  { return nil }
+func (j *jailer) cgroups() bool { return false }
 func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) error {
 	return errors.New("sandbox: the Linux sandbox does not exist on " + runtime.GOOS)
 }

@@ -136,4 +136,5 @@ func (p *Process) signal(sig os.Signal) error {
 // jailer is the Linux sandbox; it does not exist here.
 type jailer struct{}
 
-func (j *jailer) close() error { return nil }
+func (j *jailer) close() error  { return nil }
+func (j *jailer) cgroups() bool { return false }
