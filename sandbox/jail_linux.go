@@ -329,7 +329,7 @@ func emptyNetns() (*os.File, error) {
 		}
 		f, err := os.Open("/proc/thread-self/ns/net")
 		if err == nil {
-			if err = loopbackUp(); err != nil {
+			if err = nsinit.LoopbackUp(); err != nil {
 				f.Close()
 				err = fmt.Errorf("bring up its loopback: %w", err)
 			}
@@ -341,23 +341,6 @@ func emptyNetns() (*os.File, error) {
 	}()
 	r := <-ch
 	return r.f, r.err
-}
-
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // effective fills the zero fields of l from the defaults.

@@ -26,6 +26,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/taskjob/task-job/sandbox/nsinit"
+
 	"github.com/taskjob/task-job/test/vm/internal/proto"
 )
 
@@ -97,7 +99,7 @@ func run() {
 		return
 	}
 	_ = unix.Sethostname([]byte("vmtest"))
-	if err := loopbackUp(); err != nil {
+	if err := nsinit.LoopbackUp(); err != nil {
 		con.printf("vmtest init: lo: %v", err)
 	}
 
@@ -278,23 +280,6 @@ func mountAll() error {
 		}
 	}
 	return nil
-}
-
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // loadModules loads the modules in dependency order. A module that is built
