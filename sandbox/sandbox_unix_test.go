@@ -25,6 +25,7 @@ import (
 
 	"github.com/taskjob/task-job/sandbox"
 	"github.com/taskjob/task-job/sandbox/nsinit"
+	"github.com/taskjob/task-job/test/observe"
 )
 
 // helpers are alternative mains for this test binary, chosen by the
@@ -138,22 +139,7 @@ func testLogger(t testing.TB) hclog.Logger {
 }
 
 // syncBuffer collects output a test reads while the task still writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = observe.Buffer
 
 // serialWriter fails the test if Write is ever called concurrently, which
 // the sandbox promises not to do.

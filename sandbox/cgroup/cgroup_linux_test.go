@@ -17,6 +17,8 @@ import (
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/taskjob/task-job/test/observe"
 )
 
 // needRoot skips a test that needs root, except in CI where a missing
@@ -129,23 +131,8 @@ func startIn(t *testing.T, g *Group, cmd *exec.Cmd) {
 	})
 }
 
-// syncBuffer is written by the exec copy goroutines and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output a test reads while the task still writes.
+type syncBuffer = observe.Buffer
 
 // cgroupLines returns the lines of a /proc/<pid>/cgroup file that name the
 // hierarchies m uses.
