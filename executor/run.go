@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/jail"
 	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/sandbox"
 	"github.com/taskjob/task-job/task"
@@ -107,7 +109,12 @@ func (e *Executor) handle(d *queue.Delivery) {
 		return
 	}
 	r.rule = adm.rule
-	cmd, err := e.opt.Jail.Resolve(t.Task.Cmdline, t.Task.CmdArgs)
+	resolve := e.opt.Jail.Resolve
+	if adm.rule != "" && systemProgram(t.Task.Cmdline) {
+		// A rule named this absolute path word for word (SPEC §3.4).
+		resolve = e.opt.Jail.ResolveSystem
+	}
+	cmd, err := resolve(t.Task.Cmdline, t.Task.CmdArgs)
 	if err != nil {
 		reject(err.Error())
 		return
@@ -164,6 +171,13 @@ func (e *Executor) handle(d *queue.Delivery) {
 
 	state, reason := outcome(res, werr, context.Cause(r.ctx), stopped)
 	e.finish(r, state, reason, &res, started)
+}
+
+// systemProgram reports whether a cmdline names its program by absolute
+// path, which only a policy rule can allow.
+func systemProgram(cmdline string) bool {
+	words, err := jail.Split(cmdline)
+	return err == nil && len(words) > 0 && filepath.IsAbs(words[0])
 }
 
 // auditRefusal is the reason given for a task not run because its audit

@@ -262,3 +262,65 @@ func isName(s string) bool {
 	}
 	return s != ""
 }
+
+// ResolveSystem resolves a cmdline whose first word is an absolute path to
+// a system program, which only a policy rule naming it word for word may
+// allow (SPEC §3.4): the caller must have checked that. The program must be
+// a regular executable file, reached without symlinks, owned by a trusted
+// user and writable by no one else, in directories with the same
+// properties all the way from /. The working directory is cmd_dir.
+func (j *Jail) ResolveSystem(cmdline string, args []string) (*Command, error) {
+	cmd, err := j.resolveSystem(cmdline, args)
+	if err != nil {
+		var re *RefusedError
+		if !errors.As(err, &re) {
+			re = &RefusedError{Reason: err.Error(), Err: err}
+		}
+		re.Cmdline = cmdline
+		return nil, re
+	}
+	return cmd, nil
+}
+
+func (j *Jail) resolveSystem(cmdline string, args []string) (*Command, error) {
+	words, err := Split(cmdline)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkArgs(args); err != nil {
+		return nil, err
+	}
+	prog := words[0]
+	if !filepath.IsAbs(prog) || filepath.Clean(prog) != prog {
+		return nil, refusef("", "%q is not a clean absolute path to a system program", prog)
+	}
+	for dir := filepath.Dir(prog); ; dir = filepath.Dir(dir) {
+		fi, err := os.Lstat(dir)
+		if err != nil {
+			return nil, &RefusedError{Reason: fmt.Sprintf("%s cannot be checked: %v", dir, err), Err: err}
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			// /bin -> usr/bin on merged-/usr systems: name the real path.
+			return nil, refusef("", "%s is a symlink; name the program by its real path", dir)
+		}
+		if err := j.checkDir(dir, fi); err != nil {
+			return nil, err
+		}
+		if dir == "/" {
+			break
+		}
+	}
+	fi, err := os.Lstat(prog)
+	switch {
+	case err != nil:
+		return nil, &RefusedError{Reason: fmt.Sprintf("system program %s: %v", prog, err), Err: err}
+	case !fi.Mode().IsRegular():
+		return nil, refusef("", "system program %s is not a regular file", prog)
+	case permsChecked && fi.Mode()&0o111 == 0:
+		return nil, refusef("", "system program %s is not executable", prog)
+	}
+	if err := j.checkFile(prog, fi); err != nil {
+		return nil, err
+	}
+	return j.command("", prog, words[1:], args), nil
+}

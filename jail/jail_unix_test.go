@@ -449,3 +449,38 @@ func BenchmarkResolve(b *testing.B) {
 		})
 	}
 }
+
+func TestResolveSystem(t *testing.T) {
+	j, err := New(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := filepath.EvalSymlinks("/usr/bin/env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := j.ResolveSystem(env+" true", []string{"x"})
+	if err != nil {
+		t.Fatalf("ResolveSystem(%s) = %v", env, err)
+	}
+	if cmd.Path != env || strings.Join(cmd.Args, " ") != env+" true x" || cmd.Dir != j.Dir() {
+		t.Errorf("command = %+v", cmd)
+	}
+	mine := filepath.Join(t.TempDir(), "prog")
+	if err := os.WriteFile(mine, []byte("#!/bin/sh\n"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(mine, 0o777)
+	for _, cmdline := range []string{
+		"env",                 // not absolute
+		"/usr/bin/../bin/env", // not clean
+		"/usr/bin/no-such-program",
+		"/usr/bin",  // not a regular file
+		"/dev/null", // not a regular file
+		mine,        // writable by others
+	} {
+		if _, err := j.ResolveSystem(cmdline, nil); err == nil {
+			t.Errorf("ResolveSystem(%q) allowed it", cmdline)
+		}
+	}
+}
