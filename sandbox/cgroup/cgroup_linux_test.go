@@ -103,47 +103,162 @@ func newTestManager(t testing.TB, hs hostSetup) *Manager {
 func hostManager(t testing.TB) *Manager { return newTestManager(t, detect()) }
 
 // spawn starts /bin/sh -c script inside g. Its output goes to out if not nil.
-func spawn(t *testing.T, g *Group, script string, out io.Writer) *exec.Cmd {
+func spawn(t *testing.T, g *Group, script string, out io.Writer) *proc {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Stdout, cmd.Stderr = out, out
-	startIn(t, g, cmd)
-	return cmd
+	return startIn(t, g, cmd)
 }
 
-// startIn starts cmd inside g with Group.Spawn; the test's cleanup kills
-// and reaps it.
-func startIn(t *testing.T, g *Group, cmd *exec.Cmd) {
+// waitLimit bounds every wait on a task's process: a test must fail, not
+// hang. waitDelay bounds the wait for its output pipes once it has exited
+// (an orphan that survived a kill would hold them open forever).
+const (
+	waitLimit = 20 * time.Second
+	waitDelay = 5 * time.Second
+)
+
+// proc is a process a test started in a group. Its Wait runs once, in the
+// background, so that the test and its cleanup can both wait on it, each
+// with a bound.
+type proc struct {
+	cmd  *exec.Cmd
+	g    *Group
+	done chan struct{}
+	err  error
+}
+
+func track(g *Group, cmd *exec.Cmd) *proc {
+	p := &proc{cmd: cmd, g: g, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p
+}
+
+// waitUpTo returns the process's Wait error, or timedOut after d.
+func (p *proc) waitUpTo(d time.Duration) (err error, timedOut bool) {
+	select {
+	case <-p.done:
+		return p.err, false
+	case <-time.After(d):
+		return nil, true
+	}
+}
+
+// wait returns the process's Wait error; the test fails if it takes more
+// than waitLimit.
+func (p *proc) wait(t *testing.T) error {
 	t.Helper()
-	cmd.SysProcAttr = &syscall.SysProcAttr{}
-	_, err := g.Spawn(cmd.SysProcAttr, func() (int, error) {
+	err, timedOut := p.waitUpTo(waitLimit)
+	if timedOut {
+		t.Fatalf("pid %d not reaped after %v; %s", p.cmd.Process.Pid, waitLimit, groupState(p.g))
+	}
+	return err
+}
+
+// groupState says what is left in g, for a test that timed out.
+func groupState(g *Group) string {
+	pids, err := g.pids()
+	s := fmt.Sprintf("%s holds %v (%v)", g.Path(), pids, err)
+	if g.m.mode == V1 && g.m.frz >= 0 {
+		b, _ := os.ReadFile(filepath.Join(g.dirs[g.m.frz], "freezer.state"))
+		s += ", freezer " + strings.TrimSpace(string(b))
+	}
+	for _, pid := range pids {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		s += fmt.Sprintf("; %d: %q", pid, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+	}
+	return s
+}
+
+// gateScript holds a process before its first instruction of the task
+// until fd 3 reads EOF, then runs the task in its place.
+const gateScript = `read _ <&3; exec "$@" 3<&-`
+
+// start starts cmd inside g as the sandbox does: born inside with CgroupFD
+// on v2, or, on v1 (or when gated), blocked behind gateScript until AddProc
+// has moved it. If AddProc fails, the process is killed and reaped.
+func start(g *Group, cmd *exec.Cmd, gated bool) (*proc, error) {
+	cmd.WaitDelay = waitDelay
+	if fd, ok := g.CgroupFD(); ok && !gated {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
 		if err := cmd.Start(); err != nil {
-			return 0, err
+			return nil, err
 		}
-		return cmd.Process.Pid, nil
-	})
+		return track(g, cmd), nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close() // the task goes on, or, killed, is not left blocked
+	cmd.Args = append([]string{"/bin/sh", "-c", gateScript, "sh", cmd.Path}, cmd.Args[1:]...)
+	cmd.Path = "/bin/sh"
+	cmd.ExtraFiles = append([]*os.File{r}, cmd.ExtraFiles...)
+	err = cmd.Start()
+	r.Close()
+	if err != nil {
+		return nil, err
+	}
+	p := track(g, cmd)
+	if err := g.AddProc(cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		_, _ = p.waitUpTo(waitLimit)
+		return nil, err
+	}
+	return p, nil
+}
+
+// startIn starts cmd inside g (see start); the test's cleanup kills and
+// reaps it.
+func startIn(t *testing.T, g *Group, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p, err := start(g, cmd, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// The whole group, then the process itself: an orphan left in the
+		// group by a failed test would hold the output pipes.
+		_ = g.Kill()
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		if _, timedOut := p.waitUpTo(waitLimit); timedOut {
+			t.Errorf("cleanup: pid %d not reaped after %v; %s", cmd.Process.Pid, waitLimit, groupState(g))
+		}
 	})
+	return p
 }
 
 // syncBuffer collects output a test reads while the task still writes.
 type syncBuffer = observe.Buffer
 
-// cgroupLines returns the lines of a /proc/<pid>/cgroup file that name the
-// hierarchies m uses.
-func cgroupLines(t *testing.T, m *Manager, file string) []string {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+// threadsIn returns, for each thread of the test process, the lines of its
+// /proc/self/task/<tid>/cgroup that name a hierarchy m uses and contain
+// prefix. A thread that ends meanwhile is skipped.
+func threadsIn(m *Manager, prefix string) []string {
+	files, _ := filepath.Glob("/proc/self/task/*/cgroup")
 	var out []string
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range cgroupLines(m, string(b)) {
+			if strings.Contains(line, prefix) {
+				out = append(out, f+": "+line)
+			}
+		}
+	}
+	return out
+}
+
+// cgroupLines returns the lines of a /proc/<pid>/cgroup text that name the
+// hierarchies m uses.
+func cgroupLines(m *Manager, text string) []string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 {
 			continue
@@ -161,6 +276,22 @@ func cgroupLines(t *testing.T, m *Manager, file string) []string {
 		}
 	}
 	return out
+}
+
+// inside counts the lines of a /proc/<pid>/cgroup text that put the
+// process in g, and how many there must be: every hierarchy of ours on v2,
+// the five controllers on v1 (whatever shares a mount).
+func inside(m *Manager, g *Group, text string) (got, want int) {
+	for _, line := range cgroupLines(m, text) {
+		if strings.HasSuffix(line, ":"+g.Path()) {
+			got++
+		}
+	}
+	want = len(m.hier)
+	if m.mode == V1 {
+		want = 5
+	}
+	return got, want
 }
 
 // waitFor polls cond for up to 10 s.
@@ -260,49 +391,44 @@ func TestSafeName(t *testing.T) {
 	}
 }
 
-func TestSpawnIsBornInside(t *testing.T) {
+// TestTaskStartsInside checks both ways to start a task inside its group
+// (CgroupFD on v2, a gated start and AddProc anywhere): the task's first
+// action sees it inside in every controller, and no thread of the test
+// process is ever there.
+func TestTaskStartsInside(t *testing.T) {
 	parallel(t)
 	m := hostManager(t)
-	g, err := m.New("born/inside", Limits{MemoryBytes: 64 << 20, CPUCores: 1, Pids: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if want := m.relParent + "/born%2Finside-"; !strings.HasPrefix(g.Path(), want) {
-		t.Errorf("Path = %q, want prefix %q", g.Path(), want)
-	}
-	var out syncBuffer
-	cmd := spawn(t, g, "cat /proc/self/cgroup", &out)
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	var got int
-	for _, line := range strings.Split(out.String(), "\n") {
-		if strings.HasSuffix(line, ":"+g.Path()) {
-			got++
+	for _, gated := range []bool{false, true} {
+		g, err := m.New("born/inside", Limits{MemoryBytes: 64 << 20, CPUCores: 1, Pids: 16})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	want := len(m.hier)
-	if m.mode == V1 {
-		want = 5 // memory cpu cpuacct pids freezer, whatever shares a mount
-	}
-	if got < want {
-		t.Errorf("the task saw itself in %d of our %d controllers:\n%s", got, want, out.String())
-	}
-	// The executor's threads are all back where they were.
-	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
-	for _, f := range tasks {
-		for _, line := range cgroupLines(t, m, f) {
-			if strings.Contains(line, g.Path()) {
-				t.Errorf("an executor thread stayed in the task's group: %s: %s", f, line)
-			}
+		defer g.Close()
+		if want := m.relParent + "/born%2Finside-"; !strings.HasPrefix(g.Path(), want) {
+			t.Errorf("Path = %q, want prefix %q", g.Path(), want)
 		}
+		var out syncBuffer
+		cmd := exec.Command("/bin/cat", "/proc/self/cgroup")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		p, err := start(g, cmd, gated)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.wait(t); err != nil {
+			t.Fatalf("%v: %s", err, out.String())
+		}
+		if got, want := inside(m, g, out.String()); got < want {
+			t.Errorf("gated %v: the task saw itself in %d of our %d controllers:\n%s", gated, got, want, out.String())
+		}
+		for _, l := range threadsIn(m, g.Path()) {
+			t.Errorf("a thread of the test process is in the task's group: %s", l)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		m.flush()
+		assertGone(t, m, g)
 	}
-	if err := g.Close(); err != nil {
-		t.Fatal(err)
-	}
-	m.flush()
-	assertGone(t, m, g)
 }
 
 func TestAddProc(t *testing.T) {
@@ -313,9 +439,19 @@ func TestAddProc(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
+	// Never the executor: Kill would freeze it. 0 would mean the writer.
+	for _, pid := range []int{os.Getpid(), 0, -1} {
+		if err := g.AddProc(pid); err == nil {
+			t.Errorf("AddProc(%d) accepted it", pid)
+		}
+	}
+	for _, l := range threadsIn(m, g.Path()) {
+		t.Errorf("a thread of the test process is in the task's group: %s", l)
+	}
 	// The task waits on stdin until it was added, so what it prints is
 	// from inside the group.
 	cmd := exec.Command("/bin/sh", "-c", "read _; cat /proc/self/cgroup")
+	cmd.WaitDelay = waitDelay
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -325,11 +461,13 @@ func TestAddProc(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	p := track(g, cmd)
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = p.waitUpTo(waitLimit) })
 	if err := g.AddProc(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	_, _ = in.Write([]byte("\n"))
-	if err := cmd.Wait(); err != nil {
+	if err := p.wait(t); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), ":"+g.Path()+"\n") {
@@ -348,7 +486,7 @@ func TestMemoryHogIsOOMKilled(t *testing.T) {
 	defer g.Close()
 	var out syncBuffer
 	cmd := spawnHelper(t, g, "hog", &out)
-	err = cmd.Wait()
+	err = cmd.wait(t)
 	if err == nil {
 		t.Fatalf("the memory hog finished inside a 32 MiB limit: %s", out.String())
 	}
@@ -386,7 +524,9 @@ func TestPidsLimitStopsForkLoop(t *testing.T) {
 	cmd := spawn(t, g, "i=0; while [ $i -lt 40 ]; do sleep 1000 & i=$((i+1)); done; echo all forked; wait", &out)
 	waitFor(t, "a fork to fail", func() bool { return strings.Contains(strings.ToLower(out.String()), "fork") })
 	// The group is at its limit; the executor still forks.
-	if err := exec.Command("/bin/true").Run(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := exec.CommandContext(ctx, "/bin/true").Run(); err != nil {
 		t.Fatalf("the test could not fork while the task's group was full: %v", err)
 	}
 	pids, err := g.pids()
@@ -406,11 +546,11 @@ func TestPidsLimitStopsForkLoop(t *testing.T) {
 	if err := g.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = cmd.wait(t)
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := g.WaitEmpty(ctx); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; %s", err, groupState(g))
 	}
 }
 
@@ -467,7 +607,7 @@ func TestKillReachesSetsidDoubleFork(t *testing.T) {
 	if err := g.WaitEmpty(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+	if err := cmd.wait(t); err == nil || !strings.Contains(err.Error(), "killed") {
 		t.Errorf("the task ended with %v, want killed", err)
 	}
 	for _, pid := range pids {
@@ -502,7 +642,7 @@ func TestCloseKillsWhatIsLeft(t *testing.T) {
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
+	_ = cmd.wait(t)
 	m.flush()
 	assertGone(t, m, g)
 	if _, ok := g.CgroupFD(); ok {
@@ -565,7 +705,7 @@ func TestCleanupStaleKillsPreviousRun(t *testing.T) {
 	if n < 1 {
 		t.Errorf("CleanupStale removed %d groups", n)
 	}
-	_ = cmd.Wait()
+	_ = cmd.wait(t)
 	assertGone(t, prev, g)
 	for _, pid := range pids {
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
@@ -608,7 +748,7 @@ func TestCloseRemovesParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := spawn(t, ran, "true", nil).Wait(); err != nil {
+	if err := spawn(t, ran, "true", nil).wait(t); err != nil {
 		t.Fatal(err)
 	}
 	if err := ran.Close(); err != nil {
@@ -667,7 +807,7 @@ func TestCloseRemovesParent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New with the parent gone: %v", err)
 	}
-	if err := spawn(t, g, "true", nil).Wait(); err != nil {
+	if err := spawn(t, g, "true", nil).wait(t); err != nil {
 		t.Fatal(err)
 	}
 	if err := g.Close(); err != nil {
@@ -711,9 +851,28 @@ func BenchmarkNewCloseNoPool(b *testing.B) {
 	benchmarkNewClose(b, hs)
 }
 
-func TestConcurrentSpawns(t *testing.T) {
+// TestConcurrentStarts starts tasks from four goroutines at once, half of
+// them gated and added with AddProc (the v1 path, on v2 too), half by the
+// default path (CgroupFD on v2), and checks that each task starts inside
+// its group and that no thread of the test process is ever in a task's
+// group, sampled all along.
+func TestConcurrentStarts(t *testing.T) {
 	parallel(t)
 	m := hostManager(t)
+	stop := make(chan struct{})
+	sampled := make(chan []string)
+	go func() {
+		var seen []string
+		for {
+			seen = append(seen, threadsIn(m, m.relParent+"/")...)
+			select {
+			case <-stop:
+				sampled <- seen
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
@@ -723,19 +882,26 @@ func TestConcurrentSpawns(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				cmd := exec.Command("/bin/true")
-				cmd.SysProcAttr = &syscall.SysProcAttr{}
-				if _, err := g.Spawn(cmd.SysProcAttr, func() (int, error) {
-					if err := cmd.Start(); err != nil {
-						return 0, err
-					}
-					return cmd.Process.Pid, nil
-				}); err != nil {
+				var out syncBuffer
+				cmd := exec.Command("/bin/cat", "/proc/self/cgroup")
+				cmd.Stdout, cmd.Stderr = &out, &out
+				p, err := start(g, cmd, w%2 == 0)
+				if err != nil {
 					t.Error(err)
+					_ = g.Close()
 					return
 				}
-				if err := cmd.Wait(); err != nil {
-					t.Error(err)
+				err, timedOut := p.waitUpTo(waitLimit)
+				switch {
+				case timedOut:
+					_ = g.Kill()
+					t.Errorf("pid %d not reaped after %v; %s", cmd.Process.Pid, waitLimit, groupState(g))
+				case err != nil:
+					t.Errorf("%v: %s", err, out.String())
+				default:
+					if got, want := inside(m, g, out.String()); got < want {
+						t.Errorf("the task saw itself in %d of our %d controllers:\n%s", got, want, out.String())
+					}
 				}
 				if err := g.Close(); err != nil {
 					t.Error(err)
@@ -745,14 +911,9 @@ func TestConcurrentSpawns(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// No executor thread was left in any task's group.
-	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
-	for _, f := range tasks {
-		for _, line := range cgroupLines(t, m, f) {
-			if strings.Contains(line, m.relParent+"/") {
-				t.Errorf("an executor thread is in a task's group: %s: %s", f, line)
-			}
-		}
+	close(stop)
+	for _, l := range <-sampled {
+		t.Errorf("a thread of the test process was in a task's group: %s", l)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
@@ -808,4 +969,39 @@ func TestNewCloseCost(t *testing.T) {
 	rmdir := avg(func(i int) { m.removeNow(bare(i)) })
 	t.Logf("%v: New+Close %v on the caller's path; one getppid %v; mkdir in every hierarchy %v, the three limits %v, populated check %v, rmdir %v",
 		m.Mode(), newClose, syscallCost, mkdir, limits, populated, rmdir)
+}
+
+// TestKillThawsGroupsBelow: on v1 a process frozen in a group a task made
+// below its own keeps a SIGKILL pending until thawed; Kill must thaw it.
+func TestKillThawsGroupsBelow(t *testing.T) {
+	parallel(t)
+	m := hostManager(t)
+	if m.mode != V1 || m.frz < 0 {
+		t.Skip("v1 freezer only: a v2 SIGKILL reaches a frozen process")
+	}
+	g, err := m.New("nested", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	p := spawnHelper(t, g, "sleep", nil)
+	sub := filepath.Join(g.dirs[m.frz], "inner")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(filepath.Join(sub, "cgroup.procs"), fmt.Sprint(p.cmd.Process.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(filepath.Join(sub, "freezer.state"), "FROZEN"); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.WaitEmpty(ctx); err != nil {
+		t.Fatalf("%v; %s", err, groupState(g))
+	}
+	_ = p.wait(t)
 }

@@ -5,7 +5,6 @@ package cgroup
 import (
 	"context"
 	"fmt"
-	"syscall"
 )
 
 // Manager is always Unavailable outside Linux.
@@ -42,6 +41,3 @@ func (g *Group) WaitEmpty(context.Context) error { return ErrUnavailable }
 func (g *Group) Usage() (Usage, error)           { return Usage{}, ErrUnavailable }
 func (g *Group) Close() error                    { return nil }
 func (g *Group) Path() string                    { return "" }
-func (g *Group) Spawn(*syscall.SysProcAttr, func() (int, error)) (int, error) {
-	return 0, ErrUnavailable
-}

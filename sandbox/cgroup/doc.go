@@ -11,7 +11,9 @@
 //     each of the memory, cpu, cpuacct, pids and freezer hierarchies, at the
 //     root of each mount. Only those five hierarchies are used, so creating a
 //     group costs five mkdirs, not one per mounted hierarchy. A kill freezes
-//     the group, SIGKILLs every pid it lists and thaws it.
+//     the group, SIGKILLs every pid it lists, thaws it (and any group a task
+//     made below it) and lists it again, until no pid it has not signalled
+//     is left.
 //   - cgroup v2, executor in the root cgroup: /sys/fs/cgroup/<Name>/<group>,
 //     with +memory +cpu +pids enabled in the root's and in <Name>'s
 //     cgroup.subtree_control. A kill writes cgroup.kill (Linux 5.14+; older
@@ -30,13 +32,22 @@
 // Internal names (spares, probes) start with '~', which a task's name never
 // does.
 //
-// Starting a task inside its group: Group.Spawn runs the caller's start
-// function so that the task is born in the group and cannot fork a child
-// outside it first. On v2 it sets SysProcAttr.UseCgroupFD (clone3 with
-// CLONE_INTO_CGROUP, Linux 5.7+). On v1 it moves the calling OS thread into
-// the group for the fork (a child inherits the cgroups of the thread that
-// forks it) and moves the thread back; there the pids limit counts that
-// thread while the fork runs, so a limit of 1 pid cannot start anything.
+// Starting a task inside its group, so that it cannot fork a child outside
+// it first. The package starts no process itself; there are two ways:
+//
+//   - v2: Group.CgroupFD gives an fd of the group's directory; start the
+//     task with syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd} (clone3
+//     with CLONE_INTO_CGROUP, Linux 5.7+) and it is born inside.
+//   - v1 (no CgroupFD): start a process that blocks before the task's first
+//     instruction, call Group.AddProc with its pid, then let it go on. The
+//     sandbox's helper waits for its instructions on a pipe; a plain command
+//     can be started as /bin/sh -c 'read _ <&3; exec "$@" 3<&-' sh CMD ARGS
+//     with a pipe's read end as fd 3, and the write end closed after
+//     AddProc.
+//
+// No thread of the executor ever enters a task's group, and AddProc refuses
+// the executor's own pid: Kill freezes the group, and must never freeze the
+// executor.
 //
 // Creating and removing a group costs a few hundred microseconds on v1
 // (mkdir in five hierarchies, and memory cgroups are slow to make); the

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,9 +23,7 @@ type Group struct {
 	dirs []string // one per Manager hierarchy
 	fd   int      // v2: O_PATH fd of the group's directory; -1 otherwise
 
-	// mu serializes Spawn, Kill and Close: on v1 an executor thread sits in
-	// the group while Spawn forks, and must never be frozen or listed for a
-	// kill.
+	// mu serializes Kill and Close, and guards fd and closed.
 	mu       sync.Mutex
 	closed   bool
 	closeErr error
@@ -98,9 +94,20 @@ func (g *Group) CgroupFD() (fd int, ok bool) {
 }
 
 // AddProc moves a running process (all its threads) into the group in every
-// hierarchy. Processes it forked before the call stay where they were, so
-// prefer Spawn.
+// hierarchy. Only what the process does from then on is confined: children
+// it forked before stay where they were. So start the task's process
+// blocked before its first instruction of the task, call AddProc with its
+// pid, and only then let it go on (see "Starting a task inside its group"
+// in the package documentation). On v2 prefer CgroupFD, which has the
+// process born inside.
+//
+// The executor's own pid is refused, and so is 0 (which the kernel takes
+// as "the writer"): a group holding the executor could not be frozen
+// without freezing the executor.
 func (g *Group) AddProc(pid int) error {
+	if pid <= 0 || pid == os.Getpid() {
+		return fmt.Errorf("cgroup: add pid %d to %s: refused, not a task's process", pid, g.Path())
+	}
 	for _, d := range g.dirs {
 		if err := writeFile(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
 			return fmt.Errorf("cgroup: add pid %d to %s: %w", pid, g.Path(), err)
@@ -109,124 +116,13 @@ func (g *Group) AddProc(pid int) error {
 	return nil
 }
 
-// Spawn starts one process inside the group, so that it is in the group
-// before it can run a single instruction. start must start the process on
-// the goroutine it is called on, with attr as its SysProcAttr
-// (os.StartProcess, exec.Cmd.Start), and return its pid.
-//
-// v2: attr gets UseCgroupFD and CgroupFD (clone3 CLONE_INTO_CGROUP), and
-// start runs on the calling goroutine.
-// v1: start runs on a goroutine of its own whose OS thread is moved into
-// the group for the fork, since a child starts in the cgroups of the thread
-// that forked it, and moved back after. With SysProcAttr.Pdeathsig the
-// process gets the signal if that thread cannot be moved back (it is ended
-// then). Where our own v1 groups are unknown, the process is started and
-// then added with AddProc; if that fails, Spawn returns the pid with the
-// error and the caller must kill it.
-func (g *Group) Spawn(attr *syscall.SysProcAttr, start func() (pid int, err error)) (int, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return 0, fmt.Errorf("cgroup: spawn in %s: the group is closed", g.Path())
-	}
-	switch {
-	case g.m.mode == V2:
-		attr.UseCgroupFD, attr.CgroupFD = true, g.fd
-		return start()
-	case g.m.threadMoves:
-		// A goroutine of its own, locked to its thread: if the thread cannot
-		// be moved back, the goroutine ends still locked and the runtime ends
-		// the thread with it, so no other goroutine ever runs inside the
-		// task's group (where Kill would freeze it).
-		type result struct {
-			pid int
-			err error
-		}
-		done := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			pid, back, err := g.spawnFromThread(start)
-			if back {
-				runtime.UnlockOSThread()
-			}
-			done <- result{pid, err}
-		}()
-		r := <-done
-		return r.pid, r.err
-	}
-	pid, err := start()
-	if err == nil {
-		err = g.AddProc(pid)
-	}
-	return pid, err
-}
-
-// spawnFromThread runs start with the calling thread, locked, moved into
-// the group; back reports whether the thread is back in our own groups.
-func (g *Group) spawnFromThread(start func() (int, error)) (pid int, back bool, err error) {
-	tid := strconv.Itoa(unix.Gettid())
-	for _, d := range g.dirs {
-		if err = writeFile(filepath.Join(d, "tasks"), tid); err != nil {
-			err = fmt.Errorf("cgroup: move the starting thread into %s: %w", g.Path(), err)
-			break
-		}
-	}
-	if err == nil {
-		pid, err = start()
-	}
-	var errs []error
-	for _, h := range g.m.hier {
-		if werr := writeFile(filepath.Join(h.own, "tasks"), tid); werr != nil {
-			errs = append(errs, werr)
-		}
-	}
-	errs = append(errs, g.strayThreadsBack())
-	if berr := errors.Join(errs...); berr != nil {
-		return pid, false, errors.Join(err, fmt.Errorf("cgroup: move the starting thread back to the executor's cgroups: %w", berr))
-	}
-	return pid, true, err
-}
-
-// strayThreadsBack moves back any thread of ours found in the group. The
-// runtime is meant to start threads from a known-good template thread when
-// the current one is locked, yet under load a thread cloned while ours was
-// inside was seen to inherit some of the group's hierarchies (1 in ~500
-// spawns with -race here); it would keep the group from emptying and be
-// frozen by Kill. Costs one tasks read per hierarchy (~15µs each).
-func (g *Group) strayThreadsBack() error {
-	var errs []error
-	for pass := 0; pass < 3; pass++ {
-		moved := false
-		for _, d := range g.dirs {
-			tids, err := readPids(filepath.Join(d, "tasks"))
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			for _, tid := range tids {
-				if !exists("/proc/self/task/" + strconv.Itoa(tid)) {
-					continue // the task's own threads
-				}
-				moved = true
-				for _, h := range g.m.hier {
-					if err := writeFile(filepath.Join(h.own, "tasks"), strconv.Itoa(tid)); err != nil && !errors.Is(err, unix.ESRCH) {
-						errs = append(errs, err)
-					}
-				}
-			}
-		}
-		if !moved {
-			break
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // Kill SIGKILLs every process in the group, and only those. v2 writes
 // cgroup.kill; elsewhere the group is frozen, every pid it lists is
 // signalled while none of them can exit (so no pid can have been reused by
-// then) or fork, and it is thawed so the signals are delivered. Kill does
-// not wait: use WaitEmpty.
+// then) or fork, and it is thawed so the signals are delivered. The group
+// is then listed again: a pid not signalled yet (a fork the freeze did not
+// stop, a process added meanwhile) starts another round. Kill does not
+// wait for the signalled processes to go: use WaitEmpty.
 func (g *Group) Kill() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -241,13 +137,12 @@ func (g *Group) kill() error {
 		return nil
 	}
 	self := os.Getpid()
-	if pids, err := g.pids(); err == nil && slices.Contains(pids, self) {
-		// One of our threads is in the group (a Spawn that could not move
-		// it back): freezing would freeze the executor.
-		return fmt.Errorf("cgroup: kill %s: refused, a thread of the executor itself is in the group", g.Path())
-	}
+	signalled := map[int]bool{}
 	for round := 0; round < 100; round++ {
-		frozen := g.freeze()
+		if round > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		_ = g.freeze()
 		pids, err := g.pids()
 		if err != nil {
 			g.thaw()
@@ -255,27 +150,38 @@ func (g *Group) kill() error {
 		}
 		for _, pid := range pids {
 			if pid == self {
-				continue // a thread of ours joined after the check above
+				// AddProc refuses the executor, so something else moved it
+				// here; never SIGKILL ourselves.
+				g.thaw()
+				return fmt.Errorf("cgroup: kill %s: refused, the executor itself is in the group", g.Path())
 			}
 			if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 				g.thaw()
 				return fmt.Errorf("cgroup: kill pid %d of %s: %w", pid, g.Path(), err)
 			}
+			signalled[pid] = true
 		}
 		g.thaw()
-		// Frozen, the list was complete; unfrozen, a process may have forked
-		// after it was read, so go again until nothing is listed.
-		if frozen || len(pids) == 0 {
+		if len(pids) == 0 {
 			return nil
 		}
-		time.Sleep(time.Millisecond)
+		// Signalled processes may still be listed while they exit; only a
+		// pid not signalled yet means the listing missed one.
+		left, err := g.pids()
+		if err != nil {
+			return fmt.Errorf("cgroup: kill %s: %w", g.Path(), err)
+		}
+		if !slices.ContainsFunc(left, func(pid int) bool { return !signalled[pid] }) {
+			return nil
+		}
 	}
 	return fmt.Errorf("cgroup: kill %s: processes keep appearing after 100 rounds of SIGKILL", g.Path())
 }
 
 // freeze stops every process of the group and reports whether the kernel
 // confirmed it within a short bound (a process in uninterruptible sleep can
-// keep a group FREEZING).
+// keep a group FREEZING). Kill goes on either way: its listing after the
+// thaw catches what an unconfirmed freeze let fork.
 func (g *Group) freeze() bool {
 	var file, value, key string
 	switch {
@@ -306,12 +212,24 @@ func (g *Group) freeze() bool {
 	}
 }
 
+// thaw thaws the group. On v1 it thaws the groups below it too: a task
+// running as root may have made and frozen one, and a v1 process frozen
+// there would keep a SIGKILL pending forever (v2 delivers a SIGKILL to a
+// frozen process).
 func (g *Group) thaw() {
 	switch {
 	case g.m.mode == V1 && g.m.frz >= 0:
-		_ = writeFile(filepath.Join(g.dirs[g.m.frz], "freezer.state"), "THAWED")
+		thawTree(g.dirs[g.m.frz])
 	case g.m.mode == V2:
 		_ = writeFile(filepath.Join(g.dirs[0], "cgroup.freeze"), "0")
+	}
+}
+
+func thawTree(dir string) {
+	_ = writeFile(filepath.Join(dir, "freezer.state"), "THAWED")
+	subs, _ := subdirs(dir)
+	for _, s := range subs {
+		thawTree(s)
 	}
 }
 

@@ -117,19 +117,18 @@ func helperCmd(h string) *exec.Cmd {
 }
 
 // spawnHelper starts helper h inside g. Its output goes to out if not nil.
-func spawnHelper(t *testing.T, g *Group, h string, out *syncBuffer) *exec.Cmd {
+func spawnHelper(t *testing.T, g *Group, h string, out *syncBuffer) *proc {
 	t.Helper()
 	cmd := helperCmd(h)
 	if out != nil {
 		cmd.Stdout, cmd.Stderr = out, out
 	}
-	startIn(t, g, cmd)
-	return cmd
+	return startIn(t, g, cmd)
 }
 
 // startTree starts the "tree" helper in g and returns the pids of the three
 // processes it made, once they all run.
-func startTree(t *testing.T, g *Group) (*exec.Cmd, []int) {
+func startTree(t *testing.T, g *Group) (*proc, []int) {
 	t.Helper()
 	var out syncBuffer
 	cmd := spawnHelper(t, g, "tree", &out)

@@ -37,7 +37,6 @@ const closeWait = 5 * time.Second
 // v1 mount used (cpu and cpuacct may share one), the unified one on v2.
 type hierarchy struct {
 	parent string // the parent group's directory
-	own    string // the executor's own group directory (v1 thread moves); "" if unknown
 }
 
 // Manager makes one group per task under a parent group. It is safe for
@@ -55,7 +54,6 @@ type Manager struct {
 	memsw                                 bool     // v1 memory.memsw.limit_in_bytes exists
 	swapMax                               bool     // v2 memory.swap.max exists
 	cgKill                                bool     // v2 cgroup.kill exists (Linux 5.14+)
-	threadMoves                           bool     // v1: the executor's own groups are known
 	need                                  []string // v2: controllers enabled for the parent's children
 
 	seq     atomic.Uint64
@@ -154,7 +152,7 @@ func (m *Manager) Mode() Mode { return m.mode }
 // Describe returns one human line for the start-up log.
 func (m *Manager) Describe() string { return m.describe }
 
-type mountV1 struct{ point, root string }
+type mountV1 struct{ point string }
 
 // v1Mounts maps each v1 controller to its mount, from /proc/self/mountinfo
 // (not assumed to be /sys/fs/cgroup/<name>: cpu and cpuacct are often one
@@ -177,7 +175,7 @@ func v1Mounts() (map[string]mountV1, error) {
 		if len(pf) < 5 || len(sf) < 3 || sf[0] != "cgroup" {
 			continue
 		}
-		mnt := mountV1{point: unescapeMount(pf[4]), root: unescapeMount(pf[3])}
+		mnt := mountV1{point: unescapeMount(pf[4])}
 		for _, opt := range strings.Split(sf[2], ",") {
 			if _, seen := out[opt]; !seen {
 				out[opt] = mnt
@@ -220,10 +218,6 @@ func (m *Manager) setupV1(hybrid bool) string {
 	if len(missing) > 0 {
 		return "cgroup v1 controllers not mounted: " + strings.Join(missing, ", ")
 	}
-	own, _, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup")
-	if err != nil {
-		m.log.Debug("own cgroups unknown; tasks are added after they start", "error", err)
-	}
 	byMount := map[string]int{}
 	role := func(c string) int {
 		mnt, ok := mounts[c]
@@ -233,26 +227,14 @@ func (m *Manager) setupV1(hybrid bool) string {
 		if i, ok := byMount[mnt.point]; ok {
 			return i
 		}
-		h := hierarchy{parent: filepath.Join(mnt.point, m.name)}
-		if p, ok := own[c]; ok {
-			// Our path is relative to the cgroup namespace; the mount may show
-			// only a subtree of it (mountinfo's root field).
-			if rel, ok := strings.CutPrefix(p, strings.TrimSuffix(mnt.root, "/")); ok && (rel == "" || rel[0] == '/') {
-				h.own = filepath.Join(mnt.point, rel)
-			}
-		}
-		m.hier = append(m.hier, h)
+		m.hier = append(m.hier, hierarchy{parent: filepath.Join(mnt.point, m.name)})
 		byMount[mnt.point] = len(m.hier) - 1
 		return len(m.hier) - 1
 	}
 	m.memIdx, m.cpuIdx, m.acctIdx, m.pidsIdx, m.frz = role("memory"), role("cpu"), role("cpuacct"), role("pids"), role("freezer")
-	m.threadMoves = true
 	for _, h := range m.hier {
 		if why := mkdirParent(h.parent); why != "" {
 			return why
-		}
-		if h.own == "" || !exists(filepath.Join(h.own, "tasks")) {
-			m.threadMoves = false
 		}
 	}
 	if why := m.probe(); why != "" {
@@ -564,8 +546,9 @@ func (m *Manager) disown(name string) {
 }
 
 // New makes the task's group with its limits set. The group exists in every
-// controller before the task starts; start the task with Group.Spawn (or
-// CgroupFD, or AddProc). Each call gets a new group, even for the same id.
+// controller before the task starts; start the task inside it with CgroupFD
+// (v2) or AddProc on a process still blocked before the task's first
+// instruction (v1). Each call gets a new group, even for the same id.
 func (m *Manager) New(id string, l Limits) (*Group, error) {
 	if m.mode == Unavailable {
 		return nil, fmt.Errorf("cgroup: %w: %s", ErrUnavailable, m.why)

@@ -44,7 +44,7 @@ func TestV2MechanicsOnUnifiedHierarchy(t *testing.T) {
 			}
 			var out syncBuffer
 			cmd := spawn(t, g, "cat /proc/self/cgroup", &out)
-			if err := cmd.Wait(); err != nil {
+			if err := cmd.wait(t); err != nil {
 				t.Fatal(err)
 			}
 			if !strings.Contains(out.String(), "0::"+g.Path()+"\n") {
@@ -52,7 +52,7 @@ func TestV2MechanicsOnUnifiedHierarchy(t *testing.T) {
 			}
 
 			busy := spawn(t, g, "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done", nil)
-			if err := busy.Wait(); err != nil {
+			if err := busy.wait(t); err != nil {
 				t.Fatal(err)
 			}
 			u, err := g.Usage()
@@ -75,7 +75,7 @@ func TestV2MechanicsOnUnifiedHierarchy(t *testing.T) {
 			if err := g.WaitEmpty(ctx); err != nil {
 				t.Fatal(err)
 			}
-			_ = cmd.Wait()
+			_ = cmd.wait(t)
 			if err := g.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +102,7 @@ func TestV2CleanupStaleOnUnifiedHierarchy(t *testing.T) {
 	if n, err := m.CleanupStale(); n != 1 || err != nil {
 		t.Errorf("CleanupStale = %d, %v; want 1, nil", n, err)
 	}
-	_ = cmd.Wait()
+	_ = cmd.wait(t)
 	assertGone(t, prev, g)
 	_ = g.Close()
 }
