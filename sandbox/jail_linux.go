@@ -72,7 +72,8 @@ type jailer struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	etcDir string // the copy of /etc files tasks see, bound as their /etc
+	etcDir  string   // the copy of /etc files tasks see, bound as their /etc
+	etcLock *os.File // held while etcDir is in use
 }
 
 type credential struct{ uid, gid uint32 }
@@ -127,7 +128,7 @@ func newJailer(opts Options, log hclog.Logger) (*jailer, error) {
 	if err := os.MkdirAll(j.rootDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create the sandbox root mount point: %w", err)
 	}
-	if j.etcDir, j.readOnly, err = prepareEtc(filepath.Dir(j.rootDir), j.readOnly); err != nil {
+	if j.etcDir, j.etcLock, j.readOnly, err = prepareEtc(filepath.Dir(j.rootDir), j.readOnly); err != nil {
 		return nil, fmt.Errorf("prepare the tasks' /etc: %w", err)
 	}
 	if j.netns, err = emptyNetns(); err != nil {
@@ -167,7 +168,7 @@ func (j *jailer) release() error {
 		errs = append(errs, j.netns.Close())
 	}
 	if j.etcDir != "" {
-		errs = append(errs, os.RemoveAll(j.etcDir))
+		errs = append(errs, os.RemoveAll(j.etcDir), os.Remove(j.etcLock.Name()), j.etcLock.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -205,8 +206,8 @@ func (j *jailer) describe() string {
 // of this copy per task replaces a bind per /etc file: mounts are most of
 // the sandbox's start-up cost. The copy is made at start-up, so a task sees
 // /etc as it was then.
-func prepareEtc(parent string, readOnly []string) (string, []string, error) {
-	var etc, rest []string
+func prepareEtc(parent string, readOnly []string) (dir string, lock *os.File, rest []string, err error) {
+	var etc []string
 	for _, p := range readOnly {
 		if p == "/etc" || strings.HasPrefix(p, "/etc/") {
 			etc = append(etc, p)
@@ -215,22 +216,53 @@ func prepareEtc(parent string, readOnly []string) (string, []string, error) {
 		}
 	}
 	if len(etc) == 0 {
-		return "", rest, nil
+		return "", nil, rest, nil
 	}
-	dir, err := os.MkdirTemp(parent, "etc-")
-	if err != nil {
-		return "", nil, err
+	removeStaleEtc(parent)
+	if dir, err = os.MkdirTemp(parent, "etc-"); err != nil {
+		return "", nil, nil, err
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", nil, err
+	// The lock says the copy is in use: held while this executor lives,
+	// released by the kernel however it ends, so the next executor to
+	// start removes copies whose owner is gone.
+	if lock, err = os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
 	}
 	for _, p := range etc {
-		if err := copyTree(p, filepath.Join(dir, strings.TrimPrefix(p, "/etc")), 0); err != nil {
-			os.RemoveAll(dir)
-			return "", nil, err
+		if err != nil {
+			break
 		}
+		err = copyTree(p, filepath.Join(dir, strings.TrimPrefix(p, "/etc")), 0)
 	}
-	return dir, rest, nil
+	if err != nil {
+		os.RemoveAll(dir)
+		if lock != nil {
+			os.Remove(lock.Name())
+			lock.Close()
+		}
+		return "", nil, nil, err
+	}
+	return dir, lock, rest, nil
+}
+
+// removeStaleEtc removes the /etc copies of executors that are gone: their
+// lock is free.
+func removeStaleEtc(parent string) {
+	locks, _ := filepath.Glob(filepath.Join(parent, "etc-*.lock"))
+	for _, name := range locks {
+		f, err := os.OpenFile(name, os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(strings.TrimSuffix(name, ".lock"))
+			os.Remove(name)
+		}
+		f.Close()
+	}
 }
 
 // copyTree copies a small tree of regular files, directories and symlinks;
@@ -490,7 +522,7 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	closeOnExec()
 	proc, err := os.StartProcess(j.initPath, []string{j.initArgv0}, &os.ProcAttr{
 		Dir:   "/",
-		Env:   []string{},
+		Env:   helperEnv,
 		Files: []*os.File{stdio[0], stdio[1], stdio[2], cfgR, stW, j.netns},
 		Sys:   attr,
 	})
@@ -612,3 +644,8 @@ func formatBytes(n int64) string {
 	}
 	return strconv.FormatInt(n, 10) + "B"
 }
+
+// helperEnv keeps the helper's Go runtime small: one P and no collector
+// means fewer threads to start, and fewer for the kernel to end when the
+// helper execs the task. It lives a millisecond and allocates little.
+var helperEnv = []string{"GOMAXPROCS=1", "GOGC=off"}

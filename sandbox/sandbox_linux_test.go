@@ -268,6 +268,18 @@ func TestExecutorKilled(t *testing.T) {
 		if left := heldGroups(t, cgroupName); len(left) > 0 {
 			t.Errorf("the restarted executor left the cgroups of the killed one: %v", left)
 		}
+		// Its copy of /etc too: every copy left is locked by a live runner.
+		locks, _ := filepath.Glob(filepath.Join(filepath.Dir(sandbox.DefaultRootDir), "etc-*.lock"))
+		for _, name := range locks {
+			f, err := os.OpenFile(name, os.O_RDWR, 0)
+			if err != nil {
+				continue
+			}
+			if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+				t.Errorf("a stale /etc copy is left: %s", name)
+			}
+			f.Close()
+		}
 	})
 }
 
