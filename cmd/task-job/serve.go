@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -96,6 +97,10 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		return err
 	}
 	defer runner.Close()
+	if d := filepath.Clean(cfg.CmdDir); d == "/tmp" || d == "/var/tmp" {
+		log.Warn("cmd_dir is the host's shared " + d + ": every task can read and write all of it, other programs' files and sockets included; " +
+			"give task-job a directory of its own (the original tool's default is kept only for compatibility)")
+	}
 	pol, err := loadPolicy(cfg, log)
 	if err != nil {
 		return err
