@@ -165,14 +165,19 @@ type Command struct {
 func (j *Jail) Resolve(cmdline string, args []string) (*Command, error) {
 	cmd, err := j.resolve(cmdline, args)
 	if err != nil {
-		var re *RefusedError
-		if !errors.As(err, &re) {
-			re = &RefusedError{Reason: err.Error(), Err: err}
-		}
-		re.Cmdline = cmdline
-		return nil, re
+		return nil, refusal(cmdline, err)
 	}
 	return cmd, nil
+}
+
+// refusal makes err a *RefusedError carrying cmdline.
+func refusal(cmdline string, err error) error {
+	var re *RefusedError
+	if !errors.As(err, &re) {
+		re = &RefusedError{Reason: err.Error(), Err: err}
+	}
+	re.Cmdline = cmdline
+	return re
 }
 
 func (j *Jail) resolve(cmdline string, args []string) (*Command, error) {
@@ -272,12 +277,7 @@ func isName(s string) bool {
 func (j *Jail) ResolveSystem(cmdline string, args []string) (*Command, error) {
 	cmd, err := j.resolveSystem(cmdline, args)
 	if err != nil {
-		var re *RefusedError
-		if !errors.As(err, &re) {
-			re = &RefusedError{Reason: err.Error(), Err: err}
-		}
-		re.Cmdline = cmdline
-		return nil, re
+		return nil, refusal(cmdline, err)
 	}
 	return cmd, nil
 }
