@@ -177,7 +177,7 @@ func (j *jailer) release() error {
 func (j *jailer) describe() string {
 	var b strings.Builder
 	b.WriteString("sandbox: on. ")
-	if j.cg == nil || j.cg.Mode() == cgroup.Unavailable {
+	if !j.cgroups() {
 		b.WriteString("NOT ENFORCED: memory, CPU and pids limits (")
 		if j.cg != nil {
 			b.WriteString(j.cg.Describe())
@@ -486,7 +486,7 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	}
 
 	var group *cgroup.Group
-	if j.cg != nil && j.cg.Mode() != cgroup.Unavailable {
+	if j.cgroups() {
 		group, err = j.cg.New(spec.Name, cgroup.Limits{MemoryBytes: lim.MemoryBytes, CPUCores: lim.CPUCores, Pids: lim.Pids})
 		if err != nil {
 			return fmt.Errorf("sandbox: create the task's cgroup: %w", err)
