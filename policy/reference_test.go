@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +105,36 @@ func TestSamplePolicy(t *testing.T) {
 		if d := p.Decide(r); d.Allowed {
 			t.Errorf("%+v allowed by %q", r, d.Rule)
 		}
+	}
+}
+
+// TestReadmeQuotesTheReference: the policy reference in the README is the
+// tested file, not a copy that could drift from it.
+func TestReadmeQuotesTheReference(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := os.ReadFile("testdata/reference.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Policy\n")
+	if !ok {
+		t.Fatal("README has no Policy section")
+	}
+	_, block, ok := strings.Cut(section, "```hcl\n")
+	block, _, closed := strings.Cut(block, "```")
+	if !ok || !closed {
+		t.Fatal("the README's Policy section has no hcl block")
+	}
+	// The file starts with two lines saying what it is for.
+	want := string(ref)
+	for strings.HasPrefix(want, "# The examples") || strings.HasPrefix(want, "# decision") {
+		_, want, _ = strings.Cut(want, "\n")
+	}
+	want = strings.TrimLeft(want, "\n")
+	if block != want {
+		t.Errorf("the README's policy reference differs from testdata/reference.hcl:\nREADME:\n%s\nfile:\n%s", block, want)
 	}
 }
