@@ -193,8 +193,12 @@ func (j *jailer) describe() string {
 	} else {
 		b.WriteString("the task sees read-only system dirs, cmd_dir, a private /tmp, a minimal /dev and its own /proc; ")
 	}
-	fmt.Fprintf(&b, "user %s by default, no_new_privs, rlimits fsize %s nofile %d core 0; setup by %s",
-		j.defaults.User, formatBytes(j.rlimits.FileBytes), j.rlimits.OpenFiles, j.initPath)
+	seccomp := "a seccomp filter (no user namespaces, keyrings, bpf, mounts, modules)"
+	if !nsinit.SeccompFilter {
+		seccomp = "NO seccomp filter on " + runtime.GOARCH
+	}
+	fmt.Fprintf(&b, "user %s by default, no_new_privs, %s, rlimits fsize %s nofile %d core 0; setup by %s",
+		j.defaults.User, seccomp, formatBytes(j.rlimits.FileBytes), j.rlimits.OpenFiles, j.initPath)
 	if j.initArgv0 != InitName {
 		b.WriteString(" (re-executing itself: install " + InitName + " next to it to save ~2 ms per task)")
 	}

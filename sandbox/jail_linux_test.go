@@ -2,18 +2,24 @@ package sandbox_test
 
 import (
 	"debug/elf"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/sandbox/nsinit"
 )
 
 // The tests in this file show, each with a real process in the sandbox,
@@ -435,4 +441,61 @@ func countLines(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return strings.Count(string(b), "\n")
+}
+
+// TestJailSeccomp: the calls that would reach the kernel's least-hardened
+// corners or undo the sandbox fail with EPERM, for root tasks too; threads
+// and processes are still made as usual.
+func TestJailSeccomp(t *testing.T) {
+	if !nsinit.SeccompFilter {
+		t.Skipf("no seccomp filter on %s", runtime.GOARCH)
+	}
+	r := jailed(t)
+	dir := taskDir(t)
+	prog := selfCopy(t, dir)
+	for _, user := range []string{"", "root"} {
+		var out syncBuffer
+		res := wait(t, start(t, r, sandbox.Spec{
+			Path: prog, Args: []string{"syscalls"}, Dir: dir, Name: "seccomp", Limits: sandbox.Limits{User: user},
+			Env: []string{"SANDBOX_TEST_HELPER=syscalls"}, Stdout: &out, Stderr: &out,
+		}))
+		want := "unshare(user) operation not permitted\nunshare(mount) operation not permitted\n" +
+			"clone(newuser) operation not permitted\nkeyctl operation not permitted\nbpf operation not permitted\n" +
+			"fork ok\n"
+		if res.ExitCode != 0 || out.String() != want {
+			t.Errorf("user %q: exit %d\n%s\nwant\n%s", user, res.ExitCode, out.String(), want)
+		}
+	}
+}
+
+func init() {
+	helpers["syscalls"] = func() {
+		report := func(what string, err error) {
+			if err == nil {
+				fmt.Println(what, "ALLOWED")
+				return
+			}
+			fmt.Println(what, err)
+		}
+		runtime.LockOSThread()
+		report("unshare(user)", unix.Unshare(unix.CLONE_NEWUSER))
+		report("unshare(mount)", unix.Unshare(unix.CLONE_NEWNS))
+		cmd := exec.Command("/bin/true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
+		err := cmd.Run()
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			err = errno
+		}
+		report("clone(newuser)", err)
+		_, err = unix.KeyctlInt(unix.KEYCTL_GET_KEYRING_ID, unix.KEY_SPEC_SESSION_KEYRING, 0, 0, 0)
+		report("keyctl", err)
+		_, _, e := unix.Syscall(unix.SYS_BPF, 0, 0, 0)
+		report("bpf", e)
+		if err := exec.Command("/bin/true").Run(); err != nil {
+			fmt.Println("fork", err)
+		} else {
+			fmt.Println("fork ok")
+		}
+	}
 }

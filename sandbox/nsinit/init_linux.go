@@ -98,6 +98,9 @@ func run() error {
 			unix.CloseOnExec(fd)
 		}
 	}
+	if err := installSeccomp(); err != nil {
+		return err
+	}
 	err = unix.Exec(c.Path, c.Args, c.Env)
 	return fail("exec", err)
 }
