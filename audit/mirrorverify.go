@@ -62,29 +62,27 @@ func VerifyAgainstMirror(ctx context.Context, basePath string, rdb redis.Univers
 				rep.Trimmed++
 				return nil
 			}
-			for {
-				e, ok, err := sc.peek()
-				if err != nil {
-					return err
-				}
-				if !ok || e.seq > r.Seq {
-					rep.Missing++
-					return nil
-				}
-				if e.seq < r.Seq {
-					rep.Break = &Break{File: cf.Path, Line: n, Seq: e.seq,
-						Problem: fmt.Sprintf("the mirror holds seq %d, which is not in the local log before this line (seq %d) — it was deleted locally", e.seq, r.Seq)}
-					return errStop
-				}
-				sc.next()
-				if !bytes.Equal(e.line, line) {
-					rep.Break = &Break{File: cf.Path, Line: n, Seq: r.Seq,
-						Problem: "differs from the mirror's copy — the local record was rewritten"}
-					return errStop
-				}
-				rep.Compared++
+			e, ok, err := sc.peek()
+			if err != nil {
+				return err
+			}
+			if !ok || e.seq > r.Seq {
+				rep.Missing++
 				return nil
 			}
+			if e.seq < r.Seq {
+				rep.Break = &Break{File: cf.Path, Line: n, Seq: e.seq,
+					Problem: fmt.Sprintf("the mirror holds seq %d, which is not in the local log before this line (seq %d) — it was deleted locally", e.seq, r.Seq)}
+				return errStop
+			}
+			sc.next()
+			if !bytes.Equal(e.line, line) {
+				rep.Break = &Break{File: cf.Path, Line: n, Seq: r.Seq,
+					Problem: "differs from the mirror's copy — the local record was rewritten"}
+				return errStop
+			}
+			rep.Compared++
+			return nil
 		})
 		if err == errStop {
 			return rep, nil

@@ -153,11 +153,6 @@ func appendLine(dst, body []byte, seq uint64, prev string) ([]byte, string) {
 	return dst, string(h[:])
 }
 
-// lineError is a problem with one line, as Verify reports it.
-type lineError struct{ msg string }
-
-func (e *lineError) Error() string { return e.msg }
-
 // errNoHash marks a line whose ending is not a hash member, which is also
 // what a torn (half-written) line looks like.
 var errNoHash = errors.New(`does not end with a "hash" member`)

@@ -140,7 +140,8 @@ func TestRedisGuardRetry(t *testing.T) {
 		}
 		return n
 	}
-	if run("t1") != 1 || run("t1") != 1 || run("t2") != 0 {
-		t.Fatal("want 1 for the setter, 1 for its retry, 0 for another call")
+	first, retried, other := run("t1"), run("t1"), run("t2")
+	if first != 1 || retried != 1 || other != 0 {
+		t.Fatalf("got %d, %d, %d: want 1 for the setter, 1 for its retry, 0 for another call", first, retried, other)
 	}
 }

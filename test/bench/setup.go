@@ -4,11 +4,11 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -68,9 +68,9 @@ type bench struct {
 // buildInit builds the sandbox helper into dir as the release does, so the
 // runner measured is the one an installed executor uses.
 func buildInit(dir string) (string, error) {
-	goBin, err := exec.LookPath("go")
+	goBin, err := goTool()
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", err
 	}
 	out := filepath.Join(dir, sandbox.InitName)
 	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "github.com/taskjob/task-job/cmd/task-job-init")
@@ -125,9 +125,9 @@ func (b *bench) buildStamp() error {
 	if err := os.WriteFile(filepath.Join(src, "main.go"), stampSource, 0o600); err != nil {
 		return err
 	}
-	goBin, err := exec.LookPath("go")
+	goBin, err := goTool()
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return err
 	}
 	out := b.path(stampProgram)
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", out, "main.go")
@@ -219,4 +219,16 @@ func taskJSON(id, cmdline string, args []string) string {
 		panic(err) // plain strings only: cannot fail
 	}
 	return string(raw)
+}
+
+// goTool finds the go command: on PATH, or where `go run` put the bench's
+// own toolchain (GOROOT in the environment it sets).
+func goTool() (string, error) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p, nil
+	}
+	if root := os.Getenv("GOROOT"); root != "" {
+		return filepath.Join(root, "bin", "go"), nil
+	}
+	return "", errors.New("bench: the go command is needed to build the helper programs; put it on PATH")
 }
