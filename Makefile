@@ -50,9 +50,10 @@ bench: deps ## the benchmark table: task-job against raw baselines measured in t
 bench-quick: deps ## a short benchmark run (CI runs it so the benchmark cannot rot)
 	$(GO) run ./test/bench -quick
 
-lint: ## gofmt and go vet, on every target OS
+lint: ## gofmt, go vet on every target OS, and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 	@for os in windows darwin freebsd; do GOOS=$$os $(GO) vet ./cmd/... ./sandbox/... ./jail/... ./spool/... ./config/... ./task/... ./queue/... ./executor/... ./policy/... ./audit/... ./signature/... || exit 1; done
 
 run-dev: ## the quick start: embedded in-memory endpoint + executor, nothing to install
