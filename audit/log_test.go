@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/taskjob/task-job/test/observe"
 )
 
 func TestLineFormat(t *testing.T) {
@@ -303,18 +304,7 @@ func TestRemovedFileFailsAndRecovers(t *testing.T) {
 // TestFullDiskFailsClosed fills a small tmpfs: Append must fail, keep
 // failing, and recover once space is back, with the gap on record.
 func TestFullDiskFailsClosed(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI runs as root and must test a full disk, but mounting a tmpfs failed: %v %s", err, out)
-		}
-		t.Skipf("cannot mount a tmpfs (needs root; CI runs as root): %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
+	dir := observe.TinyTmpfs(t)
 	path := filepath.Join(dir, "audit.jsonl")
 	l, err := Open(path, Options{})
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,27 +16,6 @@ import (
 	"github.com/taskjob/task-job/test/observe"
 	"github.com/taskjob/task-job/test/redisserver"
 )
-
-// tinyTmpfs mounts a 64 KiB tmpfs for the test and unmounts it at cleanup.
-func tinyTmpfs(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "small")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI runs as root and must test a full disk, but mounting a tmpfs failed: %v %s", err, out)
-		}
-		t.Skipf("cannot mount a tmpfs here (needs root; CI runs as root): %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
 
 // fill writes to path until the file system is full.
 func fill(t *testing.T, path string) {
@@ -76,7 +54,7 @@ func TestAuditUnwritableStopsTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	script(t, dir, "ok.sh", `touch "ran/$TASK_ID"; echo ran`)
-	small := tinyTmpfs(t)
+	small := observe.TinyTmpfs(t)
 	auditFile := filepath.Join(small, "audit.log")
 	g := startGuarded(t, dir, uniqueID("full"), map[string]any{"audit_file": auditFile})
 	expectStatus(t, "before the disk fills", g.run(t, "before", 0, "ok.sh"), task.Succeeded)

@@ -1,12 +1,14 @@
 // Package observe holds what tests use to watch the host: waiting for a
 // condition with a deadline instead of sleeping, and finding a process by a
 // marker in its command line (a task's processes live in their own pid
-// namespace, so their pids mean nothing here; their argv does).
+// namespace, so their pids mean nothing here; their argv does), and a
+// small disk that fills up, to watch what fails closed.
 package observe
 
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -57,4 +59,27 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TinyTmpfs mounts a 64 KiB tmpfs in a fresh directory for the test, which
+// it unmounts at cleanup: a disk the test can fill. Mounting needs root;
+// CI runs as root, so there a failure fails the test instead of skipping it.
+func TinyTmpfs(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI runs as root and must test a full disk, but mounting a tmpfs failed: %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here (needs root; CI runs as root): %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
 }
