@@ -30,10 +30,12 @@ const jailFlags = unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | uni
 
 // rootCaps is the capability bounding set of a task that runs as root: the
 // set container runtimes give by default, without the ones that reach the
-// host (raw network, device nodes).
+// host (raw network, device nodes) and without CAP_SETFCAP: file
+// capabilities set on a file the host can see (a writable cmd_dir) would
+// give whoever runs it there privileges, as a setuid bit would.
 var rootCaps = capSet(unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID,
 	unix.CAP_KILL, unix.CAP_SETGID, unix.CAP_SETUID, unix.CAP_SETPCAP, unix.CAP_NET_BIND_SERVICE,
-	unix.CAP_SYS_CHROOT, unix.CAP_AUDIT_WRITE, unix.CAP_SETFCAP)
+	unix.CAP_SYS_CHROOT, unix.CAP_AUDIT_WRITE)
 
 func capSet(caps ...int) uint64 {
 	var s uint64
@@ -516,7 +518,10 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	}
 	defer stR.Close()
 
-	attr := &syscall.SysProcAttr{Cloneflags: jailFlags, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Setsid: the task leads a session (and process group) of its own, with
+	// no controlling terminal, so it cannot reach the terminal the executor
+	// was started from.
+	attr := &syscall.SysProcAttr{Cloneflags: jailFlags, Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if group != nil {
 		if fd, ok := group.CgroupFD(); ok {
 			// Born inside its cgroup: not one instruction runs outside.

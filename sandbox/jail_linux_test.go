@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -461,6 +462,12 @@ func TestJailSeccomp(t *testing.T) {
 		}))
 		want := "unshare(user) operation not permitted\nunshare(mount) operation not permitted\n" +
 			"clone(newuser) operation not permitted\nkeyctl operation not permitted\nbpf operation not permitted\n" +
+			"ioctl(TIOCSTI) operation not permitted\nioctl(TIOCLINUX) operation not permitted\n" +
+			"io_uring_setup function not implemented\nsocket(AF_VSOCK) operation not permitted\n" +
+			"socket(AF_ALG) operation not permitted\nsocket(AF_INET) ok\npersonality(PER_LINUX32) operation not permitted\n" +
+			"personality(query) ok\n" + archSyscallsWant +
+			"chmod(04755) operation not permitted\nchmod(02755) operation not permitted\nchmod(0755) ok\n" +
+			"openat(O_CREAT, 04755) operation not permitted\nmknod(S_IFREG|04755) operation not permitted\n" +
 			"fork ok\n"
 		if res.ExitCode != 0 || out.String() != want {
 			t.Errorf("user %q: exit %d\n%s\nwant\n%s", user, res.ExitCode, out.String(), want)
@@ -492,10 +499,70 @@ func init() {
 		report("keyctl", err)
 		_, _, e := unix.Syscall(unix.SYS_BPF, 0, 0, 0)
 		report("bpf", e)
+		// stdin is /dev/null: without the filter these fail with ENOTTY.
+		c := byte('x')
+		report("ioctl(TIOCSTI)", errnoOf(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, uintptr(unsafe.Pointer(&c)))))
+		report("ioctl(TIOCLINUX)", errnoOf(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCLINUX, uintptr(unsafe.Pointer(&c)))))
+		var params [120]byte // struct io_uring_params, zeroed
+		fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params)), 0)
+		if e == 0 {
+			unix.Close(int(fd))
+		}
+		report("io_uring_setup", errnoOf(fd, 0, e))
+		for _, s := range []struct {
+			name      string
+			family, t int
+		}{{"AF_VSOCK", unix.AF_VSOCK, unix.SOCK_STREAM}, {"AF_ALG", unix.AF_ALG, unix.SOCK_SEQPACKET}, {"AF_INET", unix.AF_INET, unix.SOCK_DGRAM}} {
+			fd, err := unix.Socket(s.family, s.t|unix.SOCK_CLOEXEC, 0)
+			if err == nil {
+				unix.Close(fd)
+				fmt.Println("socket(" + s.name + ") ok")
+				continue
+			}
+			report("socket("+s.name+")", err)
+		}
+		okOr := func(what string, err error) {
+			if err == nil {
+				fmt.Println(what, "ok")
+				return
+			}
+			report(what, err)
+		}
+		_, _, e = unix.Syscall(unix.SYS_PERSONALITY, 8, 0, 0) // PER_LINUX32
+		if e == 0 {
+			unix.Syscall(unix.SYS_PERSONALITY, 0, 0, 0)
+			fmt.Println("personality(PER_LINUX32) ALLOWED")
+		} else {
+			report("personality(PER_LINUX32)", e)
+		}
+		_, _, e = unix.Syscall(unix.SYS_PERSONALITY, 0xffffffff, 0, 0)
+		okOr("personality(query)", errnoOrNil(e))
+		archSyscalls(report)
+		f := filepath.Join(os.TempDir(), "setid")
+		os.WriteFile(f, []byte("#!/bin/sh\n"), 0o755)
+		report("chmod(04755)", unix.Chmod(f, 0o4755))
+		report("chmod(02755)", unix.Chmod(f, 0o2755))
+		okOr("chmod(0755)", unix.Chmod(f, 0o755))
+		fd2, err := unix.Open(f+"2", unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o4755)
+		if err == nil {
+			unix.Close(fd2)
+		}
+		report("openat(O_CREAT, 04755)", err)
+		report("mknod(S_IFREG|04755)", unix.Mknod(f+"3", unix.S_IFREG|0o4755, 0))
 		if err := exec.Command("/bin/true").Run(); err != nil {
 			fmt.Println("fork", err)
 		} else {
 			fmt.Println("fork ok")
 		}
 	}
+}
+
+// errnoOf turns a raw system call's results into an error, nil on success.
+func errnoOf(_, _ uintptr, e syscall.Errno) error { return errnoOrNil(e) }
+
+func errnoOrNil(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
 }

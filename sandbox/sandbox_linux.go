@@ -75,10 +75,12 @@ func (j *jailer) probe() error {
 	return nil
 }
 
-// groupAttr makes the task lead its own process group, and makes the kernel
-// SIGKILL it if the executor thread that started it dies.
+// groupAttr makes the task lead its own session, and so its own process
+// group, with no controlling terminal (no /dev/tty, no typing into the
+// executor's terminal through it), and makes the kernel SIGKILL it if the
+// executor thread that started it dies.
 func groupAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 }
 
 // waitNoReap blocks until pid has exited but leaves it a zombie, so that its

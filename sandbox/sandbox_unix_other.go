@@ -29,9 +29,10 @@ func (r *Runner) setup(opts Options) error {
 	return nil
 }
 
-// groupAttr makes the task lead its own process group. There is no
-// parent-death signal outside Linux.
-func groupAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+// groupAttr makes the task lead its own session, and so its own process
+// group, with no controlling terminal. There is no parent-death signal
+// outside Linux.
+func groupAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }
 
 var errNoWaitNoReap = errors.New("sandbox: waiting without reaping is not implemented on " + runtime.GOOS)
 

@@ -230,11 +230,14 @@ func bindReadOnly(root, p string) error {
 	return mount("", dst, "", roBind|noSuidDev, "")
 }
 
-// devices are the only device nodes a task gets, with their numbers.
+// devices are the only device nodes a task gets, with their numbers. No
+// tty: /dev/tty is the opener's controlling terminal, and a task has none
+// (it leads a session of its own), so the node could only fail; without
+// it nothing in the task's view reaches a terminal of the host.
 var devices = []struct {
 	name         string
 	major, minor uint32
-}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
+}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}}
 
 // buildDev makes a minimal /dev. The nodes are made with mknod in a tmpfs
 // that is then remounted read-only: cheaper than a bind mount per device,
