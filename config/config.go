@@ -136,9 +136,19 @@ type Config struct {
 	// ShutdownGrace ("shutdown_grace", default "30s") is how long running
 	// tasks may finish after task-job itself receives SIGTERM.
 	ShutdownGrace time.Duration
-	// SpoolDir ("spool_dir", default os.TempDir()/task-job-spool-ExecutorID)
-	// holds messages that could not be delivered while Redis was down.
+	// StateDir ("state_dir", default DefaultStateDir()) is where the
+	// executor keeps its own files: the spool and the tasks' work
+	// directories, unless spool_dir and work_dir say otherwise.
+	StateDir string
+	// SpoolDir ("spool_dir", default StateDir/spool-ExecutorID) holds
+	// messages that could not be delivered while Redis was down. It is
+	// created 0700 without following symlinks; one that another user could
+	// change is refused.
 	SpoolDir string
+	// WorkDir ("work_dir", default StateDir/work-ExecutorID) holds one
+	// private writable directory per running task (its HOME, TMPDIR and
+	// TASK_WORKDIR), removed when the task ends. Created like SpoolDir.
+	WorkDir string
 	// SpoolMaxBytes ("spool_max_bytes", default 1 GiB, at least 1 MiB)
 	// bounds SpoolDir.
 	SpoolMaxBytes int64
@@ -229,8 +239,8 @@ func newConfig() *Config {
 }
 
 // fillDefaults gives every empty string field its default, in dependency
-// order: QueueName before the names derived from it, ExecutorID before
-// SpoolDir.
+// order: QueueName before the names derived from it, ExecutorID and StateDir
+// before SpoolDir and WorkDir.
 func (c *Config) fillDefaults() {
 	setIfEmpty := func(p *string, v string) {
 		if *p == "" {
@@ -246,10 +256,12 @@ func (c *Config) fillDefaults() {
 		// A failure leaves it empty; validate then asks for executor_id.
 		c.ExecutorID, _ = os.Hostname()
 	}
-	if c.SpoolDir == "" && c.ExecutorID != "" {
+	setIfEmpty(&c.StateDir, DefaultStateDir())
+	if c.ExecutorID != "" && c.StateDir != "" {
 		// ':' is allowed in ids but not in Windows file names.
-		name := "task-job-spool-" + strings.ReplaceAll(c.ExecutorID, ":", "_")
-		c.SpoolDir = filepath.Join(os.TempDir(), name)
+		id := strings.ReplaceAll(c.ExecutorID, ":", "_")
+		setIfEmpty(&c.SpoolDir, filepath.Join(c.StateDir, "spool-"+id))
+		setIfEmpty(&c.WorkDir, filepath.Join(c.StateDir, "work-"+id))
 	}
 	setIfEmpty(&c.Isolation, IsolationAuto)
 	setIfEmpty(&c.SandboxUser, DefaultSandboxUser)
@@ -361,11 +373,13 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative, got %v", c.ShutdownGrace)
 	}
-	switch {
-	case c.SpoolDir == "":
-		bad("spool_dir", "must not be empty")
-	case !filepath.IsAbs(c.SpoolDir):
-		bad("spool_dir", "%q is not an absolute path; write the full path", c.SpoolDir)
+	for _, d := range []struct{ key, path string }{{"state_dir", c.StateDir}, {"spool_dir", c.SpoolDir}, {"work_dir", c.WorkDir}} {
+		switch {
+		case d.path == "":
+			bad(d.key, "must not be empty")
+		case !filepath.IsAbs(d.path):
+			bad(d.key, "%q is not an absolute path; write the full path", d.path)
+		}
 	}
 	if c.SpoolMaxBytes < MiB {
 		bad("spool_max_bytes", "must be at least 1MiB, got %s", formatBytes(c.SpoolMaxBytes))
@@ -560,14 +574,14 @@ func (c Config) String() string {
 	return fmt.Sprintf("server_port=%q redis_addr=%q redis_password=%q redis_password_file=%q redis_db=%d "+
 		"queue_name=%q queue_control_name=%q logs=%t logs_channel=%q logs_http=%q cmd_dir=%q "+
 		"executor_id=%q concurrency=%d status_retention=%v max_task_bytes=%s max_output_bytes=%s "+
-		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v spool_dir=%q spool_max_bytes=%s isolation=%q "+
+		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v state_dir=%q spool_dir=%q spool_max_bytes=%s work_dir=%q isolation=%q "+
 		"sandbox_user=%q sandbox_memory=%s sandbox_cpu=%g sandbox_pids=%d sandbox_network=%t sandbox_tmp_size=%s "+
 		"sandbox_chroot=%t sandbox_init=%q policy_file=%q audit_file=%q audit_max_bytes=%s audit_stream=%q "+
 		"signing_keys_dir=%q require_signatures=%t signature_window=%v",
 		c.ServerPort, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
 		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, redactURL(c.LogsHTTP), c.CmdDir,
 		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
-		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.Isolation,
+		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.StateDir, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.WorkDir, c.Isolation,
 		c.SandboxUser, formatBytes(c.SandboxMemory), c.SandboxCPU, c.SandboxPids, c.SandboxNetwork, formatBytes(c.SandboxTmpSize),
 		c.SandboxChroot, c.SandboxInit, c.PolicyFile, c.AuditFile, formatBytes(c.AuditMaxBytes), c.AuditStream,
 		c.SigningKeysDir, c.RequireSignatures, c.SignatureWindow)

@@ -66,7 +66,9 @@ func TestDefault(t *testing.T) {
 		KillGrace:        5 * time.Second,
 		ExecutorTTL:      5 * time.Second,
 		ShutdownGrace:    30 * time.Second,
-		SpoolDir:         filepath.Join(os.TempDir(), "task-job-spool-"+host),
+		StateDir:         DefaultStateDir(),
+		SpoolDir:         filepath.Join(DefaultStateDir(), "spool-"+host),
+		WorkDir:          filepath.Join(DefaultStateDir(), "work-"+host),
 		SpoolMaxBytes:    1 << 30,
 		Isolation:        "auto",
 		SandboxUser:      "nobody",
@@ -295,25 +297,25 @@ func TestDerivedDefaults(t *testing.T) {
 			name:    "queue_name moves the others",
 			body:    `"queue_name": "jobs"`,
 			control: "jobs_control", logs: "jobs_logs",
-			spool: filepath.Join(os.TempDir(), "task-job-spool-"+host),
+			spool: filepath.Join(DefaultStateDir(), "spool-"+host),
 		},
 		{
 			name:    "empty strings mean the default",
 			body:    `"queue_name": "jobs", "queue_control_name": "", "logs_channel": null`,
 			control: "jobs_control", logs: "jobs_logs",
-			spool: filepath.Join(os.TempDir(), "task-job-spool-"+host),
+			spool: filepath.Join(DefaultStateDir(), "spool-"+host),
 		},
 		{
 			name:    "explicit names stay",
 			body:    `"queue_name": "jobs", "queue_control_name": "kill", "logs_channel": "out"`,
 			control: "kill", logs: "out",
-			spool: filepath.Join(os.TempDir(), "task-job-spool-"+host),
+			spool: filepath.Join(DefaultStateDir(), "spool-"+host),
 		},
 		{
 			name:    "executor_id moves spool_dir, ':' made file-name safe",
 			body:    `"executor_id": "host:2"`,
 			control: "queue_job_task_control", logs: "queue_job_task_logs",
-			spool: filepath.Join(os.TempDir(), "task-job-spool-host_2"),
+			spool: filepath.Join(DefaultStateDir(), "spool-host_2"),
 		},
 	}
 	for _, tt := range tests {
@@ -724,5 +726,33 @@ func TestStringHidesPasswords(t *testing.T) {
 		if !strings.Contains(s, `redis_password="<redacted>"`) || !strings.Contains(s, "max_output_bytes=16MiB") {
 			t.Errorf("%q lacks the expected fields", s)
 		}
+	}
+}
+
+// TestStateNotInTemp: the spool and the work directories default under the
+// state directory, never at a predictable path in the shared temp
+// directory, where another local user could create (or symlink) it first.
+func TestStateNotInTemp(t *testing.T) {
+	c := Default()
+	for key, p := range map[string]string{"state_dir": c.StateDir, "spool_dir": c.SpoolDir, "work_dir": c.WorkDir} {
+		if p == "" || !filepath.IsAbs(p) {
+			t.Errorf("%s = %q, want an absolute path", key, p)
+		}
+		if strings.HasPrefix(p, os.TempDir()+string(filepath.Separator)) {
+			t.Errorf("%s = %q lies in the shared temp directory", key, p)
+		}
+		if key != "state_dir" && !strings.HasPrefix(p, c.StateDir+string(filepath.Separator)) {
+			t.Errorf("%s = %q is not under state_dir %q", key, p, c.StateDir)
+		}
+	}
+	c, _, err := parseBody(t, `"state_dir": "/srv/tj", "executor_id": "e1"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SpoolDir != "/srv/tj/spool-e1" || c.WorkDir != "/srv/tj/work-e1" {
+		t.Errorf("state_dir moves spool_dir and work_dir: got %q %q", c.SpoolDir, c.WorkDir)
+	}
+	if _, _, err := parseBody(t, `"work_dir": "rel"`); err == nil || !strings.Contains(err.Error(), "work_dir") {
+		t.Errorf("a relative work_dir: %v, want an error naming work_dir", err)
 	}
 }

@@ -207,7 +207,8 @@ func (p *parser) readMembers(obj *hujson.Object) {
 var derivedFrom = map[string]string{
 	"queue_control_name": "queue_name",
 	"logs_channel":       "queue_name",
-	"spool_dir":          "executor_id",
+	"spool_dir":          "state_dir",
+	"work_dir":           "state_dir",
 	"audit_stream":       "queue_name",
 }
 

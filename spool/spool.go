@@ -22,9 +22,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
+
+	"github.com/taskjob/task-job/internal/privdir"
 )
 
 // Defaults for Options.
@@ -63,7 +64,10 @@ type Record struct {
 
 // Options configures a Spool.
 type Options struct {
-	// Dir holds the spill files. It is created (0700) if missing, and spill
+	// Dir holds the spill files: a clean absolute path. It is created
+	// (0700) if missing, without following symlinks, and refused if it or
+	// a parent is a symlink, if it is not this user's with mode 0700 or
+	// less, or if a parent could be changed by another user. Spill
 	// files a previous run left in it are removed. It belongs to one Spool.
 	Dir string
 	// MemBytes is the memory budget (default 64 MiB): Data plus a small
@@ -138,8 +142,11 @@ func New(opts Options) (*Spool, error) {
 	if opts.DiskBytes <= 0 {
 		opts.DiskBytes = DefaultDiskBytes
 	}
-	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spool: create spill directory: %w", err)
+	// Made without following symlinks and checked (owner, mode, parents):
+	// at start-up spill files found there are deleted, and during an outage
+	// a lot is written there, so nobody else may choose where that is.
+	if err := privdir.Make(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: the spill directory (spool_dir) cannot be used safely: %w", err)
 	}
 	if err := removeLeftovers(opts.Dir); err != nil {
 		return nil, err

@@ -9,17 +9,28 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
+
+// privateTempDir is t.TempDir made 0700, as New wants a spill directory.
+func privateTempDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
 
 // setup returns a Spool in a fresh directory (unless opts.Dir is set) that is
 // closed when the test ends.
 func setup(t testing.TB, opts Options) *Spool {
 	t.Helper()
 	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
+		opts.Dir = privateTempDir(t)
 	}
 	s, err := New(opts)
 	if err != nil {
@@ -113,7 +124,7 @@ func ints(from, to int) []int {
 
 func TestMemoryOnly(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := privateTempDir(t)
 	s := setup(t, Options{Dir: dir})
 	for i := range 1000 {
 		if !s.Push(rec(i, 100), true) {
@@ -147,7 +158,7 @@ func TestOrderAcrossSpill(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
+			dir := privateTempDir(t)
 			s := setup(t, Options{Dir: dir, MemBytes: tt.mem})
 			s.segSize = 4 << 10 // several segments, so some are deleted early
 			push := func(from, to int) {
@@ -399,7 +410,7 @@ func TestDiskFailure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			dir := filepath.Join(t.TempDir(), "spool")
+			dir := filepath.Join(privateTempDir(t), "spool")
 			const mem, size = 4 << 10, 100
 			s := setup(t, Options{Dir: dir, MemBytes: mem})
 			s.segSize = 1 // a new file for every write, so every write can fail
@@ -448,7 +459,7 @@ func TestDiskFailure(t *testing.T) {
 // the lost records, and carries on with the next file.
 func TestUnreadableSpillFile(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := privateTempDir(t)
 	s := setup(t, Options{Dir: dir, MemBytes: 1 << 10})
 	s.segSize = 2 << 10
 	for i := range 200 {
@@ -646,7 +657,7 @@ func TestBatchWaits(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := privateTempDir(t)
 	s, err := New(Options{Dir: dir, MemBytes: 1 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -678,7 +689,7 @@ func TestNew(t *testing.T) {
 	t.Parallel()
 	t.Run("removes leftovers", func(t *testing.T) {
 		t.Parallel()
-		dir := t.TempDir()
+		dir := privateTempDir(t)
 		leftovers := []string{"spool-0000000000000001.seg", "spool-0000000000000002.seg"}
 		kept := []string{"notes.txt", "spool-1.seg.bak"}
 		for _, name := range append(leftovers, kept...) {
@@ -703,7 +714,7 @@ func TestNew(t *testing.T) {
 	})
 	t.Run("creates the directory", func(t *testing.T) {
 		t.Parallel()
-		dir := filepath.Join(t.TempDir(), "a", "b")
+		dir := filepath.Join(privateTempDir(t), "a", "b")
 		setup(t, Options{Dir: dir})
 		fi, err := os.Stat(dir)
 		if err != nil {
@@ -719,4 +730,58 @@ func TestNew(t *testing.T) {
 			t.Error("New without Dir succeeded")
 		}
 	})
+}
+
+// TestNewRefusesPlantedDirectory is the attack on a predictable spool path:
+// a local user points it, by symlink, at a directory of root's, where a
+// start-up would delete spill-named files and an outage would write. New
+// refuses, and touches nothing there.
+func TestNewRefusesPlantedDirectory(t *testing.T) {
+	base := privateTempDir(t)
+	victim := filepath.Join(base, "victim")
+	if err := os.Mkdir(victim, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	precious := filepath.Join(victim, segPrefix+"precious"+segSuffix)
+	if err := os.WriteFile(precious, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(shared, "task-job-spool-x")
+	if err := os.Symlink(victim, planted); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(shared, "open") // writable by others
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{planted, planted + "/sub", open, "relative/spool"} {
+		s, err := New(Options{Dir: dir})
+		if err == nil {
+			s.Close()
+			t.Errorf("New(%s) accepted it", dir)
+			continue
+		}
+		if !strings.Contains(err.Error(), "spool_dir") {
+			t.Errorf("New(%s) = %v; the error should name spool_dir", dir, err)
+		}
+	}
+	if _, err := os.Stat(precious); err != nil {
+		t.Errorf("a file in the symlink's target was removed: %v", err)
+	}
+	// Made fresh, it is private.
+	fresh := filepath.Join(shared, "fresh")
+	setup(t, Options{Dir: fresh})
+	if fi, err := os.Lstat(fresh); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("a new spool directory: %v, %v; want mode 0700", fi.Mode(), err)
+	}
 }

@@ -82,7 +82,9 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	cfg.Logs = true
 	cfg.ExecutorID = "dev"
 	cfg.ShutdownGrace = 5 * time.Second
-	cfg.SpoolDir = filepath.Join(os.TempDir(), "task-job-dev-spool")
+	// Under the state directory, not a predictable path in /tmp.
+	cfg.SpoolDir = filepath.Join(cfg.StateDir, "spool-dev")
+	cfg.WorkDir = filepath.Join(cfg.StateDir, "work-dev")
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "task-job dev:", err)
 		return 1
