@@ -56,6 +56,7 @@ func (e *Executor) admit(ctx context.Context, t *task.Task) (admission, string) 
 	a.limits = sandbox.Limits{
 		MemoryBytes: d.Limits.MemoryBytes, CPUCores: d.Limits.CPUCores, Pids: d.Limits.Pids,
 		User: d.Limits.User, Group: d.Limits.Group, Network: d.Limits.Network,
+		CmdDirWritable: d.Limits.CmdDirWritable,
 	}
 	return a, ""
 }

@@ -67,6 +67,10 @@
 //     the rule).
 //   - description (string, optional): free text for people, shown by
 //     `task-job policy check`.
+//   - cmd_dir_writable (bool, optional, rules only): true lets the task
+//     write cmd_dir, which the sandbox otherwise shows it read-only (it
+//     always has a private work directory of its own). Every decision of
+//     such a rule says so in Decision.Notes, and so in the audit log.
 //   - user, group, memory, cpu, pids, timeout, network, env: as in defaults
 //     (below); a rule's own value replaces the default, except env, which is
 //     merged (the rule's value wins for a name set in both).

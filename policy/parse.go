@@ -57,6 +57,9 @@ var (
 		hcl.AttributeSchema{Name: "args_rest"},
 		hcl.AttributeSchema{Name: "keys"},
 		hcl.AttributeSchema{Name: "description"},
+		// Rules only, not defaults: a writable cmd_dir is a choice made
+		// for one program, in the open.
+		hcl.AttributeSchema{Name: "cmd_dir_writable"},
 	)}
 )
 
@@ -135,6 +138,7 @@ func Parse(src []byte, filename string) (*Policy, error) {
 	for i := range p.rules {
 		ru := &p.rules[i]
 		ru.limits = defaults.merge(own[i])
+		ru.limits.CmdDirWritable = ru.cmdDirWritable
 		ru.capFrom = "defaults'"
 		if own[i].timeout != nil {
 			ru.capFrom = "rule's"
@@ -351,6 +355,15 @@ func (ps *parser) rule(name string, attrs hcl.Attributes) rule {
 		}
 		if len(elems) == 0 && !ps.hasErrorAt(a.Expr.Range()) {
 			ps.errorf(a.Expr.Range(), "keys is empty, so no task could use rule %q; list key ids, or remove keys to let any task use it", name)
+		}
+	}
+	if a := attrs["cmd_dir_writable"]; a != nil {
+		if v, ok := ps.value(a); ok {
+			if v.Type() != cty.Bool {
+				ps.errorf(a.Expr.Range(), "cmd_dir_writable must be true or false, not %s", v.Type().FriendlyName())
+			} else {
+				ru.cmdDirWritable = v.True()
+			}
 		}
 	}
 	if a := attrs["description"]; a != nil {

@@ -287,3 +287,30 @@ func TestParseIsDeterministic(t *testing.T) {
 		t.Errorf("problems out of order:\n%v", first)
 	}
 }
+
+func TestCmdDirWritable(t *testing.T) {
+	p := mustParse(t, `
+rule "build" {
+  cmdline          = "build.sh"
+  cmd_dir_writable = true
+}
+rule "lint" {
+  cmdline = "lint.sh"
+}
+`)
+	d := p.Decide(Request{Cmdline: "build.sh"})
+	if !d.Allowed || !d.Limits.CmdDirWritable || len(d.Notes) != 1 || !strings.Contains(d.Notes[0], "cmd_dir is writable") {
+		t.Errorf("build.sh: %+v, want cmd_dir writable and a note saying so", d)
+	}
+	if d := p.Decide(Request{Cmdline: "lint.sh"}); !d.Allowed || d.Limits.CmdDirWritable || len(d.Notes) != 0 {
+		t.Errorf("lint.sh: %+v, want cmd_dir read-only, no note", d)
+	}
+	for _, src := range []string{
+		"defaults {\n  cmd_dir_writable = true\n}\n",
+		"rule \"x\" {\n  cmdline = \"x.sh\"\n  cmd_dir_writable = \"yes\"\n}\n",
+	} {
+		if _, err := Parse([]byte(src), "t.hcl"); err == nil || !strings.Contains(err.Error(), "cmd_dir_writable") {
+			t.Errorf("%q: %v, want an error naming cmd_dir_writable", src, err)
+		}
+	}
+}

@@ -151,6 +151,38 @@ func newJailer(opts Options, log hclog.Logger) (*jailer, error) {
 	return j, nil
 }
 
+// chrootTaskDir is where a task sees its own directory in chroot mode: a
+// mount point the sandbox makes in cmd_dir, since cmd_dir is all there is.
+const chrootTaskDir = "/.task-work"
+
+// taskDirAt is where a task sees its own directory dir.
+func (j *jailer) taskDirAt(dir string) string {
+	if j.chroot {
+		return chrootTaskDir
+	}
+	return dir
+}
+
+// chrootMountPoint makes sure cmd_dir holds the mount point of the tasks'
+// own directories in chroot mode: a real directory of root's, so that no
+// one else can turn it into a symlink to somewhere else in cmd_dir.
+func chrootMountPoint(cmdDir string) error {
+	mp := filepath.Join(cmdDir, chrootTaskDir)
+	fi, err := os.Lstat(mp)
+	if errors.Is(err, os.ErrNotExist) {
+		if err = os.Mkdir(mp, 0o755); err == nil || errors.Is(err, os.ErrExist) {
+			fi, err = os.Lstat(mp)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: the mount point %s for the task's own directory in chroot mode: %w", mp, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || !ok || st.Uid != 0 {
+		return fmt.Errorf("sandbox: %s must be a directory owned by root (the mount point of the task's own directory in chroot mode); remove it and the sandbox makes it", mp)
+	}
+	return nil
+}
+
 // cgroups reports whether tasks get cgroup limits.
 func (j *jailer) cgroups() bool { return j.cg != nil && j.cg.Mode() != cgroup.Unavailable }
 
@@ -191,11 +223,14 @@ func (j *jailer) describe() string {
 	}
 	b.WriteString("Namespaces pid, mount, ipc, uts, net (loopback only unless allowed); ")
 	if j.chroot {
-		b.WriteString("the task sees only cmd_dir; ")
+		b.WriteString("the task sees only cmd_dir and its own work dir; ")
 	} else {
-		b.WriteString("the task sees read-only system dirs, cmd_dir, a private /tmp, a minimal /dev and its own /proc; ")
+		b.WriteString("the task sees read-only system dirs, cmd_dir, its own work dir, a private /tmp, a minimal /dev and its own /proc; ")
 	}
-	seccomp := "a seccomp filter (no user namespaces, keyrings, bpf, mounts, modules)"
+	b.WriteString("cmd_dir READ-ONLY (writable only for rules with cmd_dir_writable = true); " +
+		"HOME=TMPDIR=TASK_WORKDIR a private dir per task, removed after it; every writable mount nosuid,nodev; " +
+		"no session or terminal shared with the executor; ")
+	seccomp := "a seccomp filter (no user namespaces, keyrings, bpf, mounts, modules, io_uring, vsock, TIOCSTI, setuid/setgid modes)"
 	if !nsinit.SeccompFilter {
 		seccomp = "NO seccomp filter on " + runtime.GOARCH
 	}
@@ -475,10 +510,25 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 		return errors.New("sandbox: cmd_dir / would show the task the whole host; choose a directory of its own")
 	case !within(dir, confine):
 		return fmt.Errorf("sandbox: the working directory %s is outside cmd_dir %s", dir, confine)
+	case spec.taskDir != "" && within(spec.taskDir, confine):
+		return fmt.Errorf("sandbox: work_dir %s lies inside cmd_dir %s, where tasks would see each other's directories; move work_dir out of it", filepath.Dir(spec.taskDir), confine)
+	}
+	if spec.taskDir != "" {
+		// The task's user owns its directory, and only it.
+		if err := os.Chown(spec.taskDir, int(cred.uid), int(cred.gid)); err != nil {
+			return fmt.Errorf("sandbox: hand the task its work directory: %w", err)
+		}
+		if j.chroot {
+			if err := chrootMountPoint(confine); err != nil {
+				return err
+			}
+		}
 	}
 	cfg := nsinit.Config{
 		Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: dir,
-		RootDir: j.rootDir, WorkDir: filepath.Clean(confine), ReadOnly: j.readOnly, Etc: j.etcDir,
+		RootDir: j.rootDir, CmdDir: filepath.Clean(confine), CmdDirWritable: lim.CmdDirWritable,
+		TaskDir: spec.taskDir, TaskDirAt: j.taskDirAt(spec.taskDir),
+		ReadOnly: j.readOnly, Etc: j.etcDir,
 		TmpBytes: j.tmpBytes, Hostname: "task-job",
 		JoinNetns: !lim.Network,
 		UID:       cred.uid, GID: cred.gid, KeepCaps: rootCaps,

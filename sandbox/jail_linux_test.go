@@ -117,16 +117,25 @@ func TestJailCannotWriteOutside(t *testing.T) {
 				}
 			}
 			name := "private-" + strconv.Itoa(os.Getpid())
-			out, res := run(t, r, dir, sandbox.Limits{User: user}, "echo x > /tmp/"+name+" && cat /tmp/"+name+" && echo y > out && id -u >> out")
-			if res.ExitCode != 0 || out != "x\n" {
-				t.Fatalf("writing /tmp and cmd_dir: exit %d, %q", res.ExitCode, out)
+			out, res := run(t, r, dir, sandbox.Limits{User: user}, "echo x > /tmp/"+name+" && cat /tmp/"+name+
+				` && echo y > "$TASK_WORKDIR/out" && cat "$HOME/out" && { echo z > out; } 2>/dev/null || echo cmd_dir read-only`)
+			if res.ExitCode != 0 || out != "x\ny\ncmd_dir read-only\n" {
+				t.Fatalf("writing /tmp, the work dir and cmd_dir: exit %d, %q", res.ExitCode, out)
 			}
 			if _, err := os.Stat("/tmp/" + name); err == nil {
 				os.Remove("/tmp/" + name)
 				t.Errorf("the task's /tmp is the host's: /tmp/%s appeared", name)
 			}
-			if b, _ := os.ReadFile(filepath.Join(dir, "out")); !strings.HasPrefix(string(b), "y\n") {
-				t.Errorf("cmd_dir/out = %q, want the task's write", b)
+			if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
+				t.Errorf("the task wrote cmd_dir/out, which should be read-only to it")
+			}
+			// A rule may ask for a writable cmd_dir.
+			out, res = run(t, r, dir, sandbox.Limits{User: user, CmdDirWritable: true}, "echo y > out && id -u >> out")
+			if b, _ := os.ReadFile(filepath.Join(dir, "out")); res.ExitCode != 0 || !strings.HasPrefix(string(b), "y\n") {
+				t.Errorf("with CmdDirWritable: exit %d, %q; cmd_dir/out = %q, want the task's write", res.ExitCode, out, b)
+			}
+			if !res.Limits.CmdDirWritable {
+				t.Errorf("Result.Limits.CmdDirWritable = false for a task that could write cmd_dir")
 			}
 		})
 	}
@@ -260,7 +269,7 @@ func TestJailCredentials(t *testing.T) {
 
 func TestJailRlimits(t *testing.T) {
 	r := jailed(t, func(o *sandbox.Options) { o.Rlimits = sandbox.Rlimits{FileBytes: 1 << 20, OpenFiles: 64} })
-	out, res := run(t, r, taskDir(t), sandbox.Limits{}, `ulimit -n; ulimit -c; head -c 2000000 /dev/zero > big; echo status $?; wc -c < big`)
+	out, res := run(t, r, taskDir(t), sandbox.Limits{}, `cd "$TMPDIR"; ulimit -n; ulimit -c; head -c 2000000 /dev/zero > big; echo status $?; wc -c < big`)
 	// SIGXFSZ (status 128+25) stops the write at the limit.
 	if want := "64\n0\nFile size limit exceeded\nstatus 153\n1048576\n"; res.ExitCode != 0 || out != want {
 		t.Errorf("exit %d, output %q, want %q: nofile 64, core 0, a write stopped at 1 MiB", res.ExitCode, out, want)
@@ -338,7 +347,8 @@ func TestJailChroot(t *testing.T) {
 		Env: []string{"SANDBOX_TEST_HELPER=list"}, Stdout: &out, Stderr: &out,
 	}))
 	got := strings.Fields(out.String())
-	want := []string{filepath.Base(prog), "visible"}
+	// .task-work: the mount point of the task's own directory.
+	want := []string{".task-work", filepath.Base(prog), "visible"}
 	if res.ExitCode != 0 || strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("exit %d: / holds %q, want only cmd_dir's %q", res.ExitCode, got, want)
 	}

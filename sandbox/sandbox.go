@@ -28,10 +28,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/taskjob/task-job/internal/privdir"
 )
 
 // drainTimeout bounds how long Wait keeps reading output after the task's
@@ -77,6 +82,13 @@ type Options struct {
 	Chroot bool
 	// Rlimits for every task; zero fields take DefaultRlimits' values.
 	Rlimits Rlimits
+	// WorkDir (work_dir) holds one private directory per running task,
+	// made 0700 for the task's user and removed when the task ends: its
+	// HOME, TMPDIR and TASK_WORKDIR, the one place it may write by default
+	// (cmd_dir is read-only in the sandbox). It is created without
+	// following symlinks and refused if another user could change it; it
+	// must not lie inside cmd_dir. Default DefaultWorkDir().
+	WorkDir string
 
 	// Logger receives debug records and warnings (output that had to be cut
 	// off, writers that failed). It may be nil.
@@ -97,6 +109,11 @@ type Limits struct {
 	// Network gives the task the host's network; otherwise it has only a
 	// loopback interface of its own.
 	Network bool
+	// CmdDirWritable lets the task write cmd_dir (a policy rule's
+	// cmd_dir_writable); otherwise the sandbox shows it read-only. Either
+	// way it is mounted nosuid,nodev, and no task can make a setuid or
+	// setgid file or a device there (see the README's Sandbox section).
+	CmdDirWritable bool
 }
 
 // Rlimits are set on every sandboxed task, soft and hard alike.
@@ -126,6 +143,7 @@ type Runner struct {
 	describe string
 	log      hclog.Logger
 	jail     *jailer // the Linux sandbox, when isolated
+	workDir  string  // parent of the tasks' own directories; "" = none (the start-up probe)
 }
 
 // Close releases the Runner's host resources (the shared empty network
@@ -147,11 +165,105 @@ func New(opts Options) (*Runner, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	r := &Runner{log: log.Named("sandbox")}
+	r := &Runner{log: log.Named("sandbox"), workDir: opts.WorkDir}
+	if r.workDir == "" {
+		if r.workDir = DefaultWorkDir(); r.workDir == "" {
+			return nil, errors.New("sandbox: no directory for the tasks' work directories could be chosen; set work_dir")
+		}
+	}
+	if err := privdir.Make(r.workDir, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox: the tasks' work directory (work_dir) cannot be used safely: %w", err)
+	}
 	if err := r.setup(opts); err != nil {
 		return nil, err
 	}
+	r.describe += "; each task's own work dir (HOME, TMPDIR, TASK_WORKDIR) under " + r.workDir
 	return r, nil
+}
+
+// DefaultWorkDir is Options.WorkDir's default: /var/lib/task-job/work for
+// root, the user's state directory ($XDG_STATE_HOME, else ~/.local/state)
+// otherwise, never a shared temporary directory. "" when none is found.
+func DefaultWorkDir() string {
+	if os.Geteuid() == 0 && runtime.GOOS != "windows" {
+		return "/var/lib/task-job/work"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "task-job", "work")
+	}
+	if d, err := os.UserCacheDir(); err == nil && runtime.GOOS == "windows" {
+		return filepath.Join(d, "task-job", "work")
+	}
+	if home, err := os.UserHomeDir(); err == nil && filepath.IsAbs(home) {
+		return filepath.Join(home, ".local", "state", "task-job", "work")
+	}
+	return ""
+}
+
+// EnvTaskWorkDir names the task's own writable directory in its
+// environment; HOME and TMPDIR point there too.
+const EnvTaskWorkDir = "TASK_WORKDIR"
+
+// newTaskDir makes the task's own directory under the work directory.
+func (r *Runner) newTaskDir(name string) (string, error) {
+	if r.workDir == "" {
+		return "", nil
+	}
+	dir, err := os.MkdirTemp(r.workDir, safeName(name)+"-")
+	if err != nil {
+		return "", fmt.Errorf("sandbox: create the task's work directory in %s: %w", r.workDir, err)
+	}
+	return dir, nil
+}
+
+// taskDirAt is where the task sees its own directory dir.
+func (r *Runner) taskDirAt(dir string) string {
+	if r.jail != nil {
+		return r.jail.taskDirAt(dir)
+	}
+	return dir
+}
+
+// removeTaskDir removes what the task left in its directory. Nothing of
+// the task runs any more; RemoveAll does not follow symlinks.
+func (r *Runner) removeTaskDir(dir string) {
+	if dir == "" {
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		r.log.Warn("could not remove the task's work directory", "dir", dir, "error", err)
+	}
+}
+
+// safeName keeps a task name fit for a file name: at most 64 of
+// [A-Za-z0-9._-].
+func safeName(name string) string {
+	b := []byte(name)
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] == '.' {
+		b = append([]byte("task"), b...)
+	}
+	return string(b)
+}
+
+// withTaskDir returns env with HOME, TMPDIR and TASK_WORKDIR set to dir,
+// replacing any given.
+func withTaskDir(env []string, dir string) []string {
+	out := make([]string, 0, len(env)+3)
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "HOME" && k != "TMPDIR" && k != EnvTaskWorkDir {
+			out = append(out, kv)
+		}
+	}
+	return append(out, "HOME="+dir, "TMPDIR="+dir, EnvTaskWorkDir+"="+dir)
 }
 
 // Describe returns one human line for the start-up log saying what is
@@ -203,6 +315,8 @@ type Spec struct {
 	// the same path; Dir must lie inside it. Default Dir. It may not be /.
 	Confine string
 	Limits  Limits
+
+	taskDir string // the task's own directory on the host, set by Start
 }
 
 // Result is how a task ended and what it used.
@@ -274,8 +388,17 @@ func (r *Runner) Start(spec Spec) (*Process, error) {
 		}
 	}
 
+	taskDir, err := r.newTaskDir(spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	if taskDir != "" {
+		spec.taskDir = taskDir
+		spec.Env = withTaskDir(spec.Env, r.taskDirAt(taskDir))
+	}
 	out, err := newStdio(spec.Stdout, spec.Stderr, r.log)
 	if err != nil {
+		r.removeTaskDir(taskDir)
 		return nil, err
 	}
 	p := &Process{log: r.log, done: make(chan struct{}), started: time.Now()}
@@ -283,6 +406,7 @@ func (r *Runner) Start(spec Spec) (*Process, error) {
 	out.closeChild()
 	if err != nil {
 		out.drain(drainTimeout)
+		r.removeTaskDir(taskDir)
 		return nil, err
 	}
 	r.log.Debug("task started", "path", spec.Path, "pid", p.pid, "isolated", r.isolated)
@@ -294,6 +418,7 @@ func (r *Runner) Start(spec Spec) (*Process, error) {
 			p.log.Warn("task output still open after its main process exited; closed it (a process escaped the task's process group)",
 				"pid", p.pid, "after", drainTimeout)
 		}
+		r.removeTaskDir(taskDir)
 		p.result, p.err = res, err
 		close(p.done)
 	}()

@@ -15,7 +15,8 @@ import (
 const maxRSSUnit = 1024
 
 const describeGroup = "sandbox: OFF, process group per task; not enforced: %s. " +
-	"Processes that call setsid can outlive a kill; no cgroup limits, no mount or network namespaces, tasks run as the executor's user"
+	"Processes that call setsid can outlive a kill; no cgroup limits, no mount or network namespaces, no seccomp filter, " +
+	"tasks run as the executor's user and can WRITE cmd_dir and everything that user can"
 
 func (r *Runner) setup(opts Options) error {
 	if !opts.Isolate {

@@ -28,3 +28,6 @@ type jailer struct{}
 
 func (j *jailer) close() error  { return nil }
 func (j *jailer) cgroups() bool { return false }
+
+// taskDirAt: outside the Linux sandbox a task sees host paths.
+func (j *jailer) taskDirAt(dir string) string { return dir }

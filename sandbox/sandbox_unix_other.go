@@ -52,6 +52,9 @@ type jailer struct{}
 
 func (j *jailer) close() error  { return nil }
 func (j *jailer) cgroups() bool { return false }
+
+// taskDirAt: outside the Linux sandbox a task sees host paths.
+func (j *jailer) taskDirAt(dir string) string { return dir }
 func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) error {
 	return errors.New("sandbox: the Linux sandbox does not exist on " + runtime.GOOS)
 }

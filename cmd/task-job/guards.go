@@ -31,6 +31,7 @@ func sandboxOptions(cfg *config.Config, log hclog.Logger) sandbox.Options {
 		CgroupName: "task-job-" + cfg.ExecutorID,
 		TmpBytes:   cfg.SandboxTmpSize,
 		Chroot:     cfg.SandboxChroot,
+		WorkDir:    cfg.WorkDir,
 		Defaults: sandbox.Limits{
 			MemoryBytes: cfg.SandboxMemory, CPUCores: cfg.SandboxCPU, Pids: int64(cfg.SandboxPids),
 			User: cfg.SandboxUser, Network: cfg.SandboxNetwork,
@@ -51,6 +52,15 @@ func loadPolicy(cfg *config.Config, log hclog.Logger) (*policy.Policy, error) {
 		return nil, fmt.Errorf("policy_file:\n%w", err)
 	}
 	log.Info("policy loaded: nothing runs unless a rule allows it", "file", cfg.PolicyFile, "rules", p.Rules())
+	var writable []string
+	for _, ru := range p.RuleList() {
+		if ru.Limits.CmdDirWritable {
+			writable = append(writable, ru.Name)
+		}
+	}
+	if len(writable) > 0 {
+		log.Warn("these rules let their tasks WRITE cmd_dir (cmd_dir_writable = true); other tasks see it read-only", "rules", writable)
+	}
 	return p, nil
 }
 

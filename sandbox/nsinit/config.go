@@ -41,10 +41,10 @@ const Hello = 0x7e
 
 // Root modes.
 const (
-	// RootSystem shows the task read-only system directories, WorkDir
-	// writable, a private /tmp, a minimal /dev and its own /proc.
+	// RootSystem shows the task read-only system directories, CmdDir, its
+	// TaskDir, a private /tmp, a minimal /dev and its own /proc.
 	RootSystem = 0
-	// RootChroot shows the task WorkDir as / and nothing else.
+	// RootChroot shows the task CmdDir as / and its TaskDir, nothing else.
 	RootChroot = 1
 )
 
@@ -59,8 +59,15 @@ type Config struct {
 	// RootDir is an empty directory on the host where the task's root is
 	// built; it is only mounted over inside the task's mount namespace.
 	RootDir string
-	// WorkDir is bound writable at the same path (cmd_dir).
-	WorkDir string
+	// CmdDir (cmd_dir) is bound at the same path (as / in chroot mode),
+	// read-only unless CmdDirWritable, and nosuid,nodev either way.
+	CmdDir         string
+	CmdDirWritable bool
+	// TaskDir is the task's own writable directory on the host (its HOME,
+	// TMPDIR and TASK_WORKDIR), bound nosuid,nodev at TaskDirAt, a path as
+	// the task sees it (TaskDir itself, or under / in chroot mode, where
+	// the mount point must already exist in CmdDir). Empty: none.
+	TaskDir, TaskDirAt string
 	// ReadOnly are host paths bound read-only at the same path; a symlink
 	// (such as /bin -> usr/bin on merged-/usr systems) is recreated as the
 	// same symlink. Missing paths are skipped.
@@ -97,7 +104,10 @@ func (c *Config) Encode() []byte {
 	e.str(c.Dir)
 	e.int(int64(c.RootMode))
 	e.str(c.RootDir)
-	e.str(c.WorkDir)
+	e.str(c.CmdDir)
+	e.bool(c.CmdDirWritable)
+	e.str(c.TaskDir)
+	e.str(c.TaskDirAt)
 	e.strs(c.ReadOnly)
 	e.str(c.Etc)
 	e.int(c.TmpBytes)
@@ -122,7 +132,10 @@ func Decode(b []byte) (*Config, error) {
 	c.Dir = d.str()
 	c.RootMode = int(d.int())
 	c.RootDir = d.str()
-	c.WorkDir = d.str()
+	c.CmdDir = d.str()
+	c.CmdDirWritable = d.bool()
+	c.TaskDir = d.str()
+	c.TaskDirAt = d.str()
 	c.ReadOnly = d.strs()
 	c.Etc = d.str()
 	c.TmpBytes = d.int()

@@ -127,11 +127,18 @@ func buildRoot(c *Config) error {
 		return err
 	}
 	root := c.RootDir
+	cmdFlags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | noSuidDev)
+	if !c.CmdDirWritable {
+		cmdFlags |= unix.MS_RDONLY
+	}
 	if c.RootMode == RootChroot {
-		if err := mount(c.WorkDir, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if err := mount(c.CmdDir, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return err
 		}
-		if err := mount("", root, "", unix.MS_BIND|unix.MS_REMOUNT|noSuidDev, ""); err != nil {
+		if err := mount("", root, "", cmdFlags, ""); err != nil {
+			return err
+		}
+		if err := bindTaskDir(root, c, false); err != nil {
 			return err
 		}
 		return pivot(root, false)
@@ -158,22 +165,25 @@ func buildRoot(c *Config) error {
 		}
 	}
 	size := "size=" + itoa(c.TmpBytes)
-	if c.WorkDir != "/tmp" {
+	if c.CmdDir != "/tmp" {
 		if err := tmpfs(root, "/tmp", "mode=1777,"+size); err != nil {
 			return err
 		}
 	}
-	// cmd_dir, writable. Bound after the read-only ones and /tmp so that a
-	// cmd_dir inside one of them (/usr/local/jobs, /tmp/jobs) is still
-	// there and writable.
-	work := filepath.Join(root, c.WorkDir)
+	// cmd_dir. Bound after the read-only ones and /tmp so that a cmd_dir
+	// inside one of them (/usr/local/jobs, /tmp/jobs) is still there, with
+	// its own flags.
+	work := filepath.Join(root, c.CmdDir)
 	if err := os.MkdirAll(work, 0o755); err != nil {
-		return fail("create the mount point "+c.WorkDir, err)
+		return fail("create the mount point "+c.CmdDir, err)
 	}
-	if err := mount(c.WorkDir, work, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := mount(c.CmdDir, work, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return err
 	}
-	if err := mount("", work, "", unix.MS_BIND|unix.MS_REMOUNT|noSuidDev, ""); err != nil {
+	if err := mount("", work, "", cmdFlags, ""); err != nil {
+		return err
+	}
+	if err := bindTaskDir(root, c, true); err != nil {
 		return err
 	}
 	if err := buildDev(root, size); err != nil {
@@ -183,6 +193,26 @@ func buildRoot(c *Config) error {
 		return err
 	}
 	return pivot(root, true)
+}
+
+// bindTaskDir binds the task's own directory, writable, nosuid and nodev.
+// Bound last, so that it is writable wherever it lies. In chroot mode the
+// mount point must exist (the executor made it); otherwise it is made in
+// the root's tmpfs when missing.
+func bindTaskDir(root string, c *Config, mkdir bool) error {
+	if c.TaskDir == "" {
+		return nil
+	}
+	dst := filepath.Join(root, c.TaskDirAt)
+	if mkdir {
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return fail("create the mount point "+c.TaskDirAt, err)
+		}
+	}
+	if err := mount(c.TaskDir, dst, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	return mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|noSuidDev, "")
 }
 
 func tmpfs(root, path, data string) error {
