@@ -76,10 +76,17 @@ type Options struct {
 	Dir          string            // cmd_dir; made absolute and symlink-resolved once by New
 	Interpreters map[string]string // word -> absolute program path; nil means {"bash": "/bin/bash", "sh": "/bin/sh"}
 	TrustedUIDs  []int             // owners whose files/dirs may be trusted; nil means {0, os.Geteuid()}
+	// Chroot is the sandbox's chroot mode, where a task sees only cmd_dir, as /: every
+	// absolute path the task's programs name — an interpreter word's program, a script's #!
+	// line, an ELF program's loader — means that path inside cmd_dir, so each is resolved
+	// there and passes rule 5 like the program itself. cmd_dir may then not be writable by
+	// other users at all (sticky is not enough), and system programs cannot be run.
+	Chroot bool
 }
 
 // Jail resolves cmdlines against one cmd_dir. It is immutable once made and safe for concurrent use.
 type Jail struct {
+	chroot       bool
 	dir          string   // absolute and free of symlinks
 	chain        []string // every directory from the root down to dir, checked on each Resolve
 	interpreters map[string]string
@@ -107,7 +114,7 @@ func New(opts Options) (*Jail, error) {
 		return nil, fmt.Errorf("jail: cmd_dir %q is not a directory; point cmd_dir at the directory that holds the scripts", opts.Dir)
 	}
 
-	j := &Jail{dir: dir, trusted: slices.Clone(opts.TrustedUIDs)}
+	j := &Jail{dir: dir, trusted: slices.Clone(opts.TrustedUIDs), chroot: opts.Chroot}
 	if opts.TrustedUIDs == nil {
 		j.trusted = []int{0, os.Geteuid()}
 	}
@@ -127,6 +134,9 @@ func New(opts Options) (*Jail, error) {
 			return nil, fmt.Errorf("jail: cmd_dir %s cannot be trusted: %s", dir, re.Reason)
 		}
 		return nil, err
+	}
+	if j.chroot && permsChecked && fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("jail: cmd_dir %s is writable by other users (mode %04o); in chroot mode it holds the tasks' interpreters and libraries too, so only its owner may write it: run chmod go-w on it", dir, unixMode(fi.Mode()))
 	}
 	return j, nil
 }
@@ -204,6 +214,9 @@ func (j *Jail) resolve(cmdline string, args []string) (*Command, error) {
 		if err != nil {
 			return nil, err
 		}
+		if interp, err = j.interpreter(first, interp); err != nil {
+			return nil, err
+		}
 		return j.command(interp, script, words[2:], args), nil
 	}
 
@@ -219,9 +232,36 @@ func (j *Jail) resolve(cmdline string, args []string) (*Command, error) {
 		if !ok {
 			return nil, refusef("", "%q has no exec bit and no \"bash\" interpreter is configured; make it executable (chmod +x)", first)
 		}
+		if bash, err = j.interpreter("bash", bash); err != nil {
+			return nil, err
+		}
 		return j.command(bash, prog, words[1:], args), nil
 	}
+	if err := j.checkLoaders(prog, 0); err != nil {
+		return nil, err
+	}
 	return j.command("", prog, words[1:], args), nil
+}
+
+// interpreter returns the program an interpreter word runs. Outside chroot mode that is the
+// configured host path. In chroot mode the same path names a file inside cmd_dir, which must
+// pass rule 5 like any program there, and so must what it loads.
+func (j *Jail) interpreter(word, path string) (string, error) {
+	if !j.chroot {
+		return path, nil
+	}
+	prog, _, err := j.resolveFile(strings.TrimPrefix(filepath.ToSlash(path), "/"))
+	if err != nil {
+		var re *RefusedError
+		if errors.As(err, &re) {
+			re.Reason = fmt.Sprintf("in chroot mode %q runs %s inside cmd_dir, which cannot be trusted: %s", word, path, re.Reason)
+		}
+		return "", err
+	}
+	if err := j.checkLoaders(prog, 0); err != nil {
+		return "", err
+	}
+	return prog, nil
 }
 
 // command builds the Command that runs prog, directly (interp == "") or as interp's script.
@@ -286,6 +326,9 @@ func (j *Jail) resolveSystem(cmdline string, args []string) (*Command, error) {
 	words, err := Split(cmdline)
 	if err != nil {
 		return nil, err
+	}
+	if j.chroot {
+		return nil, refusef("", "%q is a system program, and in chroot mode a task sees only cmd_dir; put the program in cmd_dir, or turn sandbox_chroot off", words[0])
 	}
 	if err := checkArgs(args); err != nil {
 		return nil, err

@@ -144,3 +144,39 @@ func TestWritableMountsAreNosuid(t *testing.T) {
 		}
 	}
 }
+
+// TestChrootRunsNoUncheckedInterpreter: in chroot mode /bin/bash means
+// cmd_dir/bin/bash, which a task could have planted; the sandbox refuses a
+// program outside cmd_dir rather than run whatever is at that place inside
+// it, and refuses a writable cmd_dir, which would let a task plant one.
+func TestChrootRunsNoUncheckedInterpreter(t *testing.T) {
+	r := jailed(t, func(o *sandbox.Options) { o.Chroot = true })
+	dir := taskDir(t)
+	prog := staticLister(t, dir)
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "bash"), b, 0o755); err != nil { // the plant
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	p, err := r.Start(sandbox.Spec{
+		Path: "/bin/bash", Args: []string{"bash", "/"}, Dir: dir, Name: "chroot-bash",
+		Env: []string{"SANDBOX_TEST_HELPER=list"}, Stdout: &out, Stderr: &out,
+	})
+	if err == nil {
+		res := wait(t, p)
+		t.Fatalf("the planted %s/bin/bash ran (exit %d): %q", dir, res.ExitCode, out.String())
+	}
+	if !strings.Contains(err.Error(), "chroot") {
+		t.Errorf("refusal %q should explain chroot mode", err)
+	}
+	_, err = r.Start(sandbox.Spec{Path: prog, Dir: dir, Name: "chroot-rw", Limits: sandbox.Limits{CmdDirWritable: true}})
+	if err == nil || !strings.Contains(err.Error(), "cmd_dir_writable") {
+		t.Errorf("a writable cmd_dir in chroot mode: %v, want a refusal", err)
+	}
+}

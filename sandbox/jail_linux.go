@@ -535,7 +535,16 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 		FileBytes: j.rlimits.FileBytes, OpenFiles: j.rlimits.OpenFiles, CoreBytes: 0,
 	}
 	if j.chroot {
-		// The task sees cmd_dir as /: paths inside it lose that prefix.
+		// The task sees cmd_dir as /: paths inside it lose that prefix. A
+		// host path outside it would name whatever lies at the same place
+		// inside cmd_dir, a file nobody checked: refused (the jail's
+		// chroot mode resolves interpreters inside cmd_dir instead).
+		switch {
+		case filepath.IsAbs(spec.Path) && !within(spec.Path, confine):
+			return fmt.Errorf("sandbox: in chroot mode the task sees only cmd_dir %s, so %s would run an unchecked file inside it; name a program inside cmd_dir (the jail's chroot mode does so for interpreters)", confine, spec.Path)
+		case lim.CmdDirWritable:
+			return errors.New("sandbox: cmd_dir_writable is refused in chroot mode: cmd_dir holds the tasks' interpreters and libraries there, so a task that wrote it could plant code for the next one")
+		}
 		cfg.RootMode = nsinit.RootChroot
 		cfg.Path = "/" + strings.TrimPrefix(rel(confine, spec.Path), "/")
 		cfg.Dir = "/" + rel(confine, dir)

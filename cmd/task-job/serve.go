@@ -88,7 +88,7 @@ type stopNowKey struct{}
 // serve builds an executor from cfg and runs it until ctx ends. ready, if
 // set, is called once the executor is about to serve.
 func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func()) error {
-	j, err := jail.New(jail.Options{Dir: cfg.CmdDir})
+	j, err := jail.New(jail.Options{Dir: cfg.CmdDir, Chroot: cfg.SandboxChroot})
 	if err != nil {
 		return fmt.Errorf("cmd_dir: %w", err)
 	}

@@ -1,0 +1,100 @@
+//go:build unix
+
+package jail
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestChrootChecksInterpreters is the chroot attack: in chroot mode
+// "bash victim.sh" runs cmd_dir/bin/bash, which a nobody task had planted.
+// Every program the kernel would load there — the interpreter word's, a #!
+// line's, an ELF loader — must pass rule 5 like the program itself.
+func TestChrootChecksInterpreters(t *testing.T) {
+	if !needRoot(t) {
+		t.Skip("needs root to make files owned by another uid")
+	}
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chmod(t, root, 0o755)
+	dir := filepath.Join(root, "cmd")
+	write := func(name, body string, mode os.FileMode, uid int) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		chmod(t, p, mode)
+		lchown(t, p, uid)
+	}
+	write("victim.sh", "echo victim\n", 0o644, 0)
+	write("bin/sh", "not a script, not ELF\n", 0o755, 0) // trusted
+	if err := os.Mkdir(filepath.Join(dir, "planted"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lchown(t, filepath.Join(dir, "planted"), nobody)
+	write("planted/bash", "#!/bin/sh\n", 0o755, nobody)
+	write("evil", "anything\n", 0o755, nobody)
+	write("uses-evil.sh", "#!/evil\n", 0o755, 0)
+	write("uses-sh.sh", "#!/bin/sh -e\necho ok\n", 0o755, 0)
+	write("no-exec-bit.sh", "echo ok\n", 0o644, 0)
+	self, err := os.ReadFile("/bin/true") // dynamically linked: its loader is not in cmd_dir
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("elf", string(self), 0o755, 0)
+
+	j, err := New(Options{Dir: dir, Chroot: true, Interpreters: map[string]string{"bash": "/planted/bash", "sh": "/bin/sh"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		cmdline, path, refusal string
+	}{
+		{"bash victim.sh", "", "in chroot mode \"bash\" runs /planted/bash inside cmd_dir"},
+		{"sh victim.sh", dir + "/bin/sh", ""},
+		{"uses-evil.sh", "", "is run by /evil"},
+		{"uses-sh.sh", dir + "/uses-sh.sh", ""},
+		{"no-exec-bit.sh", "", "\"bash\" runs /planted/bash"},
+		{"elf", "", "is run by /lib"},
+	}
+	for _, tt := range tests {
+		cmd, err := j.Resolve(tt.cmdline, nil)
+		switch {
+		case tt.refusal != "":
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.refusal) {
+				t.Errorf("%q: %v, want a refusal containing %q", tt.cmdline, err, tt.refusal)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tt.cmdline, err)
+		case cmd.Path != tt.path:
+			t.Errorf("%q runs %s, want %s", tt.cmdline, cmd.Path, tt.path)
+		}
+	}
+	if _, err := j.ResolveSystem("/usr/bin/id", nil); !errors.Is(err, ErrRefused) {
+		t.Errorf("a system program in chroot mode: %v, want a refusal", err)
+	}
+
+	// Outside chroot mode the interpreter is the host's, as before.
+	j2, err := New(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd, err := j2.Resolve("bash victim.sh", nil); err != nil || cmd.Path != "/bin/bash" {
+		t.Errorf("without chroot: %+v, %v; want /bin/bash", cmd, err)
+	}
+	// A cmd_dir others may write (sticky or not) cannot hold a chroot.
+	chmod(t, dir, 0o1777)
+	if _, err := New(Options{Dir: dir, Chroot: true}); err == nil {
+		t.Error("chroot mode accepted a world-writable cmd_dir")
+	}
+}
