@@ -8,7 +8,7 @@ FUZZTIME ?= 10s
 FUZZ := ./task:FuzzParse ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse \
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical
 
-.PHONY: help deps build cross test unit vmtest fuzz bench bench-quick lint run-dev clean
+.PHONY: help deps build cross test unit vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,8 +56,13 @@ lint: ## gofmt, go vet on every target OS, and staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 	@for os in windows darwin freebsd; do GOOS=$$os $(GO) vet ./cmd/... ./sandbox/... ./jail/... ./spool/... ./config/... ./task/... ./queue/... ./executor/... ./policy/... ./audit/... ./signature/... || exit 1; done
 
+audit-sandbox: ## (root) run a probe in the real sandbox and print what a task can and cannot do; CI compares it with sandbox/testdata/audit-sandbox.md
+	@CGO_ENABLED=0 $(GO) build -trimpath -o task-job-init ./cmd/task-job-init
+	@CGO_ENABLED=0 $(GO) build -trimpath -o sandbox-probe ./sandbox/probe
+	@./sandbox-probe -run -init $(CURDIR)/task-job-init
+
 run-dev: ## the quick start: embedded in-memory endpoint + executor, nothing to install
 	$(GO) run ./cmd/task-job dev
 
 clean: ## remove build output
-	rm -rf dist task-job task-job-init
+	rm -rf dist task-job task-job-init sandbox-probe
