@@ -112,8 +112,8 @@ func Parse(raw []byte, maxBytes int) (*Task, error) {
 // when it is accepted they equal t.ID and t.Type.
 func Decode(raw []byte, maxBytes int) (t *Task, id, typ string, err error) {
 	if maxBytes > 0 && len(raw) > maxBytes {
-		id, typ = PeekID(raw[:min(len(raw), PeekBytes)])
-		return nil, id, typ, invalid("message is %d bytes, over the limit of %d (max_task_bytes)", len(raw), maxBytes)
+		id, typ, err = RefuseOversized(raw, len(raw), maxBytes)
+		return nil, id, typ, err
 	}
 	s := scanKeys(raw, taskFields)
 	if s.err != nil {
@@ -127,6 +127,14 @@ func Decode(raw []byte, maxBytes int) (t *Task, id, typ string, err error) {
 		return nil, s.id, s.typ, err
 	}
 	return t, t.ID, t.Type, nil
+}
+
+// RefuseOversized is Decode's refusal of a message of size bytes, over
+// maxBytes, of which only prefix was read (the transport never hands the
+// executor the whole of it): id and typ are read from prefix alone.
+func RefuseOversized(prefix []byte, size, maxBytes int) (id, typ string, err error) {
+	id, typ = PeekID(prefix[:min(len(prefix), PeekBytes)])
+	return id, typ, invalid("message is %d bytes, over the limit of %d (max_task_bytes)", size, maxBytes)
 }
 
 // Validate checks every field against the protocol's rules and limits.
