@@ -5,7 +5,7 @@ PKGS  := ./...
 # Every parser of untrusted input has a fuzz target; `make fuzz` runs each
 # for FUZZTIME (CI: a short smoke run; locally, raise it).
 FUZZTIME ?= 10s
-FUZZ := ./task:FuzzParse ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse \
+FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse \
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical
 
 .PHONY: help deps build cross test unit vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox

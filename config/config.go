@@ -55,17 +55,22 @@ const (
 	DefaultMaxTaskBytes    = 1 * MiB
 	DefaultMaxOutputBytes  = 16 * MiB
 	DefaultMaxLineBytes    = 64 * KiB
-	DefaultKillGrace       = 5 * time.Second
-	DefaultExecutorTTL     = 5 * time.Second
-	DefaultShutdownGrace   = 30 * time.Second
-	DefaultSpoolMaxBytes   = 1 * GiB
-	DefaultSandboxUser     = "nobody"
-	DefaultSandboxMemory   = 512 * MiB
-	DefaultSandboxCPU      = 1.0
-	DefaultSandboxPids     = 256
-	DefaultSandboxTmpSize  = 64 * MiB
-	DefaultAuditMaxBytes   = 100 * MiB
-	DefaultSignatureWindow = 5 * time.Minute
+	// DefaultMaxOutputMessages and DefaultMaxOutputRate bound the TaskLog
+	// messages of one task: `yes '' | head -n 1000000` ships 100,000 lines
+	// at most, 5,000 a second.
+	DefaultMaxOutputMessages = 100000
+	DefaultMaxOutputRate     = 5000
+	DefaultKillGrace         = 5 * time.Second
+	DefaultExecutorTTL       = 5 * time.Second
+	DefaultShutdownGrace     = 30 * time.Second
+	DefaultSpoolMaxBytes     = 1 * GiB
+	DefaultSandboxUser       = "nobody"
+	DefaultSandboxMemory     = 512 * MiB
+	DefaultSandboxCPU        = 1.0
+	DefaultSandboxPids       = 256
+	DefaultSandboxTmpSize    = 64 * MiB
+	DefaultAuditMaxBytes     = 100 * MiB
+	DefaultSignatureWindow   = 5 * time.Minute
 )
 
 // maxDefaultConcurrency caps the NumCPU default so that a very large host
@@ -121,8 +126,17 @@ type Config struct {
 	// largest task message accepted.
 	MaxTaskBytes int
 	// MaxOutputBytes ("max_output_bytes", default 16 MiB, at least 1 KiB)
-	// caps the output shipped per task.
+	// caps the output shipped per task, counted as the bytes of the TaskLog
+	// messages that carry it (JSON envelope included), so that empty lines
+	// count too.
 	MaxOutputBytes int64
+	// MaxOutputMessages ("max_output_messages", default 100,000, at least
+	// 1) caps the TaskLog messages (output lines) shipped per task.
+	MaxOutputMessages int
+	// MaxOutputRate ("max_output_rate", default 5,000, at least 1) caps the
+	// output lines shipped per task per second (bursts of up to a second's
+	// worth); lines beyond it are dropped and counted.
+	MaxOutputRate int
 	// MaxLineBytes ("max_line_bytes", default 64 KiB, 256 B..1 MiB): longer
 	// output lines are split.
 	MaxLineBytes int
@@ -220,21 +234,23 @@ func Default() *Config {
 // (queue_control_name from queue_name) and must follow what the file set.
 func newConfig() *Config {
 	return &Config{
-		Concurrency:     min(runtime.NumCPU(), maxDefaultConcurrency),
-		StatusRetention: DefaultStatusRetention,
-		MaxTaskBytes:    DefaultMaxTaskBytes,
-		MaxOutputBytes:  DefaultMaxOutputBytes,
-		MaxLineBytes:    DefaultMaxLineBytes,
-		KillGrace:       DefaultKillGrace,
-		ExecutorTTL:     DefaultExecutorTTL,
-		ShutdownGrace:   DefaultShutdownGrace,
-		SpoolMaxBytes:   DefaultSpoolMaxBytes,
-		SandboxMemory:   DefaultSandboxMemory,
-		SandboxCPU:      DefaultSandboxCPU,
-		SandboxPids:     DefaultSandboxPids,
-		SandboxTmpSize:  DefaultSandboxTmpSize,
-		AuditMaxBytes:   DefaultAuditMaxBytes,
-		SignatureWindow: DefaultSignatureWindow,
+		Concurrency:       min(runtime.NumCPU(), maxDefaultConcurrency),
+		StatusRetention:   DefaultStatusRetention,
+		MaxTaskBytes:      DefaultMaxTaskBytes,
+		MaxOutputBytes:    DefaultMaxOutputBytes,
+		MaxLineBytes:      DefaultMaxLineBytes,
+		MaxOutputMessages: DefaultMaxOutputMessages,
+		MaxOutputRate:     DefaultMaxOutputRate,
+		KillGrace:         DefaultKillGrace,
+		ExecutorTTL:       DefaultExecutorTTL,
+		ShutdownGrace:     DefaultShutdownGrace,
+		SpoolMaxBytes:     DefaultSpoolMaxBytes,
+		SandboxMemory:     DefaultSandboxMemory,
+		SandboxCPU:        DefaultSandboxCPU,
+		SandboxPids:       DefaultSandboxPids,
+		SandboxTmpSize:    DefaultSandboxTmpSize,
+		AuditMaxBytes:     DefaultAuditMaxBytes,
+		SignatureWindow:   DefaultSignatureWindow,
 	}
 }
 
@@ -360,6 +376,12 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	}
 	if c.MaxOutputBytes < KiB {
 		bad("max_output_bytes", "must be at least 1KiB, got %s", formatBytes(c.MaxOutputBytes))
+	}
+	if c.MaxOutputMessages < 1 {
+		bad("max_output_messages", "must be at least 1, got %d", c.MaxOutputMessages)
+	}
+	if c.MaxOutputRate < 1 {
+		bad("max_output_rate", "must be at least 1 (lines a second per task), got %d", c.MaxOutputRate)
 	}
 	if c.MaxLineBytes < 256 || c.MaxLineBytes > MiB {
 		bad("max_line_bytes", "must be between 256 and 1MiB, got %s", formatBytes(int64(c.MaxLineBytes)))

@@ -36,6 +36,8 @@ var fields = map[string]setter{
 	"max_task_bytes":      sizeSetter(func(c *Config) *int { return &c.MaxTaskBytes }),
 	"max_output_bytes":    sizeSetter(func(c *Config) *int64 { return &c.MaxOutputBytes }),
 	"max_line_bytes":      sizeSetter(func(c *Config) *int { return &c.MaxLineBytes }),
+	"max_output_messages": intSetter(func(c *Config) *int { return &c.MaxOutputMessages }),
+	"max_output_rate":     intSetter(func(c *Config) *int { return &c.MaxOutputRate }),
 	"kill_grace":          durationSetter(func(c *Config) *time.Duration { return &c.KillGrace }),
 	"executor_ttl":        durationSetter(func(c *Config) *time.Duration { return &c.ExecutorTTL }),
 	"shutdown_grace":      durationSetter(func(c *Config) *time.Duration { return &c.ShutdownGrace }),

@@ -21,8 +21,8 @@ func (e *Executor) controlLoop(ctx context.Context) {
 func (e *Executor) forwardedLoop(ctx context.Context) {
 	e.controls(ctx, "forwarded control messages", e.opt.Broker.TakeForwarded, func(_ context.Context, c *queue.ControlDelivery) {
 		ctl, err := task.ParseControl(c.Raw)
-		if err != nil {
-			return // the executor that forwarded it checked it
+		if err != nil || e.refuseKill(ctl) {
+			return // anyone can RPUSH here too: checked again
 		}
 		if e.kill(ctl.ID, "kill message, forwarded by the executor that took it") {
 			e.log.Info("kill received (forwarded)", "id", ctl.ID)
@@ -63,6 +63,9 @@ func (e *Executor) handleControl(ctx context.Context, c *queue.ControlDelivery) 
 	ctl, err := task.ParseControl(c.Raw)
 	if err != nil {
 		e.log.Warn("ignoring a malformed control message", "reason", err, "bytes", len(c.Raw))
+		return
+	}
+	if e.refuseKill(ctl) {
 		return
 	}
 	if e.kill(ctl.ID, "kill message") {

@@ -38,11 +38,15 @@ type Options struct {
 	Concurrency int // default 1
 	// Logs ships stdout/stderr lines; done messages are always published.
 	Logs           bool
-	MaxTaskBytes   int           // default 1 MiB
-	MaxOutputBytes int64         // default 16 MiB
-	MaxLineBytes   int           // default 64 KiB
-	KillGrace      time.Duration // default 5 s
-	ShutdownGrace  time.Duration // default 30 s
+	MaxTaskBytes   int   // default 1 MiB
+	MaxOutputBytes int64 // default 16 MiB of TaskLog messages, envelope included
+	// MaxOutputMessages caps the output lines shipped per task (default
+	// 100,000), MaxOutputRate those per task per second (default 5,000).
+	MaxOutputMessages int
+	MaxOutputRate     int
+	MaxLineBytes      int           // default 64 KiB
+	KillGrace         time.Duration // default 5 s
+	ShutdownGrace     time.Duration // default 30 s
 	// TTL is the liveness window: peers treat this executor as dead once its
 	// heartbeat is older than this. Default 5 s.
 	TTL time.Duration
@@ -83,6 +87,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxOutputBytes <= 0 {
 		o.MaxOutputBytes = 16 << 20
+	}
+	if o.MaxOutputMessages <= 0 {
+		o.MaxOutputMessages = 100000
+	}
+	if o.MaxOutputRate <= 0 {
+		o.MaxOutputRate = 5000
 	}
 	if o.MaxLineBytes <= 0 {
 		o.MaxLineBytes = 64 << 10

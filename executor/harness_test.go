@@ -137,17 +137,19 @@ func (c *cluster) executor(id string, opts ...execOpt) (stop func()) {
 		c.t.Fatal(err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: c.redis.Addr(), PoolSize: 32, DialTimeout: time.Second})
-	q := redisqueue.New(rdb, redisqueue.Options{Names: names, ExecutorID: id, Retention: time.Hour, TTL: time.Second})
 	o := Options{
 		ExecutorID: id, Concurrency: 2, Logs: true, KillGrace: time.Second, ShutdownGrace: 5 * time.Second,
 		TTL: time.Second, SpoolDir: filepath.Join(c.t.TempDir(), "spool"),
-		Env:    []string{"PATH=/usr/bin:/bin"},
-		Broker: q, Jail: j, Runner: c.runner,
+		Env:  []string{"PATH=/usr/bin:/bin"},
+		Jail: j, Runner: c.runner,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{c.t}}),
 	}
 	for _, f := range opts {
 		f(&o)
 	}
+	q := redisqueue.New(rdb, redisqueue.Options{Names: names, ExecutorID: id, Retention: time.Hour, TTL: time.Second,
+		MaxTaskBytes: o.MaxTaskBytes})
+	o.Broker = q
 	ex, err := New(o)
 	if err != nil {
 		c.t.Fatal(err)

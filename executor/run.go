@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,22 +28,32 @@ type run struct {
 
 	seq     atomic.Uint64
 	written atomic.Int64 // bytes the task wrote, all of them
-	shipped atomic.Int64 // bytes shipped as log lines
-	dropped atomic.Int64
-	capOnce sync.Once
+	meter   meter        // what its output lines shipped, against the caps
 }
 
 // handle takes one delivery to its end. It never panics on bad input and
 // always leaves the delivery finished, dropped or put back.
 func (e *Executor) handle(d *queue.Delivery) {
-	id, typ := task.PeekID(d.Raw)
-	received := audit.Record{Kind: audit.KindReceived, ID: id, Type: typ, Digest: audit.DigestOf(d.Raw), Size: len(d.Raw)}
+	// One parse, strict: the id claimed, verified, audited and run is the
+	// one Decode read (see task.Decode).
+	t, id, typ, perr := e.decode(d)
+	received := received(d, id, typ)
 	if id == "" {
-		_, err := task.Parse(d.Raw, e.opt.MaxTaskBytes)
 		e.log.Warn("dropping a task message with no readable id; no done can be sent for it",
-			"reason", err, "bytes", len(d.Raw))
+			"reason", perr, "bytes", len(d.Raw))
 		if e.record(received) == nil {
-			_ = e.record(audit.Record{Kind: audit.KindDecision, Decision: audit.DecisionRejected, Reason: fmt.Sprint(err)})
+			_ = e.record(audit.Record{Kind: audit.KindDecision, Decision: audit.DecisionRejected, Reason: fmt.Sprint(perr)})
+		}
+		e.drop(d)
+		return
+	}
+	auth := e.authenticate(t, perr)
+	if auth.unanswered != "" {
+		e.log.Warn("dropping a message no signing key vouches for: its id is not claimed and no done is sent (require_signatures)",
+			"id", id, "reason", auth.unanswered)
+		if e.record(received) == nil {
+			_ = e.record(audit.Record{Kind: audit.KindDecision, ID: id, Decision: audit.DecisionRejected,
+				Reason: "not answered, id not claimed: " + auth.unanswered})
 		}
 		e.drop(d)
 		return
@@ -74,9 +83,10 @@ func (e *Executor) handle(d *queue.Delivery) {
 		e.drop(d)
 		return
 	}
-	r.claimed = true
+	// A task cancelled while queued was never claimed: its done is
+	// published as for a task that never ran.
+	r.claimed = claim != queue.CancelledWhileQueued
 
-	t, perr := task.Parse(d.Raw, e.opt.MaxTaskBytes)
 	if perr == nil && t.Sig != nil {
 		received.KeyID = t.Sig.Key
 	}
@@ -103,7 +113,7 @@ func (e *Executor) handle(d *queue.Delivery) {
 		return
 	}
 	r.typ, r.tube = t.Type, t.Tube
-	adm, refused := e.admit(r.ctx, t)
+	adm, refused := e.admit(r.ctx, t, auth)
 	if refused != "" {
 		reject(refused)
 		return
@@ -218,7 +228,7 @@ func (e *Executor) finish(r *run, state task.State, reason string, res *sandbox.
 	nowT := time.Now()
 	result := &task.Result{
 		Status: state, ExitCode: -1, Reason: reason,
-		OutputBytes: r.written.Load(), OutputDropped: r.dropped.Load(),
+		OutputBytes: r.written.Load(), OutputDropped: r.meter.dropped.Load(), OutputDroppedLines: r.meter.droppedLines.Load(),
 		Isolation: e.isolation, Rule: r.rule,
 	}
 	if res != nil {

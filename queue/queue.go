@@ -23,6 +23,14 @@ type Delivery struct {
 	Raw []byte
 	// Taken is when this executor took it.
 	Taken time.Time
+	// Size is non-zero for a message over max_task_bytes: the transport
+	// removed it without reading it whole, Raw holds only its first
+	// task.PeekBytes, and Size its full length. It is in no processing
+	// list; Drop and a done finish it, Requeue discards it.
+	Size int
+	// Digest identifies an oversized message for the audit log (the
+	// transport's hash of the whole message, "sha1:<hex>"); "" otherwise.
+	Digest string
 }
 
 // Claim is the outcome of claiming a task id.

@@ -108,3 +108,39 @@ func Sign(t *task.Task, keyID string, secret []byte, now time.Time) {
 	ts := now.Unix()
 	t.Sig = &task.Signature{Key: keyID, TS: ts, MAC: MAC(secret, t, keyID, ts)}
 }
+
+// KillVersion is the first field of a kill's canonical form. It differs
+// from Version, so no kill's MAC can ever pass for a task's or the reverse.
+const KillVersion = "task-job-kill-v1"
+
+// CanonicalKill returns the bytes a kill's signature covers, in the same
+// encoding as Canonical: KillVersion, the key id, ts, the id of the task to
+// kill, and the control type ("kill").
+func CanonicalKill(c *task.Control, keyID string, ts int64) []byte {
+	var num [20]byte
+	tsStr := strconv.AppendInt(num[:0], ts, 10)
+	b := make([]byte, 0, 64+len(keyID)+len(c.ID)+len(c.Type))
+	b = appendField(b, KillVersion)
+	b = appendField(b, keyID)
+	b = appendField(b, string(tsStr))
+	b = appendField(b, c.ID)
+	b = appendField(b, c.Type)
+	return b
+}
+
+// KillMAC returns the lowercase hex HMAC-SHA256 of c's canonical form.
+func KillMAC(secret []byte, c *task.Control, keyID string, ts int64) string {
+	return hex.EncodeToString(rawKillMAC(secret, c, keyID, ts))
+}
+
+func rawKillMAC(secret []byte, c *task.Control, keyID string, ts int64) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write(CanonicalKill(c, keyID, ts))
+	return m.Sum(nil)
+}
+
+// SignKill sets c.Sig to a signature by keyID made at now.
+func SignKill(c *task.Control, keyID string, secret []byte, now time.Time) {
+	ts := now.Unix()
+	c.Sig = &task.Signature{Key: keyID, TS: ts, MAC: KillMAC(secret, c, keyID, ts)}
+}

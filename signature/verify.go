@@ -22,7 +22,7 @@ const replayMargin = time.Minute
 // Errors returned by Verify; test with errors.Is. The returned error adds
 // the particulars after the sentinel's text.
 var (
-	ErrUnsigned   = errors.New("signature: task is not signed")
+	ErrUnsigned   = errors.New("signature: not signed")
 	ErrUnknownKey = errors.New("signature: unknown key")
 	ErrForged     = errors.New("signature: mac does not match the task (altered in transit, or signed with another secret)")
 	ErrStale      = errors.New("signature: timestamp outside the accepted window")
@@ -77,13 +77,33 @@ func NewVerifier(k *Keyring, opts Options) *Verifier {
 // Window returns the accepted clock skew.
 func (v *Verifier) Window() time.Duration { return v.window }
 
-// Verify checks t's signature and returns the key id that signed it.
+// Verify checks t's signature and returns the key id that signed it: it
+// is Authenticate, then Remember.
 //
 // The checks run in this order: signed at all, known key, MAC, window,
 // replay. The MAC comes before the window so that a stale verdict is about
 // a genuine task (a clock to fix), not about junk; the replay check comes
 // last so that only genuine tasks take room in the replay memory.
 func (v *Verifier) Verify(ctx context.Context, t *task.Task) (keyID string, err error) {
+	keyID, err = v.Authenticate(t)
+	if err != nil {
+		return "", err
+	}
+	if err := v.Remember(ctx, t); err != nil {
+		return "", err
+	}
+	return keyID, nil
+}
+
+// Authenticate is Verify without the replay check, which has a side
+// effect: it tells whether t is what a key holder signed, and changes
+// nothing. An executor authenticates a task before it claims the task's
+// id, so that no message a key holder did not sign can reserve an id, and
+// remembers it after.
+//
+// An ErrStale error is about a genuine task (the MAC matched first); every
+// other error means t's content is not vouched for by any key.
+func (v *Verifier) Authenticate(t *task.Task) (keyID string, err error) {
 	sig := t.Sig
 	if sig == nil {
 		return "", ErrUnsigned
@@ -92,28 +112,67 @@ func (v *Verifier) Verify(ctx context.Context, t *task.Task) (keyID string, err 
 	if !ok {
 		return "", fmt.Errorf("%w %q", ErrUnknownKey, sig.Key)
 	}
-	want := rawMAC(secret, t, sig.Key, sig.TS)
+	if err := v.check(sig, rawMAC(secret, t, sig.Key, sig.TS)); err != nil {
+		return "", err
+	}
+	return sig.Key, nil
+}
+
+// check compares sig with the MAC it should carry, then its time.
+func (v *Verifier) check(sig *task.Signature, want []byte) error {
 	var got [32]byte
 	if len(sig.MAC) != 2*len(got) {
-		return "", fmt.Errorf("%w: mac is %d characters, not 64 hex digits", ErrForged, len(sig.MAC))
+		return fmt.Errorf("%w: mac is %d characters, not 64 hex digits", ErrForged, len(sig.MAC))
 	}
 	if _, err := hex.Decode(got[:], []byte(sig.MAC)); err != nil || !hmac.Equal(got[:], want) {
-		return "", fmt.Errorf("%w (key %q)", ErrForged, sig.Key)
+		return fmt.Errorf("%w (key %q)", ErrForged, sig.Key)
 	}
-
 	now := v.now()
 	if !within(now, sig.TS, v.window) {
-		return "", fmt.Errorf("%w: %s; the window is ±%v (check the signer's clock)", ErrStale, skew(now, sig.TS), v.window)
+		return fmt.Errorf("%w: %s; the window is ±%v (check the signer's clock)", ErrStale, skew(now, sig.TS), v.window)
 	}
+	return nil
+}
 
+// Remember records an authenticated task's signature in the replay memory
+// and refuses it (ErrReplayed) if it was there already.
+func (v *Verifier) Remember(ctx context.Context, t *task.Task) error {
+	sig := t.Sig
+	if sig == nil {
+		return ErrUnsigned
+	}
+	secret, ok := v.keys.secret(sig.Key)
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownKey, sig.Key)
+	}
 	// The replay memory is keyed on the MAC computed here, in lowercase
 	// hex, so that the same MAC spelt in another case is still a replay.
+	want := rawMAC(secret, t, sig.Key, sig.TS)
 	first, err := v.replay.FirstUse(ctx, sig.Key, hex.EncodeToString(want), 2*v.window+replayMargin)
 	if err != nil {
-		return "", fmt.Errorf("signature: replay check failed, task refused: %w", err)
+		return fmt.Errorf("signature: replay check failed, task refused: %w", err)
 	}
 	if !first {
-		return "", fmt.Errorf("%w (key %q, ts %d)", ErrReplayed, sig.Key, sig.TS)
+		return fmt.Errorf("%w (key %q, ts %d)", ErrReplayed, sig.Key, sig.TS)
+	}
+	return nil
+}
+
+// VerifyKill checks a kill's signature (see CanonicalKill) and returns the
+// key id that signed it. Kills have no replay memory: a kill names one
+// task id, ids are never reused within status_retention, and a kill sent
+// twice does what it did once; after the window a replay is stale.
+func (v *Verifier) VerifyKill(c *task.Control) (keyID string, err error) {
+	sig := c.Sig
+	if sig == nil {
+		return "", ErrUnsigned
+	}
+	secret, ok := v.keys.secret(sig.Key)
+	if !ok {
+		return "", fmt.Errorf("%w %q", ErrUnknownKey, sig.Key)
+	}
+	if err := v.check(sig, rawKillMAC(secret, c, sig.Key, sig.TS)); err != nil {
+		return "", err
 	}
 	return sig.Key, nil
 }

@@ -52,9 +52,12 @@ type Result struct {
 	CPUMS       int64  `json:"cpu_ms"`
 	MaxRSSBytes int64  `json:"max_rss_bytes"`
 	// OutputBytes counts all bytes the task wrote; OutputDropped those
-	// beyond max_output_bytes that were not shipped.
-	OutputBytes   int64 `json:"output_bytes"`
-	OutputDropped int64 `json:"output_dropped_bytes,omitempty"`
+	// (newlines included) not shipped because a cap was hit —
+	// max_output_bytes, max_output_messages or max_output_rate — and
+	// OutputDroppedLines the lines they made.
+	OutputBytes        int64 `json:"output_bytes"`
+	OutputDropped      int64 `json:"output_dropped_bytes,omitempty"`
+	OutputDroppedLines int64 `json:"output_dropped_lines,omitempty"`
 	// Isolation names what confined the task ("sandbox",
 	// "process-group", …) so a weaker run never goes unnoticed.
 	Isolation string `json:"isolation,omitempty"`

@@ -93,22 +93,48 @@ func (s Seconds) Duration() time.Duration {
 	return time.Duration(float64(s) * float64(time.Second))
 }
 
-// Parse decodes and validates one task message. maxBytes bounds the raw
-// size (the message is refused before it is decoded). Unknown fields are
-// refused too: a misspelt "cmd_arg" silently dropping arguments would run
-// something other than what the sender meant.
+// Parse decodes and validates one task message; see Decode.
 func Parse(raw []byte, maxBytes int) (*Task, error) {
+	t, _, _, err := Decode(raw, maxBytes)
+	return t, err
+}
+
+// Decode parses one task message, once and strictly, and validates it.
+// maxBytes bounds the raw size (the message is refused before it is
+// decoded). Keys are case-sensitive and each may appear once: encoding/json
+// alone would match "ID" to the id field and let the last of two "id" keys
+// win, so a message could mean one id to one reader and another to the
+// next. Unknown fields are refused too: a misspelt "cmd_arg" silently
+// dropping arguments would run something other than what the sender meant.
+//
+// When the message is refused, id and typ are what it names, when that can
+// be told at all (see PeekID), so the refusal can be reported on that id;
+// when it is accepted they equal t.ID and t.Type.
+func Decode(raw []byte, maxBytes int) (t *Task, id, typ string, err error) {
 	if maxBytes > 0 && len(raw) > maxBytes {
-		return nil, invalid("message is %d bytes, over the limit of %d (max_task_bytes)", len(raw), maxBytes)
+		id, typ, err = RefuseOversized(raw, len(raw), maxBytes)
+		return nil, id, typ, err
 	}
-	var t Task
-	if err := decodeStrict(raw, &t); err != nil {
-		return nil, err
+	s := scanKeys(raw, taskFields)
+	if s.err != nil {
+		return nil, s.id, s.typ, s.err
+	}
+	t = new(Task)
+	if err := decodeStrict(raw, t); err != nil {
+		return nil, s.id, s.typ, err
 	}
 	if err := t.Validate(); err != nil {
-		return nil, err
+		return nil, s.id, s.typ, err
 	}
-	return &t, nil
+	return t, t.ID, t.Type, nil
+}
+
+// RefuseOversized is Decode's refusal of a message of size bytes, over
+// maxBytes, of which only prefix was read (the transport never hands the
+// executor the whole of it): id and typ are read from prefix alone.
+func RefuseOversized(prefix []byte, size, maxBytes int) (id, typ string, err error) {
+	id, typ = PeekID(prefix[:min(len(prefix), PeekBytes)])
+	return id, typ, invalid("message is %d bytes, over the limit of %d (max_task_bytes)", size, maxBytes)
 }
 
 // Validate checks every field against the protocol's rules and limits.
@@ -149,21 +175,29 @@ func (t *Task) Validate() error {
 	if total > MaxArgsBytes {
 		return invalid("task.cmd_args total %d bytes, over the limit of %d", total, MaxArgsBytes)
 	}
-	if t.Sig != nil {
-		if err := checkText("sig.key", t.Sig.Key, MaxIDBytes, true); err != nil {
-			return err
-		}
-		if len(t.Sig.MAC) != 64 {
-			return invalid("sig.mac must be 64 lowercase hex digits (HMAC-SHA256), not %d characters", len(t.Sig.MAC))
-		}
-		for _, c := range t.Sig.MAC {
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-				return invalid("sig.mac must be 64 lowercase hex digits (HMAC-SHA256)")
-			}
-		}
+	if err := checkSig(t.Sig); err != nil {
+		return err
 	}
 	if math.IsNaN(float64(t.Task.Timeout)) || float64(t.Task.Timeout) > MaxTimeout.Seconds() {
 		return invalid("task.timeout %v is not a number of seconds up to %d", float64(t.Task.Timeout), int64(MaxTimeout/time.Second))
+	}
+	return nil
+}
+
+func checkSig(sig *Signature) error {
+	if sig == nil {
+		return nil
+	}
+	if err := checkText("sig.key", sig.Key, MaxIDBytes, true); err != nil {
+		return err
+	}
+	if len(sig.MAC) != 64 {
+		return invalid("sig.mac must be 64 lowercase hex digits (HMAC-SHA256), not %d characters", len(sig.MAC))
+	}
+	for _, c := range sig.MAC {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return invalid("sig.mac must be 64 lowercase hex digits (HMAC-SHA256)")
+		}
 	}
 	return nil
 }
@@ -178,12 +212,28 @@ func checkText(field, v string, max int, required bool) error {
 		return invalid("%s is not valid UTF-8", field)
 	}
 	for _, r := range v {
-		if unicode.IsControl(r) {
+		switch {
+		case unicode.IsControl(r):
 			return invalid("%s %q contains a control character", field, v)
+		case isBidiControl(r):
+			return invalid("%s %+q contains a bidirectional control character (U+%04X), which makes text display other than it reads", field, v, r)
+		case identifier(field) && unicode.Is(unicode.Cf, r):
+			return invalid("%s %+q contains an invisible format character (U+%04X)", field, v, r)
 		}
 	}
 	return nil
 }
+
+// isBidiControl reports the characters that reorder displayed text
+// (Trojan Source, CVE-2021-42574): an id holding one reads differently in
+// a log or terminal from what it is.
+func isBidiControl(r rune) bool {
+	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 || r == 0x200E || r == 0x200F || r == 0x061C
+}
+
+// identifier reports the fields that name things (ids and key ids), which
+// have no use for invisible characters at all.
+func identifier(field string) bool { return field == "id" || field == "sig.key" }
 
 // Control is a message on the control list:
 //
@@ -191,6 +241,9 @@ func checkText(field, v string, max int, required bool) error {
 type Control struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
+	// Sig is the signature of a signed kill (package signature defines
+	// what it covers); required when the executor requires signatures.
+	Sig *Signature `json:"sig,omitempty"`
 }
 
 // ControlKill is the one control type the protocol defines.
@@ -201,6 +254,9 @@ func ParseControl(raw []byte) (*Control, error) {
 	if len(raw) > 64<<10 {
 		return nil, invalid("control message is %d bytes, over the limit of %d", len(raw), 64<<10)
 	}
+	if s := scanKeys(raw, controlFields); s.err != nil {
+		return nil, s.err
+	}
 	var c Control
 	if err := decodeStrict(raw, &c); err != nil {
 		return nil, err
@@ -210,6 +266,9 @@ func ParseControl(raw []byte) (*Control, error) {
 	}
 	if c.Type != ControlKill {
 		return nil, invalid("control type %q is unknown; the only one is %q", c.Type, ControlKill)
+	}
+	if err := checkSig(c.Sig); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -259,39 +318,4 @@ func jsonKind(goKind string) string {
 		return "number"
 	}
 	return goKind
-}
-
-// PeekID returns the top-level "id" of a message that may be invalid in
-// every other way — wrong types, unknown fields, even cut short after the
-// id — so that its rejection can still be reported to whoever waits on that
-// id. It returns "" when no usable id can be read.
-func PeekID(raw []byte) (id, typ string) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return "", ""
-	}
-	for dec.More() {
-		k, err := dec.Token()
-		if err != nil {
-			return id, typ
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return id, typ
-		}
-		var s string
-		switch k {
-		case "id":
-			id = ""
-			if json.Unmarshal(v, &s) == nil && checkText("id", s, MaxIDBytes, true) == nil {
-				id = s
-			}
-		case "type":
-			typ = ""
-			if json.Unmarshal(v, &s) == nil && checkText("type", s, MaxTypeBytes, false) == nil {
-				typ = s
-			}
-		}
-	}
-	return id, typ
 }

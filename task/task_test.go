@@ -78,7 +78,11 @@ func TestPeekIDReadsTheIDOfAnInvalidTask(t *testing.T) {
 	tests := []struct{ raw, id, typ string }{
 		{`{"id":"7","type":"t","task":{"cmdline":""}}`, "7", "t"},
 		{`{"task":5,"id":"8"}`, "8", ""},
-		{`{"id":8}`, "", ""},
+		{`{"id":8}`, "8", ""},
+		{`{"id":8.5}`, "", ""},
+		{`{"ID":"up","task":{}}`, "up", ""},
+		{`{"id":"a","ID":"b"}`, "", ""},
+		{`{"id":"a\u202eb"}`, "", ""},
 		{`not json`, "", ""},
 		{`{"id":"cut","task":{"cmdline":"a`, "cut", ""},
 		{`{"id":"1","id":5}`, "", ""},
@@ -120,17 +124,37 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"id":"1","task":{"cmdline":"a","timeout":-1e308}}`))
 	f.Add([]byte(`{"id":"\u0000","task":null}`))
 	f.Add([]byte(`{"id":"1","id":"2","task":{"cmdline":"x"}}`))
+	// The attacks of issue 14: a case variant that encoding/json alone
+	// would match to "id", the Kelvin sign folding to "k", a numeric id, a
+	// bidi override, a nested duplicate.
+	f.Add([]byte(`{"id":"NEW","ID":"signed","task":{"cmdline":"x"}}`))
+	f.Add([]byte(`{"Id":"1","task":{"cmdline":"x"}}`))
+	f.Add([]byte(`{"id":"1","task":{"cmdline":"x"},"sig":{"Key":"web","ts":1,"mac":"` + strings.Repeat("0", 64) + `"}}`))
+	f.Add([]byte(`{"id":101,"task":{"cmdline":"x"}}`))
+	f.Add([]byte(`{"id":"a‮b","task":{"cmdline":"x"}}`))
+	f.Add([]byte(`{"id":"1","task":{"cmdline":"x","cmdline":"y","CMD_ARGS":[]}}`))
+	f.Add([]byte(`{"id":"1","id":"2","task":{"cmdline":"x"}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		got, err := Parse(raw, 1<<16)
+		got, rid, _, err := Decode(raw, 1<<16)
 		id, _ := PeekID(raw)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error does not wrap ErrInvalid: %v", err)
 			}
+			if len(raw) <= 1<<16 && rid != id {
+				t.Fatalf("refused; Decode names id %q but PeekID %q", rid, id)
+			}
 			return
 		}
-		if got.ID == "" || got.ID != id {
-			t.Fatalf("accepted task id %q but PeekID says %q", got.ID, id)
+		if got.ID == "" || got.ID != id || rid != got.ID {
+			t.Fatalf("accepted task id %q but PeekID says %q, Decode %q", got.ID, id, rid)
+		}
+		// Whatever encoding/json alone would make of it, the strict parse
+		// agrees: no key was matched loosely or shadowed by another.
+		var loose Task
+		if err := json.Unmarshal(raw, &loose); err != nil || loose.ID != got.ID || loose.Task.Cmdline != got.Task.Cmdline ||
+			strings.Join(loose.Task.CmdArgs, "\x00") != strings.Join(got.Task.CmdArgs, "\x00") {
+			t.Fatalf("encoding/json reads %+v (%v), the strict parse %+v", loose, err, got)
 		}
 		if err := got.Validate(); err != nil {
 			t.Fatalf("accepted a task that does not validate: %v", err)
@@ -173,5 +197,84 @@ func TestParseSignature(t *testing.T) {
 		if _, err := Parse([]byte(raw), 0); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: Parse = %v, want an ErrInvalid", name, err)
 		}
+	}
+}
+
+func FuzzParseControl(f *testing.F) {
+	f.Add([]byte(`{"id":"101","type":"kill"}`))
+	f.Add([]byte(`{"id":"101","type":"kill","sig":{"key":"web","ts":1764000000,"mac":"` + strings.Repeat("ab", 32) + `"}}`))
+	f.Add([]byte(`{"id":"101","ID":"102","type":"kill"}`))
+	f.Add([]byte(`{"id":"101","type":"kill","sig":{"key":"a","KEY":"b","ts":1,"mac":""}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := ParseControl(raw)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		var loose Control
+		if err := json.Unmarshal(raw, &loose); err != nil || loose.ID != c.ID || loose.Type != c.Type {
+			t.Fatalf("encoding/json reads %+v (%v), the strict parse %+v", loose, err, c)
+		}
+	})
+}
+
+// Issue 14 item 5: encoding/json matches keys case-insensitively and lets
+// the last of two equal keys win, so a signed message resubmitted as
+// {"id":"NEW","ID":"<signed id>"} ran as NEW under a signature for the
+// other id. Every such message is refused, with a reason naming the keys.
+func TestDecodeRefusesCaseVariantAndDuplicateKeys(t *testing.T) {
+	mac := strings.Repeat("ab", 32)
+	tests := []struct{ name, raw, want, id string }{
+		{"id and ID", `{"id":"NEW","ID":"signed","task":{"cmdline":"a.sh"}}`, `keys "id" and "ID" differ only in case`, ""},
+		{"ID alone", `{"ID":"up","task":{"cmdline":"a.sh"}}`, `key "ID" must be spelt "id"`, "up"},
+		{"duplicate id", `{"id":"1","id":"2","task":{"cmdline":"a.sh"}}`, `key "id" appears twice`, ""},
+		{"escaped duplicate", `{"id":"1","id":"2","task":{"cmdline":"a.sh"}}`, `key "id" appears twice`, ""},
+		{"nested case", `{"id":"3","task":{"Cmdline":"a.sh"}}`, `key "task.Cmdline" must be spelt "task.cmdline"`, "3"},
+		{"nested duplicate", `{"id":"4","task":{"cmdline":"a.sh","cmdline":"b.sh"}}`, `key "task.cmdline" appears twice`, "4"},
+		{"kelvin sign", `{"id":"5","task":{"cmdline":"a.sh"},"sig":{"Key":"web","ts":1,"mac":"` + mac + `"}}`, `must be spelt "sig.key"`, "5"},
+		{"numeric id", `{"id":101,"task":{"cmdline":"a.sh"}}`, "id must be a JSON string", "101"},
+		{"bidi id", `{"id":"abc‮gpj.exe","task":{"cmdline":"a.sh"}}`, "bidirectional control character", ""},
+		{"invisible id", `{"id":"a‍b","task":{"cmdline":"a.sh"}}`, "invisible format character", ""},
+		{"bidi type", `{"id":"6","type":"⁧x","task":{"cmdline":"a.sh"}}`, "bidirectional control character", "6"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, id, _, err := Decode([]byte(tc.raw), 1<<20)
+			if err == nil {
+				t.Fatalf("accepted %s as %+v", tc.raw, got)
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+			if id != tc.id {
+				t.Errorf("refusal reported on id %q, want %q", id, tc.id)
+			}
+		})
+	}
+	// The documented keys, spelt as section 1 of the contract spells them,
+	// keep working byte for byte.
+	raw := `{"id":"101","type":"test","tube":"","task":{"cmdline":"install.sh","cmd_args":["feature/homestead"],"timeout":3600},"sig":{"key":"web","ts":1764000000,"mac":"` + mac + `"}}`
+	if got, id, typ, err := Decode([]byte(raw), 1<<20); err != nil || id != "101" || typ != "test" || got.Sig.Key != "web" {
+		t.Fatalf("Decode(documented keys) = %+v %q %q %v", got, id, typ, err)
+	}
+	for _, raw := range []string{`{"id":"1","ID":"2","type":"kill"}`, `{"id":"1","type":"kill","Type":"kill"}`, `{"Id":"1","type":"kill"}`} {
+		if _, err := ParseControl([]byte(raw)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseControl(%s) = %v, want a refusal", raw, err)
+		}
+	}
+}
+
+// An oversized message is refused without being decoded; its id is read
+// from the first PeekBytes only.
+func TestDecodeOversizedReadsOnlyAPrefix(t *testing.T) {
+	raw := `{"id":"big","task":{"cmdline":"` + strings.Repeat("x", 2*PeekBytes) + `"}}`
+	if _, id, _, err := Decode([]byte(raw), 1024); err == nil || id != "big" {
+		t.Fatalf("Decode(oversized) = %q, %v", id, err)
+	}
+	late := `{"task":{"cmdline":"` + strings.Repeat("x", 2*PeekBytes) + `"},"id":"late"}`
+	if _, id, _, err := Decode([]byte(late), 1024); err == nil || id != "" {
+		t.Fatalf("Decode(oversized, id after the prefix) = %q, %v", id, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
@@ -161,12 +162,22 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 
 func runKill(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("kill", "task-job kill [flags] ID", stderr)
+	keyFile := cc.fs.String("key", "", "sign the kill with the secret in this file; its name is the key id (needed with require_signatures)")
 	c, code := cc.connect(args, 1, 1, stderr)
 	if c == nil {
 		return code
 	}
 	defer c.rdb.Close()
-	raw, _ := json.Marshal(task.Control{ID: cc.fs.Arg(0), Type: task.ControlKill})
+	ctl := task.Control{ID: cc.fs.Arg(0), Type: task.ControlKill}
+	if *keyFile != "" {
+		key, err := signature.LoadKeyFile(*keyFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "task-job kill:", err)
+			return 2
+		}
+		signature.SignKill(&ctl, key.ID, key.Secret, time.Now())
+	}
+	raw, _ := json.Marshal(ctl)
 	if err := c.rdb.RPush(context.Background(), c.cfg.QueueControlName, raw).Err(); err != nil {
 		fmt.Fprintln(stderr, "task-job kill:", err)
 		return 1
@@ -215,6 +226,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 func runLogs(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("logs", "task-job logs [-f] [flags] ID", stderr)
 	followFlag := cc.fs.Bool("f", false, "follow: print output as it comes, until the task's done")
+	rawFlag := cc.fs.Bool("raw", false, "print output exactly as the task wrote it, terminal escape sequences included (unsafe on a terminal: a task could retitle, rewrite or hide what it shows)")
 	c, code := cc.connect(args, 1, 1, stderr)
 	if c == nil {
 		return code
@@ -223,6 +235,9 @@ func runLogs(args []string, stdout, stderr io.Writer) int {
 	id := cc.fs.Arg(0)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if !*rawFlag {
+		stdout, stderr = escaping{stdout}, escaping{stderr}
+	}
 	var sub *redis.PubSub
 	if *followFlag {
 		sub = c.rdb.Subscribe(ctx, c.cfg.LogsChannel)
@@ -310,4 +325,39 @@ func printLine(raw []byte, id string, lastSeq *uint64, stdout, stderr io.Writer)
 		return true, 1
 	}
 	return false, 0
+}
+
+// escaping writes task output with what a terminal would act on made
+// visible: C0 and C1 control characters (ESC, BEL, CSI…) other than tab
+// and newline, DEL, invalid UTF-8 and bidirectional controls are written
+// as \xNN or \uNNNN. `task-job logs` always writes through it, to a
+// terminal or not (a file is often cat'ed to one later); -raw opts out.
+type escaping struct{ w io.Writer }
+
+func (e escaping) Write(p []byte) (int, error) {
+	if _, err := e.w.Write(escapeTerminal(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func escapeTerminal(p []byte) []byte {
+	out := make([]byte, 0, len(p))
+	for i := 0; i < len(p); {
+		r, size := utf8.DecodeRune(p[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			out = fmt.Appendf(out, `\x%02x`, p[i])
+		case r == '\t' || r == '\n':
+			out = append(out, byte(r))
+		case r < 0x20 || r == 0x7f:
+			out = fmt.Appendf(out, `\x%02x`, r)
+		case r >= 0x80 && r <= 0x9f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		default:
+			out = append(out, p[i:i+size]...)
+		}
+		i += size
+	}
+	return out
 }

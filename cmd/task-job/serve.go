@@ -135,6 +135,8 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		ExecutorID: cfg.ExecutorID,
 		Retention:  cfg.StatusRetention,
 		TTL:        cfg.ExecutorTTL,
+		// Oversized tasks are refused in Redis, before they are read.
+		MaxTaskBytes: cfg.MaxTaskBytes,
 	})
 	defer q.Close()
 	verifier, err := newVerifier(cfg, rdb, log)
@@ -150,6 +152,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	ex, err := executor.New(executor.Options{
 		ExecutorID: cfg.ExecutorID, Concurrency: cfg.Concurrency, Logs: cfg.Logs,
 		MaxTaskBytes: cfg.MaxTaskBytes, MaxOutputBytes: cfg.MaxOutputBytes, MaxLineBytes: cfg.MaxLineBytes,
+		MaxOutputMessages: cfg.MaxOutputMessages, MaxOutputRate: cfg.MaxOutputRate,
 		KillGrace: cfg.KillGrace, ShutdownGrace: cfg.ShutdownGrace, TTL: cfg.ExecutorTTL,
 		LogsHTTP: cfg.LogsHTTP, SpoolDir: cfg.SpoolDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
 		Env:    []string{"PATH=" + taskPath, "HOME=" + cfg.CmdDir, "LANG=C.UTF-8"},

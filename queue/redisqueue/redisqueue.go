@@ -11,6 +11,7 @@
 //	Q:control-taken:<exec>   control messages an executor took and has not handled
 //	Q:control:<executor>     kills forwarded to the executor that runs the task
 //	Q:status:<id>            state of a task id (hash), kept for the retention time
+//	Q:kills-ahead            kills for ids not yet taken (sorted set id → expiry), at most MaxKillsAhead
 //	Q:executors              set of registered executors
 //	Q:executor:<executor>    liveness key, renewed every TTL/3
 //	Q:recovering:<executor>  lock held while a peer recovers a dead executor
@@ -56,7 +57,19 @@ type Options struct {
 	// queued task at once (beyond it the kill still takes effect when the task
 	// is taken). Default 10,000.
 	ScanLimit int
+	// MaxKillsAhead bounds how many kills for ids that have not been taken
+	// yet are remembered (for the retention time), so that they cancel the
+	// task when it comes: beyond it, the ones closest to expiry are
+	// forgotten first. Default DefaultMaxKillsAhead.
+	MaxKillsAhead int
+	// MaxTaskBytes is max_task_bytes: a task message longer than this is
+	// never sent to the executor whole (see Take). Default 1 MiB.
+	MaxTaskBytes int
 }
+
+// DefaultMaxKillsAhead is the default Options.MaxKillsAhead: 10,000 ids of
+// at most 256 bytes, a few MB of Redis memory at the very most.
+const DefaultMaxKillsAhead = 10000
 
 // Queue implements queue.Broker on Redis.
 type Queue struct {
@@ -77,6 +90,12 @@ func New(rdb redis.UniversalClient, opt Options) *Queue {
 	}
 	if opt.ScanLimit <= 0 {
 		opt.ScanLimit = 10000
+	}
+	if opt.MaxTaskBytes <= 0 {
+		opt.MaxTaskBytes = 1 << 20
+	}
+	if opt.MaxKillsAhead <= 0 {
+		opt.MaxKillsAhead = DefaultMaxKillsAhead
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -109,22 +128,66 @@ func (q *Queue) StatusKey(id string) string { return q.key("status", id) }
 
 func now() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
 
-// Take implements queue.Tasks with BLMOVE into this executor's processing
-// list: the task is never only in flight.
+// Take implements queue.Tasks. The move into this executor's processing
+// list is atomic (the task is never only in flight), and the message's
+// length is checked in Redis first, so that one huge RPUSH cannot make the
+// executor read it whole (takeScript). No blocking pop can do that check —
+// BLMOVE returns the element, whatever its size — so while the list is
+// empty Take polls: at once after a task, then every 1, 2, 4, 8 and at most
+// PollInterval ms, for up to BlockTimeout. An idle executor costs Redis
+// about 60 short script calls a second; a busy one never waits.
 func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
-	raw, err := q.rdb.BLMove(ctx, q.opt.Names.Tasks, q.processing(q.opt.ExecutorID), "LEFT", "RIGHT", BlockTimeout).Bytes()
+	deadline := time.Now().Add(BlockTimeout)
+	wait := time.Millisecond
+	for {
+		d, err := q.takeOnce(ctx)
+		if d != nil || err != nil || ctx.Err() != nil {
+			return d, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, nil
+		}
+		t := time.NewTimer(min(wait, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil
+		case <-t.C:
+		}
+		wait = min(2*wait, PollInterval)
+	}
+}
+
+// PollInterval is the longest Take waits between two looks at an empty
+// task list: the most a task waits before an idle executor sees it.
+const PollInterval = 16 * time.Millisecond
+
+func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
+	res, err := takeScript.Run(ctx, q.rdb, []string{q.opt.Names.Tasks, q.processing(q.opt.ExecutorID)},
+		q.opt.MaxTaskBytes, task.PeekBytes).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("queue: take from %q: %w", q.opt.Names.Tasks, err)
 	}
-	return &queue.Delivery{Raw: raw, Taken: time.Now()}, nil
+	switch {
+	case len(res) == 2 && res[0] == "ok":
+		raw, _ := res[1].(string)
+		return &queue.Delivery{Raw: []byte(raw), Taken: time.Now()}, nil
+	case len(res) == 4 && res[0] == "oversized":
+		n, _ := res[1].(int64)
+		prefix, _ := res[2].(string)
+		sum, _ := res[3].(string)
+		return &queue.Delivery{Raw: []byte(prefix), Taken: time.Now(), Size: int(n), Digest: "sha1:" + sum}, nil
+	}
+	return nil, fmt.Errorf("queue: take from %q: unexpected reply %v", q.opt.Names.Tasks, res)
 }
 
 // Claim implements queue.Tasks.
 func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.Claim, error) {
-	n, err := claimScript.Run(ctx, q.rdb, []string{q.StatusKey(id)}, q.opt.ExecutorID, now()).Int()
+	n, err := claimScript.Run(ctx, q.rdb, []string{q.StatusKey(id), q.key("kills-ahead")}, q.opt.ExecutorID, now(), id).Int()
 	if err != nil {
 		return 0, fmt.Errorf("queue: claim %q: %w", id, err)
 	}
@@ -141,6 +204,9 @@ func (q *Queue) Drop(ctx context.Context, d *queue.Delivery) error {
 
 // Requeue implements queue.Tasks: back to the head, where it was.
 func (q *Queue) Requeue(ctx context.Context, d *queue.Delivery) error {
+	if d.Size > 0 {
+		return nil // an oversized message was removed, not taken: it is not put back
+	}
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.LRem(ctx, q.processing(q.opt.ExecutorID), 1, d.Raw)
 		p.LPush(ctx, q.opt.Names.Tasks, d.Raw)
@@ -248,8 +314,8 @@ func (q *Queue) AckControl(ctx context.Context, c *queue.ControlDelivery) error 
 
 // RouteKill implements queue.Controls.
 func (q *Queue) RouteKill(ctx context.Context, id string) (queue.Route, error) {
-	res, err := routeKillScript.Run(ctx, q.rdb, []string{q.StatusKey(id)}, now(),
-		strconv.FormatInt(q.opt.Retention.Milliseconds(), 10)).StringSlice()
+	res, err := routeKillScript.Run(ctx, q.rdb, []string{q.StatusKey(id), q.key("kills-ahead")}, now(),
+		strconv.FormatInt(q.opt.Retention.Milliseconds(), 10), id, q.opt.MaxKillsAhead).StringSlice()
 	if err != nil || len(res) != 2 {
 		return queue.Route{}, fmt.Errorf("queue: route kill for %q: %w", id, err)
 	}

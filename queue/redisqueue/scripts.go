@@ -11,7 +11,7 @@ import "github.com/redis/go-redis/v9"
 // The status hash of an id holds: state (a task.State, or "cancelled" for a
 // kill that arrived while the task was queued), executor, updated, done.
 
-// claimScript: KEYS[1] status; ARGV executor, now.
+// claimScript: KEYS[1] status, KEYS[2] kills-ahead; ARGV executor, now, id.
 // Returns 1 claimed, 2 duplicate, 3 cancelled while queued. Claiming again
 // an id this executor already holds answers "claimed": the client retries a
 // script whose reply was lost, and that retry must not turn the task into
@@ -21,6 +21,12 @@ var claimScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'running' and redis.call('HGET', KEYS[1], 'executor') == ARGV[1] then
   return 1
+end
+if not st then
+  local exp = redis.call('ZSCORE', KEYS[2], ARGV[3])
+  if exp and tonumber(exp) > tonumber(ARGV[2]) then
+    return 3
+  end
 end
 if not st or st == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'executor', ARGV[1], 'updated', ARGV[2])
@@ -58,16 +64,35 @@ return 1
 
 var finishScript = redis.NewScript(finishSource)
 
-// routeKillScript: KEYS[1] status; ARGV now, retention ms.
+// routeKillScript: KEYS[1] status, KEYS[2] kills-ahead; ARGV now,
+// retention ms, id, max kills ahead.
 // Returns {"running", executor} | {"queued", ""} | {"ended", state}.
+//
+// A kill for an id with no status (not yet submitted, or still queued) is
+// remembered in one sorted set, id → expiry, rather than a key per id: it
+// holds at most max entries, the soonest to expire evicted first, so
+// kills for ids that never come cost a bounded amount of memory however
+// many are sent.
 var routeKillScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'running' then
   return {'running', redis.call('HGET', KEYS[1], 'executor')}
 end
-if not st or st == 'queued' or st == 'cancelled' then
+if st == 'queued' or st == 'cancelled' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'updated', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {'queued', ''}
+end
+if not st then
+  local now = tonumber(ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+  local n = redis.call('ZCARD', KEYS[2])
+  local max = tonumber(ARGV[4])
+  if n > max then
+    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - max - 1)
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return {'queued', ''}
 end
 return {'ended', st}
@@ -94,4 +119,25 @@ if st and st ~= 'queued' and st ~= 'cancelled' then
 end
 redis.call('LPUSH', KEYS[4], ARGV[1])
 return 'requeued'
+`)
+
+// takeScript: KEYS[1] task list, KEYS[2] processing list; ARGV max bytes,
+// prefix bytes. It looks at the head of the task list in Redis before
+// anything is sent to the executor: a message within max bytes moves to the
+// processing list and is returned ({"ok", raw}); a longer one is removed
+// and only its length, its first prefix bytes and its SHA-1 are returned
+// ({"oversized", length, prefix, sha1}), so the executor never holds more
+// than max bytes of it. false when the list is empty.
+var takeScript = redis.NewScript(`
+local v = redis.call('LINDEX', KEYS[1], 0)
+if not v then
+  return false
+end
+local n = string.len(v)
+if n > tonumber(ARGV[1]) then
+  redis.call('LPOP', KEYS[1])
+  return {'oversized', n, string.sub(v, 1, tonumber(ARGV[2])), redis.sha1hex(v)}
+end
+redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+return {'ok', v}
 `)
