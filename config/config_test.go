@@ -59,6 +59,7 @@ func TestDefault(t *testing.T) {
 		QueueName:        "queue_job_task",
 		QueueControlName: "queue_job_task_control",
 		LogsChannel:      "queue_job_task_logs",
+		LogsMaxLen:       100000,
 		CmdDir:           defaultCmdDir(),
 		ExecutorID:       host,
 		Concurrency:      min(runtime.NumCPU(), 1024),
@@ -124,6 +125,11 @@ func TestKeys(t *testing.T) {
 		{body: `"redis_addr": "redis:///0"`, err: `redis_addr: "redis:///0" has no host`},
 		{body: `"redis_addr": "http://host:6379"`, err: `redis_addr: "http://host:6379" has an unknown scheme`},
 		{body: `"redis_addr": 6379`, err: `redis_addr: must be a string in double quotes, got a number`},
+
+		{body: `"logs_max_len": 0`, get: func(c *Config) any { return c.LogsMaxLen }, want: 0},
+		{body: `"logs_max_len": 500`, get: func(c *Config) any { return c.LogsMaxLen }, want: 500},
+		{body: `"logs_max_len": 10`, err: `logs_max_len: must be 0 (never trim) or at least 100, got 10`},
+		{body: `"logs_max_len": "1000"`, err: `logs_max_len: must be a number (without quotes), got a string`},
 
 		{body: `"redis_db": 3`, get: func(c *Config) any { return c.RedisDB }, want: 3},
 		{body: `"redis_db": -1`, err: `redis_db: must be 0 or more, got -1`},
@@ -722,5 +728,16 @@ func TestStringHidesPasswords(t *testing.T) {
 		if !strings.Contains(s, `redis_password="<redacted>"`) || !strings.Contains(s, "max_output_bytes=16MiB") {
 			t.Errorf("%q lacks the expected fields", s)
 		}
+	}
+}
+
+func TestSetQueueName(t *testing.T) {
+	c, _, err := parseBody(t, `"queue_name": "a", "logs_channel": "my_logs"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetQueueName("b")
+	if c.QueueName != "b" || c.QueueControlName != "b_control" || c.LogsChannel != "my_logs" || c.AuditStream != "b_audit" {
+		t.Errorf("after SetQueueName(b): %q %q %q %q", c.QueueName, c.QueueControlName, c.LogsChannel, c.AuditStream)
 	}
 }

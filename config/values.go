@@ -29,6 +29,7 @@ var fields = map[string]setter{
 	"queue_control_name":  stringSetter(func(c *Config) *string { return &c.QueueControlName }),
 	"logs":                boolSetter(func(c *Config) *bool { return &c.Logs }),
 	"logs_channel":        stringSetter(func(c *Config) *string { return &c.LogsChannel }),
+	"logs_max_len":        intSetter(func(c *Config) *int { return &c.LogsMaxLen }),
 	"logs_http":           stringSetter(func(c *Config) *string { return &c.LogsHTTP }),
 	"cmd_dir":             stringSetter(func(c *Config) *string { return &c.CmdDir }),
 	"executor_id":         stringSetter(func(c *Config) *string { return &c.ExecutorID }),
