@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,6 +45,10 @@ type client struct {
 	addrFrom string
 }
 
+// quietRedisOnce silences the Redis client's own log once per process: the
+// setting is global to the client library.
+var quietRedisOnce sync.Once
+
 // pingTimeout bounds the first contact with Redis.
 const pingTimeout = 3 * time.Second
 
@@ -63,7 +69,7 @@ func (c *clientFlags) connect(stderr io.Writer) (*client, error) {
 	}
 	// The client's own per-attempt lines would bury the one message that
 	// says what to fix.
-	redisqueue.RouteClientLog(hclog.NewNullLogger())
+	quietRedisOnce.Do(func() { redisqueue.RouteClientLog(hclog.NewNullLogger()) })
 	rdb, err := redisqueue.Dial(redisqueue.DialOptions{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, PoolSize: 4})
 	if err != nil {
 		return nil, fmt.Errorf("%w (from %s)", err, from)
@@ -202,8 +208,8 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "task-job submit:", err)
 		return exitFailed
 	} else if st != nil {
-		fmt.Fprintf(stderr, "task-job submit: id %q is already used: a task with it is %s (executor %s); a second one would not run.\n"+
-			"  choose another -id (or none, for a random one); see the first with: task-job status %s\n", *id, c.describeState(ctx, *id), st.Executor, *id)
+		fmt.Fprintf(stderr, "task-job submit: id %q is already used: a second task with it would not run (its first %s, on executor %s).\n"+
+			"  choose another -id (or none, for a random one); see the first with: task-job status %s\n", *id, c.describeTask(ctx, *id), st.Executor, *id)
 		return exitFailed
 	}
 	raw, _ := json.Marshal(t)
@@ -321,7 +327,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	if st == nil {
-		fmt.Fprintf(stderr, "task-job status: no task %q known: %s\n", id, c.describeState(ctx, id))
+		fmt.Fprintf(stderr, "task-job status: not known: %s\n", c.describeTask(ctx, id))
 		return exitFailed
 	}
 	if *asJSON {
@@ -337,7 +343,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if len(st.Done) > 0 {
 		var d task.Log
 		if json.Unmarshal(st.Done, &d) == nil && d.Result != nil {
-			fmt.Fprintf(stdout, "exit:     %d %s\nreason:   %s\nduration: %d ms\n", d.ExitCode, d.Signal, d.Reason, d.DurationMS)
+			fmt.Fprintf(stdout, "exit:     %s\nreason:   %s\nduration: %d ms\n", strings.TrimSpace(fmt.Sprint(d.ExitCode, " ", d.Signal)), d.Reason, d.DurationMS)
 		}
 	}
 	return exitOK

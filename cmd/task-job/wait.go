@@ -83,7 +83,7 @@ func (f *follower) run(ctx context.Context, wait bool) int {
 		}
 		if !wait {
 			if st == nil && f.lines == 0 {
-				fmt.Fprintf(f.stderr, "task-job %s: no task %q known: %s\n", f.cmd, f.id, f.c.describeState(ctx, f.id))
+				fmt.Fprintf(f.stderr, "task-job %s: no output: %s\n", f.cmd, f.c.describeTask(ctx, f.id))
 				return exitFailed
 			}
 			return exitOK
@@ -93,12 +93,12 @@ func (f *follower) run(ctx context.Context, wait bool) int {
 		}
 		waited := time.Since(start)
 		if f.timeout > 0 && waited >= f.timeout {
-			fmt.Fprintf(f.stderr, "task-job %s: gave up after %s (%s): task %q %s\n", f.cmd, f.timeout, f.timeoutFlag, f.id, f.c.describeState(ctx, f.id))
+			fmt.Fprintf(f.stderr, "task-job %s: gave up after %s (%s): %s\n", f.cmd, f.timeout, f.timeoutFlag, f.c.describeTask(ctx, f.id))
 			return exitTimeout
 		}
 		if waited >= noticeAfter && f.lines == 0 {
-			if d := f.c.describeState(ctx, f.id); d != f.lastNotice {
-				fmt.Fprintf(f.stderr, "task-job %s: waiting for task %q: %s\n", f.cmd, f.id, d)
+			if d := f.c.describeTask(ctx, f.id); d != f.lastNotice {
+				fmt.Fprintf(f.stderr, "task-job %s: still waiting: %s\n", f.cmd, d)
 				f.lastNotice = d
 			}
 		}
@@ -165,8 +165,12 @@ func (c *client) describeState(ctx context.Context, id string) string {
 	switch state {
 	case "", string(task.Queued):
 		queued, _ := c.rdb.LLen(ctx, c.cfg.QueueName).Result()
-		s := fmt.Sprintf("no executor has taken it (never submitted, still queued, or ended more than status_retention ago); "+
-			"%d tasks wait in %s; %d of %d executors alive", queued, c.cfg.QueueName, alive, total)
+		tasks := fmt.Sprintf("%d tasks wait", queued)
+		if queued == 1 {
+			tasks = "1 task waits"
+		}
+		s := fmt.Sprintf("has not been taken by an executor (not submitted, still queued, or ended more than status_retention ago); "+
+			"%s in %s; %d of %d executors alive", tasks, c.cfg.QueueName, alive, total)
 		if alive == 0 {
 			s += ": none serves this queue; start one with task-job -config=FILE (its queue_name must be " + c.cfg.QueueName + ")"
 		}
@@ -181,6 +185,11 @@ func (c *client) describeState(ctx context.Context, id string) string {
 		return s + "; no output so far (output is shipped only when the executor's config has \"logs\": true)"
 	}
 	return "ended: " + state
+}
+
+// describeTask is "task "ID" " followed by describeState.
+func (c *client) describeTask(ctx context.Context, id string) string {
+	return fmt.Sprintf("task %q %s", id, c.describeState(ctx, id))
 }
 
 func (c *client) executorsAlive(ctx context.Context) (alive, total int) {
