@@ -8,11 +8,13 @@ import (
 	"runtime/debug"
 )
 
-// version and buildDate are set at build time by build.sh, with
-// -ldflags "-X main.version=… -X main.buildDate=…".
+// version, buildDate and commit are set at build time by build.sh, with
+// -ldflags "-X main.version=… -X main.buildDate=… -X main.commit=…". The
+// commit is a fallback: Go records it itself, except in a git worktree.
 var (
 	version   = "dev"
 	buildDate = ""
+	commit    = ""
 )
 
 // versionInfo is what "task-job version" reports. The commit and its time
@@ -30,7 +32,10 @@ type versionInfo struct {
 }
 
 func readVersion() versionInfo {
-	v := versionInfo{Version: version, Commit: "unknown", BuildDate: buildDate, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	v := versionInfo{Version: version, Commit: commit, BuildDate: buildDate, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if v.Commit == "" {
+		v.Commit = "unknown"
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return v
