@@ -127,6 +127,16 @@ type executorProc struct {
 // tests are about what the client prints.
 func startExecutor(t *testing.T, srv *redisserver.Server, queue, dir string, logs bool) *executorProc {
 	t.Helper()
+	e := launchExecutor(t, srv, queue, dir, logs)
+	observe.Eventually(t, "the executor to serve", 20*time.Second, func() bool {
+		return strings.Contains(e.log.String(), "serving")
+	})
+	return e
+}
+
+// launchExecutor is startExecutor without waiting for it to serve.
+func launchExecutor(t *testing.T, srv *redisserver.Server, queue, dir string, logs bool) *executorProc {
+	t.Helper()
 	id := fmt.Sprintf("cli-%d-%s-%s", os.Getpid(), t.Name(), queue)
 	id = strings.NewReplacer("/", "-").Replace(id)
 	cfg, _ := json.Marshal(map[string]any{
@@ -159,9 +169,6 @@ func startExecutor(t *testing.T, srv *redisserver.Server, queue, dir string, log
 		if t.Failed() {
 			t.Logf("executor log:\n%s", e.log.String())
 		}
-	})
-	observe.Eventually(t, "the executor to serve", 20*time.Second, func() bool {
-		return strings.Contains(e.log.String(), "serving")
 	})
 	return e
 }
@@ -279,4 +286,27 @@ func TestGoldenLostRedis(t *testing.T) {
 	}
 	errText := lostError.ReplaceAllString(stderr.String(), "(-redis_addr): ERROR\n")
 	checkGolden(t, "logs-f-lost-redis", args, code, stdout.String(), errText, srv.Addr(), "REDIS_ADDR")
+}
+
+// An executor started while Redis is down keeps retrying, says so at every
+// attempt, and serves once Redis is up.
+func TestExecutorWaitsForRedis(t *testing.T) {
+	srv := redisserver.Start(t)
+	srv.Stop(t)
+	e := launchExecutor(t, srv, "later", scripts(t), true)
+	observe.Eventually(t, "a second attempt", 20*time.Second, func() bool {
+		return strings.Contains(e.log.String(), "attempt 2;")
+	})
+	select {
+	case <-e.done:
+		t.Fatalf("the executor exited while Redis was down:\n%s", e.log.String())
+	default:
+	}
+	if !strings.Contains(e.log.String(), "Redis is not reachable; retrying in 1s (attempt 1;") {
+		t.Errorf("the first attempt is not reported:\n%s", e.log.String())
+	}
+	srv.Restart(t)
+	observe.Eventually(t, "the executor to serve once Redis is up", 30*time.Second, func() bool {
+		return strings.Contains(e.log.String(), "Redis answers now") && strings.Contains(e.log.String(), "executor serving")
+	})
 }
