@@ -19,7 +19,7 @@ func logLine(id string, n int) []byte {
 	return []byte(fmt.Sprintf(`{"id":%s,"type":"t","msg_type":"stdout","data":"line %d","seq":%d}`, q, n, n))
 }
 
-func newQueue(t *testing.T, srv *redisserver.Server, opt Options) *Queue {
+func newQueue(t testing.TB, srv *redisserver.Server, opt Options) *Queue {
 	t.Helper()
 	opt.Names, opt.TTL = names, time.Second
 	if opt.Retention == 0 {
@@ -156,4 +156,23 @@ func TestReadLogsBlocks(t *testing.T) {
 			t.Fatal("the follower never woke")
 		}
 	}
+}
+
+// BenchmarkPublishLines measures shipping output in the executor's batch
+// size (256 lines), over the shared list, the trim and each task's stream.
+func BenchmarkPublishLines(b *testing.B) {
+	ctx := context.Background()
+	srv := redisserver.Start(b)
+	q := newQueue(b, srv, Options{ExecutorID: "bench"})
+	batch := make([]queue.Message, 256)
+	for i := range batch {
+		batch[i] = queue.Message{Log: logLine(fmt.Sprint("t", i%4), i)}
+	}
+	b.ResetTimer()
+	for range b.N {
+		if err := q.Publish(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "lines/s")
 }
