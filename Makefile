@@ -6,7 +6,8 @@ PKGS  := ./...
 # for FUZZTIME (CI: a short smoke run; locally, raise it).
 FUZZTIME ?= 10s
 FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse \
-	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical
+	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical \
+	./bytesize:FuzzParse
 
 .PHONY: help deps build cross test unit vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
 

@@ -71,6 +71,8 @@ const (
 	DefaultSandboxTmpSize    = 64 * MiB
 	DefaultAuditMaxBytes     = 100 * MiB
 	DefaultSignatureWindow   = 5 * time.Minute
+	// DefaultLogsMaxLen bounds the shared logs list (logs_max_len).
+	DefaultLogsMaxLen = 100000
 )
 
 // maxDefaultConcurrency caps the NumCPU default so that a very large host
@@ -105,6 +107,11 @@ type Config struct {
 	// LogsChannel ("logs_channel", default QueueName+"_logs") is the list
 	// that receives TaskLog messages.
 	LogsChannel string
+	// LogsMaxLen ("logs_max_len", default 100000; 0 = never trim, as the
+	// original did) is how many of the newest messages the logs_channel
+	// list keeps: each publish trims it. Each task's messages are kept
+	// whole, for status_retention, in a stream of its own.
+	LogsMaxLen int
 	// LogsHTTP ("logs_http") is an http(s) URL that TaskLog messages are
 	// also POSTed to. "" = off.
 	LogsHTTP string
@@ -251,6 +258,7 @@ func newConfig() *Config {
 		SandboxTmpSize:    DefaultSandboxTmpSize,
 		AuditMaxBytes:     DefaultAuditMaxBytes,
 		SignatureWindow:   DefaultSignatureWindow,
+		LogsMaxLen:        DefaultLogsMaxLen,
 	}
 }
 
@@ -416,6 +424,9 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	}
 	if !(c.SandboxCPU >= 0.01 && c.SandboxCPU <= 1024) {
 		bad("sandbox_cpu", "must be between 0.01 and 1024 cores, got %g", c.SandboxCPU)
+	}
+	if c.LogsMaxLen != 0 && c.LogsMaxLen < 100 {
+		bad("logs_max_len", "must be 0 (never trim) or at least 100, got %d", c.LogsMaxLen)
 	}
 	if c.SandboxPids < 1 {
 		bad("sandbox_pids", "must be at least 1, got %d", c.SandboxPids)
@@ -594,14 +605,14 @@ func (c Config) String() string {
 		password = "<redacted>"
 	}
 	return fmt.Sprintf("server_port=%q redis_addr=%q redis_password=%q redis_password_file=%q redis_db=%d "+
-		"queue_name=%q queue_control_name=%q logs=%t logs_channel=%q logs_http=%q cmd_dir=%q "+
+		"queue_name=%q queue_control_name=%q logs=%t logs_channel=%q logs_max_len=%d logs_http=%q cmd_dir=%q "+
 		"executor_id=%q concurrency=%d status_retention=%v max_task_bytes=%s max_output_bytes=%s "+
 		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v state_dir=%q spool_dir=%q spool_max_bytes=%s work_dir=%q isolation=%q "+
 		"sandbox_user=%q sandbox_memory=%s sandbox_cpu=%g sandbox_pids=%d sandbox_network=%t sandbox_tmp_size=%s "+
 		"sandbox_chroot=%t sandbox_init=%q policy_file=%q audit_file=%q audit_max_bytes=%s audit_stream=%q "+
 		"signing_keys_dir=%q require_signatures=%t signature_window=%v",
 		c.ServerPort, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
-		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, redactURL(c.LogsHTTP), c.CmdDir,
+		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, c.LogsMaxLen, redactURL(c.LogsHTTP), c.CmdDir,
 		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
 		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.StateDir, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.WorkDir, c.Isolation,
 		c.SandboxUser, formatBytes(c.SandboxMemory), c.SandboxCPU, c.SandboxPids, c.SandboxNetwork, formatBytes(c.SandboxTmpSize),
@@ -619,4 +630,20 @@ func redactURL(s string) string {
 		return s
 	}
 	return u.Redacted()
+}
+
+// SetQueueName changes queue_name after loading (the client commands'
+// -queue flag), and with it the names derived from it that still have their
+// derived default; names the file set explicitly stay as they are.
+func (c *Config) SetQueueName(name string) {
+	old := c.QueueName
+	derive := func(p *string, suffix string) {
+		if *p == old+suffix {
+			*p = name + suffix
+		}
+	}
+	derive(&c.QueueControlName, "_control")
+	derive(&c.LogsChannel, "_logs")
+	derive(&c.AuditStream, "_audit")
+	c.QueueName = name
 }

@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/taskjob/task-job/policy"
 )
 
 // parseBody parses body as the members of an object: "{\n" + body + "\n}",
@@ -56,6 +59,7 @@ func TestDefault(t *testing.T) {
 		QueueName:        "queue_job_task",
 		QueueControlName: "queue_job_task_control",
 		LogsChannel:      "queue_job_task_logs",
+		LogsMaxLen:       100000,
 		CmdDir:           defaultCmdDir(),
 		ExecutorID:       host,
 		Concurrency:      min(runtime.NumCPU(), 1024),
@@ -124,6 +128,11 @@ func TestKeys(t *testing.T) {
 		{body: `"redis_addr": "http://host:6379"`, err: `redis_addr: "http://host:6379" has an unknown scheme`},
 		{body: `"redis_addr": 6379`, err: `redis_addr: must be a string in double quotes, got a number`},
 
+		{body: `"logs_max_len": 0`, get: func(c *Config) any { return c.LogsMaxLen }, want: 0},
+		{body: `"logs_max_len": 500`, get: func(c *Config) any { return c.LogsMaxLen }, want: 500},
+		{body: `"logs_max_len": 10`, err: `logs_max_len: must be 0 (never trim) or at least 100, got 10`},
+		{body: `"logs_max_len": "1000"`, err: `logs_max_len: must be a number (without quotes), got a string`},
+
 		{body: `"redis_db": 3`, get: func(c *Config) any { return c.RedisDB }, want: 3},
 		{body: `"redis_db": -1`, err: `redis_db: must be 0 or more, got -1`},
 		{body: `"redis_db": "3"`, err: `redis_db: must be a number (without quotes), got a string`},
@@ -179,9 +188,10 @@ func TestKeys(t *testing.T) {
 		{body: `"max_output_bytes": "16 mib"`, get: func(c *Config) any { return c.MaxOutputBytes }, want: int64(16 << 20)},
 		{body: `"max_output_bytes": "100"`, err: `max_output_bytes: must be at least 1KiB, got 100 bytes`},
 		{body: `"max_output_bytes": -5`, err: `max_output_bytes: -5 must not be negative`},
-		{body: `"max_output_bytes": "16M"`, err: `max_output_bytes: "16M" has an unknown unit "M"`},
-		{body: `"max_output_bytes": "1.5GiB"`, err: `max_output_bytes: "1.5GiB" is not a size`},
-		{body: `"max_output_bytes": "99999999TiB"`, err: `max_output_bytes: "99999999TiB" is too large`},
+		{body: `"max_output_bytes": "16M"`, err: `max_output_bytes: size "16M" has an unknown unit "M"`},
+		{body: `"max_output_bytes": "1.5GiB"`, get: func(c *Config) any { return c.MaxOutputBytes }, want: int64(3 << 29)},
+		{body: `"max_output_bytes": "1.5B"`, err: `max_output_bytes: size "1.5B" is not a whole number of bytes`},
+		{body: `"max_output_bytes": "99999999TiB"`, err: `max_output_bytes: size "99999999TiB" is too large`},
 
 		{body: `"max_line_bytes": "256"`, get: func(c *Config) any { return c.MaxLineBytes }, want: 256},
 		{body: `"max_line_bytes": "1MiB"`, get: func(c *Config) any { return c.MaxLineBytes }, want: 1 << 20},
@@ -679,35 +689,29 @@ func TestSentinel(t *testing.T) {
 	}
 }
 
-func TestParseByteSize(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"512", 512, true},
-		{"512B", 512, true},
-		{"64KiB", 64 << 10, true},
-		{"64KB", 64000, true},
-		{"16MiB", 16 << 20, true},
-		{"16MB", 16e6, true},
-		{"1GiB", 1 << 30, true},
-		{"1GB", 1e9, true},
-		{"2TiB", 2 << 40, true},
-		{" 8 kib ", 8 << 10, true},
-		{"", 0, false},
-		{"KiB", 0, false},
-		{"-1KiB", 0, false},
-		{"1.5MiB", 0, false},
-		{"16M", 0, false},
-		{"9223372036854775807", 1<<63 - 1, true},
-		{"9223372036854775808", 0, false},
-		{"8388608TiB", 0, false},
-	}
-	for _, tt := range tests {
-		got, err := parseByteSize(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("parseByteSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+// config.json and policy.hcl read sizes with one parser: a size they both
+// take means the same number of bytes, and one they refuse is refused with
+// the same words (issue: "512mib" was accepted here and not there).
+func TestSizesAgreeWithPolicy(t *testing.T) {
+	for _, in := range []string{"512", "512B", "64KiB", "64KB", "16MiB", "512mib", "512MIB", " 8 kib ", "1.5GiB",
+		"2TiB", "", "KiB", "-1KiB", "1.5B", "16M", "9223372036854775807", "9223372036854775808", "8388608TiB", "lots"} {
+		c, _, cerr := parseBody(t, `"spool_max_bytes": `+strconv.Quote(in))
+		want, perr := policy.ParseSize(in)
+		if perr != nil {
+			if cerr == nil {
+				t.Errorf("%q: config accepts it, policy says %v", in, perr)
+			} else if !strings.Contains(cerr.Error(), "spool_max_bytes: "+perr.Error()) {
+				t.Errorf("%q: config says\n%v\npolicy says\n%v", in, cerr, perr)
+			}
+			continue
+		}
+		if want < 1<<20 {
+			continue // below spool_max_bytes' range: checked by the range test
+		}
+		if cerr != nil {
+			t.Errorf("%q: policy reads %d bytes, config says %v", in, want, cerr)
+		} else if c.SpoolMaxBytes != want {
+			t.Errorf("%q: policy reads %d bytes, config %d", in, want, c.SpoolMaxBytes)
 		}
 	}
 }
@@ -754,5 +758,16 @@ func TestStateNotInTemp(t *testing.T) {
 	}
 	if _, _, err := parseBody(t, `"work_dir": "rel"`); err == nil || !strings.Contains(err.Error(), "work_dir") {
 		t.Errorf("a relative work_dir: %v, want an error naming work_dir", err)
+	}
+}
+
+func TestSetQueueName(t *testing.T) {
+	c, _, err := parseBody(t, `"queue_name": "a", "logs_channel": "my_logs"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetQueueName("b")
+	if c.QueueName != "b" || c.QueueControlName != "b_control" || c.LogsChannel != "my_logs" || c.AuditStream != "b_audit" {
+		t.Errorf("after SetQueueName(b): %q %q %q %q", c.QueueName, c.QueueControlName, c.LogsChannel, c.AuditStream)
 	}
 }

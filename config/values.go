@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tailscale/hujson"
+
+	"github.com/taskjob/task-job/bytesize"
 )
 
 // setter stores one JSON value into its Config field, or says why the value
@@ -28,6 +29,7 @@ var fields = map[string]setter{
 	"queue_control_name":  stringSetter(func(c *Config) *string { return &c.QueueControlName }),
 	"logs":                boolSetter(func(c *Config) *bool { return &c.Logs }),
 	"logs_channel":        stringSetter(func(c *Config) *string { return &c.LogsChannel }),
+	"logs_max_len":        intSetter(func(c *Config) *int { return &c.LogsMaxLen }),
 	"logs_http":           stringSetter(func(c *Config) *string { return &c.LogsHTTP }),
 	"cmd_dir":             stringSetter(func(c *Config) *string { return &c.CmdDir }),
 	"executor_id":         stringSetter(func(c *Config) *string { return &c.ExecutorID }),
@@ -201,7 +203,7 @@ func sizeSetter[T int | int64](field func(*Config) *T) setter {
 		case '0':
 			n, err = parseInt(lit)
 		case '"':
-			n, err = parseByteSize(lit.String())
+			n, err = bytesize.Parse(lit.String())
 		default:
 			return fmt.Errorf("must be a size like \"16MiB\" or a number of bytes, got %s", kindName(v))
 		}
@@ -217,42 +219,6 @@ func sizeSetter[T int | int64](field func(*Config) *T) setter {
 		*field(c) = T(n)
 		return nil
 	}
-}
-
-var sizePattern = regexp.MustCompile(`^\s*([0-9]+)\s*([A-Za-z]*)\s*$`)
-
-// sizeUnits lists the accepted units; KB/MB/GB are decimal and
-// KiB/MiB/GiB binary, as their standards say. Bare "K" or "M" are refused
-// because readers disagree on which they mean.
-var sizeUnits = map[string]int64{
-	"":    1,
-	"b":   1,
-	"kb":  1000,
-	"mb":  1000 * 1000,
-	"gb":  1000 * 1000 * 1000,
-	"tb":  1000 * 1000 * 1000 * 1000,
-	"kib": KiB,
-	"mib": MiB,
-	"gib": GiB,
-	"tib": 1 << 40,
-}
-
-// parseByteSize reads "512", "64KiB", "16MB" and the like.
-func parseByteSize(s string) (int64, error) {
-	const hint = `write a whole number with an optional unit: B, KiB, MiB, GiB, TiB (1024-based) or KB, MB, GB, TB (1000-based), like "16MiB"`
-	m := sizePattern.FindStringSubmatch(s)
-	if m == nil {
-		return 0, fmt.Errorf("%q is not a size: %s", s, hint)
-	}
-	unit, ok := sizeUnits[strings.ToLower(m[2])]
-	if !ok {
-		return 0, fmt.Errorf("%q has an unknown unit %q: %s", s, m[2], hint)
-	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil || n > math.MaxInt64/unit {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	return n * unit, nil
 }
 
 // formatBytes prints n in the largest binary unit that divides it, so that

@@ -86,7 +86,9 @@
 //   - memory (string): a size: plain bytes "1048576"; binary units "512KiB",
 //     "256MiB", "1GiB", "1TiB" (powers of 1024); decimal units "500MB",
 //     "1GB" (KB=10^3, MB=10^6, GB=10^9, TB=10^12), and "B". A fraction such
-//     as "1.5GiB" is allowed when it comes to whole bytes. A bare number
+//     as "1.5GiB" is allowed when it comes to whole bytes; units ignore case
+//     ("512mib"), as in config.json, which reads sizes with the same parser
+//     (package bytesize); "M" or "G" alone are refused. A bare number
 //     (memory = 256) is refused because its unit would be a guess.
 //   - cpu (number): CPU cores, more than 0 and at most 1024; 0.5 is half a
 //     core.

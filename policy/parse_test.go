@@ -219,13 +219,14 @@ func TestParseSize(t *testing.T) {
 	good := map[string]int64{
 		"1048576": 1 << 20, "512KiB": 512 << 10, "256MiB": 256 << 20, "1GiB": 1 << 30, "1TiB": 1 << 40,
 		"500MB": 500e6, "1GB": 1e9, "2KB": 2000, "3TB": 3e12, "10B": 10, "1.5GiB": 1536 << 20, " 64 MiB ": 64 << 20,
+		"256mb": 256e6, "512mib": 512 << 20, // units ignore case, as in config.json
 	}
 	for s, want := range good {
 		if got, err := ParseSize(s); err != nil || got != want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", s, got, err, want)
 		}
 	}
-	for _, s := range []string{"", "0", "0MiB", "-1", "-1GiB", "1.", ".5GiB", "1..2MiB", "1e9", "1/2", "256M", "256mb", "1 GiB extra", "GiB", "0x10", "1.1B", "9223372036854775808", "8EiB", "10000000TiB"} {
+	for _, s := range []string{"", "0", "0MiB", "-1", "-1GiB", "1.", ".5GiB", "1..2MiB", "1e9", "1/2", "256M", "1 GiB extra", "GiB", "0x10", "1.1B", "9223372036854775808", "8EiB", "10000000TiB"} {
 		if got, err := ParseSize(s); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", s, got)
 		}

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -29,8 +27,7 @@ const auditMirrorTimeout = 2 * time.Minute
 // lines, or -verify to check the hash chain (and the Redis mirror when one
 // is reachable). Exit status: 0 fine, 1 broken or unreadable, 2 usage.
 func runAudit(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("task-job audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := quietFlagSet("task-job audit")
 	var (
 		configPath = fs.String("config", "", "config.json naming the audit_file (and the Redis mirror for -verify)")
 		file       = fs.String("file", "", "the audit log file, overriding the config's audit_file")
@@ -46,15 +43,8 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		asJSON     = fs.Bool("json", false, "print records as JSON lines, exactly as stored")
 		verify     = fs.Bool("verify", false, "check the hash chain; exit 1 naming the first bad record")
 	)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: task-job audit [-config=FILE | -file=PATH] [filters] [-json]\n       task-job audit [-config=FILE | -file=PATH] -verify")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if ok, code := parseFlags(fs, "audit", args, stdout, stderr); !ok {
+		return code
 	}
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "task-job audit: "+format+"\n", a...)

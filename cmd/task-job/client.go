@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -27,75 +29,135 @@ import (
 // they do, a shell with redis-cli can do too.
 
 type clientFlags struct {
-	config, redisAddr string
+	config, redisAddr, queue string
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.config, "config", "", "config.json to read the Redis address and list names from")
 	fs.StringVar(&c.redisAddr, "redis_addr", "", "Redis address, overriding the config (host:port, redis:// URL or sentinel://MASTER@host:port,...)")
+	fs.StringVar(&c.queue, "queue", "", "queue_name, overriding the config (the control and logs names follow it unless the config sets them)")
 }
 
 type client struct {
 	cfg *config.Config
 	rdb redis.UniversalClient
 	q   *redisqueue.Queue
+	// addrFrom says where the Redis address came from, for error messages.
+	addrFrom string
 }
+
+// quietRedisOnce silences the Redis client's own log once per process: the
+// setting is global to the client library.
+var quietRedisOnce sync.Once
+
+// pingTimeout bounds the first contact with Redis.
+const pingTimeout = 3 * time.Second
 
 func (c *clientFlags) connect(stderr io.Writer) (*client, error) {
 	cfg, err := loadConfig(c.config, hclog.New(&hclog.LoggerOptions{Output: stderr, Level: hclog.Error}))
 	if err != nil {
 		return nil, err
 	}
-	if c.redisAddr != "" {
-		cfg.RedisAddr = c.redisAddr
+	from := "the default redis_addr (no -config or -redis_addr given)"
+	if c.config != "" {
+		from = "redis_addr in " + c.config
 	}
+	if c.redisAddr != "" {
+		cfg.RedisAddr, from = c.redisAddr, "-redis_addr"
+	}
+	if c.queue != "" {
+		cfg.SetQueueName(c.queue)
+	}
+	// The client's own per-attempt lines would bury the one message that
+	// says what to fix.
+	quietRedisOnce.Do(func() { redisqueue.RouteClientLog(hclog.NewNullLogger()) })
 	rdb, err := redisqueue.Dial(redisqueue.DialOptions{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, PoolSize: 4})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (from %s)", err, from)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+	if err := redisqueue.Ping(ctx, rdb); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("cannot reach Redis at %s (%s): %w\n"+
+			"  start Redis there, or give the right address with -redis_addr=HOST:PORT (or redis_addr in the config)", cfg.RedisAddr, from, err)
 	}
 	q := redisqueue.New(rdb, redisqueue.Options{
 		Names:     redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
 		Retention: cfg.StatusRetention,
 	})
-	return &client{cfg: cfg, rdb: rdb, q: q}, nil
+	return &client{cfg: cfg, rdb: rdb, q: q, addrFrom: from}, nil
 }
 
 // clientCommand is the shared shape of the client subcommands: a flag set
-// with -config and -redis_addr, a check of the positional arguments, and a
-// connection.
+// with -config, -redis_addr and -queue, a check of the positional
+// arguments, and a connection.
 type clientCommand struct {
+	name  string
 	fs    *flag.FlagSet
 	flags clientFlags
+	// interspersed lets flags follow the positional arguments
+	// ("status 101 -json"); not for submit, whose words after CMDLINE are
+	// the task's.
+	interspersed bool
+	stdout       io.Writer
+	stderr       io.Writer
 }
 
-func newClientCommand(name, usage string, stderr io.Writer) *clientCommand {
-	cc := &clientCommand{fs: flag.NewFlagSet("task-job "+name, flag.ContinueOnError)}
-	cc.fs.SetOutput(stderr)
+func newClientCommand(name string, stdout, stderr io.Writer) *clientCommand {
+	cc := &clientCommand{name: name, fs: quietFlagSet("task-job " + name), stdout: stdout, stderr: stderr}
 	cc.flags.register(cc.fs)
-	cc.fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: "+usage)
-		cc.fs.PrintDefaults()
-	}
 	return cc
 }
 
 // connect parses args, checks there are between min and max positional
 // arguments (max < 0: no limit) and connects. A nil client means: exit with
 // code.
-func (cc *clientCommand) connect(args []string, min, max int, stderr io.Writer) (c *client, code int) {
-	if err := cc.fs.Parse(args); err != nil {
-		return nil, 2
+func (cc *clientCommand) connect(args []string, min, max int, what string) (c *client, code int) {
+	var err error
+	if cc.interspersed {
+		var pos []string
+		if pos, err = parseInterspersed(cc.fs, args); err == nil {
+			// Put the positional words where fs.Args finds them.
+			_ = cc.fs.Parse(append([]string{"--"}, pos...))
+		}
+	} else {
+		err = cc.fs.Parse(args)
+	}
+	if ok, code := handleParseError(err, cc.fs, cc.name, cc.stdout, cc.stderr); !ok {
+		return nil, code
 	}
 	if n := cc.fs.NArg(); n < min || max >= 0 && n > max {
-		cc.fs.Usage()
-		return nil, 2
+		if n < min {
+			return nil, usageError(cc.stderr, cc.name, "missing %s", what)
+		}
+		return nil, usageError(cc.stderr, cc.name, "want one %s, got %d words: %s", what, n, shellJoin(cc.fs.Args()))
 	}
-	c, err := cc.flags.connect(stderr)
+	c, err = cc.flags.connect(cc.stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return nil, 1
+		fmt.Fprintf(cc.stderr, "task-job %s: %v\n", cc.name, err)
+		return nil, exitFailed
 	}
 	return c, 0
+}
+
+// parseInterspersed lets flags come after positional arguments too, which
+// is how people type them; "--" still ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
 }
 
 func newID() string {
@@ -105,15 +167,16 @@ func newID() string {
 }
 
 func runSubmit(args []string, stdout, stderr io.Writer) int {
-	cc := newClientCommand("submit", "task-job submit [flags] CMDLINE [ARG...]\n\n"+
-		"CMDLINE is one word or a quoted command line; each ARG becomes one cmd_args entry.", stderr)
-	id := cc.fs.String("id", "", "task id (default: a random one)")
+	cc := newClientCommand("submit", stdout, stderr)
+	id := cc.fs.String("id", "", "task id (default: a random one); an id already used is refused")
 	typ := cc.fs.String("type", "", "task type (free text, echoed back)")
 	tube := cc.fs.String("tube", "", "tube (routing name)")
-	timeout := cc.fs.Float64("timeout", 0, "timeout in seconds (0 = none)")
+	timeout := cc.fs.Float64("timeout", 0, "the task's timeout in seconds (0 = none)")
 	wait := cc.fs.Bool("wait", false, "wait for the done, print the output, exit 0 only if the task succeeded")
+	waitTimeout := cc.fs.Duration("wait_timeout", 0, "with -wait, give up waiting after this long (e.g. 30s; 0 = wait for the done), exit 3")
+	asJSON := cc.fs.Bool("json", false, "print {\"id\":...} instead of the id; with -wait, the task's TaskLog messages as JSON lines")
 	keyFile := cc.fs.String("key", "", "sign the task with the secret in this file; its name is the key id (as in signing_keys_dir)")
-	c, code := cc.connect(args, 1, -1, stderr)
+	c, code := cc.connect(args, 1, -1, "CMDLINE")
 	if c == nil {
 		return code
 	}
@@ -127,82 +190,156 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := t.Validate(); err != nil {
 		fmt.Fprintln(stderr, "task-job submit:", err)
-		return 2
+		return exitUsage
 	}
 	if *keyFile != "" {
 		key, err := signature.LoadKeyFile(*keyFile)
 		if err != nil {
 			fmt.Fprintln(stderr, "task-job submit:", err)
-			return 2
+			return exitUsage
 		}
 		signature.Sign(&t, key.ID, key.Secret, time.Now())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	raw, _ := json.Marshal(t)
-	var sub *redis.PubSub
-	if *wait {
-		sub = c.rdb.Subscribe(ctx, c.cfg.LogsChannel)
-		defer sub.Close()
-		if _, err := sub.Receive(ctx); err != nil {
-			fmt.Fprintln(stderr, "task-job submit:", err)
-			return 1
-		}
-	}
-	if err := c.rdb.RPush(ctx, c.cfg.QueueName, raw).Err(); err != nil {
+	// A second task with a known id is never run (and gets no done of its
+	// own): waiting would show the first task's result as if it were this
+	// one's.
+	if st, err := c.q.Status(ctx, *id); err != nil {
 		fmt.Fprintln(stderr, "task-job submit:", err)
-		return 1
+		return exitFailed
+	} else if st != nil {
+		fmt.Fprintf(stderr, "task-job submit: id %q is already used: a second task with it would not run (its first %s, on executor %s).\n"+
+			"  choose another -id (or none, for a random one); see the first with: task-job status %s\n", *id, c.describeTask(ctx, *id), st.Executor, *id)
+		return exitFailed
+	}
+	raw, _ := json.Marshal(t)
+	if err := c.rdb.RPush(ctx, c.cfg.QueueName, raw).Err(); err != nil {
+		fmt.Fprintln(stderr, "task-job submit:", c.redisError(err))
+		return exitFailed
 	}
 	if !*wait {
-		fmt.Fprintln(stdout, *id)
-		return 0
+		if *asJSON {
+			b, _ := json.Marshal(map[string]string{"id": *id, "queue": c.cfg.QueueName})
+			fmt.Fprintln(stdout, string(b))
+		} else {
+			fmt.Fprintln(stdout, *id)
+		}
+		return exitOK
 	}
-	return follow(ctx, c, sub, *id, stdout, stderr)
+	f := &follower{c: c, cmd: "submit", id: *id, timeout: *waitTimeout, json: *asJSON, stdout: stdout, stderr: stderr, timeoutFlag: "-wait_timeout"}
+	return f.run(ctx, true)
+}
+
+// killReport is what kill -json prints.
+type killReport struct {
+	ID       string `json:"id"`
+	Sent     bool   `json:"sent"`
+	State    string `json:"state"` // as looked up before sending: unknown, cancelled, running, or a final state
+	Executor string `json:"executor,omitempty"`
+	Message  string `json:"message"`
 }
 
 func runKill(args []string, stdout, stderr io.Writer) int {
-	cc := newClientCommand("kill", "task-job kill [flags] ID", stderr)
+	cc := newClientCommand("kill", stdout, stderr)
+	cc.interspersed = true
+	queuedOnly := cc.fs.Bool("queued-only", false, "cancel the task only if it has not started; a running task is left alone (exit 1)")
 	keyFile := cc.fs.String("key", "", "sign the kill with the secret in this file; its name is the key id (needed with require_signatures)")
-	c, code := cc.connect(args, 1, 1, stderr)
+	force := cc.fs.Bool("force", false, "send the kill without looking the task up first (for a Redis user that may only RPUSH)")
+	asJSON := cc.fs.Bool("json", false, "print what was done as one JSON object")
+	c, code := cc.connect(args, 1, 1, "ID")
 	if c == nil {
 		return code
 	}
 	defer c.rdb.Close()
-	ctl := task.Control{ID: cc.fs.Arg(0), Type: task.ControlKill}
-	if *keyFile != "" {
-		key, err := signature.LoadKeyFile(*keyFile)
+	ctx := context.Background()
+	id := cc.fs.Arg(0)
+	rep := killReport{ID: id, State: "not looked up"}
+	send := true
+	if !*force {
+		h, err := c.rdb.HMGet(ctx, c.q.StatusKey(id), "state", "executor").Result()
 		if err != nil {
-			fmt.Fprintln(stderr, "task-job kill:", err)
-			return 2
+			fmt.Fprintln(stderr, "task-job kill:", c.redisError(err))
+			return exitFailed
 		}
-		signature.SignKill(&ctl, key.ID, key.Secret, time.Now())
+		state, _ := h[0].(string)
+		rep.Executor, _ = h[1].(string)
+		rep.State = state
+		switch {
+		case state == "" || state == string(task.Queued):
+			rep.State = "unknown"
+			rep.Message = fmt.Sprintf("task %q is not known yet: no executor has taken it (it may still be queued, or not be submitted yet). "+
+				"It is cancelled if it arrives within status_retention (%s in this config; the executor's own setting decides).", id, c.cfg.StatusRetention)
+		case state == "cancelled":
+			send = false
+			rep.Message = fmt.Sprintf("task %q is already cancelled: a kill reached it before it ran; nothing more to do", id)
+		case state == string(task.Running) && *queuedOnly:
+			rep.Message = fmt.Sprintf("task %q is already running on executor %s; not killed (-queued-only)", id, rep.Executor)
+			return c.reportKill(rep, false, *asJSON, stdout, stderr)
+		case state == string(task.Running):
+			rep.Message = fmt.Sprintf("kill sent for %s, running on executor %s", id, rep.Executor)
+		default:
+			rep.Message = fmt.Sprintf("task %q already ended (%s); nothing to kill", id, state)
+			return c.reportKill(rep, false, *asJSON, stdout, stderr)
+		}
+	} else {
+		rep.Message = fmt.Sprintf("kill sent for %s (-force: not looked up)", id)
 	}
-	raw, _ := json.Marshal(ctl)
-	if err := c.rdb.RPush(context.Background(), c.cfg.QueueControlName, raw).Err(); err != nil {
-		fmt.Fprintln(stderr, "task-job kill:", err)
-		return 1
+	if send {
+		ctl := task.Control{ID: cc.fs.Arg(0), Type: task.ControlKill}
+		if *keyFile != "" {
+			key, err := signature.LoadKeyFile(*keyFile)
+			if err != nil {
+				fmt.Fprintln(stderr, "task-job kill:", err)
+				return 2
+			}
+			signature.SignKill(&ctl, key.ID, key.Secret, time.Now())
+		}
+		raw, _ := json.Marshal(ctl)
+		if err := c.rdb.RPush(context.Background(), c.cfg.QueueControlName, raw).Err(); err != nil {
+			fmt.Fprintln(stderr, "task-job kill:", err)
+			return 1
+		}
 	}
-	fmt.Fprintln(stdout, "kill sent for", cc.fs.Arg(0))
-	return 0
+	rep.Sent = send
+	return c.reportKill(rep, true, *asJSON, stdout, stderr)
+}
+
+// reportKill prints what kill did; ok false exits 1, on stderr.
+func (c *client) reportKill(rep killReport, ok, asJSON bool, stdout, stderr io.Writer) int {
+	if asJSON {
+		b, _ := json.Marshal(rep)
+		fmt.Fprintln(stdout, string(b))
+	} else if ok {
+		fmt.Fprintln(stdout, rep.Message)
+	} else {
+		fmt.Fprintln(stderr, "task-job kill: "+rep.Message)
+	}
+	if !ok {
+		return exitFailed
+	}
+	return exitOK
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	cc := newClientCommand("status", "task-job status [flags] ID", stderr)
+	cc := newClientCommand("status", stdout, stderr)
+	cc.interspersed = true
 	asJSON := cc.fs.Bool("json", false, "print the status record (and the done message) as JSON")
-	c, code := cc.connect(args, 1, 1, stderr)
+	c, code := cc.connect(args, 1, 1, "ID")
 	if c == nil {
 		return code
 	}
 	defer c.rdb.Close()
+	ctx := context.Background()
 	id := cc.fs.Arg(0)
-	st, err := c.q.Status(context.Background(), id)
+	st, err := c.q.Status(ctx, id)
 	if err != nil {
-		fmt.Fprintln(stderr, "task-job status:", err)
-		return 1
+		fmt.Fprintln(stderr, "task-job status:", c.redisError(err))
+		return exitFailed
 	}
 	if st == nil {
-		fmt.Fprintf(stderr, "task-job status: no task %q known (never taken, or ended more than status_retention ago)\n", id)
-		return 1
+		fmt.Fprintf(stderr, "task-job status: not known: %s\n", c.describeTask(ctx, id))
+		return exitFailed
 	}
 	if *asJSON {
 		out := map[string]any{"id": st.ID, "state": st.State, "executor": st.Executor, "updated": st.Updated}
@@ -211,87 +348,45 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		b, _ := json.Marshal(out)
 		fmt.Fprintln(stdout, string(b))
-		return 0
+		return exitOK
 	}
 	fmt.Fprintf(stdout, "id:       %s\nstate:    %s\nexecutor: %s\n", st.ID, st.State, st.Executor)
 	if len(st.Done) > 0 {
 		var d task.Log
 		if json.Unmarshal(st.Done, &d) == nil && d.Result != nil {
-			fmt.Fprintf(stdout, "exit:     %d %s\nreason:   %s\nduration: %d ms\n", d.ExitCode, d.Signal, d.Reason, d.DurationMS)
+			fmt.Fprintf(stdout, "exit:     %s\nreason:   %s\nduration: %d ms\n", strings.TrimSpace(fmt.Sprint(d.ExitCode, " ", d.Signal)), d.Reason, d.DurationMS)
 		}
 	}
-	return 0
+	return exitOK
 }
 
 func runLogs(args []string, stdout, stderr io.Writer) int {
-	cc := newClientCommand("logs", "task-job logs [-f] [flags] ID", stderr)
+	cc := newClientCommand("logs", stdout, stderr)
+	cc.interspersed = true
 	followFlag := cc.fs.Bool("f", false, "follow: print output as it comes, until the task's done")
+	timeout := cc.fs.Duration("timeout", 0, "with -f, give up after this long (e.g. 5m; 0 = until the done), exit 3")
+	asJSON := cc.fs.Bool("json", false, "print the task's TaskLog messages as JSON lines, as shipped")
 	rawFlag := cc.fs.Bool("raw", false, "print output exactly as the task wrote it, terminal escape sequences included (unsafe on a terminal: a task could retitle, rewrite or hide what it shows)")
-	c, code := cc.connect(args, 1, 1, stderr)
+	c, code := cc.connect(args, 1, 1, "ID")
 	if c == nil {
 		return code
 	}
 	defer c.rdb.Close()
-	id := cc.fs.Arg(0)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if !*rawFlag {
+	if !*rawFlag && !*asJSON {
 		stdout, stderr = escaping{stdout}, escaping{stderr}
 	}
-	var sub *redis.PubSub
-	if *followFlag {
-		sub = c.rdb.Subscribe(ctx, c.cfg.LogsChannel)
-		defer sub.Close()
-		if _, err := sub.Receive(ctx); err != nil {
-			fmt.Fprintln(stderr, "task-job logs:", err)
-			return 1
-		}
-	}
-	// What is still on the logs list (a consumer may have taken some).
-	items, err := c.rdb.LRange(ctx, c.cfg.LogsChannel, 0, -1).Result()
-	if err != nil {
-		fmt.Fprintln(stderr, "task-job logs:", err)
-		return 1
-	}
-	var lastSeq uint64
-	for _, it := range items {
-		if done, code := printLine([]byte(it), id, &lastSeq, stdout, stderr); done {
-			return code
-		}
-	}
-	if !*followFlag {
-		return 0
-	}
-	return follow(ctx, c, sub, id, stdout, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	f := &follower{c: c, cmd: "logs", id: cc.fs.Arg(0), timeout: *timeout, json: *asJSON, stdout: stdout, stderr: stderr, timeoutFlag: "-timeout"}
+	return f.run(ctx, *followFlag)
 }
 
-// follow prints id's messages from the logs channel's feed until its done.
-func follow(ctx context.Context, c *client, sub *redis.PubSub, id string, stdout, stderr io.Writer) int {
-	var lastSeq uint64
-	ch := sub.Channel()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return 130
-		case <-tick.C:
-			// The done may have been published before we subscribed.
-			if st, err := c.q.Status(ctx, id); err == nil && st != nil && st.State.Terminal() && len(st.Done) > 0 {
-				_, code := printLine(st.Done, id, &lastSeq, stdout, stderr)
-				return code
-			}
-		case m, ok := <-ch:
-			if !ok {
-				return 1
-			}
-			for _, line := range strings.Split(m.Payload, "\n") {
-				if done, code := printLine([]byte(line), id, &lastSeq, stdout, stderr); done {
-					return code
-				}
-			}
-		}
+// redisError says which setting to look at when Redis fails mid-command.
+func (c *client) redisError(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return err
 	}
+	return fmt.Errorf("lost Redis at %s (%s): %w", c.cfg.RedisAddr, c.addrFrom, err)
 }
 
 // printLine prints one TaskLog message of id: stdout lines to stdout,

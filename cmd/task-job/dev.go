@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -18,15 +17,19 @@ import (
 // loopback and an executor on it, with a demo script, so a first task runs
 // with nothing installed. Everything is lost when it stops, and it says so.
 func runDev(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("task-job dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := quietFlagSet("task-job dev")
 	addr := fs.String("addr", "127.0.0.1:6379", "loopback address of the embedded endpoint (a free port is used if this one is busy)")
 	cmdDir := fs.String("cmd_dir", "", "cmd_dir (default: a new temporary directory holding a demo script)")
-	log, closer, code := parseWithLog(fs, args, stderr)
+	var lf logFlags
+	lf.register(fs)
+	log, closer, code := parseWithLog(fs, &lf, "dev", args, stdout, stderr)
 	if log == nil {
 		return code
 	}
 	defer closer.Close()
+	if fs.NArg() > 0 {
+		return usageError(stderr, "dev", "unexpected argument %q: dev takes only flags", fs.Arg(0))
+	}
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil || !net.ParseIP(host).IsLoopback() {
 		fmt.Fprintf(stderr, "task-job dev: -addr %q must be a loopback host:port: the embedded endpoint has no password\n", *addr)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,7 +27,7 @@ func sandboxOptions(cfg *config.Config, log hclog.Logger) sandbox.Options {
 	return sandbox.Options{
 		Isolate:  cfg.Isolation != config.IsolationOff,
 		Require:  cfg.Isolation == config.IsolationOn,
-		InitPath: cfg.SandboxInit,
+		InitPath: helperPath(cfg).path,
 		// One parent group per executor: a restarted executor removes what
 		// its previous run left, and only that.
 		CgroupName: "task-job-" + cfg.ExecutorID,
@@ -38,6 +40,56 @@ func sandboxOptions(cfg *config.Config, log hclog.Logger) sandbox.Options {
 		},
 		Logger: log.Named("sandbox"),
 	}
+}
+
+// helper is the sandbox helper the executor uses, and how it was chosen.
+type helper struct {
+	path   string   // "" = none found: the executor re-executes itself
+	source string   // "sandbox_init", "next to the binary"
+	looked []string // where it looked, when none was found
+}
+
+// helperPath finds the sandbox's per-task setup helper: sandbox_init if
+// set, else next to this binary, under the name that matches the binary's
+// own: task-job-init beside task-job as installed, and
+// task-job-init-linux-amd64 beside task-job-linux-amd64 as ./build.sh
+// leaves them in dist/.
+func helperPath(cfg *config.Config) helper {
+	if cfg.SandboxInit != "" {
+		return helper{path: cfg.SandboxInit, source: "sandbox_init"}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return helper{}
+	}
+	dir, base := filepath.Split(self)
+	names := []string{sandbox.InitName}
+	if suffix, ok := strings.CutPrefix(strings.TrimSuffix(base, ".exe"), "task-job-"); ok && suffix != "" {
+		names = append([]string{sandbox.InitName + "-" + suffix}, names...)
+	}
+	h := helper{}
+	for _, n := range names {
+		candidate := filepath.Join(dir, n)
+		if fi, err := os.Stat(candidate); err == nil && fi.Mode().IsRegular() {
+			return helper{path: candidate, source: "next to the binary"}
+		}
+		h.looked = append(h.looked, candidate)
+	}
+	return h
+}
+
+// logHelper says at start-up which helper sets up each task.
+func logHelper(cfg *config.Config, runner *sandbox.Runner, log hclog.Logger) {
+	if !runner.Isolated() {
+		return
+	}
+	h := helperPath(cfg)
+	if h.path == "" {
+		log.Warn("no sandbox helper found: every task's setup re-executes task-job itself (about 2.5 ms more per task); "+
+			"install task-job-init next to task-job, or set sandbox_init", "looked_for", strings.Join(h.looked, ", "))
+		return
+	}
+	log.Info("sandbox helper: "+h.path, "found", h.source)
 }
 
 // loadPolicy reads the policy file, if one is configured.

@@ -68,19 +68,17 @@ func (l *logFlags) logger(name string, stderr io.Writer) (hclog.Logger, io.Close
 	}), closer, nil
 }
 
-// parseWithLog registers the log flags on fs, parses args and builds the
+// parseWithLog parses args into fs (which has lf registered) and builds the
 // logger: the start shared by the commands that run an executor. A nil
 // logger means: exit with code.
-func parseWithLog(fs *flag.FlagSet, args []string, stderr io.Writer) (log hclog.Logger, closer io.Closer, code int) {
-	var lf logFlags
-	lf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, nil, 2
+func parseWithLog(fs *flag.FlagSet, lf *logFlags, name string, args []string, stdout, stderr io.Writer) (log hclog.Logger, closer io.Closer, code int) {
+	if ok, code := parseFlags(fs, name, args, stdout, stderr); !ok {
+		return nil, nil, code
 	}
 	log, closer, err := lf.logger("task-job", stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
-		return nil, nil, 2
+		return nil, nil, exitUsage
 	}
 	return log, closer, 0
 }

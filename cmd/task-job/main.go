@@ -6,7 +6,7 @@
 //	task-job -config=/tmp/config.json -alsologtostderr
 //
 // Subcommands for people: dev, submit, kill, status, logs, policy, audit,
-// version.
+// version, help.
 package main
 
 import (
@@ -18,9 +18,6 @@ import (
 	"github.com/taskjob/task-job/sandbox"
 	"github.com/taskjob/task-job/sandbox/nsinit"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 func main() {
 	if filepath.Base(os.Args[0]) == sandbox.InitName {
@@ -38,47 +35,40 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the executor (the default when no subcommand is given)", runServe},
+		{"serve", "run the executor (the default when no command is given)", runServe},
 		{"dev", "quick start: an embedded in-memory Redis endpoint and an executor, nothing to install", runDev},
-		{"submit", "submit a task: task-job submit [flags] CMDLINE [ARG...]", runSubmit},
-		{"kill", "kill a task by id: task-job kill [flags] ID", runKill},
-		{"status", "show a task's status by id: task-job status [flags] ID", runStatus},
-		{"logs", "print a task's output; -f follows it to its done", runLogs},
-		{"policy", "check a policy file, and what it decides for a task: task-job policy check FILE [TASK.json|-]", runPolicy},
-		{"audit", "review the audit log, or -verify its chain: task-job audit -config=FILE [filters]", runAudit},
-		{"version", "print the version", runVersion},
+		{"submit", "submit a task, and with -wait print its output and result", runSubmit},
+		{"kill", "kill a running task, or cancel a queued one, by id", runKill},
+		{"status", "show a task's state and result by id", runStatus},
+		{"logs", "print a task's output by id; -f follows it to its done", runLogs},
+		{"policy", "check a policy file, and what it decides for a task (policy check)", runPolicy},
+		{"audit", "review the audit log, or -verify its hash chain", runAudit},
+		{"version", "print the version, commit and build date", runVersion},
 	}
 }
+
+// Exit codes shared by the commands.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // the task failed, the id is unknown, Redis is unreachable...
+	exitUsage   = 2 // a mistake on the command line
+	exitTimeout = 3 // gave up waiting (-wait_timeout, -timeout)
+	exitSignal  = 130
+)
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		if args[0] == "help" {
-			usage(stdout)
-			return 0
+		name := args[0]
+		if name == "help" {
+			return runHelp(args[1:], stdout, stderr)
 		}
 		for _, c := range commands() {
-			if c.name == args[0] {
+			if c.name == name {
 				return c.run(args[1:], stdout, stderr)
 			}
 		}
-		fmt.Fprintf(stderr, "task-job: unknown command %q\n\n", args[0])
-		usage(stderr)
-		return 2
+		fmt.Fprintf(stderr, "task-job: unknown command %q%s\nRun 'task-job help' for the list of commands.\n", name, didYouMean(name, commandNames()))
+		return exitUsage
 	}
 	return runServe(args, stdout, stderr)
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, "task-job: a secure host job runner\n\n"+
-		"usage: task-job [-config=FILE] [-alsologtostderr] [-log_dir=DIR]   run the executor\n"+
-		"       task-job COMMAND [flags]\n\ncommands:\n")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
-	}
-	fmt.Fprint(w, "\nRun 'task-job COMMAND -h' for a command's flags.\n")
-}
-
-func runVersion(_ []string, stdout, _ io.Writer) int {
-	fmt.Fprintln(stdout, "task-job", version)
-	return 0
 }

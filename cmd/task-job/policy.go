@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 
@@ -17,50 +18,30 @@ import (
 // policyStdin is where "policy check POLICY -" reads the task; tests replace it.
 var policyStdin io.Reader = os.Stdin
 
-const policyUsage = `usage: task-job policy check [-json] [-v] POLICY_FILE [TASK_JSON_FILE|-]
-
-Validates POLICY_FILE and prints every problem in it as file:line:col.
-With a task (a file holding one task message, or - for stdin), also says
-which rule allows it, as whom and with which limits, or why it is refused.
-Nothing is run, and a signature is not verified: only its key id is used.
-
-Exit status: 0 valid / allowed, 1 invalid policy / refused, 2 usage error,
-unreadable file or invalid task.
-
-flags:
-`
-
 // runPolicy is "task-job policy check": a dry run of the policy, for
 // operators editing policy.hcl and for CI checking it before it ships.
 func runPolicy(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("task-job policy check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := quietFlagSet("task-job policy check")
 	asJSON := fs.Bool("json", false, "print the result as JSON (with a task: the decision)")
 	verbose := fs.Bool("v", false, "list every rule with its effective limits")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), policyUsage)
-		fs.PrintDefaults()
-	}
+	checkUsers := fs.Bool("users", true, "check that the users and groups the policy names exist on this host (-users=false to check a policy for another host)")
 	if len(args) == 0 || args[0] != "check" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
-			fs.SetOutput(stdout)
-			fs.Usage()
+			printHelp(stdout, "policy", fs)
 			return 0
 		}
-		fs.Usage()
-		return 2
+		what := "missing the subcommand check"
+		if len(args) > 0 {
+			what = fmt.Sprintf("unknown subcommand %q%s", args[0], didYouMean(args[0], []string{"check"}))
+		}
+		return usageError(stderr, "policy", "%s", what)
 	}
 	pos, err := parsePolicyArgs(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
+	if ok, code := handleParseError(err, fs, "policy", stdout, stderr); !ok {
+		return code
 	}
 	if len(pos) < 1 || len(pos) > 2 {
-		fmt.Fprintf(stderr, "task-job policy check: want POLICY_FILE and at most one TASK_JSON_FILE, got %d arguments\n\n", len(pos))
-		fs.Usage()
-		return 2
+		return usageError(stderr, "policy", "want POLICY_FILE and at most one TASK_JSON_FILE, got %d arguments", len(pos))
 	}
 	file := pos[0]
 
@@ -69,6 +50,9 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	if err != nil && !errors.As(err, &perr) {
 		fmt.Fprintf(stderr, "task-job policy check: %v\n", err)
 		return 2
+	}
+	if perr == nil && *checkUsers {
+		perr = checkPolicyAccounts(p)
 	}
 	if len(pos) == 1 {
 		return reportPolicy(file, p, perr, *asJSON, *verbose, stdout)
@@ -107,20 +91,48 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 // ("policy check policy.hcl -json"), which is how people type them; "--"
 // still ends the flags.
 func parsePolicyArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+	return parseInterspersed(fs, args)
+}
+
+// checkPolicyAccounts finds the users and groups the policy names that do
+// not exist on this host: a task under such a rule could never start. A
+// numeric id needs no entry in the host's user database.
+func checkPolicyAccounts(p *policy.Policy) *policy.Error {
+	var problems []policy.Problem
+	seen := map[string]bool{}
+	for _, r := range p.RuleList() {
+		for _, a := range []struct{ kind, name string }{{"user", r.Limits.User}, {"group", r.Limits.Group}} {
+			if a.name == "" || isNumeric(a.name) || seen[a.kind+":"+a.name] {
+				continue // reported once, at the first rule that needs it
+			}
+			seen[a.kind+":"+a.name] = true
+			var err error
+			if a.kind == "user" {
+				_, err = user.Lookup(a.name)
+			} else {
+				_, err = user.LookupGroup(a.name)
+			}
+			if err == nil {
+				continue
+			}
+			var unknownUser user.UnknownUserError
+			var unknownGroup user.UnknownGroupError
+			msg := fmt.Sprintf("rule %q: %s %q does not exist on this host (create it, name another, or check with -users=false for another host)", r.Name, a.kind, a.name)
+			if !errors.As(err, &unknownUser) && !errors.As(err, &unknownGroup) {
+				msg = fmt.Sprintf("rule %q: %s %q cannot be looked up: %v", r.Name, a.kind, a.name, err)
+			}
+			problems = append(problems, policy.Problem{File: p.File(), Line: r.Line, Column: 1, Message: msg})
 		}
-		rest := fs.Args()
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
 	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return &policy.Error{Problems: problems}
+}
+
+func isNumeric(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 32)
+	return err == nil
 }
 
 // reportPolicy prints the result of validating a policy file alone.

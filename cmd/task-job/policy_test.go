@@ -47,6 +47,7 @@ func TestPolicyCheck(t *testing.T) {
 		"policy.hcl":   testPolicyHCL,
 		"bad.hcl":      "rule \"a\" {\n  cmdline = \"a;b\"\n  memroy = \"1GiB\"\n}\n",
 		"one.hcl":      "rule \"a\" {\n  cmdline = \"a.sh\"\n}\n",
+		"nouser.hcl":   "rule \"a\" {\n  cmdline = \"a.sh\"\n  user = \"4242\"\n}\nrule \"b\" {\n  cmdline = \"b.sh\"\n  user = \"no-such-user-tj\"\n}\n",
 		"allowed.json": `{"id":"101","type":"test","tube":"","task":{"cmdline":"install.sh","cmd_args":["feature/homestead"],"timeout":7200}}`,
 		"refused.json": `{"id":"102","type":"test","tube":"","task":{"cmdline":"install.sh","cmd_args":["x;rm"]}}`,
 		"signed.json":  `{"id":"103","type":"t","tube":"","task":{"cmdline":"deploy.sh"},"sig":{"key":"web","ts":1,"mac":"` + strings.Repeat("ab", 32) + `"}}`,
@@ -94,7 +95,10 @@ func TestPolicyCheck(t *testing.T) {
 		{name: "no file", args: []string{"check"}, code: 2, stderr: "want POLICY_FILE and at most one TASK_JSON_FILE, got 0 arguments"},
 		{name: "too many files", args: []string{"check", "a", "b", "c"}, code: 2, stderr: "got 3 arguments"},
 		{name: "unknown flag", args: []string{"check", "-jsn", p("policy.hcl")}, code: 2, stderr: "flag provided but not defined: -jsn"},
-		{name: "help", args: []string{"check", "-h"}, code: 0, stderr: "usage: task-job policy check"},
+		{name: "help", args: []string{"check", "-h"}, code: 0, stdout: []string{"usage: task-job policy check", "flags:", "-users", "example:"}},
+		{name: "user missing on this host", args: []string{"check", p("nouser.hcl")}, code: 1, stdout: []string{
+			p("nouser.hcl") + `:5:1: rule "b": user "no-such-user-tj" does not exist on this host`, "1 problem, not valid"}},
+		{name: "user check off", args: []string{"check", "-users=false", p("nouser.hcl")}, code: 0, stdout: []string{"2 rules, OK"}},
 		{name: "double dash", args: []string{"check", "--", p("policy.hcl")}, code: 0, stdout: []string{"2 rules, OK"}},
 	}
 	for _, tc := range tests {

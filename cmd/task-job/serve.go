@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/config"
@@ -26,17 +28,30 @@ import (
 // executor's own PATH, which an operator's shell may have extended.
 const taskPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-func runServe(args []string, _, stderr io.Writer) int {
-	fs := flag.NewFlagSet("task-job", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "path of config.json (without it, every key takes its default)")
-	log, closer, code := parseWithLog(fs, args, stderr)
+// serveFlags is the executor's flag set: -config and the glog-style flags.
+func serveFlags(configPath *string) (*flag.FlagSet, *logFlags) {
+	fs := quietFlagSet("task-job")
+	fs.StringVar(configPath, "config", "", "path of config.json (without it, every key takes its default)")
+	var lf logFlags
+	lf.register(fs)
+	return fs, &lf
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	var configPath string
+	fs, lf := serveFlags(&configPath)
+	log, closer, code := parseWithLog(fs, lf, "serve", args, stdout, stderr)
 	if log == nil {
 		return code
 	}
 	defer closer.Close()
+	if fs.NArg() > 0 {
+		// The original tool ignored such words; here they would start an
+		// executor that the user did not mean to start.
+		return strayWords(args, fs.Args(), stderr)
+	}
 
-	cfg, err := loadConfig(*configPath, log)
+	cfg, err := loadConfig(configPath, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -44,10 +59,43 @@ func runServe(args []string, _, stderr io.Writer) int {
 	ctx, stop := signalContext(log)
 	defer stop()
 	if err := serve(ctx, cfg, log, nil); err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return 0 // stopped while waiting for Redis
+		}
 		log.Error("executor stopped with an error", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// strayWords refuses words after the executor's flags, and when the first
+// is a command (task-job -config=X submit ...) says how to write it.
+func strayWords(args, rest []string, stderr io.Writer) int {
+	word := rest[0]
+	flags := args[:len(args)-len(rest)]
+	for _, c := range commands() {
+		if c.name == word {
+			suggestion := append(append([]string{"task-job", word}, flags...), rest[1:]...)
+			fmt.Fprintf(stderr, "task-job: %q after the flags: a command comes first; the executor was not started.\n"+
+				"Did you mean:\n  %s\n", word, shellJoin(suggestion))
+			return exitUsage
+		}
+	}
+	fmt.Fprintf(stderr, "task-job: unexpected argument %q: the executor takes only flags, and a command comes first%s; the executor was not started.\n"+
+		"Run 'task-job help' for the list of commands.\n", word, didYouMean(word, commandNames()))
+	return exitUsage
+}
+
+// shellJoin quotes the words that a shell would split or expand.
+func shellJoin(words []string) string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		if w == "" || strings.ContainsAny(w, " \t\n'\"\\$`!*?[]{}()<>|&;#~") {
+			w = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+		out[i] = w
+	}
+	return strings.Join(out, " ")
 }
 
 func loadConfig(path string, log hclog.Logger) (*config.Config, error) {
@@ -114,6 +162,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		log.Warn("tasks are not isolated on this host: processes that leave their group (setsid) can outlive a task")
 	}
 	log.Info(runner.Describe())
+	logHelper(cfg, runner, log)
 	if cfg.ServerPort != "" {
 		log.Warn("server_port is set, but the HTTP management API is not built yet; nothing listens on it", "server_port", cfg.ServerPort)
 	}
@@ -125,11 +174,10 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	if err != nil {
 		return err
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	if err := redisqueue.Ping(pingCtx, rdb); err != nil {
-		log.Warn("Redis is not reachable yet; the executor starts anyway and retries", "redis_addr", cfg.RedisAddr, "error", err)
+	if err := waitForRedis(ctx, rdb, cfg.RedisAddr, log); err != nil {
+		rdb.Close()
+		return err
 	}
-	cancel()
 	q := redisqueue.New(rdb, redisqueue.Options{
 		Names:      redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
 		ExecutorID: cfg.ExecutorID,
@@ -137,6 +185,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		TTL:        cfg.ExecutorTTL,
 		// Oversized tasks are refused in Redis, before they are read.
 		MaxTaskBytes: cfg.MaxTaskBytes,
+		LogsMaxLen:   logsMaxLen(cfg),
 	})
 	defer q.Close()
 	verifier, err := newVerifier(cfg, rdb, log)
@@ -192,4 +241,46 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		ready()
 	}
 	return ex.Run(ctx)
+}
+
+// logsMaxLen turns logs_max_len (0 = never trim) into the queue's option
+// (negative = never trim).
+func logsMaxLen(cfg *config.Config) int {
+	if cfg.LogsMaxLen == 0 {
+		return -1
+	}
+	return cfg.LogsMaxLen
+}
+
+// redisRetryMax caps the wait between two attempts to reach Redis at start.
+var redisRetryMax = 15 * time.Second
+
+// waitForRedis returns once Redis answers, retrying with a growing pause
+// and saying so at every attempt, or with ctx's error when the executor is
+// told to stop first. No task can arrive while Redis is unreachable, so
+// there is nothing to run meanwhile.
+func waitForRedis(ctx context.Context, rdb redis.UniversalClient, addr string, log hclog.Logger) error {
+	pause := time.Second
+	for attempt := 1; ; attempt++ {
+		pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := redisqueue.Ping(pingCtx, rdb)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				log.Info("Redis answers now; starting", "redis_addr", addr, "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn(fmt.Sprintf("Redis is not reachable; retrying in %s (attempt %d; stop with SIGTERM or Ctrl-C; check redis_addr and that Redis runs)", pause, attempt),
+			"redis_addr", addr, "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, redisRetryMax)
+	}
 }

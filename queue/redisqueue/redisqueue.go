@@ -6,7 +6,8 @@
 //
 //	Q                        task list (clients RPUSH)
 //	Q_control                shared control list (clients RPUSH kills)
-//	Q_logs                   TaskLog messages (logs_channel); also a pub/sub channel
+//	Q_logs                   TaskLog messages (logs_channel), trimmed; also a pub/sub channel
+//	Q:logs:<id>              one task's TaskLog messages (stream), kept for the retention time
 //	Q:processing:<executor>  tasks an executor took and has not finished
 //	Q:control-taken:<exec>   control messages an executor took and has not handled
 //	Q:control:<executor>     kills forwarded to the executor that runs the task
@@ -65,6 +66,10 @@ type Options struct {
 	// MaxTaskBytes is max_task_bytes: a task message longer than this is
 	// never sent to the executor whole (see Take). Default 1 MiB.
 	MaxTaskBytes int
+	// LogsMaxLen bounds the shared logs list (logs_max_len): each publish
+	// trims it to its newest LogsMaxLen messages. 0 means
+	// DefaultLogsMaxLen, negative unbounded.
+	LogsMaxLen int
 }
 
 // DefaultMaxKillsAhead is the default Options.MaxKillsAhead: 10,000 ids of
@@ -242,16 +247,19 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) error {
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		var lines []any
 		var feed []byte
+		var perTask taskBatches
 		flush := func() {
 			if len(lines) > 0 {
 				p.RPush(ctx, q.opt.Names.Logs, lines...)
 				p.Publish(ctx, q.opt.Names.Logs, feed)
+				perTask.flush(ctx, p, q, q.opt.Retention)
 				lines, feed = nil, nil
 			}
 		}
 		for _, m := range msgs {
 			if m.Finish == nil {
 				lines = append(lines, m.Log)
+				perTask.add(m.Log)
 				if len(feed) > 0 {
 					feed = append(feed, '\n')
 				}
@@ -267,8 +275,12 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) error {
 			p.Eval(ctx, finishSource,
 				[]string{q.StatusKey(f.ID), q.opt.Names.Logs, q.processing(q.opt.ExecutorID)},
 				string(f.State), f.Done, f.Raw, retention, q.opt.ExecutorID, claimed, now(), "0", q.opt.Names.Logs)
+			p.Eval(ctx, doneToStreamScript, []string{q.StatusKey(f.ID), q.TaskLogsKey(f.ID)}, f.Done, retention)
 		}
 		flush()
+		if n := q.logsMaxLen(); n > 0 {
+			p.LTrim(ctx, q.opt.Names.Logs, -n, -1)
+		}
 		return nil
 	})
 	if err != nil {

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taskjob/task-job/test/observe"
+	"github.com/taskjob/task-job/test/redisserver"
+)
+
+// Golden-output tests of the command line as a user meets it: for each
+// case the exact stdout, stderr and exit code, kept in testdata/*.golden.
+// After a deliberate change of wording: go test ./cmd/task-job -run Golden -update
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from what the commands print now")
+
+// mainEnv makes the test binary run as task-job itself: the executor the
+// client commands talk to is a separate process, as in production.
+const mainEnv = "TASK_JOB_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	// Say what a wait is waiting for at once, not after 5 s.
+	noticeAfter = 0
+	os.Exit(m.Run())
+}
+
+// golden runs task-job with args and compares what it printed with
+// testdata/NAME.golden, after replacing the run's variable parts (keys of
+// repl) with fixed words.
+func golden(t *testing.T, name string, args []string, repl ...string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	checkGolden(t, name, args, code, stdout.String(), stderr.String(), repl...)
+}
+
+func checkGolden(t *testing.T, name string, args []string, code int, stdout, stderr string, repl ...string) {
+	t.Helper()
+	got := fmt.Sprintf("$ task-job %s\nexit %d\n--- stdout\n%s--- stderr\n%s", shellJoin(args), code, stdout, stderr)
+	repl = append(repl, runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH, "GO_VERSION")
+	got = strings.NewReplacer(repl...).Replace(got)
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (run with -update if the change is meant):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// Everything that needs no Redis: help, mistakes, version.
+func TestGoldenOffline(t *testing.T) {
+	dir := t.TempDir()
+	nouser := filepath.Join(dir, "policy.hcl")
+	if err := os.WriteFile(nouser, []byte("defaults {\n  user = \"nobody\"\n}\n\nrule \"install\" {\n  cmdline = \"install.sh\"\n  user    = \"deploy-no-such-user\"\n  memory  = \"512mib\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"top-h", []string{"-h"}},
+		{"help", []string{"help"}},
+		{"help-unknown", []string{"help", "sumbit"}},
+		{"unknown-command", []string{"statsu", "101"}},
+		{"unknown-flag", []string{"submit", "-wiat", "hello.sh"}},
+		{"unknown-executor-flag", []string{"-confg=/etc/task-job/config.json"}},
+		{"command-after-flags", []string{"-config=/etc/task-job/config.json", "submit", "-wait", "hello.sh", "big world"}},
+		{"word-after-flags", []string{"-config=/etc/task-job/config.json", "srve"}},
+		{"version", []string{"version"}},
+		{"kill-no-id", []string{"kill"}},
+		{"status-two-ids", []string{"status", "101", "102"}},
+		{"policy-no-subcommand", []string{"policy", "chek", "policy.hcl"}},
+		{"policy-unknown-user", []string{"policy", "check", nouser}},
+	}
+	for _, c := range commands() {
+		cases = append(cases, struct {
+			name string
+			args []string
+		}{c.name + "-h", []string{c.name, "-h"}})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { golden(t, tc.name, tc.args, dir, "TMPDIR") })
+	}
+	// "help X" is "X -h".
+	for _, c := range commands() {
+		var a, b bytes.Buffer
+		if run([]string{"help", c.name}, &a, &a) != 0 || run([]string{c.name, "-h"}, &b, &b) != 0 || a.String() != b.String() {
+			t.Errorf("help %s differs from %s -h:\n%s\n---\n%s", c.name, c.name, a.String(), b.String())
+		}
+	}
+}
+
+// executorProc is a task-job executor process for the client commands to talk to.
+type executorProc struct {
+	cmd  *exec.Cmd
+	log  *observe.Buffer
+	done chan struct{}
+}
+
+// startExecutor runs this test binary as "task-job -config=…" serving
+// queue on srv, with scripts from dir. Tasks are not sandboxed here: these
+// tests are about what the client prints.
+func startExecutor(t *testing.T, srv *redisserver.Server, queue, dir string, logs bool) *executorProc {
+	t.Helper()
+	e := launchExecutor(t, srv, queue, dir, logs)
+	observe.Eventually(t, "the executor to serve", 20*time.Second, func() bool {
+		return strings.Contains(e.log.String(), "serving")
+	})
+	return e
+}
+
+// launchExecutor is startExecutor without waiting for it to serve.
+func launchExecutor(t *testing.T, srv *redisserver.Server, queue, dir string, logs bool) *executorProc {
+	t.Helper()
+	id := fmt.Sprintf("cli-%d-%s-%s", os.Getpid(), t.Name(), queue)
+	id = strings.NewReplacer("/", "-").Replace(id)
+	cfg, _ := json.Marshal(map[string]any{
+		"redis_addr": srv.Addr(), "queue_name": queue, "cmd_dir": dir, "executor_id": id,
+		"isolation": "off", "logs": logs, "spool_dir": filepath.Join(t.TempDir(), "spool"), "shutdown_grace": "2s",
+	})
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &executorProc{cmd: exec.Command(self, "-config="+path), log: &observe.Buffer{}, done: make(chan struct{})}
+	e.cmd.Env = append(os.Environ(), mainEnv+"=1", "GORACE=atexit_sleep_ms=0")
+	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.cmd.Wait(); close(e.done) }()
+	t.Cleanup(func() {
+		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-e.done:
+		case <-time.After(10 * time.Second):
+			_ = e.cmd.Process.Kill()
+			<-e.done
+		}
+		if t.Failed() {
+			t.Logf("executor log:\n%s", e.log.String())
+		}
+	})
+	return e
+}
+
+func scripts(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"hello.sh": "#!/bin/sh\necho \"hello $1\"\necho 'to stderr' >&2\n",
+		"long.sh":  "#!/bin/sh\necho begun\nexec sleep 60\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+var (
+	durationMS = regexp.MustCompile(`duration: \d+ ms`)
+	lostError  = regexp.MustCompile(`\(-redis_addr\): .*\n`)
+)
+
+// The client commands against a real Redis and a real executor.
+func TestGoldenClient(t *testing.T) {
+	srv := redisserver.Start(t)
+	dir := scripts(t)
+	startExecutor(t, srv, "gq", dir, true)
+	startExecutor(t, srv, "quiet", dir, false)
+	a := "-redis_addr=" + srv.Addr()
+	repl := []string{srv.Addr(), "REDIS_ADDR", dir, "CMD_DIR", fmt.Sprintf("cli-%d-%s", os.Getpid(), t.Name()), "EXECUTOR"}
+	steps := []struct {
+		name string
+		args []string
+	}{
+		{"submit-wait", []string{"submit", a, "-queue=gq", "-id=g1", "-wait", "hello.sh", "big world"}},
+		{"submit-duplicate-id", []string{"submit", a, "-queue=gq", "-id=g1", "-wait", "hello.sh", "again"}},
+		{"logs", []string{"logs", a, "-queue=gq", "g1"}},
+		{"status", []string{"status", a, "-queue=gq", "g1"}},
+		{"kill-ended", []string{"kill", a, "-queue=gq", "g1"}},
+		{"kill-unknown", []string{"kill", a, "-queue=gq", "never-submitted"}},
+		{"submit-wait-logs-off", []string{"submit", a, "-queue=quiet", "-id=q1", "-wait", "hello.sh", "x"}},
+		{"submit-wait-no-executor", []string{"submit", a, "-queue=nobody", "-id=n1", "-wait", "-wait_timeout=2s", "hello.sh"}},
+		{"logs-f-unknown", []string{"logs", "-f", "-timeout=2s", a, "-queue=gq", "n2"}},
+		{"logs-unknown", []string{"logs", a, "-queue=gq", "n2"}},
+		{"status-unknown", []string{"status", a, "-queue=gq", "n2"}},
+		{"submit-bad-redis", []string{"submit", "-redis_addr=127.0.0.1:1", "hello.sh"}},
+	}
+	for _, s := range steps {
+		var stdout, stderr bytes.Buffer
+		code := run(s.args, &stdout, &stderr)
+		out := durationMS.ReplaceAllString(stdout.String(), "duration: N ms")
+		checkGolden(t, s.name, s.args, code, out, stderr.String(), repl...)
+	}
+
+	// -json: one TaskLog message per line, as shipped.
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"logs", "-json", a, "-queue=gq", "g1"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("logs -json: exit %d\n%s", code, stderr.String())
+	}
+	var types []string
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var m struct {
+			MsgType string `json:"msg_type"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("logs -json printed %q: %v", line, err)
+		}
+		types = append(types, m.MsgType)
+	}
+	if got := strings.Join(types, ","); got != "stdout,stderr,done" && got != "stderr,stdout,done" {
+		t.Errorf("logs -json printed messages %s, want stdout, stderr, done", got)
+	}
+
+	// A running task: -queued-only leaves it, a kill kills it.
+	run([]string{"submit", a, "-queue=gq", "-id=g2", "long.sh"}, &bytes.Buffer{}, &bytes.Buffer{})
+	observe.Eventually(t, "g2 to print its first line", 10*time.Second, func() bool {
+		var out bytes.Buffer
+		run([]string{"logs", a, "-queue=gq", "g2"}, &out, &out)
+		return strings.Contains(out.String(), "begun")
+	})
+	for _, s := range []struct {
+		name string
+		args []string
+	}{
+		{"kill-queued-only-running", []string{"kill", "-queued-only", a, "-queue=gq", "g2"}},
+		{"kill-running", []string{"kill", a, "-queue=gq", "g2"}},
+		{"logs-f-killed", []string{"logs", "-f", a, "-queue=gq", "g2"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(s.args, &stdout, &stderr)
+		checkGolden(t, s.name, s.args, code, stdout.String(), stderr.String(), repl...)
+	}
+}
+
+// A wait whose Redis goes away ends, non-zero, saying so.
+func TestGoldenLostRedis(t *testing.T) {
+	srv := redisserver.Start(t)
+	args := []string{"logs", "-f", "-redis_addr=" + srv.Addr(), "-queue=lost", "l1"}
+	var stdout, stderr observe.Buffer
+	codeCh := make(chan int, 1)
+	go func() { codeCh <- run(args, &stdout, &stderr) }()
+	observe.Eventually(t, "logs -f to wait", 10*time.Second, func() bool {
+		return strings.Contains(stderr.String(), "still waiting")
+	})
+	srv.Stop(t)
+	var code int
+	select {
+	case code = <-codeCh:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("logs -f did not end when Redis went away:\n%s", stderr.String())
+	}
+	errText := lostError.ReplaceAllString(stderr.String(), "(-redis_addr): ERROR\n")
+	checkGolden(t, "logs-f-lost-redis", args, code, stdout.String(), errText, srv.Addr(), "REDIS_ADDR")
+}
+
+// An executor started while Redis is down keeps retrying, says so at every
+// attempt, and serves once Redis is up.
+func TestExecutorWaitsForRedis(t *testing.T) {
+	srv := redisserver.Start(t)
+	srv.Stop(t)
+	e := launchExecutor(t, srv, "later", scripts(t), true)
+	observe.Eventually(t, "a second attempt", 20*time.Second, func() bool {
+		return strings.Contains(e.log.String(), "attempt 2;")
+	})
+	select {
+	case <-e.done:
+		t.Fatalf("the executor exited while Redis was down:\n%s", e.log.String())
+	default:
+	}
+	if !strings.Contains(e.log.String(), "Redis is not reachable; retrying in 1s (attempt 1;") {
+		t.Errorf("the first attempt is not reported:\n%s", e.log.String())
+	}
+	srv.Restart(t)
+	observe.Eventually(t, "the executor to serve once Redis is up", 30*time.Second, func() bool {
+		return strings.Contains(e.log.String(), "Redis answers now") && strings.Contains(e.log.String(), "executor serving")
+	})
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/taskjob/task-job/task"
+)
+
+// Waiting commands (submit -wait, logs -f) say what they wait for once it
+// takes a while, and again whenever that changes, so that a task no
+// executor takes is not a silent hang.
+var (
+	noticeAfter = 5 * time.Second
+	// readBlock is how long one read of a task's log stream waits; the
+	// status is looked at between reads, for dones that only it holds (a
+	// task reported lost, a queued task cancelled).
+	readBlock = time.Second
+)
+
+// follower prints one task's messages from its log stream.
+type follower struct {
+	c              *client
+	cmd, id        string
+	timeout        time.Duration
+	timeoutFlag    string
+	json           bool
+	stdout, stderr io.Writer
+
+	next       string // stream position
+	lastSeq    uint64
+	lines      int // output lines printed
+	lastNotice string
+}
+
+// run prints what the task's stream holds, then (wait) follows it to the
+// done. The exit code is the task's (0 succeeded, 1 not), or 3 when the
+// wait timed out, 1 when Redis was lost, 130 on a signal.
+func (f *follower) run(ctx context.Context, wait bool) int {
+	start := time.Now()
+	lastStatus := time.Time{}
+	for {
+		block := time.Duration(0)
+		if wait {
+			block = readBlock
+		}
+		b, err := f.c.q.ReadLogs(ctx, f.id, f.next, block)
+		if err != nil {
+			return f.lost(ctx, err)
+		}
+		f.next = b.Next
+		for _, m := range b.Messages {
+			if done, code := f.print(m); done {
+				return code
+			}
+		}
+		if len(b.Messages) > 0 && wait && time.Since(lastStatus) < time.Second {
+			continue // output is flowing: read on
+		}
+		lastStatus = time.Now()
+		st, err := f.c.q.Status(ctx, f.id)
+		if err != nil {
+			return f.lost(ctx, err)
+		}
+		if st != nil && st.State.Terminal() && len(st.Done) > 0 {
+			// Its lines all came before its done: read what is left, then
+			// the done (which the stream may not hold, e.g. for a task
+			// reported lost).
+			rest, err := f.c.q.ReadLogs(ctx, f.id, f.next, 0)
+			if err != nil {
+				return f.lost(ctx, err)
+			}
+			for _, m := range append(rest.Messages, st.Done) {
+				if done, code := f.print(m); done {
+					return code
+				}
+			}
+			return exitFailed // a done that does not parse
+		}
+		if !wait {
+			if st == nil && f.lines == 0 {
+				fmt.Fprintf(f.stderr, "task-job %s: no output: %s\n", f.cmd, f.c.describeTask(ctx, f.id))
+				return exitFailed
+			}
+			return exitOK
+		}
+		if ctx.Err() != nil {
+			return exitSignal
+		}
+		waited := time.Since(start)
+		if f.timeout > 0 && waited >= f.timeout {
+			fmt.Fprintf(f.stderr, "task-job %s: gave up after %s (%s): %s\n", f.cmd, f.timeout, f.timeoutFlag, f.c.describeTask(ctx, f.id))
+			return exitTimeout
+		}
+		if waited >= noticeAfter && f.lines == 0 {
+			if d := f.c.describeTask(ctx, f.id); d != f.lastNotice {
+				fmt.Fprintf(f.stderr, "task-job %s: still waiting: %s\n", f.cmd, d)
+				f.lastNotice = d
+			}
+		}
+	}
+}
+
+// print prints one message of the task; done reports its done.
+func (f *follower) print(raw []byte) (done bool, code int) {
+	var l task.Log
+	if json.Unmarshal(raw, &l) != nil || l.ID != f.id {
+		return false, 0
+	}
+	if f.json {
+		if l.Seq != 0 && l.Seq <= f.lastSeq {
+			return false, 0
+		}
+		if l.Seq != 0 {
+			f.lastSeq = l.Seq
+		}
+		fmt.Fprintln(f.stdout, string(raw))
+		if l.MsgType != task.MsgDone {
+			f.lines++
+			return false, 0
+		}
+		return true, doneCode(&l)
+	}
+	before := f.lastSeq
+	done, code = printLine(raw, f.id, &f.lastSeq, f.stdout, f.stderr)
+	if !done && (l.Seq == 0 || l.Seq > before) && (l.MsgType == task.MsgStdout || l.MsgType == task.MsgStderr) {
+		f.lines++
+	}
+	if done && f.lines == 0 && l.Result != nil && l.OutputBytes > 0 {
+		fmt.Fprintf(f.stderr, "note: the task wrote %d bytes of output, but none was shipped: the executor's config has \"logs\": false "+
+			"(the default); set \"logs\": true there to see output here\n", l.OutputBytes)
+	}
+	return done, code
+}
+
+func doneCode(l *task.Log) int {
+	if l.Result != nil && l.Status == task.Succeeded {
+		return exitOK
+	}
+	return exitFailed
+}
+
+// lost reports a failed read: a signal, or Redis gone.
+func (f *follower) lost(ctx context.Context, err error) int {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return exitSignal
+	}
+	fmt.Fprintf(f.stderr, "task-job %s: %v\n  the task may still run: look later with task-job status %s\n", f.cmd, f.c.redisError(err), f.id)
+	return exitFailed
+}
+
+// describeState says in words where a task is, for people waiting on it.
+func (c *client) describeState(ctx context.Context, id string) string {
+	h, err := c.rdb.HMGet(ctx, c.q.StatusKey(id), "state", "executor").Result()
+	if err != nil {
+		return "its state cannot be read: " + c.redisError(err).Error()
+	}
+	state, _ := h[0].(string)
+	executor, _ := h[1].(string)
+	alive, total := c.executorsAlive(ctx)
+	switch state {
+	case "", string(task.Queued):
+		queued, _ := c.rdb.LLen(ctx, c.cfg.QueueName).Result()
+		tasks := fmt.Sprintf("%d tasks wait", queued)
+		if queued == 1 {
+			tasks = "1 task waits"
+		}
+		s := fmt.Sprintf("has not been taken by an executor (not submitted, still queued, or ended more than status_retention ago); "+
+			"%s in %s; %d of %d executors alive", tasks, c.cfg.QueueName, alive, total)
+		if alive == 0 {
+			s += ": none serves this queue; start one with task-job -config=FILE (its queue_name must be " + c.cfg.QueueName + ")"
+		}
+		return s
+	case "cancelled":
+		return "was cancelled by a kill before it ran"
+	case string(task.Running):
+		s := "is running on executor " + executor
+		if live, err := c.q.Executors(ctx); err == nil && !live[executor] {
+			s += ", which is not alive: a peer will report the task lost"
+		}
+		return s + "; no output so far (output is shipped only when the executor's config has \"logs\": true)"
+	}
+	return "ended: " + state
+}
+
+// describeTask is "task "ID" " followed by describeState.
+func (c *client) describeTask(ctx context.Context, id string) string {
+	return fmt.Sprintf("task %q %s", id, c.describeState(ctx, id))
+}
+
+func (c *client) executorsAlive(ctx context.Context) (alive, total int) {
+	live, err := c.q.Executors(ctx)
+	if err != nil {
+		return 0, 0
+	}
+	for _, ok := range live {
+		if ok {
+			alive++
+		}
+	}
+	return alive, len(live)
+}
