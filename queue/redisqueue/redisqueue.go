@@ -124,7 +124,18 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 
 // Claim implements queue.Tasks.
 func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.Claim, error) {
-	n, err := claimScript.Run(ctx, q.rdb, []string{q.StatusKey(id)}, q.opt.ExecutorID, now()).Int()
+	// The recent-task index rides in the same round trip (recent.go); a
+	// server that lost its script cache answers NOSCRIPT, then Run loads it.
+	var res *redis.Cmd
+	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		res = claimScript.EvalSha(ctx, p, []string{q.StatusKey(id)}, q.opt.ExecutorID, now())
+		q.noteRecent(ctx, p, id, d.Raw, false)
+		return nil
+	})
+	if err := res.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		res = claimScript.Run(ctx, q.rdb, []string{q.StatusKey(id)}, q.opt.ExecutorID, now())
+	}
+	n, err := res.Int()
 	if err != nil {
 		return 0, fmt.Errorf("queue: claim %q: %w", id, err)
 	}
@@ -201,6 +212,7 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) error {
 			p.Eval(ctx, finishSource,
 				[]string{q.StatusKey(f.ID), q.opt.Names.Logs, q.processing(q.opt.ExecutorID)},
 				string(f.State), f.Done, f.Raw, retention, q.opt.ExecutorID, claimed, now(), "0", q.opt.Names.Logs)
+			q.noteRecent(ctx, p, f.ID, f.Raw, true)
 		}
 		flush()
 		return nil
@@ -291,6 +303,9 @@ func (q *Queue) RemoveQueued(ctx context.Context, id string, f func(raw []byte) 
 				q.opt.ExecutorID, "0", now(), "1", q.opt.Names.Logs).Int()
 			if err != nil {
 				return false, fmt.Errorf("queue: remove queued %q: %w", id, err)
+			}
+			if n == 1 {
+				q.noteRecent(ctx, q.rdb, id, []byte(it), true)
 			}
 			return n == 1, nil
 		}
