@@ -401,7 +401,7 @@ func TestLogsResume(t *testing.T) {
 	publish(31, 60) // live
 	more, _ := readLines(t, s, 20)
 	got = append(got, more...)
-	s.close() // cut after line 50
+	s.close()       // cut after line 50
 	publish(61, 90) // while away
 	s2, _ := e.openStream("/api/v1/tasks/r1/logs", "", got[len(got)-1])
 	rest, _ := readLines(t, s2, 40) // 51..90

@@ -134,7 +134,9 @@ func ParseTokens(b []byte) (*Tokens, error) {
 			continue
 		}
 		e := tokenEntry{Identity: Identity{Name: f[0]}}
-		if strings.IndexFunc(e.Name, func(r rune) bool { return !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("-_.@", r)) }) >= 0 || len(e.Name) > 64 {
+		if strings.IndexFunc(e.Name, func(r rune) bool {
+			return !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("-_.@", r))
+		}) >= 0 || len(e.Name) > 64 {
 			bad("name %q: use up to 64 letters, digits and - _ . @", e.Name)
 			continue
 		}

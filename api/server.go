@@ -67,13 +67,13 @@ type Options struct {
 // Server is the management server. Create it with New, call Run (which
 // follows the logs feed) and serve Handler.
 type Server struct {
-	opt Options
-	rdb redis.UniversalClient
-	q   *redisqueue.Queue
-	log hclog.Logger
-	hub *hub
-	mux *http.ServeMux
-	web *web
+	opt  Options
+	rdb  redis.UniversalClient
+	q    *redisqueue.Queue
+	log  hclog.Logger
+	hub  *hub
+	mux  *http.ServeMux
+	web  *web
 	head headWatch
 
 	readyOnce sync.Once
