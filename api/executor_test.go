@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/metrics"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -48,7 +49,8 @@ func submitJSON(t *testing.T, e *env, token, body string) string {
 // the audit log records the HTTP write, with the token's name, before the
 // executor's own records of the task.
 func TestSubmitGoesThroughPolicyAndAudit(t *testing.T) {
-	e := newEnv(t, envOpt{tokens: true})
+	m := metrics.New(metrics.Options{Version: "test", Executor: true, Slots: 2})
+	e := newEnv(t, envOpt{tokens: true, metrics: m})
 	e.startExecutor(fmt.Sprintf("api-%d-%s", os.Getpid(), t.Name()), testPolicy, testScripts)
 	admin := e.tokens["admin"]
 	ok := submitJSON(t, e, admin, `{"id":"h1","type":"t","task":{"cmdline":"hello.sh","cmd_args":["world"]}}`)
@@ -81,6 +83,24 @@ func TestSubmitGoesThroughPolicyAndAudit(t *testing.T) {
 	}
 	if len(lines) != 3 || lines[0] != "stdout:hello world" && lines[1] != "stdout:hello world" || lines[2] != "done:exited with status 0" {
 		t.Errorf("h1's stream = %q", lines)
+	}
+
+	// The executor's hooks counted them; /metrics needs a token too.
+	if code, _ := e.do("GET", "/metrics", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without a token = %d", code)
+	}
+	code, out := e.do("GET", "/metrics", e.tokens["reader"], nil)
+	for _, want := range []string{
+		`taskjob_tasks_received_total{tube="default"} 3`,
+		`taskjob_tasks_finished_total{status="succeeded",tube="default"} 1`,
+		`taskjob_tasks_finished_total{status="rejected",tube="default"} 2`,
+		`taskjob_tasks_refused_total{reason="policy"} 2`,
+		`taskjob_task_duration_seconds_count 1`,
+		`taskjob_tasks_running 0`,
+	} {
+		if code != 200 || !strings.Contains(out, want) {
+			t.Errorf("/metrics (%d) lacks %s", code, want)
+		}
 	}
 
 	var kinds []string

@@ -21,6 +21,7 @@ import (
 	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/jail"
+	"github.com/taskjob/task-job/metrics"
 	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/queue/redisqueue"
@@ -45,10 +46,13 @@ type env struct {
 	audit     *audit.Log
 	dir       string
 	tokens    map[string]string // name -> token
+	metrics   *metrics.Metrics
 }
 
 type envOpt struct {
 	tokens bool
+	// metrics serves /metrics, and the env's executors report to it.
+	metrics *metrics.Metrics
 }
 
 // The tokens of the test: one per role, and one limited to tube "blue".
@@ -73,6 +77,10 @@ func newEnv(t *testing.T, o envOpt) *env {
 	t.Cleanup(func() { al.Close() })
 	opt := Options{Queue: e.q, Audit: al, AuditFile: e.auditFile, AuditStream: "queue_job_task_audit", Version: "test",
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})}
+	if o.metrics != nil {
+		opt.Metrics = o.metrics.Handler()
+		e.metrics = o.metrics
+	}
 	if o.tokens {
 		var lines []string
 		for _, r := range testRoles {
@@ -304,7 +312,7 @@ func (e *env) startExecutor(id, policySrc string, scripts map[string]string) {
 	ex, err := executor.New(executor.Options{
 		ExecutorID: id, Concurrency: 2, Logs: true, KillGrace: time.Second, ShutdownGrace: 5 * time.Second, TTL: time.Second,
 		SpoolDir: filepath.Join(e.dir, "spool-"+id), Env: []string{"PATH=/usr/bin:/bin"},
-		Broker: q, Jail: j, Runner: runner, Policy: pol, Audit: e.audit,
+		Broker: q, Jail: j, Runner: runner, Policy: pol, Audit: e.audit, Observer: observer(e.metrics),
 		Logger: hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{e.t}}),
 	})
 	if err != nil {
@@ -332,4 +340,13 @@ func (e *env) waitState(id, token string, want task.State, timeout time.Duration
 		return code == http.StatusOK && json.Unmarshal([]byte(body), &v) == nil && v.State == want
 	})
 	return &v
+}
+
+// observer is m as the executor's Observer, nil when there is none (a nil
+// *Metrics in the interface would not be nil).
+func observer(m *metrics.Metrics) executor.Observer {
+	if m == nil {
+		return nil
+	}
+	return m
 }
