@@ -170,6 +170,7 @@ func (e *Executor) record(r audit.Record) error {
 	}
 	r.Executor = e.opt.ExecutorID
 	if err := e.opt.Audit.Append(r); err != nil {
+		e.opt.Observer.AuditWriteFailed()
 		e.auditFailed(err)
 		return err
 	}

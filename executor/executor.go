@@ -72,6 +72,9 @@ type Options struct {
 	// is taken.
 	Audit *audit.Log
 
+	// Observer is told about every task, for metrics; nil = nobody.
+	Observer Observer
+
 	Broker queue.Broker
 	Jail   *jail.Jail
 	Runner *sandbox.Runner
@@ -111,6 +114,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 }
 

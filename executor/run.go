@@ -90,6 +90,10 @@ func (e *Executor) handle(d *queue.Delivery) {
 	if perr == nil && t.Sig != nil {
 		received.KeyID = t.Sig.Key
 	}
+	if perr == nil {
+		r.tube = t.Tube
+	}
+	e.opt.Observer.TaskReceived(r.tube)
 	if err := e.record(received); err != nil {
 		e.finish(r, task.Rejected, auditRefusal(err), nil, time.Time{})
 		return
@@ -159,6 +163,7 @@ func (e *Executor) handle(d *queue.Delivery) {
 		e.finish(r, task.Failed, "could not start: "+err.Error(), nil, started)
 		return
 	}
+	e.opt.Observer.TaskStarted(r.tube, started.Sub(d.Taken), time.Since(started))
 	e.log.Debug("task started", "id", id, "pid", p.Pid(), "program", cmd.Path)
 	enforced := p.Limits()
 	if err := e.record(audit.Record{
@@ -255,6 +260,8 @@ func (e *Executor) finish(r *run, state task.State, reason string, res *sandbox.
 		end.ExitCode = audit.IntPtr(result.ExitCode)
 	}
 	_ = e.record(end) // a failure stops the next tasks; this one has ended either way
+	e.opt.Observer.TaskEnded(TaskEnd{Tube: r.tube, State: state, Reason: reason, Started: res != nil, Ran: nowT.Sub(started),
+		OOMKilled: res != nil && res.OOMKilled, DroppedBytes: result.OutputDropped})
 	e.out.finish(&queue.Finish{ID: r.id, State: state, Done: done, Raw: r.d.Raw, Claimed: r.claimed})
 	lvl := e.log.Info
 	if state != task.Succeeded {

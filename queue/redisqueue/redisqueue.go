@@ -192,7 +192,19 @@ func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
 
 // Claim implements queue.Tasks.
 func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.Claim, error) {
-	n, err := claimScript.Run(ctx, q.rdb, []string{q.StatusKey(id), q.key("kills-ahead")}, q.opt.ExecutorID, now(), id).Int()
+	// The recent-task index rides in the same round trip (recent.go); a
+	// server that lost its script cache answers NOSCRIPT, then Run loads it.
+	keys := []string{q.StatusKey(id), q.key("kills-ahead")}
+	var res *redis.Cmd
+	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		res = claimScript.EvalSha(ctx, p, keys, q.opt.ExecutorID, now(), id)
+		q.noteRecent(ctx, p, id, d.Raw, false)
+		return nil
+	})
+	if err := res.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		res = claimScript.Run(ctx, q.rdb, keys, q.opt.ExecutorID, now(), id)
+	}
+	n, err := res.Int()
 	if err != nil {
 		return 0, fmt.Errorf("queue: claim %q: %w", id, err)
 	}
@@ -276,6 +288,7 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) error {
 				[]string{q.StatusKey(f.ID), q.opt.Names.Logs, q.processing(q.opt.ExecutorID)},
 				string(f.State), f.Done, f.Raw, retention, q.opt.ExecutorID, claimed, now(), "0", q.opt.Names.Logs)
 			p.Eval(ctx, doneToStreamScript, []string{q.StatusKey(f.ID), q.TaskLogsKey(f.ID)}, f.Done, retention)
+			q.noteRecent(ctx, p, f.ID, f.Raw, true)
 		}
 		flush()
 		if n := q.logsMaxLen(); n > 0 {
@@ -369,6 +382,9 @@ func (q *Queue) RemoveQueued(ctx context.Context, id string, f func(raw []byte) 
 				q.opt.ExecutorID, "0", now(), "1", q.opt.Names.Logs).Int()
 			if err != nil {
 				return false, fmt.Errorf("queue: remove queued %q: %w", id, err)
+			}
+			if n == 1 {
+				q.noteRecent(ctx, q.rdb, id, []byte(it), true)
 			}
 			return n == 1, nil
 		}
