@@ -9,14 +9,14 @@ FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:Fu
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical \
 	./bytesize:FuzzParse
 
-.PHONY: help deps build cross test unit vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
+.PHONY: help deps build cross package test unit vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 deps: ## install what the tests and the benchmark need (redis, and the sandbox peers bubblewrap, runc, crun) with apt-get when missing
 	@missing=""; \
-	for cp in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools bwrap:bubblewrap runc:runc crun:crun; do \
+	for cp in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools bwrap:bubblewrap runc:runc crun:crun systemd-analyze:systemd openssl:openssl setpriv:util-linux; do \
 		command -v $${cp%%:*} >/dev/null || missing="$$missing $${cp##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -31,6 +31,9 @@ build: ## build ./task-job and its sandbox helper ./task-job-init for this machi
 
 cross: ## cross-build static binaries for linux, windows, darwin and freebsd into dist/
 	./build.sh all
+
+package: ## build dist/: a .deb for linux and a tarball per OS (go run ./packaging)
+	$(GO) run ./packaging -out dist
 
 test: deps lint cross unit vmtest bench-quick fuzz ## everything CI runs: lint, cross-builds, all tests with -race, a short benchmark run, fuzz smoke
 
