@@ -183,6 +183,9 @@ func (r *run) statusProblem(i int, d received, started, ended int) string {
 			return fmt.Sprintf("timeout (%s), but it had none", l.Reason)
 		}
 	case task.Killed:
+		if strings.Contains(l.Reason, "before it started") && started > 0 {
+			return fmt.Sprintf("killed (%s), but its script ran", l.Reason)
+		}
 		if strings.Contains(l.Reason, "shut down") {
 			if !r.hadEvent(l.Executor, r.firstSub[i], d.At, "sigterm") {
 				return fmt.Sprintf("killed by a shutdown (%s), but %s was not sent SIGTERM while the task was in its hands", l.Reason, l.Executor)
@@ -195,8 +198,8 @@ func (r *run) statusProblem(i int, d received, started, ended int) string {
 		if m == nil {
 			return fmt.Sprintf("lost, but the reason names no executor: %q", l.Reason)
 		}
-		if !r.hadEvent(m[1], r.firstSub[i], d.At, "sigkill", "sigstop-past-ttl", "partition-past-ttl") {
-			return fmt.Sprintf("lost (reported by %s: %q), but %s was neither SIGKILLed nor paused or cut off past executor_ttl after the task's submit", l.Executor, l.Reason, m[1])
+		if !r.hadEvent(m[1], r.firstSub[i], d.At, "sigkill", "exited", "sigstop-past-ttl", "partition-past-ttl") {
+			return fmt.Sprintf("lost (reported by %s: %q), but %s neither died nor was paused or cut off past executor_ttl after the task's submit", l.Executor, l.Reason, m[1])
 		}
 	case task.Rejected:
 		return fmt.Sprintf("rejected (%s), but its task is valid", l.Reason)

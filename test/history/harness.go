@@ -153,7 +153,7 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("HISTORY_KEEP") != "" {
 			t.Logf("kept the run directory for a look: %s", dir)
 			return
 		}

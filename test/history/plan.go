@@ -116,7 +116,7 @@ type plan struct {
 	Seed      int64
 	Executors int // 1..Params.Executors: one executor alone is where two copies of a task meet
 	Tasks     []taskSpec
-	Ops   []op
+	Ops       []op
 }
 
 // makePlan draws the workload and faults for seed. The executors' state is
@@ -130,6 +130,7 @@ func makePlan(seed int64, prefix string, p Params) plan {
 		return lo + time.Duration(rng.Int63n(int64(hi-lo)+1))
 	}
 	n := p.Tasks/2 + rng.Intn(p.Tasks+1)
+	bursts := []time.Duration{dur(0, span), dur(0, span), dur(0, span)}
 	for i := 0; i < n; i++ {
 		s := taskSpec{
 			ID:    fmt.Sprintf("%s-t%02d", prefix, i),
@@ -146,13 +147,37 @@ func makePlan(seed int64, prefix string, p Params) plan {
 			s.Lines, s.Sleep = 8, 300*time.Millisecond
 		}
 		pl.Tasks = append(pl.Tasks, s)
+		ti := len(pl.Tasks) - 1
+		// Half the tasks come in bursts, so slots fill and tasks queue.
 		at := dur(0, span)
-		pl.Ops = append(pl.Ops, op{At: at, Kind: "submit", Task: i})
-		if p.Faults[FaultDup] && rng.Intn(4) == 0 {
-			if rng.Intn(2) == 0 {
-				pl.Ops = append(pl.Ops, op{At: at, Kind: "submit", Task: i, Note: "duplicate, back to back"})
-			} else {
-				pl.Ops = append(pl.Ops, op{At: at + dur(100*time.Millisecond, 6*time.Second), Kind: "submit", Task: i, Note: "duplicate, later"})
+		if rng.Intn(2) == 0 {
+			at = bursts[rng.Intn(len(bursts))] + dur(0, 100*time.Millisecond)
+		}
+		if at < time.Millisecond {
+			at = time.Millisecond
+		}
+		pl.Ops = append(pl.Ops, op{At: at, Kind: "submit", Task: ti})
+		if p.Faults[FaultDup] && rng.Intn(3) == 0 {
+			switch rng.Intn(4) {
+			case 3:
+				// A longer task just before it and a copy just after: on an
+				// executor with two free slots the copy waits at the head of
+				// the queue and is taken the moment the first copy ends.
+				long := taskSpec{ID: s.ID + "-long", Lines: 10, Sleep: 300 * time.Millisecond}
+				pl.Tasks = append(pl.Tasks, long)
+				pl.Ops = append(pl.Ops,
+					op{At: at - time.Millisecond, Kind: "submit", Task: len(pl.Tasks) - 1, Note: "a longer task beside " + s.ID},
+					op{At: at + 5*time.Millisecond, Kind: "submit", Task: ti, Note: "duplicate, queued behind a longer task"})
+			case 0:
+				pl.Ops = append(pl.Ops, op{At: at, Kind: "submit", Task: ti, Note: "duplicate, back to back"})
+			case 1:
+				// Queued behind a busy executor, a copy may be taken the
+				// moment the first copy's slot frees; up to three copies.
+				for c := 1 + rng.Intn(3); c > 0; c-- {
+					pl.Ops = append(pl.Ops, op{At: at + dur(10*time.Millisecond, s.runtime()+50*time.Millisecond), Kind: "submit", Task: ti, Note: "duplicate, while the first may run"})
+				}
+			default:
+				pl.Ops = append(pl.Ops, op{At: at + s.runtime() + dur(100*time.Millisecond, 4*time.Second), Kind: "submit", Task: ti, Note: "duplicate, after the first may have ended"})
 			}
 		}
 		if p.Faults[FaultKill] && rng.Intn(10) < 3 {
@@ -173,7 +198,7 @@ func makePlan(seed int64, prefix string, p Params) plan {
 			if at+k < 0 {
 				k = -at
 			}
-			pl.Ops = append(pl.Ops, op{At: at + k, Kind: "kill", Task: i, Note: phase})
+			pl.Ops = append(pl.Ops, op{At: at + k, Kind: "kill", Task: ti, Note: phase})
 		}
 	}
 
