@@ -9,7 +9,7 @@ FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:Fu
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical \
 	./bytesize:FuzzParse
 
-.PHONY: help deps build cross package test unit vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
+.PHONY: help deps build cross package test unit history chaos vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,10 +35,23 @@ cross: ## cross-build static binaries for linux, windows, darwin and freebsd int
 package: ## build dist/: a .deb for linux and a tarball per OS (go run ./packaging)
 	$(GO) run ./packaging -out dist
 
-test: deps lint cross unit vmtest bench-quick fuzz ## everything CI runs: lint, cross-builds, all tests with -race, a short benchmark run, fuzz smoke
+test: deps lint cross unit history vmtest bench-quick fuzz ## everything CI runs: lint, cross-builds, all tests with -race, the history checker, a short benchmark run, fuzz smoke
 
-unit: ## all tests with the race detector
-	$(GO) test -race -count=1 -timeout 45m $(PKGS)
+unit: ## all tests with the race detector (the history checker has its own target)
+	$(GO) test -race -count=1 -timeout 45m $$($(GO) list $(PKGS) | grep -v /test/history)
+
+# The history checker: random seeded histories of executors, Redis and
+# faults, checked against the lifecycle invariants. CI runs it for
+# HISTORY_TIME; `make chaos DURATION=1h` for longer. FAULTS picks the fault
+# classes (all, none, or a list such as dup,kill,-pause).
+HISTORY_TIME ?= 150s
+DURATION     ?= 10m
+FAULTS       ?=
+history: ## the history checker, bounded for CI (HISTORY_TIME, default 150s), with its counts
+	$(GO) test -race -count=1 -v -timeout 15m ./test/history/ -args -duration=$(HISTORY_TIME) $(if $(FAULTS),-faults=$(FAULTS))
+
+chaos: ## the history checker for DURATION (default 10m): make chaos DURATION=1h [FAULTS=all]
+	$(GO) test -count=1 -v -timeout 0 -run 'TestHistory$$' ./test/history/ -args -duration=$(DURATION) $(if $(FAULTS),-faults=$(FAULTS))
 
 vmtest: ## run the sandbox tests inside a pure cgroup v2 VM under QEMU
 	$(GO) run ./test/vm

@@ -1,0 +1,352 @@
+// Package history is a randomized, seeded checker of task-job's lifecycle
+// promises, in the manner of Jepsen-style history checkers: it runs real
+// executor processes against a real redis-server, drives them with a
+// random workload and random faults, records everything that was sent and
+// received and what the tasks' processes did, and checks invariants over
+// that history (see check.go). The executors are black boxes: only their
+// binaries, config files, Redis keys, signals and the host's /proc and
+// cgroup trees are used.
+package history
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/redisserver"
+)
+
+const (
+	queueName = "hq"
+	logsList  = queueName + "_logs"
+	ctrlList  = queueName + "_control"
+	// nobody is the sandbox's default task user; the marker directory is
+	// given to it so tasks can write their start and end lines there.
+	nobodyUID = 65534
+)
+
+// binaries are built once per test binary run.
+type binaries struct {
+	exe, init string
+}
+
+// buildBinaries builds task-job and task-job-init into dir (without the
+// race detector: the executors are the system under test, and two shared
+// cores are better spent on more histories).
+func buildBinaries(dir string) (binaries, error) {
+	b := binaries{exe: filepath.Join(dir, "task-job"), init: filepath.Join(dir, "task-job-init")}
+	for _, c := range [][]string{
+		{"build", "-o", b.exe, "../../cmd/task-job"},
+		{"build", "-trimpath", "-o", b.init, "../../cmd/task-job-init"},
+	} {
+		cmd := exec.Command("go", c...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return b, fmt.Errorf("history: go %s: %w\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	return b, nil
+}
+
+// event is one line of the history.
+type event struct {
+	At   time.Duration // since the history began
+	Kind string
+	ID   string // task id, if any
+	Exec string // executor id, if any
+	Note string
+}
+
+// received is one TaskLog message as it arrived on the logs list.
+type received struct {
+	At  time.Duration
+	Pos int // position in the logs list: the global order of publication
+	Log task.Log
+	Raw string
+}
+
+// executorProc is one executor identity; it may live several lives.
+type executorProc struct {
+	id      string
+	cfg     string
+	logPath string
+	audit   string
+	proxy   *proxy
+
+	cmd    *exec.Cmd
+	done   chan struct{}
+	exit   error
+	paused bool
+	lives  int
+	// expected is set before the harness signals an exit, so an exit
+	// nobody asked for is recorded as one.
+	expected atomic.Bool
+}
+
+func (e *executorProc) alive() bool {
+	if e.cmd == nil {
+		return false
+	}
+	select {
+	case <-e.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// run is one history being executed.
+type run struct {
+	t      testing.TB
+	bin    binaries
+	params Params
+	plan   plan
+	marker string // in every task id and in every executor's environment
+	dir    string
+	cmdDir string
+	marks  string // the file tasks append "<id> start" / "<id> end" to
+	srv    *redisserver.Server
+	rdb    *redis.Client
+	execs  []*executorProc
+	t0     time.Time
+
+	mu     sync.Mutex
+	events []event
+	recv   []received
+
+	// submitted[i] counts accepted RPUSHes of task i; sentKill[i] kills sent.
+	submitted []int
+	firstSub  []time.Duration
+	killSent  []int
+	redisUp   bool
+	stopPoll  chan struct{}
+	pollDone  chan struct{}
+}
+
+func (r *run) now() time.Duration { return time.Since(r.t0) }
+
+func (r *run) record(kind, id, exec, note string) {
+	r.mu.Lock()
+	r.events = append(r.events, event{At: r.now(), Kind: kind, ID: id, Exec: exec, Note: note})
+	r.mu.Unlock()
+}
+
+// newRun prepares the run directory, Redis, proxies and executor configs.
+func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
+	t.Helper()
+	r := &run{t: t, bin: bin, params: p, plan: pl, marker: marker,
+		submitted: make([]int, len(pl.Tasks)), firstSub: make([]time.Duration, len(pl.Tasks)), killSent: make([]int, len(pl.Tasks))}
+	dir, err := os.MkdirTemp("", "task-job-history-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("HISTORY_KEEP") != "" {
+			t.Logf("kept the run directory for a look: %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	r.dir = dir
+	// cmd_dir must pass the jail's trust check: root's, not writable by
+	// others. The marker directory inside it belongs to the task user.
+	r.cmdDir = filepath.Join(dir, "cmd")
+	markDir := filepath.Join(r.cmdDir, "marks")
+	r.marks = filepath.Join(markDir, "log")
+	for _, d := range []string{dir, r.cmdDir, markDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(markDir, nobodyUID, nobodyUID); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\n" +
+		"# work.sh LINES SLEEP EXIT: marks its start and end, prints numbered lines.\n" +
+		"echo \"$TASK_ID start $(date +%s%N)\" >> " + r.marks + "\n" +
+		"i=1\n" +
+		"while [ $i -le $1 ]; do echo \"line $i\"; i=$((i+1)); sleep $2; done\n" +
+		"echo \"$TASK_ID end $(date +%s%N)\" >> " + r.marks + "\n" +
+		"exit $3\n"
+	if err := os.WriteFile(filepath.Join(r.cmdDir, "work.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	r.srv = redisserver.Start(t, redisserver.Options{Persist: true})
+	r.redisUp = true
+	r.rdb = redis.NewClient(&redis.Options{Addr: r.srv.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { r.rdb.Close() })
+
+	for i := 0; i < pl.Executors; i++ {
+		e := &executorProc{id: fmt.Sprintf("%s-e%d", marker, i)}
+		px, err := newProxy(r.srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.proxy = px
+		edir := filepath.Join(dir, e.id)
+		if err := os.MkdirAll(edir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		e.logPath = filepath.Join(edir, "executor.log")
+		e.audit = filepath.Join(edir, "audit.log")
+		cfg := map[string]any{
+			"redis_addr": px.Addr(), "queue_name": queueName, "cmd_dir": r.cmdDir,
+			"executor_id": e.id, "concurrency": p.Concurrency, "logs": true,
+			"executor_ttl": p.TTL.String(), "kill_grace": "1s", "shutdown_grace": "1s",
+			"spool_dir": filepath.Join(edir, "spool"), "audit_file": e.audit,
+			"isolation": "on", "sandbox_init": bin.init,
+		}
+		raw, _ := json.MarshalIndent(cfg, "", "  ")
+		e.cfg = filepath.Join(edir, "config.json")
+		if err := os.WriteFile(e.cfg, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r.execs = append(r.execs, e)
+	}
+	return r
+}
+
+// startExec starts one life of e and waits until it serves.
+func (r *run) startExec(e *executorProc) error {
+	logf, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	e.lives++
+	fmt.Fprintf(logf, "=== life %d at +%v\n", e.lives, r.now().Round(time.Millisecond))
+	start, _ := logf.Seek(0, 2)
+	cmd := exec.Command(r.bin.exe, "-config="+e.cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The marker lets the leak scan tell this run's executors from anyone
+	// else's; Pdeathsig takes them down with a crashed harness.
+	cmd.Env = append(os.Environ(), "HISTORY_RUN="+r.marker)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	e.cmd, e.done, e.paused = cmd, make(chan struct{}), false
+	e.expected.Store(false)
+	done := e.done
+	go func() {
+		err := cmd.Wait()
+		e.exit = err
+		if !e.expected.Load() {
+			r.record("exited", "", e.id, fmt.Sprintf("exited on its own (%v) in life %d", err, e.lives))
+		}
+		close(done)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(e.logPath)
+		if int64(len(b)) > start && strings.Contains(string(b[start:]), "executor serving") {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("executor %s exited before serving (%v); its log: %s", e.id, e.exit, e.logPath)
+		case <-time.After(20 * time.Millisecond): // polling its log
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("executor %s did not serve within 20s; its log: %s", e.id, e.logPath)
+		}
+	}
+}
+
+// signal sends sig to the executor the harness started (by its PID).
+func (e *executorProc) signal(sig syscall.Signal) {
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		e.expected.Store(true)
+	}
+	if e.alive() {
+		_ = e.cmd.Process.Signal(sig)
+	}
+}
+
+// waitExit waits for the current life to end.
+func (e *executorProc) waitExit(d time.Duration) bool {
+	if e.cmd == nil {
+		return true
+	}
+	select {
+	case <-e.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// poll copies new TaskLog messages from the logs list until stopPoll.
+func (r *run) poll() {
+	defer close(r.pollDone)
+	next := 0
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		next = r.fetch(next)
+		select {
+		case <-r.stopPoll:
+			r.fetch(next)
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *run) fetch(next int) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	raws, err := r.rdb.LRange(ctx, logsList, int64(next), -1).Result()
+	if err != nil {
+		return next // Redis is down or slow: the list keeps everything
+	}
+	at := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, raw := range raws {
+		var l task.Log
+		if err := json.Unmarshal([]byte(raw), &l); err != nil {
+			l = task.Log{ID: "?", MsgType: "unparseable"}
+		}
+		r.recv = append(r.recv, received{At: at, Pos: next, Log: l, Raw: raw})
+		next++
+	}
+	return next
+}
+
+// taskJSON is the exact message a client pushes for s; a duplicate pushes
+// the same bytes.
+func (s taskSpec) taskJSON() string {
+	cmdline := "work.sh"
+	if s.Invalid {
+		cmdline = "../work.sh"
+	}
+	raw, _ := json.Marshal(task.Task{ID: s.ID, Type: "history", Task: task.Spec{
+		Cmdline: cmdline,
+		CmdArgs: []string{fmt.Sprint(s.Lines), fmt.Sprintf("%.3f", s.Sleep.Seconds()), fmt.Sprint(s.Exit)},
+		Timeout: task.Seconds(s.Timeout),
+	}})
+	return string(raw)
+}
+
+func (r *run) push(list, raw string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return r.rdb.RPush(ctx, list, raw).Err()
+}
