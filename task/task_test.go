@@ -131,7 +131,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"Id":"1","task":{"cmdline":"x"}}`))
 	f.Add([]byte(`{"id":"1","task":{"cmdline":"x"},"sig":{"Key":"web","ts":1,"mac":"` + strings.Repeat("0", 64) + `"}}`))
 	f.Add([]byte(`{"id":101,"task":{"cmdline":"x"}}`))
-	f.Add([]byte(`{"id":"a‮b","task":{"cmdline":"x"}}`))
+	f.Add([]byte(`{"id":"a\u202eb","task":{"cmdline":"x"}}`))
 	f.Add([]byte(`{"id":"1","task":{"cmdline":"x","cmdline":"y","CMD_ARGS":[]}}`))
 	f.Add([]byte(`{"id":"1","id":"2","task":{"cmdline":"x"}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -235,9 +235,9 @@ func TestDecodeRefusesCaseVariantAndDuplicateKeys(t *testing.T) {
 		{"nested duplicate", `{"id":"4","task":{"cmdline":"a.sh","cmdline":"b.sh"}}`, `key "task.cmdline" appears twice`, "4"},
 		{"kelvin sign", `{"id":"5","task":{"cmdline":"a.sh"},"sig":{"Key":"web","ts":1,"mac":"` + mac + `"}}`, `must be spelt "sig.key"`, "5"},
 		{"numeric id", `{"id":101,"task":{"cmdline":"a.sh"}}`, "id must be a JSON string", "101"},
-		{"bidi id", `{"id":"abc‮gpj.exe","task":{"cmdline":"a.sh"}}`, "bidirectional control character", ""},
-		{"invisible id", `{"id":"a‍b","task":{"cmdline":"a.sh"}}`, "invisible format character", ""},
-		{"bidi type", `{"id":"6","type":"⁧x","task":{"cmdline":"a.sh"}}`, "bidirectional control character", "6"},
+		{"bidi id", `{"id":"abc\u202egpj.exe","task":{"cmdline":"a.sh"}}`, "bidirectional control character", ""},
+		{"invisible id", `{"id":"a\u200db","task":{"cmdline":"a.sh"}}`, "invisible format character", ""},
+		{"bidi type", `{"id":"6","type":"\u2067x","task":{"cmdline":"a.sh"}}`, "bidirectional control character", "6"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -261,9 +261,7 @@ func (r *run) inspect() leftovers {
 		lo.procs = append(lo.procs, fmt.Sprintf("%d: %s", pid, strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")))
 	}
 	for _, e := range r.execs {
-		for _, g := range cgroupsOf(e.id) {
-			lo.cgroups = append(lo.cgroups, g)
-		}
+		lo.cgroups = append(lo.cgroups, cgroupsOf(e.id)...)
 		out, err := exec.Command(r.bin.exe, "audit", "-verify", "-file="+e.audit).CombinedOutput()
 		if err != nil {
 			lo.audit[e.id] = fmt.Sprintf("%v: %s", err, strings.TrimSpace(string(out)))
