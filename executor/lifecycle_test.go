@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
@@ -185,4 +186,44 @@ func TestKillsInQuickSuccessionEachGetOneDone(t *testing.T) {
 			t.Errorf("%s: %d dones", id, n)
 		}
 	}
+}
+
+// Issue 8, report 5: the kernel OOM-killed the script's `tail`, the script
+// went on and printed "survived", and the done said "oom: killed" with
+// exit_code 0. Now the first OOM kill ends the whole task, and the done
+// says exactly what happened: killed for memory (no "survived"), or — if
+// the script exited on its own before the group kill reached it (a v1
+// race) — its own exit status, with a note that a process was OOM-killed.
+func TestOOMKillEndsTheTaskAndTheDoneSaysWhatHappened(t *testing.T) {
+	c := newCluster(t)
+	if c.runner.Isolation() != "sandbox" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run the sandbox with cgroups: " + c.runner.Describe())
+		}
+		t.Skip("needs the sandbox with cgroups: " + c.runner.Describe())
+	}
+	c.script("oom.sh", `head -c 300M /dev/zero | tail >/dev/null; echo survived; sleep 30`)
+	pol, err := policy.Parse([]byte(`rule "oom" {
+  cmdline = "oom.sh"
+  memory  = "32MiB"
+}
+`), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.executor("oom-"+t.Name(), func(o *Options) { o.Policy = pol })
+	c.submit("oom", "oom.sh", nil, 0)
+	d := c.done("oom", 60*time.Second)
+	survived := false
+	for _, l := range c.messages("oom") {
+		survived = survived || (l.MsgType == task.MsgStdout && l.Data == "survived")
+	}
+	t.Logf("done %+v, survived %v", *d.Result, survived)
+	if d.Status != task.Failed || !strings.HasPrefix(d.Reason, "oom:") || d.Signal == "" {
+		t.Errorf("done %+v: want failed, an oom: reason and the signal that ended it", *d.Result)
+	}
+	if d.DurationMS > 25000 {
+		t.Errorf("the task ran %d ms: the OOM kill did not end it", d.DurationMS)
+	}
+	_ = survived // it may print before the group kill lands on v1; the status is what counts
 }
