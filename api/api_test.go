@@ -388,7 +388,7 @@ func TestLogsResume(t *testing.T) {
 		for i := from; i <= to; i++ {
 			msgs = append(msgs, lineMsg("r1", uint64(i), fmt.Sprint("line ", i)), lineMsg("other", uint64(i), "x"))
 		}
-		if err := q.Publish(ctx, msgs); err != nil {
+		if _, err := q.Publish(ctx, msgs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -406,7 +406,7 @@ func TestLogsResume(t *testing.T) {
 	s2, _ := e.openStream("/api/v1/tasks/r1/logs", "", got[len(got)-1])
 	rest, _ := readLines(t, s2, 40) // 51..90
 	got = append(got, rest...)
-	if err := q.Publish(ctx, []queue.Message{lineMsg("r1", 91, "last"), doneMsg("r1", 92, d.Raw, task.Succeeded)}); err != nil {
+	if _, err := q.Publish(ctx, []queue.Message{lineMsg("r1", 91, "last"), doneMsg("r1", 92, d, task.Succeeded)}); err != nil {
 		t.Fatal(err)
 	}
 	tail, done := readLines(t, s2, -1)

@@ -183,10 +183,10 @@ func lineMsg(id string, seq uint64, data string) queue.Message {
 	return queue.Message{Log: task.AppendLine(nil, id, "test", "", task.MsgStdout, "ex", seq, time.Now(), []byte(data))}
 }
 
-func doneMsg(id string, seq uint64, raw []byte, state task.State) queue.Message {
+func doneMsg(id string, seq uint64, d *queue.Delivery, state task.State) queue.Message {
 	done := (&task.Log{ID: id, Type: "test", MsgType: task.MsgDone, Seq: seq, Data: string(state), Time: time.Now().UTC().Format(task.TimeFormat),
 		Executor: "ex", Result: &task.Result{Status: state, Reason: "because " + string(state)}}).Marshal()
-	return queue.Message{Finish: &queue.Finish{ID: id, State: state, Done: done, Raw: raw, Claimed: true}}
+	return queue.Message{Finish: &queue.Finish{ID: id, State: state, Done: done, Raw: d.Raw, Claimed: true, Token: d.Token}}
 }
 
 // runTask pushes, claims and ends a task with n lines.
@@ -199,8 +199,8 @@ func (e *env) runTask(q *redisqueue.Queue, id, tube string, n int, state task.St
 	for i := 1; i <= n; i++ {
 		msgs = append(msgs, lineMsg(id, uint64(i), fmt.Sprint("line ", i)))
 	}
-	msgs = append(msgs, doneMsg(id, uint64(n+1), d.Raw, state))
-	if err := q.Publish(context.Background(), msgs); err != nil {
+	msgs = append(msgs, doneMsg(id, uint64(n+1), d, state))
+	if _, err := q.Publish(context.Background(), msgs); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -69,6 +69,7 @@ type Log struct {
 	refused  int // appends refused while failed
 	pending  int // records written since the last fsync was started
 	retired  []*os.File
+	lock     *os.File // the one-writer lock, held until Close
 	dirSync  bool
 	closed   bool
 	closing  bool
@@ -95,14 +96,19 @@ func Open(path string, opts Options) (*Log, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Log{path: path, opts: opts, prev: ZeroHash, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	lock, err := lockWriter(path)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{path: path, opts: opts, prev: ZeroHash, kick: make(chan struct{}, 1), done: make(chan struct{}), lock: lock}
 	l.mu.Lock()
-	err := l.openLocked("")
+	err = l.openLocked("")
 	l.mu.Unlock()
 	if err != nil {
 		if l.f != nil {
 			l.f.Close()
 		}
+		lock.Close()
 		return nil, err
 	}
 	l.wg.Add(1)
@@ -489,6 +495,7 @@ func (l *Log) Close() error {
 		}
 		l.f = nil
 	}
+	l.lock.Close()
 	l.mu.Unlock()
 	return err
 }

@@ -114,11 +114,7 @@ func (e *Executor) handleControl(ctx context.Context, c *queue.ControlDelivery) 
 
 // cancelledFinish is the done of a task killed before it started.
 func (e *Executor) cancelledFinish(id, typ string, raw []byte) *queue.Finish {
-	nowT := time.Now()
-	done := (&task.Log{
-		ID: id, Type: typ, MsgType: task.MsgDone, Data: "killed before it started",
-		Seq: 1, Time: nowT.UTC().Format(task.TimeFormat), Executor: e.opt.ExecutorID,
-		Result: &task.Result{Status: task.Killed, ExitCode: -1, Reason: "killed before it started"},
-	}).Marshal()
+	done := task.Done(task.Ending{ID: id, Type: typ, Executor: e.opt.ExecutorID, Seq: 1, Time: time.Now(),
+		Result: task.Result{Status: task.Killed, ExitCode: -1, Reason: task.KilledBeforeStart}})
 	return &queue.Finish{ID: id, State: task.Killed, Done: done, Raw: raw}
 }

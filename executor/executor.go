@@ -142,6 +142,7 @@ type Executor struct {
 	stopNowMu  sync.Once
 	stopNowCh  chan struct{}
 	held       held            // deliveries taken and not yet released
+	lease      *lease          // this executor's view of its own liveness
 	onFinished func(id string) // test hook
 	isolation  string          // reported in every done
 
@@ -175,7 +176,9 @@ func New(opts Options) (*Executor, error) {
 	}
 	e.isolation = opts.Runner.Isolation()
 	e.policy.Store(opts.Policy)
-	e.out = newOutbox(sp, opts.Broker, opts.LogsHTTP, e.log, e.held.release)
+	e.lease = newLease(opts.TTL)
+	e.out = newOutbox(sp, opts.Broker, opts.LogsHTTP, e.log, e.applied)
+	e.out.lease = e.lease
 	e.taskCtx, e.killAll = context.WithCancelCause(context.Background())
 	return e, nil
 }
@@ -196,9 +199,14 @@ func (e *Executor) Running() int {
 // and reports the rest, delivers every queued message it can, and leaves.
 func (e *Executor) Run(ctx context.Context) error {
 	log := e.log
+	joined := time.Now()
 	if err := e.opt.Broker.Join(ctx); err != nil {
 		return err
 	}
+	e.lease.renewed(joined)
+	// Another process taking this executor's id ends it (with that error).
+	ctx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
 	if r, err := e.opt.Broker.Recover(ctx, e.opt.ExecutorID); err != nil {
 		log.Warn("could not recover the work of this executor's previous run", "error", err)
 	} else if r != (queue.Recovered{}) {
@@ -209,8 +217,13 @@ func (e *Executor) Run(ctx context.Context) error {
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); e.out.run(pubCtx) }()
 
+	// Liveness is kept until the outbox has drained: through the shutdown
+	// grace too, or peers would report this executor's last tasks lost.
+	liveCtx, stopLive := context.WithCancel(context.Background())
+	liveDone := make(chan struct{})
+	go func() { defer close(liveDone); e.heartbeatLoop(liveCtx, stopRun) }()
 	var bg sync.WaitGroup
-	for _, loop := range []func(context.Context){e.heartbeatLoop, e.recoverLoop, e.sweepLoop, e.controlLoop, e.forwardedLoop} {
+	for _, loop := range []func(context.Context){e.recoverLoop, e.sweepLoop, e.controlLoop, e.forwardedLoop} {
 		bg.Add(1)
 		go func() { defer bg.Done(); loop(ctx) }()
 	}
@@ -222,6 +235,8 @@ func (e *Executor) Run(ctx context.Context) error {
 	e.out.drain(10 * time.Second)
 	stopPub()
 	<-pubDone
+	stopLive()
+	<-liveDone
 	leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if e.out.pending() == 0 {
@@ -238,6 +253,9 @@ func (e *Executor) Run(ctx context.Context) error {
 			"undelivered", e.out.pending())
 	}
 	e.out.close()
+	if err := context.Cause(ctx); errors.Is(err, queue.ErrIdentityTaken) {
+		return err
+	}
 	log.Info("executor stopped")
 	return nil
 }

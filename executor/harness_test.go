@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taskjob/task-job/jail"
+	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/sandbox"
 	"github.com/taskjob/task-job/sandbox/nsinit"
@@ -43,6 +44,9 @@ type cluster struct {
 	rdb    *redis.Client
 	dir    string
 	runner *sandbox.Runner
+
+	// writers: a test records into cmd_dir (see writable).
+	writers bool
 
 	mu   sync.Mutex
 	msgs map[string][]task.Log
@@ -82,6 +86,7 @@ func newCluster(t *testing.T, opts ...redisserver.Options) *cluster {
 // sandbox shows them nothing else of the host.
 func (c *cluster) writable(name string) string {
 	c.t.Helper()
+	c.writers = true
 	path := filepath.Join(c.dir, name)
 	if err := os.WriteFile(path, nil, 0o666); err != nil {
 		c.t.Fatal(err)
@@ -144,12 +149,23 @@ func (c *cluster) executor(id string, opts ...execOpt) (stop func()) {
 		Jail: j, Runner: c.runner,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{c.t}}),
 	}
+	// The options are applied once to learn the queue's settings, and again
+	// once the queue is set, so an option may wrap the broker.
+	pre := o
+	if c.writers {
+		// Scripts that record into cmd_dir need a rule that lets them
+		// write it: the sandbox shows cmd_dir read-only otherwise.
+		o.Policy = writablePolicy(c.t)
+	}
+	for _, f := range opts {
+		f(&pre)
+	}
+	q := redisqueue.New(rdb, redisqueue.Options{Names: names, ExecutorID: id, Retention: time.Hour, TTL: time.Second,
+		MaxTaskBytes: pre.MaxTaskBytes})
+	o.Broker = q
 	for _, f := range opts {
 		f(&o)
 	}
-	q := redisqueue.New(rdb, redisqueue.Options{Names: names, ExecutorID: id, Retention: time.Hour, TTL: time.Second,
-		MaxTaskBytes: o.MaxTaskBytes})
-	o.Broker = q
 	ex, err := New(o)
 	if err != nil {
 		c.t.Fatal(err)
@@ -252,4 +268,19 @@ func (c *cluster) dones(id string) int {
 		}
 	}
 	return n
+}
+
+// writablePolicy allows the recording tests' scripts, with cmd_dir
+// writable.
+func writablePolicy(t *testing.T) *policy.Policy {
+	t.Helper()
+	src := ""
+	for _, name := range []string{"count.sh", "append.sh", "sleep.sh"} {
+		src += "rule \"" + name + "\" {\n  cmdline = \"" + name + "\"\n  cmd_dir_writable = true\n}\n"
+	}
+	p, err := policy.Parse([]byte(src), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -2,11 +2,18 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/taskjob/task-job/queue"
 )
 
-// heartbeatLoop renews this executor's liveness every TTL/3.
-func (e *Executor) heartbeatLoop(ctx context.Context) {
+// heartbeatLoop renews this executor's liveness every TTL/3, or at once
+// when the outbox finds the lease expired. A renewal that finds the
+// liveness had expired fences the executor first (fenceLost): peers may
+// have declared it dead meanwhile. Another process holding the id ends
+// this executor (stop).
+func (e *Executor) heartbeatLoop(ctx context.Context, stop func(error)) {
 	t := time.NewTicker(e.opt.TTL / 3)
 	defer t.Stop()
 	failing := false
@@ -15,15 +22,42 @@ func (e *Executor) heartbeatLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-e.lease.kick:
 		}
+		sent := time.Now()
+		away := e.lease.expired()
 		err := e.opt.Broker.Heartbeat(ctx)
 		switch {
-		case err != nil && !failing && ctx.Err() == nil:
-			failing = true
-			e.log.Warn("cannot renew liveness; tasks keep running and their messages are kept", "error", err)
-		case err == nil && failing:
+		case errors.Is(err, queue.ErrIdentityTaken):
+			e.log.Error("another process now holds this executor's id; stopping", "error", err)
+			if ferr := e.fenceLost(ctx); ferr != nil {
+				e.log.Warn("could not check which tasks are still this executor's", "error", ferr)
+			}
+			stop(err)
+			return
+		case errors.Is(err, queue.ErrLivenessLost):
+			if ferr := e.fenceLost(ctx); ferr != nil {
+				if ctx.Err() == nil {
+					e.log.Warn("could not check which tasks are still this executor's; publishing waits", "error", ferr)
+				}
+				continue
+			}
+			e.lease.renewed(sent)
+			e.log.Info("liveness renewed after it had expired", "fence_ms", time.Since(sent).Milliseconds())
 			failing = false
-			e.log.Info("liveness renewed again")
+		case err != nil:
+			if !failing && ctx.Err() == nil {
+				failing = true
+				e.log.Warn("cannot renew liveness; tasks keep running and their messages are kept", "error", err)
+			}
+		default:
+			// The key was still ours: it never expired since the last
+			// renewal, so no peer can have recovered anything.
+			e.lease.renewed(sent)
+			if failing || away {
+				e.log.Info("liveness renewed again")
+			}
+			failing = false
 		}
 	}
 }

@@ -35,11 +35,15 @@ type outbox struct {
 	http   *httpSink
 	idle   chan struct{} // signalled whenever the spool was seen empty
 	closed atomic.Bool
-	// applied is told the delivery of every finish Redis has applied.
-	applied func(raw []byte)
+	// applied is told of every finish the transport has handled, and
+	// whether its done was published.
+	applied func(f *queue.Finish, published bool)
+	// lease, when set, is waited on before every batch: an executor whose
+	// liveness may have lapsed publishes nothing until it has fenced itself.
+	lease *lease
 }
 
-func newOutbox(sp *spool.Spool, pub queue.Publisher, logsHTTP string, log hclog.Logger, applied func(raw []byte)) *outbox {
+func newOutbox(sp *spool.Spool, pub queue.Publisher, logsHTTP string, log hclog.Logger, applied func(*queue.Finish, bool)) *outbox {
 	o := &outbox{sp: sp, pub: pub, log: log, idle: make(chan struct{}, 1), applied: applied}
 	if logsHTTP != "" {
 		o.http = newHTTPSink(logsHTTP, log)
@@ -64,13 +68,13 @@ func (o *outbox) finish(f *queue.Finish) {
 // only by this process (the spool is not kept across restarts), so a plain
 // layout beats JSON, which would base64 the done and the raw task.
 func encodeFinish(f *queue.Finish) []byte {
-	b := make([]byte, 0, 1+4*binary.MaxVarintLen32+len(f.ID)+len(f.State)+len(f.Done)+len(f.Raw))
+	b := make([]byte, 0, 1+5*binary.MaxVarintLen32+len(f.ID)+len(f.State)+len(f.Done)+len(f.Raw)+len(f.Token))
 	claimed := byte(0)
 	if f.Claimed {
 		claimed = 1
 	}
 	b = append(b, claimed)
-	for _, field := range [][]byte{[]byte(f.ID), []byte(f.State), f.Done, f.Raw} {
+	for _, field := range [][]byte{[]byte(f.ID), []byte(f.State), f.Done, f.Raw, []byte(f.Token)} {
 		b = binary.AppendUvarint(b, uint64(len(field)))
 		b = append(b, field...)
 	}
@@ -83,7 +87,7 @@ func decodeFinish(b []byte) (*queue.Finish, error) {
 	}
 	f := &queue.Finish{Claimed: b[0] == 1}
 	b = b[1:]
-	var fields [4][]byte
+	var fields [5][]byte
 	for i := range fields {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n {
@@ -91,7 +95,7 @@ func decodeFinish(b []byte) (*queue.Finish, error) {
 		}
 		fields[i], b = b[k:k+int(n)], b[k+int(n):]
 	}
-	f.ID, f.State, f.Done, f.Raw = string(fields[0]), task.State(fields[1]), fields[2], fields[3]
+	f.ID, f.State, f.Done, f.Raw, f.Token = string(fields[0]), task.State(fields[1]), fields[2], fields[3], string(fields[4])
 	return f, nil
 }
 
@@ -106,21 +110,16 @@ func (o *outbox) run(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		msgs = msgs[:0]
-		for _, r := range recs {
-			if r.Kind == kindFinish {
-				f, err := decodeFinish(r.Data)
-				if err != nil {
-					o.log.Error("corrupt result record in the outbox; skipped", "error", err)
-					continue
-				}
-				msgs = append(msgs, queue.Message{Finish: f})
-			} else {
-				msgs = append(msgs, queue.Message{Log: r.Data})
-			}
-		}
+		var applied []bool
 		for {
-			err := o.pub.Publish(ctx, msgs)
+			// Each attempt waits for a valid lease and rebuilds the batch:
+			// a task fenced meanwhile loses its lines.
+			if o.lease != nil && o.lease.wait(ctx) != nil {
+				return
+			}
+			msgs = o.messages(recs, msgs[:0])
+			var err error
+			applied, err = o.pub.Publish(ctx, msgs)
 			if err == nil {
 				b.ok(o.log, "delivering messages again")
 				break
@@ -130,15 +129,17 @@ func (o *outbox) run(ctx context.Context) {
 			}
 			b.fail(ctx, o.log, "cannot deliver messages (kept in order until Redis is back)", err)
 		}
-		for _, m := range msgs {
+		for i, m := range msgs {
 			if m.Finish != nil {
-				o.applied(m.Finish.Raw)
+				o.applied(m.Finish, i < len(applied) && applied[i])
 			}
 		}
 		if o.http != nil {
-			for _, m := range msgs {
+			for i, m := range msgs {
 				if m.Finish != nil {
-					o.http.send(m.Finish.Done)
+					if i < len(applied) && applied[i] {
+						o.http.send(m.Finish.Done)
+					}
 				} else {
 					o.http.send(m.Log)
 				}
@@ -152,6 +153,26 @@ func (o *outbox) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// messages decodes a batch of spool records into msgs.
+func (o *outbox) messages(recs []spool.Record, msgs []queue.Message) []queue.Message {
+	for _, r := range recs {
+		if r.Kind == kindFinish {
+			f, err := decodeFinish(r.Data)
+			if err != nil {
+				o.log.Error("corrupt result record in the outbox; skipped", "error", err)
+				continue
+			}
+			msgs = append(msgs, queue.Message{Finish: f})
+			continue
+		}
+		if o.lease != nil && o.lease.isFenced(r.Data) {
+			continue // a peer reported its task lost: nothing more of it
+		}
+		msgs = append(msgs, queue.Message{Log: r.Data})
+	}
+	return msgs
 }
 
 // drain waits until everything queued so far is delivered, or timeout.

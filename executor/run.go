@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -21,7 +22,8 @@ type run struct {
 	id, typ, tube string
 	rule          string // the policy rule that allowed it
 	d             *queue.Delivery
-	claimed       bool
+	claimed       atomic.Bool // read by the fence from another goroutine
+	fenced        atomic.Bool // a peer reported it lost: no done of ours
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -31,8 +33,20 @@ type run struct {
 	meter   meter        // what its output lines shipped, against the caps
 }
 
-// handle takes one delivery to its end. It never panics on bad input and
-// always leaves the delivery finished, dropped or put back.
+// ending is how a task ended: every path from a claim to a terminal state
+// produces one, and finish turns it into the task's one done.
+type ending struct {
+	state   task.State
+	reason  string
+	res     *sandbox.Result // nil when no process ran
+	started time.Time       // zero when no process ran
+}
+
+func refused(reason string) ending { return ending{state: task.Rejected, reason: reason} }
+
+// handle takes one delivery to its end: claim → prepare → execute → one
+// finish. It never panics on bad input and always leaves the delivery
+// finished, dropped or put back.
 func (e *Executor) handle(d *queue.Delivery) {
 	// One parse, strict: the id claimed, verified, audited and run is the
 	// one Decode read (see task.Decode).
@@ -62,10 +76,7 @@ func (e *Executor) handle(d *queue.Delivery) {
 	r.ctx, r.cancel = context.WithCancelCause(e.taskCtx)
 	defer r.cancel(nil)
 	if !e.register(r) {
-		e.log.Warn("duplicate task id: already running here; not run again, no second done", "id", id)
-		_ = e.record(received)
-		_ = e.record(audit.Record{Kind: audit.KindDecision, ID: id, Decision: audit.DecisionRejected, Reason: "duplicate id: already running here; not run again"})
-		e.drop(d)
+		e.duplicate(r, received, "already running here")
 		return
 	}
 	defer e.unregister(r)
@@ -77,16 +88,25 @@ func (e *Executor) handle(d *queue.Delivery) {
 		return // hard shutdown while Redis is down: the delivery stays for recovery
 	}
 	if claim == queue.Duplicate {
-		e.log.Warn("duplicate task id: seen before; not run again, no second done", "id", id)
-		_ = e.record(received)
-		_ = e.record(audit.Record{Kind: audit.KindDecision, ID: id, Decision: audit.DecisionRejected, Reason: "duplicate id: seen before; not run again, no second done"})
-		e.drop(d)
+		e.duplicate(r, received, "seen before")
 		return
 	}
-	// A task cancelled while queued was never claimed: its done is
-	// published as for a task that never ran.
-	r.claimed = claim != queue.CancelledWhileQueued
+	r.claimed.Store(true)
+	e.finish(r, e.claimed(r, claim, received, t, perr, auth))
+}
 
+// duplicate drops a second copy of an id: it is not run again and gets no
+// second done, which would mislead whoever waits on the first.
+func (e *Executor) duplicate(r *run, received audit.Record, why string) {
+	e.log.Warn("duplicate task id: "+why+"; not run again, no second done", "id", r.id)
+	_ = e.record(received)
+	_ = e.record(audit.Record{Kind: audit.KindDecision, ID: r.id, Decision: audit.DecisionRejected,
+		Reason: "duplicate id: " + why + "; not run again, no second done"})
+	e.drop(r.d)
+}
+
+// claimed runs a claimed task to its ending.
+func (e *Executor) claimed(r *run, claim queue.Claim, received audit.Record, t *task.Task, perr error, auth authenticated) ending {
 	if perr == nil && t.Sig != nil {
 		received.KeyID = t.Sig.Key
 	}
@@ -95,32 +115,52 @@ func (e *Executor) handle(d *queue.Delivery) {
 	}
 	e.opt.Observer.TaskReceived(r.tube)
 	if err := e.record(received); err != nil {
-		e.finish(r, task.Rejected, auditRefusal(err), nil, time.Time{})
-		return
+		return refused(auditRefusal(err))
 	}
 	if claim == queue.CancelledWhileQueued {
-		e.finish(r, task.Killed, "killed before it started", nil, time.Time{})
-		return
+		return ending{state: task.Killed, reason: task.KilledBeforeStart}
 	}
-	reject := func(reason string) {
+	p, end := e.prepare(r, t, perr, auth)
+	if end != nil {
+		return *end
+	}
+	if p.timeout > 0 {
+		timer := time.AfterFunc(p.timeout, func() { r.cancel(ErrTimeout) })
+		defer timer.Stop()
+	}
+	if r.ctx.Err() != nil {
+		return ending{state: task.Killed, reason: task.KilledBeforeStart}
+	}
+	return e.execute(r, p)
+}
+
+// prepared is a task admitted and resolved, ready to start.
+type prepared struct {
+	admission
+	cmd *jail.Command
+}
+
+// prepare checks a claimed task — parse, signature, policy, jail — and
+// records the decision. A non-nil ending means it does not run.
+func (e *Executor) prepare(r *run, t *task.Task, perr error, auth authenticated) (prepared, *ending) {
+	reject := func(reason string) (prepared, *ending) {
 		decision := audit.DecisionRejected
 		if strings.HasPrefix(reason, "policy:") {
 			decision = audit.DecisionDenied
 		}
-		if err := e.record(audit.Record{Kind: audit.KindDecision, ID: id, Decision: decision, Reason: reason}); err != nil {
+		if err := e.record(audit.Record{Kind: audit.KindDecision, ID: r.id, Decision: decision, Reason: reason}); err != nil {
 			reason = auditRefusal(err)
 		}
-		e.finish(r, task.Rejected, reason, nil, time.Time{})
+		end := refused(reason)
+		return prepared{}, &end
 	}
 	if perr != nil {
-		reject(perr.Error())
-		return
+		return reject(perr.Error())
 	}
 	r.typ, r.tube = t.Type, t.Tube
-	adm, refused := e.admit(r.ctx, t, auth)
-	if refused != "" {
-		reject(refused)
-		return
+	adm, why := e.admit(r.ctx, t, auth)
+	if why != "" {
+		return reject(why)
 	}
 	r.rule = adm.rule
 	resolve := e.opt.Jail.Resolve
@@ -130,62 +170,61 @@ func (e *Executor) handle(d *queue.Delivery) {
 	}
 	cmd, err := resolve(t.Task.Cmdline, t.Task.CmdArgs)
 	if err != nil {
-		reject(err.Error())
-		return
+		return reject(err.Error())
 	}
 	if err := e.record(audit.Record{
-		Kind: audit.KindDecision, ID: id, Decision: audit.DecisionAllowed, Rule: adm.rule, KeyID: adm.keyID,
+		Kind: audit.KindDecision, ID: r.id, Decision: audit.DecisionAllowed, Rule: adm.rule, KeyID: adm.keyID,
 		Reason: strings.Join(adm.notes, "; "),
 	}); err != nil {
-		e.finish(r, task.Rejected, auditRefusal(err), nil, time.Time{})
-		return
+		end := refused(auditRefusal(err))
+		return prepared{}, &end
 	}
-	if adm.timeout > 0 {
-		timer := time.AfterFunc(adm.timeout, func() { r.cancel(ErrTimeout) })
-		defer timer.Stop()
-	}
-	if r.ctx.Err() != nil {
-		e.finish(r, task.Killed, "killed before it started", nil, time.Time{})
-		return
-	}
+	return prepared{admission: adm, cmd: cmd}, nil
+}
 
+// execute starts the task's process, streams its output, obeys its
+// context, and says how it ended.
+func (e *Executor) execute(r *run, pr prepared) ending {
 	stdout := &lineWriter{e: e, r: r, msgType: task.MsgStdout}
 	stderr := &lineWriter{e: e, r: r, msgType: task.MsgStderr}
-	env := append(append([]string(nil), e.opt.Env...), adm.env...)
-	env = append(env, "TASK_ID="+id, "TASK_TYPE="+r.typ, "TASK_TUBE="+r.tube)
+	env := append(append([]string(nil), e.opt.Env...), pr.env...)
+	env = append(env, "TASK_ID="+r.id, "TASK_TYPE="+r.typ, "TASK_TUBE="+r.tube)
 	started := time.Now()
 	p, err := e.opt.Runner.Start(sandbox.Spec{
-		Path: cmd.Path, Args: cmd.Args, Dir: cmd.Dir, Env: env, Confine: e.opt.Jail.Dir(),
-		Name: id, Limits: adm.limits,
+		Path: pr.cmd.Path, Args: pr.cmd.Args, Dir: pr.cmd.Dir, Env: env, Confine: e.opt.Jail.Dir(),
+		Name: r.id, Limits: pr.limits,
 		Stdout: stdout, Stderr: stderr,
 	})
 	if err != nil {
-		e.finish(r, task.Failed, "could not start: "+err.Error(), nil, started)
-		return
+		return ending{state: task.Failed, reason: "could not start: " + err.Error(), started: started}
 	}
-	e.opt.Observer.TaskStarted(r.tube, started.Sub(d.Taken), time.Since(started))
-	e.log.Debug("task started", "id", id, "pid", p.Pid(), "program", cmd.Path)
+	e.opt.Observer.TaskStarted(r.tube, started.Sub(r.d.Taken), time.Since(started))
+	e.log.Debug("task started", "id", r.id, "pid", p.Pid(), "program", pr.cmd.Path)
 	enforced := p.Limits()
 	if err := e.record(audit.Record{
-		Kind: audit.KindStart, ID: id, Rule: adm.rule, User: enforced.User,
-		Limits: auditLimits(enforced, adm.timeout), Cgroup: p.Cgroup(), PID: p.Pid(),
+		Kind: audit.KindStart, ID: r.id, Rule: pr.rule, User: enforced.User,
+		Limits: auditLimits(enforced, pr.timeout), Cgroup: p.Cgroup(), PID: p.Pid(),
 	}); err != nil {
 		// Fail closed: what cannot be recorded does not run.
 		p.Stop(0)
 		_, _ = p.Wait()
-		e.finish(r, task.Rejected, auditRefusal(err), nil, time.Time{})
-		return
+		return refused(auditRefusal(err))
 	}
-	stopWatch := context.AfterFunc(r.ctx, func() { p.Stop(e.opt.KillGrace) })
+	stopWatch := context.AfterFunc(r.ctx, func() {
+		grace := e.opt.KillGrace
+		if errors.Is(context.Cause(r.ctx), ErrFenced) {
+			grace = 0 // its peers already reported it lost: end it now
+		}
+		p.Stop(grace)
+	})
 	res, werr := p.Wait()
 	// Only a task we actually stopped ended for the context's cause; one
 	// that exited on its own just before a timeout or kill keeps its status.
 	stopped := !stopWatch()
 	stdout.flush()
 	stderr.flush()
-
 	state, reason := outcome(res, werr, context.Cause(r.ctx), stopped)
-	e.finish(r, state, reason, &res, started)
+	return ending{state: state, reason: reason, res: &res, started: started}
 }
 
 // systemProgram reports whether a cmdline names its program by absolute
@@ -203,9 +242,19 @@ func auditRefusal(err error) string {
 
 // outcome turns how the process ended, and why its context ended if it did,
 // into a state and a reason a person understands.
+//
+// OOM: the sandbox ends the whole task at the first OOM kill in its cgroup
+// (v2 memory.oom.group; v1 the executor kills the group on the OOM event).
+// A task that ended that way — killed by a signal after an OOM kill — is
+// failed with an "oom:" reason. A task whose main process exited on its own
+// although the kernel had OOM-killed one of its processes (it won the race
+// with the group kill on v1) keeps the status of its exit, and the reason
+// says a process was OOM-killed; it is never reported as killed for memory.
 func outcome(res sandbox.Result, werr, cause error, stopped bool) (task.State, string) {
 	if stopped {
 		switch {
+		case errors.Is(cause, ErrFenced):
+			return task.Lost, "lost: " + ErrFenced.Error() + "; it was stopped"
 		case errors.Is(cause, ErrTimeout):
 			return task.Timeout, "timeout: stopped after its timeout ran out"
 		case errors.Is(cause, ErrShutdown):
@@ -214,29 +263,37 @@ func outcome(res sandbox.Result, werr, cause error, stopped bool) (task.State, s
 			return task.Killed, "killed by a kill message"
 		}
 	}
+	oomNote := ""
+	if res.OOMKilled {
+		oomNote = fmt.Sprintf("; the kernel killed a process of the task for going over its memory limit of %d MiB", res.Limits.MemoryBytes>>20)
+	}
 	switch {
 	case werr != nil:
-		return task.Failed, werr.Error()
-	case res.OOMKilled:
-		return task.Failed, fmt.Sprintf("oom: killed for going over its memory limit of %d MiB", res.Limits.MemoryBytes>>20)
+		return task.Failed, werr.Error() + oomNote
+	case res.OOMKilled && res.Signal != "":
+		return task.Failed, fmt.Sprintf("oom: a process of the task went over its memory limit of %d MiB and the whole task was killed (%s)",
+			res.Limits.MemoryBytes>>20, res.Signal)
 	case res.Signal != "":
 		return task.Failed, "terminated by signal " + res.Signal
 	case res.ExitCode == 0:
-		return task.Succeeded, "exited with status 0"
+		return task.Succeeded, "exited with status 0" + oomNote
 	default:
-		return task.Failed, fmt.Sprintf("exited with status %d", res.ExitCode)
+		return task.Failed, fmt.Sprintf("exited with status %d", res.ExitCode) + oomNote
 	}
 }
 
-// finish queues the task's one done behind its output lines.
-func (e *Executor) finish(r *run, state task.State, reason string, res *sandbox.Result, started time.Time) {
+// finish is the one way a claimed task ends: it records the end in the
+// audit log and queues the task's one done behind its output lines. The
+// outbox delivers it in order whatever happens to Redis meanwhile; the
+// "task ended" line is logged once the done is published (applied).
+func (e *Executor) finish(r *run, end ending) {
 	nowT := time.Now()
-	result := &task.Result{
-		Status: state, ExitCode: -1, Reason: reason,
+	result := task.Result{
+		Status: end.state, ExitCode: -1, Reason: end.reason,
 		OutputBytes: r.written.Load(), OutputDropped: r.meter.dropped.Load(), OutputDroppedLines: r.meter.droppedLines.Load(),
 		Isolation: e.isolation, Rule: r.rule,
 	}
-	if res != nil {
+	if res := end.res; res != nil {
 		if res.Signal == "" && !res.Ended.IsZero() {
 			result.ExitCode = res.ExitCode
 		}
@@ -244,30 +301,43 @@ func (e *Executor) finish(r *run, state task.State, reason string, res *sandbox.
 		result.CPUMS = res.CPU.Milliseconds()
 		result.MaxRSSBytes = res.MaxRSS
 	}
-	if !started.IsZero() {
-		result.StartedAt = started.UTC().Format(task.TimeFormat)
+	if !end.started.IsZero() {
+		result.StartedAt = end.started.UTC().Format(task.TimeFormat)
 		result.EndedAt = nowT.UTC().Format(task.TimeFormat)
-		result.DurationMS = nowT.Sub(started).Milliseconds()
+		result.DurationMS = nowT.Sub(end.started).Milliseconds()
 	}
-	done := (&task.Log{
-		ID: r.id, Type: r.typ, Tube: r.tube, MsgType: task.MsgDone, Data: reason,
-		Seq: r.seq.Add(1), Time: nowT.UTC().Format(task.TimeFormat), Executor: e.opt.ExecutorID,
-		Result: result,
-	}).Marshal()
-	end := audit.Record{Kind: audit.KindEnd, ID: r.id, Status: string(state), Reason: reason,
+	done := task.Done(task.Ending{ID: r.id, Type: r.typ, Tube: r.tube, Executor: e.opt.ExecutorID,
+		Seq: r.seq.Add(1), Time: nowT, Result: result})
+	rec := audit.Record{Kind: audit.KindEnd, ID: r.id, Status: string(end.state), Reason: end.reason,
 		Signal: result.Signal, CPUMs: result.CPUMS, PeakMemoryBytes: result.MaxRSSBytes, OutputBytes: result.OutputBytes}
 	if result.ExitCode >= 0 {
-		end.ExitCode = audit.IntPtr(result.ExitCode)
+		rec.ExitCode = audit.IntPtr(result.ExitCode)
 	}
-	_ = e.record(end) // a failure stops the next tasks; this one has ended either way
-	e.opt.Observer.TaskEnded(TaskEnd{Tube: r.tube, State: state, Reason: reason, Started: res != nil, Ran: nowT.Sub(started),
-		OOMKilled: res != nil && res.OOMKilled, DroppedBytes: result.OutputDropped})
-	e.out.finish(&queue.Finish{ID: r.id, State: state, Done: done, Raw: r.d.Raw, Claimed: r.claimed})
-	lvl := e.log.Info
-	if state != task.Succeeded {
-		lvl = e.log.Warn
+	_ = e.record(rec) // a failure stops the next tasks; this one has ended either way
+	e.opt.Observer.TaskEnded(TaskEnd{Tube: r.tube, State: end.state, Reason: end.reason, Started: end.res != nil, Ran: nowT.Sub(end.started),
+		OOMKilled: end.res != nil && end.res.OOMKilled, DroppedBytes: result.OutputDropped})
+	e.out.finish(&queue.Finish{ID: r.id, State: end.state, Done: done, Raw: r.d.Raw, Claimed: r.claimed.Load(), Token: r.d.Token})
+	e.log.Debug("task finished; its done is queued for delivery", "id", r.id, "status", end.state)
+}
+
+// applied hears from the outbox how the transport handled a finish.
+func (e *Executor) applied(f *queue.Finish, published bool) {
+	e.held.release(f.Raw)
+	e.lease.unfence(f.ID)
+	reason := ""
+	var d task.Log
+	if json.Unmarshal(f.Done, &d) == nil && d.Result != nil {
+		reason = d.Reason
 	}
-	lvl("task ended", "id", r.id, "status", state, "reason", reason)
+	switch {
+	case !published:
+		e.log.Error("task ended here, but its done was NOT published: the id is no longer this executor's "+
+			"(a peer reported it lost while this executor was paused or cut off past its TTL)", "id", f.ID, "status", f.State, "reason", reason)
+	case f.State == task.Succeeded:
+		e.log.Info("task ended", "id", f.ID, "status", f.State, "reason", reason)
+	default:
+		e.log.Warn("task ended", "id", f.ID, "status", f.State, "reason", reason)
+	}
 }
 
 func (e *Executor) drop(d *queue.Delivery) {

@@ -102,4 +102,3 @@ func TestUnsignedMessagesCannotReserveOrKillSignedTasks(t *testing.T) {
 		t.Errorf("signed kill: %s %q", d.Status, d.Reason)
 	}
 }
-

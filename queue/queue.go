@@ -16,6 +16,22 @@ import (
 // ErrClosed is returned once the broker has been closed.
 var ErrClosed = errors.New("queue: closed")
 
+// ErrIdentityTaken: another live process holds this executor id. The error
+// names the holder.
+var ErrIdentityTaken = errors.New("queue: executor id taken")
+
+// ErrLivenessLost is returned by a Heartbeat that found this executor's
+// liveness expired (it was paused or cut off past its TTL, or the
+// transport lost its state). It is registered again, but peers may have
+// declared it dead and reported its tasks lost meanwhile: before it
+// publishes anything more it must ask Owned which tasks are still its own
+// and stop the others.
+var ErrLivenessLost = errors.New("queue: this executor's liveness had expired")
+
+// ErrRecovering is returned by Owned while a peer is recovering this
+// executor's work: ask again shortly.
+var ErrRecovering = errors.New("queue: a peer is recovering this executor's work")
+
 // Delivery is one task message taken from the task list. Until it is
 // finished or dropped it stays in this executor's processing list, so a
 // crash cannot lose it.
@@ -31,6 +47,12 @@ type Delivery struct {
 	// Digest identifies an oversized message for the audit log (the
 	// transport's hash of the whole message, "sha1:<hex>"); "" otherwise.
 	Digest string
+	// Token is unique per take. A claim is made for one delivery, not for
+	// the executor: a retried claim of the same delivery answers Claimed
+	// again, while a second copy of the id (another delivery, even on the
+	// same executor) is a Duplicate. The finish of a claimed delivery
+	// carries the token, so only the delivery that owns the id can end it.
+	Token string
 }
 
 // Claim is the outcome of claiming a task id.
@@ -43,8 +65,9 @@ const (
 	// retention time). The delivery must be dropped with no done: a second
 	// done would mislead whoever waits on the first.
 	Duplicate
-	// CancelledWhileQueued: a kill arrived before any executor took the
-	// task. It must be finished as killed without running.
+	// CancelledWhileQueued: a kill arrived before any executor claimed the
+	// task. The claim still makes this delivery the owner of the id (so its
+	// finish publishes), and it must be finished as killed without running.
 	CancelledWhileQueued
 )
 
@@ -71,9 +94,11 @@ type Finish struct {
 	// Raw is the delivery this finish ends.
 	Raw []byte `json:"raw"`
 	// Claimed is true when the caller had claimed the id (so the record must
-	// still say running on this executor); false for a task finished without
-	// a claim (killed while queued).
+	// still say running for this very delivery); false for a task finished
+	// without a claim (killed while queued).
 	Claimed bool `json:"claimed"`
+	// Token is the claimed delivery's Token.
+	Token string `json:"token,omitempty"`
 }
 
 // Message is one entry of the ordered outbox: an output line or a finish.
@@ -106,7 +131,15 @@ type Publisher interface {
 	// Publish applies msgs in order, all or none. A retried batch may
 	// deliver its output lines twice (their seq numbers tell); a Finish
 	// never takes effect twice.
-	Publish(ctx context.Context, msgs []Message) error
+	//
+	// It reports, for each message, whether it took effect (always true
+	// for output lines). A Finish takes effect only while its delivery
+	// still owns the id: false means the done was NOT published because
+	// the id is no longer this delivery's — a peer reported it lost while
+	// this executor was paused or cut off past its TTL (the executor is
+	// fenced), or it had ended otherwise. A retry of a Finish that took
+	// effect reports true again.
+	Publish(ctx context.Context, msgs []Message) ([]bool, error)
 }
 
 // Route says where a kill must go.
@@ -155,8 +188,17 @@ type Membership interface {
 	// Join registers this executor. It waits (bounded) for a previous
 	// instance with the same id to expire, and fails if one is still alive.
 	Join(ctx context.Context) error
-	// Heartbeat renews this executor's liveness; call it every TTL/3.
+	// Heartbeat renews this executor's liveness; call it every TTL/3. It
+	// returns ErrLivenessLost when the liveness had expired (see there), and
+	// an error wrapping ErrIdentityTaken when another process holds the id.
 	Heartbeat(ctx context.Context) error
+	// Owned reports, for claims (task id → delivery token) this executor
+	// made, which it still owns. A claim is lost once a peer reported the
+	// task lost (the executor was declared dead); the executor must then
+	// stop that task and publish nothing more for it. Missing records
+	// (the transport lost its data) count as owned: nobody reported them.
+	// It returns ErrRecovering while a peer is recovering this executor.
+	Owned(ctx context.Context, claims map[string]string) (map[string]bool, error)
 	// Leave deregisters this executor after a clean shutdown.
 	Leave(ctx context.Context) error
 	// Executors lists registered executors and whether each looks alive now.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/jail"
+	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/sandbox"
 )
@@ -133,6 +135,31 @@ func signalContext(log hclog.Logger) (context.Context, func()) {
 
 type stopNowKey struct{}
 
+// stateDir holds the host-local executor id locks. It is the sandbox's own
+// directory (its root mount point lives there too).
+var stateDir = filepath.Dir(sandbox.DefaultRootDir)
+
+// joinRedis registers the executor id on Redis, retrying while Redis is
+// unreachable; it fails when another live executor holds the id.
+func joinRedis(ctx context.Context, q *redisqueue.Queue, log hclog.Logger) error {
+	var failing bool
+	for {
+		err := q.Join(ctx)
+		if err == nil || errors.Is(err, queue.ErrIdentityTaken) || ctx.Err() != nil {
+			return err
+		}
+		if !failing {
+			log.Warn("cannot register on Redis yet; retrying", "error", err)
+			failing = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // serve builds an executor from cfg and runs it until ctx ends. ready, if
 // set, is called once the executor is about to serve.
 func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func()) error {
@@ -140,6 +167,46 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	if err != nil {
 		return fmt.Errorf("cmd_dir: %w", err)
 	}
+	// One executor id, one process: prove it before touching anything named
+	// after the id (the cgroup parent, whose leftovers the sandbox removes;
+	// the spool; the /etc copy). First on this host, at once...
+	id, err := executor.LockIdentity(stateDir, cfg.ExecutorID)
+	if errors.Is(err, fs.ErrPermission) {
+		// Not root: the sandbox is off anyway; lock in a directory of this user.
+		id, err = executor.LockIdentity(filepath.Join(os.TempDir(), fmt.Sprintf("task-job-%d", os.Getuid())), cfg.ExecutorID)
+	}
+	if err != nil {
+		return err
+	}
+	log.Debug("holding the executor id on this host", "lock", id.Path())
+	defer id.Close()
+	// ...then on Redis, where an executor elsewhere may hold it.
+	redisqueue.RouteClientLog(log.Named("redis"))
+	rdb, err := redisqueue.Dial(redisqueue.DialOptions{
+		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, PoolSize: cfg.Concurrency + 16,
+	})
+	if err != nil {
+		return err
+	}
+	if err := waitForRedis(ctx, rdb, cfg.RedisAddr, log); err != nil {
+		rdb.Close()
+		return err
+	}
+	q := redisqueue.New(rdb, redisqueue.Options{
+		Names:      redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
+		ExecutorID: cfg.ExecutorID,
+		Retention:  cfg.StatusRetention,
+		TTL:        cfg.ExecutorTTL,
+		Logger:     log,
+		// Oversized tasks are refused in Redis, before they are read.
+		MaxTaskBytes: cfg.MaxTaskBytes,
+		LogsMaxLen:   logsMaxLen(cfg),
+	})
+	defer q.Close()
+	if err := joinRedis(ctx, q, log); err != nil {
+		return err
+	}
+
 	runner, err := sandbox.New(sandboxOptions(cfg, log))
 	if err != nil {
 		return err
@@ -167,27 +234,6 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		log.Warn("server_port is set, but the HTTP management API is not built yet; nothing listens on it", "server_port", cfg.ServerPort)
 	}
 
-	redisqueue.RouteClientLog(log.Named("redis"))
-	rdb, err := redisqueue.Dial(redisqueue.DialOptions{
-		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, PoolSize: cfg.Concurrency + 16,
-	})
-	if err != nil {
-		return err
-	}
-	if err := waitForRedis(ctx, rdb, cfg.RedisAddr, log); err != nil {
-		rdb.Close()
-		return err
-	}
-	q := redisqueue.New(rdb, redisqueue.Options{
-		Names:      redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
-		ExecutorID: cfg.ExecutorID,
-		Retention:  cfg.StatusRetention,
-		TTL:        cfg.ExecutorTTL,
-		// Oversized tasks are refused in Redis, before they are read.
-		MaxTaskBytes: cfg.MaxTaskBytes,
-		LogsMaxLen:   logsMaxLen(cfg),
-	})
-	defer q.Close()
 	verifier, err := newVerifier(cfg, rdb, log)
 	if err != nil {
 		return err

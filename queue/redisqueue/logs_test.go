@@ -41,7 +41,7 @@ func TestLogsListBound(t *testing.T) {
 	for n := 1; n <= 25; n++ {
 		batch = append(batch, queue.Message{Log: logLine("A", n)}, queue.Message{Log: logLine(`B"1`, n)})
 		if n%5 == 0 { // several publishes, as the executor does
-			if err := q.Publish(ctx, batch); err != nil {
+			if _, err := q.Publish(ctx, batch); err != nil {
 				t.Fatal(err)
 			}
 			batch = nil
@@ -75,7 +75,7 @@ func TestLogsListBound(t *testing.T) {
 	unbounded := newQueue(t, srv, Options{ExecutorID: "b", LogsMaxLen: -1})
 	rdb.Del(ctx, "q_logs")
 	for range 3 {
-		if err := unbounded.Publish(ctx, []queue.Message{{Log: logLine("C", 1)}, {Log: logLine("C", 2)}}); err != nil {
+		if _, err := unbounded.Publish(ctx, []queue.Message{{Log: logLine("C", 1)}, {Log: logLine("C", 2)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -97,10 +97,10 @@ func TestTaskStreamGetsOnlyTheRealDone(t *testing.T) {
 		t.Fatalf("claim = %v, %v", c, err)
 	}
 	// b never held 7: its finish is refused, and must not reach 7's readers.
-	if err := b.Publish(ctx, []queue.Message{{Log: logLine("7", 1)}, finish("7", d.Raw, true)}); err != nil {
+	if _, err := b.Publish(ctx, []queue.Message{{Log: logLine("7", 1)}, finish("7", d, true)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Publish(ctx, []queue.Message{{Log: logLine("7", 2)}, finish("7", d.Raw, true)}); err != nil {
+	if _, err := a.Publish(ctx, []queue.Message{{Log: logLine("7", 2)}, finish("7", d, true)}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := a.ReadLogs(ctx, "7", "", 0)
@@ -123,7 +123,7 @@ func TestReadLogsBlocks(t *testing.T) {
 	ctx := context.Background()
 	srv := redisserver.Start(t)
 	q := newQueue(t, srv, Options{ExecutorID: "a"})
-	if err := q.Publish(ctx, []queue.Message{{Log: logLine("9", 1)}}); err != nil {
+	if _, err := q.Publish(ctx, []queue.Message{{Log: logLine("9", 1)}}); err != nil {
 		t.Fatal(err)
 	}
 	first, err := q.ReadLogs(ctx, "9", "", 0)
@@ -141,7 +141,7 @@ func TestReadLogsBlocks(t *testing.T) {
 	// Publish until the follower has seen it: it may not be blocked yet.
 	deadline := time.Now().Add(5 * time.Second)
 	for n := 2; ; n++ {
-		if err := q.Publish(ctx, []queue.Message{{Log: logLine("9", n)}}); err != nil {
+		if _, err := q.Publish(ctx, []queue.Message{{Log: logLine("9", n)}}); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -170,7 +170,7 @@ func BenchmarkPublishLines(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		if err := q.Publish(ctx, batch); err != nil {
+		if _, err := q.Publish(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 	}

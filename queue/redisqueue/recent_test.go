@@ -37,7 +37,7 @@ func TestRecentIndex(t *testing.T) {
 	if ttl := rdb.PTTL(ctx, "q:task:2").Val(); ttl <= 0 {
 		t.Errorf("q:task:2 has no lifetime (%v): it would outlive retention", ttl)
 	}
-	if err := q.Publish(ctx, []queue.Message{finish("1", d1.Raw, true)}); err != nil {
+	if _, err := q.Publish(ctx, []queue.Message{finish("1", d1, true)}); err != nil {
 		t.Fatal(err)
 	}
 	if s := rdb.ZScore(ctx, "q:recent", "1").Val(); s != first {

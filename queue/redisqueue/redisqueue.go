@@ -24,8 +24,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/redis/go-redis/v9"
 
@@ -70,6 +74,8 @@ type Options struct {
 	// trims it to its newest LogsMaxLen messages. 0 means
 	// DefaultLogsMaxLen, negative unbounded.
 	LogsMaxLen int
+	// Logger, if set, hears why Join waits.
+	Logger hclog.Logger
 }
 
 // DefaultMaxKillsAhead is the default Options.MaxKillsAhead: 10,000 ids of
@@ -78,9 +84,13 @@ const DefaultMaxKillsAhead = 10000
 
 // Queue implements queue.Broker on Redis.
 type Queue struct {
-	rdb   redis.UniversalClient
-	opt   Options
-	token string // distinguishes this process from an earlier one with the same executor id
+	rdb redis.UniversalClient
+	opt Options
+	// holder is stored in the liveness key: it tells this process from an
+	// earlier (or a second) one with the same executor id, and says who it
+	// is ("host H pid N, <random>") to whoever finds the id taken.
+	holder string
+	takes  atomic.Uint64 // numbers deliveries: their tokens are holder/N
 }
 
 var _ queue.Broker = (*Queue)(nil)
@@ -104,7 +114,8 @@ func New(rdb redis.UniversalClient, opt Options) *Queue {
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return &Queue{rdb: rdb, opt: opt, token: hex.EncodeToString(b[:])}
+	host, _ := os.Hostname()
+	return &Queue{rdb: rdb, opt: opt, holder: fmt.Sprintf("host %s pid %d, %s", host, os.Getpid(), hex.EncodeToString(b[:]))}
 }
 
 // Client returns the underlying client (for the CLI and tests).
@@ -177,32 +188,37 @@ func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: take from %q: %w", q.opt.Names.Tasks, err)
 	}
+	token := q.holder + "/" + strconv.FormatUint(q.takes.Add(1), 10)
 	switch {
 	case len(res) == 2 && res[0] == "ok":
 		raw, _ := res[1].(string)
-		return &queue.Delivery{Raw: []byte(raw), Taken: time.Now()}, nil
+		return &queue.Delivery{Raw: []byte(raw), Taken: time.Now(), Token: token}, nil
 	case len(res) == 4 && res[0] == "oversized":
 		n, _ := res[1].(int64)
 		prefix, _ := res[2].(string)
 		sum, _ := res[3].(string)
-		return &queue.Delivery{Raw: []byte(prefix), Taken: time.Now(), Size: int(n), Digest: "sha1:" + sum}, nil
+		return &queue.Delivery{Raw: []byte(prefix), Taken: time.Now(), Size: int(n), Digest: "sha1:" + sum, Token: token}, nil
 	}
 	return nil, fmt.Errorf("queue: take from %q: unexpected reply %v", q.opt.Names.Tasks, res)
 }
 
-// Claim implements queue.Tasks.
+// Claim implements queue.Tasks: the claim script records the delivery's
+// token with the claim, so a per-delivery claim costs no extra round trip.
 func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.Claim, error) {
+	if d.Token == "" {
+		return 0, fmt.Errorf("queue: claim %q: the delivery has no token (not taken by Take)", id)
+	}
 	// The recent-task index rides in the same round trip (recent.go); a
 	// server that lost its script cache answers NOSCRIPT, then Run loads it.
 	keys := []string{q.StatusKey(id), q.key("kills-ahead")}
 	var res *redis.Cmd
 	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		res = claimScript.EvalSha(ctx, p, keys, q.opt.ExecutorID, now(), id)
+		res = claimScript.EvalSha(ctx, p, keys, q.opt.ExecutorID, now(), d.Token, id)
 		q.noteRecent(ctx, p, id, d.Raw, false)
 		return nil
 	})
 	if err := res.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		res = claimScript.Run(ctx, q.rdb, keys, q.opt.ExecutorID, now(), id)
+		res = claimScript.Run(ctx, q.rdb, keys, q.opt.ExecutorID, now(), d.Token, id)
 	}
 	n, err := res.Int()
 	if err != nil {
@@ -254,8 +270,9 @@ func (q *Queue) Taken(ctx context.Context) ([][]byte, error) {
 // The finish script is sent as EVAL, not EVALSHA: after a Redis restart the
 // script cache is empty and a NOSCRIPT error inside MULTI would apply the
 // rest of the batch without it.
-func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) error {
+func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) ([]bool, error) {
 	retention := strconv.FormatInt(q.opt.Retention.Milliseconds(), 10)
+	finishes := make([]*redis.Cmd, len(msgs))
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		var lines []any
 		var feed []byte
@@ -268,7 +285,7 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) error {
 				lines, feed = nil, nil
 			}
 		}
-		for _, m := range msgs {
+		for i, m := range msgs {
 			if m.Finish == nil {
 				lines = append(lines, m.Log)
 				perTask.add(m.Log)
@@ -284,9 +301,9 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) error {
 			if f.Claimed {
 				claimed = "1"
 			}
-			p.Eval(ctx, finishSource,
+			finishes[i] = p.Eval(ctx, finishSource,
 				[]string{q.StatusKey(f.ID), q.opt.Names.Logs, q.processing(q.opt.ExecutorID)},
-				string(f.State), f.Done, f.Raw, retention, q.opt.ExecutorID, claimed, now(), "0", q.opt.Names.Logs)
+				string(f.State), f.Done, f.Raw, retention, q.opt.ExecutorID, claimed, now(), "0", q.opt.Names.Logs, f.Token)
 			p.Eval(ctx, doneToStreamScript, []string{q.StatusKey(f.ID), q.TaskLogsKey(f.ID)}, f.Done, retention)
 			q.noteRecent(ctx, p, f.ID, f.Raw, true)
 		}
@@ -297,9 +314,21 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("queue: publish %d messages: %w", len(msgs), err)
+		return nil, fmt.Errorf("queue: publish %d messages: %w", len(msgs), err)
 	}
-	return nil
+	applied := make([]bool, len(msgs))
+	for i := range msgs {
+		if finishes[i] == nil {
+			applied[i] = true
+			continue
+		}
+		n, err := finishes[i].Int()
+		if err != nil {
+			return nil, fmt.Errorf("queue: publish the done of %q: %w", msgs[i].Finish.ID, err)
+		}
+		applied[i] = n != 0
+	}
+	return applied, nil
 }
 
 // TakeControl implements queue.Controls for the shared control list.
@@ -379,7 +408,7 @@ func (q *Queue) RemoveQueued(ctx context.Context, id string, f func(raw []byte) 
 			n, err := finishScript.Run(ctx, q.rdb,
 				[]string{q.StatusKey(id), q.opt.Names.Logs, q.opt.Names.Tasks},
 				string(fin.State), fin.Done, it, strconv.FormatInt(q.opt.Retention.Milliseconds(), 10),
-				q.opt.ExecutorID, "0", now(), "1", q.opt.Names.Logs).Int()
+				q.opt.ExecutorID, "0", now(), "1", q.opt.Names.Logs, "").Int()
 			if err != nil {
 				return false, fmt.Errorf("queue: remove queued %q: %w", id, err)
 			}
@@ -395,20 +424,30 @@ func (q *Queue) RemoveQueued(ctx context.Context, id string, f func(raw []byte) 
 	return false, nil
 }
 
-// Join implements queue.Membership.
+// Join implements queue.Membership. Joining again from the same process
+// is a no-op, so a caller may check the identity early (before it touches
+// anything on the host) and the executor join again when it starts.
 func (q *Queue) Join(ctx context.Context) error {
 	deadline := time.Now().Add(2 * q.opt.TTL)
+	ttl := strconv.FormatInt(q.opt.TTL.Milliseconds(), 10)
+	waiting := false
 	for {
-		ok, err := q.rdb.SetNX(ctx, q.liveness(q.opt.ExecutorID), q.token, q.opt.TTL).Result()
+		holder, err := joinScript.Run(ctx, q.rdb, []string{q.liveness(q.opt.ExecutorID)}, q.holder, ttl).Text()
 		if err != nil {
 			return fmt.Errorf("queue: register executor %q: %w", q.opt.ExecutorID, err)
 		}
-		if ok {
+		if holder == "" {
 			return q.rdb.SAdd(ctx, q.key("executors"), q.opt.ExecutorID).Err()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("queue: another executor with id %q is alive on this Redis; give each executor its own executor_id", q.opt.ExecutorID)
+			return fmt.Errorf("%w: executor id %q is held on this Redis by %s; give each executor its own executor_id",
+				queue.ErrIdentityTaken, q.opt.ExecutorID, holder)
 		}
+		if !waiting && q.opt.Logger != nil {
+			q.opt.Logger.Warn("executor id is held on this Redis; waiting up to two TTLs for it to expire (a previous run that died)",
+				"executor_id", q.opt.ExecutorID, "holder", holder, "wait", 2*q.opt.TTL)
+		}
+		waiting = true
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -419,15 +458,55 @@ func (q *Queue) Join(ctx context.Context) error {
 
 // Heartbeat implements queue.Membership.
 func (q *Queue) Heartbeat(ctx context.Context) error {
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, q.liveness(q.opt.ExecutorID), q.token, q.opt.TTL)
-		p.SAdd(ctx, q.key("executors"), q.opt.ExecutorID)
-		return nil
-	})
+	res, err := heartbeatScript.Run(ctx, q.rdb, []string{q.liveness(q.opt.ExecutorID), q.key("executors")},
+		q.holder, strconv.FormatInt(q.opt.TTL.Milliseconds(), 10), q.opt.ExecutorID).Result()
 	if err != nil {
 		return fmt.Errorf("queue: heartbeat: %w", err)
 	}
-	return nil
+	switch v := res.(type) {
+	case int64:
+		if v == 0 {
+			return queue.ErrLivenessLost
+		}
+		return nil
+	case string:
+		return fmt.Errorf("%w: executor id %q is now held by %s", queue.ErrIdentityTaken, q.opt.ExecutorID, v)
+	}
+	return fmt.Errorf("queue: heartbeat: unexpected reply %v", res)
+}
+
+// Owned implements queue.Membership with one MULTI: the recovery lock and
+// every claim's status, read together. While a peer holds the lock for
+// recovering this executor, the answer would not be final: it returns
+// queue.ErrRecovering and the caller asks again.
+func (q *Queue) Owned(ctx context.Context, claims map[string]string) (map[string]bool, error) {
+	var lock *redis.IntCmd
+	cmds := map[string]*redis.SliceCmd{}
+	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		lock = p.Exists(ctx, q.key("recovering", q.opt.ExecutorID))
+		for id := range claims {
+			cmds[id] = p.HMGet(ctx, q.StatusKey(id), "state", "executor", "token")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: check this executor's claims: %w", err)
+	}
+	if lock.Val() == 1 {
+		return nil, queue.ErrRecovering
+	}
+	out := make(map[string]bool, len(claims))
+	for id, token := range claims {
+		v := cmds[id].Val()
+		if len(v) != 3 || v[0] == nil {
+			// No record at all: Redis lost it (no persistence); no peer
+			// reported the task, so it stays this executor's.
+			out[id] = true
+			continue
+		}
+		out[id] = v[0] == string(task.Running) && v[1] == q.opt.ExecutorID && v[2] == token
+	}
+	return out, nil
 }
 
 // Leave implements queue.Membership.
@@ -491,15 +570,7 @@ func (q *Queue) Recover(ctx context.Context, dead string) (queue.Recovered, erro
 		if id != "" {
 			statusKey = q.StatusKey(id)
 		}
-		lost := (&task.Log{
-			ID: id, Type: typ, MsgType: task.MsgDone, Executor: q.opt.ExecutorID,
-			Data: "lost: executor " + dead + " died while the task ran",
-			Time: time.Now().UTC().Format(task.TimeFormat),
-			Result: &task.Result{
-				Status: task.Lost, ExitCode: -1,
-				Reason: "executor " + dead + " died while the task ran; its outcome is unknown and it was not re-run",
-			},
-		}).Marshal()
+		lost := task.LostDone(id, typ, dead, q.opt.ExecutorID, time.Now())
 		res, err := recoverScript.Run(ctx, q.rdb,
 			[]string{statusKey, q.opt.Names.Logs, q.processing(dead), q.opt.Names.Tasks},
 			raw, dead, lost, retention, q.opt.ExecutorID, now(), q.opt.Names.Logs).Text()

@@ -11,28 +11,39 @@ import "github.com/redis/go-redis/v9"
 // The status hash of an id holds: state (a task.State, or "cancelled" for a
 // kill that arrived while the task was queued), executor, updated, done.
 
-// claimScript: KEYS[1] status, KEYS[2] kills-ahead; ARGV executor, now, id.
-// Returns 1 claimed, 2 duplicate, 3 cancelled while queued. Claiming again
-// an id this executor already holds answers "claimed": the client retries a
-// script whose reply was lost, and that retry must not turn the task into
-// its own duplicate (an executor never holds two copies of one id: it
-// checks its own running tasks first).
+// claimScript: KEYS[1] status, KEYS[2] kills-ahead; ARGV executor, now,
+// delivery token, id. Returns 1 claimed, 2 duplicate, 3 cancelled while
+// queued.
+//
+// A claim belongs to one delivery (one take), named by its token, not to an
+// executor: claiming again with the same token answers as the first claim
+// did (the client retries a script whose reply was lost), while another
+// copy of the id — even taken by the same executor — is a duplicate.
+// A claim of a cancelled id (marked in its status, or a kill sent before
+// the id was ever seen, in kills-ahead) still makes this delivery its
+// owner, marked cancelled, so that its one finish (killed before it
+// started) publishes.
 var claimScript = redis.NewScript(`
-local st = redis.call('HGET', KEYS[1], 'state')
-if st == 'running' and redis.call('HGET', KEYS[1], 'executor') == ARGV[1] then
+local h = redis.call('HMGET', KEYS[1], 'state', 'executor', 'token', 'cancelled')
+local st = h[1]
+if st == 'running' and h[2] == ARGV[1] and h[3] == ARGV[3] then
+  if h[4] == '1' then return 3 end
   return 1
 end
 if not st then
-  local exp = redis.call('ZSCORE', KEYS[2], ARGV[3])
-  if exp and tonumber(exp) > tonumber(ARGV[2]) then
-    return 3
+  local exp = redis.call('ZSCORE', KEYS[2], ARGV[4])
+  if exp then
+    redis.call('ZREM', KEYS[2], ARGV[4])
+    if tonumber(exp) > tonumber(ARGV[2]) then st = 'cancelled' end
   end
 end
 if not st or st == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'running', 'executor', ARGV[1], 'updated', ARGV[2])
+  redis.call('HSET', KEYS[1], 'state', 'running', 'executor', ARGV[1], 'token', ARGV[3], 'updated', ARGV[2])
   redis.call('PERSIST', KEYS[1])
   return 1
 elseif st == 'cancelled' then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'executor', ARGV[1], 'token', ARGV[3], 'updated', ARGV[2], 'cancelled', '1')
+  redis.call('PERSIST', KEYS[1])
   return 3
 end
 return 2
@@ -40,14 +51,22 @@ return 2
 
 // finishScript: KEYS[1] status, KEYS[2] logs list, KEYS[3] list holding the
 // delivery; ARGV state, done, raw, retention ms, executor, claimed (1/0),
-// now, must-remove (1/0), feed channel.
-// Returns 1 when it published the done, 0 when the id had already ended (or
-// was not this caller's to end).
+// now, must-remove (1/0), feed channel, delivery token.
+// Returns 1 when it published the done; 2 when this same delivery had
+// already published it (a retried batch); 0 when the id was not this
+// caller's to end: it had ended otherwise, or — for a claimed delivery — a
+// peer reported it lost (the status then names the peer), which fences a
+// paused or cut-off executor out of a second done.
 const finishSource = `
-local st = redis.call('HGET', KEYS[1], 'state')
+local h = redis.call('HMGET', KEYS[1], 'state', 'executor', 'token')
+local st = h[1]
 local ok
 if ARGV[6] == '1' then
-  ok = (st == 'running' and redis.call('HGET', KEYS[1], 'executor') == ARGV[5])
+  if h[2] == ARGV[5] and h[3] == ARGV[10] and st ~= 'running' then
+    redis.call('LREM', KEYS[3], 1, ARGV[3])
+    return 2
+  end
+  ok = (st == 'running' and h[2] == ARGV[5] and h[3] == ARGV[10])
 else
   ok = (not st or st == 'queued' or st == 'cancelled')
 end
@@ -56,6 +75,7 @@ if not ok or (ARGV[8] == '1' and removed == 0) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'executor', ARGV[5], 'updated', ARGV[7], 'done', ARGV[2])
+redis.call('HDEL', KEYS[1], 'cancelled')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[9], ARGV[2])
@@ -109,6 +129,7 @@ if redis.call('LREM', KEYS[3], 1, ARGV[1]) == 0 then
 end
 if st == 'running' and ex == ARGV[2] then
   redis.call('HSET', KEYS[1], 'state', 'lost', 'executor', ARGV[5], 'updated', ARGV[6], 'done', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'token', 'cancelled')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('RPUSH', KEYS[2], ARGV[3])
   redis.call('PUBLISH', ARGV[7], ARGV[3])
@@ -140,4 +161,30 @@ if n > tonumber(ARGV[1]) then
 end
 redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 return {'ok', v}
+`)
+
+// joinScript: KEYS[1] liveness key; ARGV holder, ttl ms.
+// Returns "" when this process now holds the identity (it was free, or
+// this process held it already), else the current holder.
+var joinScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return '' end
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return ''
+end
+return v or ''
+`)
+
+// heartbeatScript: KEYS[1] liveness key, KEYS[2] executors set; ARGV
+// holder, ttl ms, executor.
+// Returns 1 renewed; 0 the key had expired (re-registered now: the caller
+// must first check which tasks it still owns); or the other holder.
+var heartbeatScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+if v then return 1 end
+return 0
 `)

@@ -23,6 +23,8 @@ type Group struct {
 	dirs []string // one per Manager hierarchy
 	fd   int      // v2: O_PATH fd of the group's directory; -1 otherwise
 
+	oomEvents *os.File // v1: the eventfd of the OOM watch (oom_linux.go)
+
 	// mu serializes Kill and Close, and guards fd and closed.
 	mu       sync.Mutex
 	closed   bool
@@ -360,6 +362,7 @@ func (g *Group) Close() error {
 }
 
 func (g *Group) close() error {
+	g.stopOOMWatch()
 	if g.fd >= 0 {
 		_ = unix.Close(g.fd)
 		g.fd = -1

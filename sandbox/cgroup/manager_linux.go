@@ -579,6 +579,10 @@ func (m *Manager) New(id string, l Limits) (*Group, error) {
 		m.removeLater(name)
 		return nil, err
 	}
+	if err := g.oomGroup(); err != nil {
+		m.removeLater(name)
+		return nil, err
+	}
 	if m.mode == V2 {
 		fd, err := unix.Open(g.dirs[0], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {

@@ -1,0 +1,229 @@
+package executor
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/policy"
+	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/queue/redisqueue"
+	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/observe"
+)
+
+// gated is the real Redis broker with doors a test can hold shut: the
+// claim of chosen ids, and the delivery of finishes (as if Redis answered
+// slowly). Everything else goes straight through.
+type gated struct {
+	queue.Broker
+	mu       sync.Mutex
+	claims   map[string]chan struct{} // id -> closed when its claim may go on
+	finishes chan struct{}            // nil, or closed when finishes may go on
+}
+
+func (g *gated) holdClaim(id string) (release func()) {
+	ch := make(chan struct{})
+	g.mu.Lock()
+	if g.claims == nil {
+		g.claims = map[string]chan struct{}{}
+	}
+	g.claims[id] = ch
+	g.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+func (g *gated) holdFinishes() (release func()) {
+	ch := make(chan struct{})
+	g.mu.Lock()
+	g.finishes = ch
+	g.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+func (g *gated) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.Claim, error) {
+	g.mu.Lock()
+	ch := g.claims[id]
+	g.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return g.Broker.Claim(ctx, d, id)
+}
+
+func (g *gated) Publish(ctx context.Context, msgs []queue.Message) ([]bool, error) {
+	g.mu.Lock()
+	ch := g.finishes
+	g.mu.Unlock()
+	for _, m := range msgs {
+		if m.Finish != nil && ch != nil {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			break
+		}
+	}
+	return g.Broker.Publish(ctx, msgs)
+}
+
+func withGates(g *gated) execOpt {
+	return func(o *Options) { g.Broker = o.Broker; o.Broker = g }
+}
+
+// Issue 8, report 1: `RPUSH q A; RPUSH q A` to an executor with two slots.
+// The first copy ended and its done was still on its way to Redis when the
+// second copy was claimed — by the same executor id, which the claim took
+// for a retry of its own claim — so the task ran twice.
+func TestSecondCopyClaimedWhileTheFirstDoneIsInFlightDoesNotRun(t *testing.T) {
+	c := newCluster(t)
+	ran := c.writable("ran")
+	c.script("append.sh", `echo "$TASK_ID" >> `+ran)
+	c.script("sleep.sh", `sleep 60`)
+	g := &gated{}
+	c.executor("dup-"+t.Name(), withGates(g), func(o *Options) { o.Concurrency = 2 })
+	c.submit("long", "sleep.sh", nil, 0)
+	observe.Eventually(t, "long to be taken", 10*time.Second, func() bool {
+		return c.rdb.LLen(context.Background(), names.Tasks).Val() == 0
+	})
+	release := g.holdFinishes()
+	defer release()
+	c.submit("A", "append.sh", nil, 0)
+	c.submit("A", "append.sh", nil, 0)
+	// Both copies have been taken once the task list is empty and the first
+	// copy ran; give the second the time to be claimed (and, on the bug,
+	// run) before the first copy's done may reach Redis.
+	observe.Eventually(t, "both copies to be taken and the first to run", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(ran)
+		return c.rdb.LLen(context.Background(), names.Tasks).Val() == 0 && strings.Count(string(b), "A") >= 1
+	})
+	processing := "queue_job_task:processing:dup-" + t.Name()
+	observe.Eventually(t, "the second copy to be dropped (or run)", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(ran)
+		// long and the first copy stay listed until their finish applies.
+		return c.rdb.LLen(context.Background(), processing).Val() == 2 || strings.Count(string(b), "A") >= 2
+	})
+	release()
+	if d := c.done("A", 10*time.Second); d.Status != task.Succeeded {
+		t.Errorf("A: %+v", *d.Result)
+	}
+	c.kill("long")
+	c.done("long", 10*time.Second)
+	b, _ := os.ReadFile(ran)
+	if n := strings.Count(string(b), "A"); n != 1 {
+		t.Errorf("A ran %d times, want once", n)
+	}
+	if n := c.dones("A"); n != 1 {
+		t.Errorf("A got %d dones, want 1", n)
+	}
+}
+
+// Issue 8, report 2: a kill for a task that had been taken but not yet
+// claimed. The log said the task ended killed, yet no done was published:
+// the finish insisted on a claim the cancellation had replaced.
+func TestKillOfATakenUnclaimedTaskPublishesItsDone(t *testing.T) {
+	c := newCluster(t)
+	c.script("sleep.sh", `sleep 60`)
+	g := &gated{}
+	id := "kill-unclaimed-" + t.Name()
+	c.executor(id, withGates(g))
+	release := g.holdClaim("m3")
+	defer release()
+	c.submit("m3", "sleep.sh", nil, 0)
+	observe.Eventually(t, "m3 to be taken", 10*time.Second, func() bool {
+		return c.rdb.LLen(context.Background(), "queue_job_task:processing:"+id).Val() == 1
+	})
+	// The kill is taken by a peer, which finds m3 neither running nor in
+	// the task list: it marks it cancelled so it never starts.
+	peer := redisqueue.New(redis.NewClient(&redis.Options{Addr: c.redis.Addr()}),
+		redisqueue.Options{Names: names, ExecutorID: "peer-" + t.Name(), Retention: time.Hour, TTL: time.Second})
+	defer peer.Close()
+	if r, err := peer.RouteKill(context.Background(), "m3"); err != nil || !r.Queued {
+		t.Fatalf("RouteKill = %+v, %v; want queued", r, err)
+	}
+	release()
+	d := c.done("m3", 10*time.Second)
+	if d.Status != task.Killed || d.Reason != task.KilledBeforeStart {
+		t.Errorf("m3: %+v, want killed before it started", *d.Result)
+	}
+	observe.Eventually(t, "the processing list to empty", 5*time.Second, func() bool {
+		return c.rdb.LLen(context.Background(), "queue_job_task:processing:"+id).Val() == 0
+	})
+}
+
+// Issue 8, report 2 as reported: six long tasks, two slots, a kill for each
+// in quick succession: every one gets exactly one done, killed.
+func TestKillsInQuickSuccessionEachGetOneDone(t *testing.T) {
+	c := newCluster(t)
+	c.script("sleep.sh", `sleep 60`)
+	c.executor("kills-"+t.Name(), func(o *Options) { o.Concurrency = 2 })
+	ids := []string{"m1", "m2", "m3", "m4", "m5", "m6"}
+	for _, id := range ids {
+		c.submit(id, "sleep.sh", nil, 0)
+	}
+	for _, id := range ids {
+		c.kill(id)
+	}
+	for _, id := range ids {
+		if d := c.done(id, 20*time.Second); d.Status != task.Killed {
+			t.Errorf("%s: %+v", id, *d.Result)
+		}
+	}
+	for _, id := range ids {
+		if n := c.dones(id); n != 1 {
+			t.Errorf("%s: %d dones", id, n)
+		}
+	}
+}
+
+// Issue 8, report 5: the kernel OOM-killed the script's `tail`, the script
+// went on and printed "survived", and the done said "oom: killed" with
+// exit_code 0. Now the first OOM kill ends the whole task, and the done
+// says exactly what happened: killed for memory (no "survived"), or — if
+// the script exited on its own before the group kill reached it (a v1
+// race) — its own exit status, with a note that a process was OOM-killed.
+func TestOOMKillEndsTheTaskAndTheDoneSaysWhatHappened(t *testing.T) {
+	c := newCluster(t)
+	if c.runner.Isolation() != "sandbox" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run the sandbox with cgroups: " + c.runner.Describe())
+		}
+		t.Skip("needs the sandbox with cgroups: " + c.runner.Describe())
+	}
+	c.script("oom.sh", `head -c 300M /dev/zero | tail >/dev/null; echo survived; sleep 30`)
+	pol, err := policy.Parse([]byte(`rule "oom" {
+  cmdline = "oom.sh"
+  memory  = "32MiB"
+}
+`), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.executor("oom-"+t.Name(), func(o *Options) { o.Policy = pol })
+	c.submit("oom", "oom.sh", nil, 0)
+	d := c.done("oom", 60*time.Second)
+	survived := false
+	for _, l := range c.messages("oom") {
+		survived = survived || (l.MsgType == task.MsgStdout && l.Data == "survived")
+	}
+	t.Logf("done %+v, survived %v", *d.Result, survived)
+	if d.Status != task.Failed || !strings.HasPrefix(d.Reason, "oom:") || d.Signal == "" {
+		t.Errorf("done %+v: want failed, an oom: reason and the signal that ended it", *d.Result)
+	}
+	if d.DurationMS > 25000 {
+		t.Errorf("the task ran %d ms: the OOM kill did not end it", d.DurationMS)
+	}
+	_ = survived // it may print before the group kill lands on v1; the status is what counts
+}
