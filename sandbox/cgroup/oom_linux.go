@@ -1,10 +1,13 @@
 package cgroup
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,7 +31,7 @@ func (g *Group) oomGroup() error {
 	}
 	if g.m.mode == V2 {
 		err := writeFile(filepath.Join(mem, "memory.oom.group"), "1")
-		if err != nil && !os.IsNotExist(err) {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("cgroup: make an OOM kill end all of %s: %w", g.Path(), err)
 		}
 		return nil
@@ -65,8 +68,9 @@ func (g *Group) watchOOM(mem string) error {
 			}
 			// The event also fires when the group is removed: kill only for
 			// a kill the kernel counted.
-			n, _, err := readKey(filepath.Join(mem, "memory.oom_control"), "oom_kill")
-			if err != nil || n == 0 {
+			// The kernel signals when the group goes under OOM, which can be
+			// a moment before it counts the kill: look again briefly.
+			if !oomKilled(mem) {
 				continue
 			}
 			g.mu.Lock()
@@ -86,4 +90,20 @@ func (g *Group) stopOOMWatch() {
 		g.oomEvents.Close()
 		g.oomEvents = nil
 	}
+}
+
+// oomKilled reports whether the group's oom_kill counter is non-zero,
+// looking for up to 200 ms.
+func oomKilled(mem string) bool {
+	for i := 0; i < 20; i++ {
+		n, _, err := readKey(filepath.Join(mem, "memory.oom_control"), "oom_kill")
+		if err != nil {
+			return false
+		}
+		if n > 0 {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
 }

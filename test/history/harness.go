@@ -117,6 +117,7 @@ type run struct {
 	dir    string
 	cmdDir string
 	marks  string // the file tasks append "<id> start" / "<id> end" to
+	policy string // the policy file: one rule for work.sh, cmd_dir writable
 	srv    *redisserver.Server
 	rdb    *redis.Client
 	execs  []*executorProc
@@ -187,6 +188,14 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 		t.Fatal(err)
 	}
 
+	// The tasks record into cmd_dir, which the sandbox shows read-only
+	// unless a rule says otherwise.
+	r.policy = filepath.Join(dir, "policy.hcl")
+	pol := "rule \"work\" {\n  cmdline = \"work.sh\"\n  args = [\"[0-9]+\", \"[0-9.]+\", \"[0-9]+\"]\n  cmd_dir_writable = true\n}\n"
+	if err := os.WriteFile(r.policy, []byte(pol), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	r.srv = redisserver.Start(t, redisserver.Options{Persist: true})
 	r.redisUp = true
 	r.rdb = redis.NewClient(&redis.Options{Addr: r.srv.Addr(), MaxRetries: -1, DialTimeout: time.Second})
@@ -210,7 +219,7 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 			"executor_id": e.id, "concurrency": p.Concurrency, "logs": true,
 			"executor_ttl": p.TTL.String(), "kill_grace": "1s", "shutdown_grace": "1s",
 			"spool_dir": filepath.Join(edir, "spool"), "audit_file": e.audit,
-			"isolation": "on", "sandbox_init": bin.init,
+			"isolation": "on", "sandbox_init": bin.init, "policy_file": r.policy,
 		}
 		raw, _ := json.MarshalIndent(cfg, "", "  ")
 		e.cfg = filepath.Join(edir, "config.json")
