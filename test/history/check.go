@@ -158,7 +158,10 @@ func (r *run) statusProblem(i int, d received, started, ended int) string {
 		return "a done without a status"
 	}
 	if s.Invalid {
-		if l.Status != task.Rejected {
+		// A kill that reaches it before its claim ends it first: killed
+		// before it started is as true as rejected.
+		killedFirst := l.Status == task.Killed && r.killSent[i] > 0 && strings.Contains(l.Reason, "before it started")
+		if l.Status != task.Rejected && !killedFirst {
 			return fmt.Sprintf("a refused cmdline ended %s (%s), want rejected", l.Status, l.Reason)
 		}
 		if started > 0 {
