@@ -135,9 +135,9 @@ func signalContext(log hclog.Logger) (context.Context, func()) {
 
 type stopNowKey struct{}
 
-// stateDir holds the host-local executor id locks. It is the sandbox's own
-// directory (its root mount point lives there too).
-var stateDir = filepath.Dir(sandbox.DefaultRootDir)
+// stateDir holds the host-local executor id locks. On Linux it is the
+// sandbox's own directory too (its root mount point, /run/task-job/root).
+var stateDir = "/run/task-job"
 
 // joinRedis registers the executor id on Redis, retrying while Redis is
 // unreachable; it fails when another live executor holds the id.
