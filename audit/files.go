@@ -80,6 +80,42 @@ type fileState struct {
 	lastHash  string
 	tornLen   int64 // bytes after the last '\n', when the file does not end with one
 	tornStart int64
+	// tornWhole: the bytes after the last '\n' are one whole record that
+	// continues the chain, cut short only before its newline. It is part
+	// of the chain (lastSeq is its seq); only the newline is missing.
+	tornWhole bool
+}
+
+// maxRecordLine bounds how much of a torn tail is read to see whether it
+// is a whole record; audit records are far smaller.
+const maxRecordLine = 1 << 20
+
+// adoptTail makes a torn tail that is a whole record continuing the chain
+// the last record. A write that stopped just before its newline left the
+// record whole; treating it as torn would write its seq a second time.
+func adoptTail(f *os.File, st *fileState) {
+	if st.tornLen == 0 || st.tornLen > maxRecordLine {
+		return
+	}
+	buf := make([]byte, st.tornLen)
+	if _, err := f.ReadAt(buf, st.tornStart); err != nil {
+		return
+	}
+	r, err := ParseLine(buf)
+	if err != nil {
+		return
+	}
+	prev := st.lastHash
+	if st.lastSeq == 0 {
+		prev = ZeroHash
+	}
+	if r.Seq != st.lastSeq+1 || r.Prev != prev {
+		return
+	}
+	if st.firstSeq == 0 {
+		st.firstSeq = r.Seq
+	}
+	st.lastSeq, st.lastHash, st.tornWhole = r.Seq, r.Hash, true
 }
 
 // readFileState reads the first and the last complete line of path. A
@@ -127,6 +163,7 @@ func readFileState(path string) (fileState, error) {
 	if lastNL < 0 {
 		// Not one complete line: the whole file is a torn write.
 		st.tornStart, st.tornLen = 0, st.size
+		adoptTail(f, &st)
 		return st, nil
 	}
 	st.tornStart = lastNL + 1
@@ -157,6 +194,7 @@ func readFileState(path string) (fileState, error) {
 	} else if json.Unmarshal(first, &head) == nil && head.Seq != 0 {
 		st.firstSeq = head.Seq
 	}
+	adoptTail(f, &st)
 	return st, nil
 }
 

@@ -181,6 +181,8 @@ func (l *Log) openLocked(note string) error {
 		if err != nil {
 			return &WriteError{Path: l.path, Op: "write", Err: err}
 		}
+	}
+	if st.tornLen > 0 && !st.tornWhole {
 		tear := fmt.Sprintf("the last line of %s was torn (%d bytes at offset %d without a newline, left by a crash or a failed write); it is not part of the chain, which continues from seq %d",
 			filepath.Base(l.path), st.tornLen, st.tornStart, st.lastSeq)
 		if note != "" {
@@ -261,6 +263,9 @@ func (l *Log) writeLocked(body []byte, mayRotate bool) error {
 		l.buf = line
 	}
 	n, err := l.f.Write(line)
+	if err != nil && n > 0 && l.f.Truncate(l.size) == nil {
+		n = 0 // the part written is cut off again, so no torn line is left
+	}
 	l.size += int64(n)
 	if err != nil {
 		return l.failLocked(&WriteError{Path: l.path, Op: "write", Err: err})

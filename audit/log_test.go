@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -410,5 +411,44 @@ func TestReadSkipsUntrustedLines(t *testing.T) {
 	var re *ReadError
 	if !errors.As(err, &re) || re.Skipped != 1 || n != 4 || re.First.Line != 3 {
 		t.Fatalf("n=%d err=%v", n, err)
+	}
+}
+
+// A write cut short just before its newline leaves a whole record: it is
+// part of the chain, and the next record must not repeat its seq.
+func TestWholeRecordWithoutNewlineIsKept(t *testing.T) {
+	for _, before := range []int{0, 5} {
+		path := filepath.Join(t.TempDir(), "audit.jsonl")
+		l := openLog(t, path, Options{})
+		appendN(t, l, before)
+		l.Close()
+		st, err := readFileState(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := st.lastHash
+		if before == 0 {
+			prev = ZeroHash
+		}
+		body, err := encodeBody(&Record{Kind: KindEnd, ID: "cut", Time: time.Now().UTC()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, _ := appendLine(nil, body, uint64(before)+1, prev)
+		f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f.Write(bytes.TrimSuffix(line, []byte{'\n'}))
+		f.Close()
+		l = openLog(t, path, Options{})
+		appendN(t, l, 2)
+		l.Close()
+		rep := mustVerify(t, path)
+		if rep.LastSeq != uint64(before)+3 || len(rep.Warnings) != 0 {
+			t.Fatalf("after %d records: report %+v", before, rep)
+		}
+		var ids []string
+		Read(path, Filter{}, func(r Record) error { ids = append(ids, r.ID); return nil })
+		if !slices.Contains(ids, "cut") {
+			t.Fatalf("after %d records: the whole record was dropped: %q", before, ids)
+		}
 	}
 }
