@@ -166,7 +166,7 @@ func TestKillOfATakenUnclaimedTaskPublishesItsDone(t *testing.T) {
 // Issue 8, report 2 as reported: six long tasks, two slots, a kill for each
 // in quick succession: every one gets exactly one done, killed.
 func TestKillsInQuickSuccessionEachGetOneDone(t *testing.T) {
-	c := newCluster(t)
+	c := newMemCluster(t)
 	c.script("sleep.sh", `sleep 60`)
 	c.executor("kills-"+t.Name(), func(o *Options) { o.Concurrency = 2 })
 	ids := []string{"m1", "m2", "m3", "m4", "m5", "m6"}
@@ -195,7 +195,7 @@ func TestKillsInQuickSuccessionEachGetOneDone(t *testing.T) {
 // the script exited on its own before the group kill reached it (a v1
 // race) — its own exit status, with a note that a process was OOM-killed.
 func TestOOMKillEndsTheTaskAndTheDoneSaysWhatHappened(t *testing.T) {
-	c := newCluster(t)
+	c := newMemCluster(t)
 	if c.runner.Isolation() != "sandbox" {
 		if os.Getenv("CI") != "" {
 			t.Fatal("CI must run the sandbox with cgroups: " + c.runner.Describe())
