@@ -339,6 +339,22 @@ func (c *cluster) done(id string, timeout time.Duration) task.Log {
 	return d
 }
 
+// status is the transport's state of id ("" when it has none).
+func (c *cluster) status(id string) task.State {
+	c.t.Helper()
+	var st *queue.Status
+	var err error
+	if c.hub != nil {
+		st, err = c.hub.New(memqueue.Options{ExecutorID: "status-reader"}).Status(context.Background(), id)
+	} else {
+		st, err = redisqueue.New(c.rdb, redisqueue.Options{Names: names}).Status(context.Background(), id)
+	}
+	if err != nil || st == nil {
+		return ""
+	}
+	return st.State
+}
+
 // messages returns a copy of what was collected for id.
 func (c *cluster) messages(id string) []task.Log {
 	c.mu.Lock()

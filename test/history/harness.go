@@ -261,11 +261,18 @@ func (r *run) startExec(e *executorProc) error {
 		}
 		close(done)
 	}()
+	// An executor started during a Redis outage cannot serve before Redis
+	// is back, and must not have to: once it says it is waiting for Redis,
+	// the plan goes on (and brings Redis back).
+	redisDown := !r.redisUp
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		b, _ := os.ReadFile(e.logPath)
-		if int64(len(b)) > start && strings.Contains(string(b[start:]), "executor serving") {
-			return nil
+		if int64(len(b)) > start {
+			l := string(b[start:])
+			if strings.Contains(l, "executor serving") || redisDown && strings.Contains(l, "Redis is not reachable") {
+				return nil
+			}
 		}
 		select {
 		case <-done:
