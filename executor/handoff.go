@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/taskjob/task-job/spool"
@@ -29,9 +30,10 @@ import (
 // line only while its task is still this executor's. So if a peer has
 // reported the tasks lost meanwhile, nothing of the hand-off is published.
 
-// handoffName is the file in the spool directory; the spool's own files
-// have other names and the spool leaves it alone.
-const handoffName = "undelivered"
+// handoffName is the file in the spool directory, named after the
+// executor id (a spool_dir shared by mistake still keeps each id's own);
+// the spool's own files have other names and the spool leaves it alone.
+func handoffName(id string) string { return "undelivered-" + strings.ReplaceAll(id, "/", "_") }
 
 // handoffMaxBytes bounds the file: output lines beyond it are left out
 // (counted in the log), dones never.
@@ -41,7 +43,7 @@ func (e *Executor) handoffPath() string {
 	if e.opt.SpoolDir == "" {
 		return ""
 	}
-	return filepath.Join(e.opt.SpoolDir, handoffName)
+	return filepath.Join(e.opt.SpoolDir, handoffName(e.opt.ExecutorID))
 }
 
 // writeHandoff moves everything still in the outbox to the hand-off file.

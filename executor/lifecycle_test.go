@@ -256,7 +256,7 @@ func TestStopDuringAnOutageKeepsTheDonesForTheNextStart(t *testing.T) {
 	if el := time.Since(start); el > 5*time.Second {
 		t.Errorf("the stop took %v with the transport down; the shutdown grace is 500ms", el)
 	}
-	if _, err := os.Stat(filepath.Join(spoolDir, handoffName)); err != nil {
+	if _, err := os.Stat(filepath.Join(spoolDir, handoffName(id))); err != nil {
 		t.Fatalf("nothing kept for the next start: %v", err)
 	}
 	c.hub.SetDown(false)
@@ -272,7 +272,7 @@ func TestStopDuringAnOutageKeepsTheDonesForTheNextStart(t *testing.T) {
 	if n := c.dones("during"); n != 1 {
 		t.Errorf("during has %d dones", n)
 	}
-	if _, err := os.Stat(filepath.Join(spoolDir, handoffName)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(spoolDir, handoffName(id))); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the kept messages are still there after their delivery: %v", err)
 	}
 }
@@ -299,7 +299,7 @@ func TestALateHandOffPublishesNothingForTasksReportedLost(t *testing.T) {
 	}
 	c.executor(id, opts)
 	observe.Eventually(t, "the hand-off to be delivered", 10*time.Second, func() bool {
-		_, err := os.Stat(filepath.Join(spoolDir, handoffName))
+		_, err := os.Stat(filepath.Join(spoolDir, handoffName(id)))
 		return errors.Is(err, fs.ErrNotExist)
 	})
 	msgs := c.messages("gone")

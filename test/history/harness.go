@@ -90,6 +90,8 @@ type executorProc struct {
 	exit   error
 	paused bool
 	lives  int
+	// logStart is where the current life's log begins.
+	logStart int64
 	// expected is set before the harness signals an exit, so an exit
 	// nobody asked for is recorded as one.
 	expected atomic.Bool
@@ -241,6 +243,7 @@ func (r *run) startExec(e *executorProc) error {
 	e.lives++
 	fmt.Fprintf(logf, "=== life %d at +%v\n", e.lives, r.now().Round(time.Millisecond))
 	start, _ := logf.Seek(0, 2)
+	e.logStart = start
 	cmd := exec.Command(r.bin.exe, "-config="+e.cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The marker lets the leak scan tell this run's executors from anyone
@@ -283,6 +286,12 @@ func (r *run) startExec(e *executorProc) error {
 			return fmt.Errorf("executor %s did not serve within 20s; its log: %s", e.id, e.logPath)
 		}
 	}
+}
+
+// serving reports whether the current life has logged that it serves.
+func (e *executorProc) serving() bool {
+	b, _ := os.ReadFile(e.logPath)
+	return int64(len(b)) > e.logStart && strings.Contains(string(b[e.logStart:]), "executor serving")
 }
 
 // signal sends sig to the executor the harness started (by its PID).
