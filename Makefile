@@ -67,7 +67,8 @@ bench: deps ## the benchmark table: task-job against raw baselines measured in t
 bench-quick: deps ## a short benchmark run (CI runs it so the benchmark cannot rot)
 	$(GO) run ./test/bench -quick
 
-lint: ## gofmt, go vet on every target OS, and staticcheck
+lint: ## gofmt, go mod tidy, go vet on every target OS, and staticcheck
+	$(GO) mod tidy -diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)

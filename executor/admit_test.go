@@ -14,7 +14,7 @@ import (
 // without such a rule is refused by the policy, and without a policy by
 // the jail.
 func TestPolicyAllowsSystemProgramByAbsolutePath(t *testing.T) {
-	c := newCluster(t)
+	c := newMemCluster(t)
 	pol, err := policy.Parse([]byte(`rule "whoami" {
   cmdline = "/usr/bin/id -u"
 }
@@ -42,7 +42,7 @@ func TestPolicyAllowsSystemProgramByAbsolutePath(t *testing.T) {
 		t.Errorf("other: %+v", *d.Result)
 	}
 
-	c2 := newCluster(t)
+	c2 := newMemCluster(t)
 	c2.executor("b")
 	c2.submit("nopolicy", "/usr/bin/id -u", nil, 0)
 	if d := c2.done("nopolicy", 10*time.Second); d.Status != task.Rejected || !strings.Contains(d.Reason, "jail") {

@@ -199,14 +199,22 @@ func (e *Executor) Running() int {
 // and reports the rest, delivers every queued message it can, and leaves.
 func (e *Executor) Run(ctx context.Context) error {
 	log := e.log
-	joined := time.Now()
-	if err := e.opt.Broker.Join(ctx); err != nil {
+	joined, err := e.join(ctx)
+	if err != nil {
 		return err
 	}
 	e.lease.renewed(joined)
 	// Another process taking this executor's id ends it (with that error).
 	ctx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
+	// What the previous run could not deliver goes first: recovering that
+	// run would report its tasks lost.
+	if err := e.deliverHandoff(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Error("could not deliver the previous run's undelivered messages", "error", err)
+	}
 	if r, err := e.opt.Broker.Recover(ctx, e.opt.ExecutorID); err != nil {
 		log.Warn("could not recover the work of this executor's previous run", "error", err)
 	} else if r != (queue.Recovered{}) {
@@ -230,16 +238,31 @@ func (e *Executor) Run(ctx context.Context) error {
 	log.Info("executor serving", "id", e.opt.ExecutorID, "concurrency", e.opt.Concurrency)
 	e.takeLoop(ctx)
 
+	stopping := time.Now()
 	e.shutdown()
 	bg.Wait()
-	e.out.drain(10 * time.Second)
+	// Delivering is part of the shutdown grace: keep trying until it is
+	// over (at least a second after the last task ended, for its done).
+	e.out.drain(max(time.Until(stopping.Add(e.opt.ShutdownGrace)), time.Second))
 	stopPub()
 	<-pubDone
 	stopLive()
 	<-liveDone
 	leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if e.out.pending() == 0 {
+	if n := e.out.pending(); n > 0 {
+		// Undelivered: keep them for the next start, and leave the tasks
+		// in the processing list, where peers find them if this executor
+		// does not come back.
+		if kept, err := e.writeHandoff(); err != nil {
+			log.Error("messages could not be delivered before exit, nor kept; peers will report this executor's unfinished tasks as lost",
+				"undelivered", n, "error", err)
+		} else {
+			log.Error("messages could not be delivered within the shutdown grace; kept for the next start of this executor id, "+
+				"which delivers them first (if it does not start within two executor_ttl, peers report its unfinished tasks lost)",
+				"undelivered", kept, "file", e.handoffPath())
+		}
+	} else {
 		// Anything still in our processing list was taken but never
 		// claimed (a pop cut short by the shutdown): put it back.
 		if r, err := e.opt.Broker.Recover(leaveCtx, e.opt.ExecutorID); err == nil && r.Requeued > 0 {
@@ -248,9 +271,6 @@ func (e *Executor) Run(ctx context.Context) error {
 		if err := e.opt.Broker.Leave(leaveCtx); err != nil {
 			log.Warn("could not deregister", "error", err)
 		}
-	} else {
-		log.Error("messages could not be delivered before exit; peers will report this executor's unfinished tasks as lost",
-			"undelivered", e.out.pending())
 	}
 	e.out.close()
 	if err := context.Cause(ctx); errors.Is(err, queue.ErrIdentityTaken) {
@@ -258,6 +278,26 @@ func (e *Executor) Run(ctx context.Context) error {
 	}
 	log.Info("executor stopped")
 	return nil
+}
+
+// join registers this executor, retrying while the transport cannot be
+// reached (an executor may start during an outage); it fails at once when
+// another live process holds the id. It returns when the registration was
+// sent.
+func (e *Executor) join(ctx context.Context) (time.Time, error) {
+	var b backoff
+	for {
+		sent := time.Now()
+		err := e.opt.Broker.Join(ctx)
+		if err == nil {
+			b.ok(e.log, "registered")
+			return sent, nil
+		}
+		if errors.Is(err, queue.ErrIdentityTaken) || ctx.Err() != nil {
+			return sent, err
+		}
+		b.fail(ctx, e.log, "cannot register this executor yet", err)
+	}
 }
 
 func (e *Executor) shutdown() {

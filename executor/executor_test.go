@@ -148,7 +148,7 @@ func TestBadInputIsAnsweredAndServingGoesOn(t *testing.T) {
 }
 
 func TestDuplicateIDRunsOnceAndGetsOneDone(t *testing.T) {
-	c := newCluster(t)
+	c := newMemCluster(t)
 	count := c.writable("count")
 	c.script("count.sh", `echo x >> `+count)
 	c.executor("a")
@@ -243,7 +243,7 @@ func TestKillReachesTheRightExecutorAmongThree(t *testing.T) {
 }
 
 func TestKillEndsTheWholeTreeIncludingSetsid(t *testing.T) {
-	c := newCluster(t)
+	c := newMemCluster(t)
 	marker := fmt.Sprintf("7%09d", time.Now().UnixNano()%1e9)
 	// A setsid daemon, a double fork, and a TERM-ignoring child.
 	c.script("tree.sh", `setsid sleep 1`+marker+` &
@@ -267,7 +267,7 @@ wait`)
 }
 
 func TestBackgroundChildDoesNotDelayDone(t *testing.T) {
-	c := newCluster(t)
+	c := newMemCluster(t)
 	c.script("bg.sh", `sleep 60 & echo main done`)
 	c.executor("a")
 	start := time.Now()
@@ -282,7 +282,7 @@ func TestBackgroundChildDoesNotDelayDone(t *testing.T) {
 }
 
 func TestOutputCapAndLongLines(t *testing.T) {
-	c := newCluster(t)
+	c := newMemCluster(t)
 	c.script("chatty.sh", `head -c 5000 /dev/zero | tr '\0' a; echo; i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done`)
 	c.executor("a", func(o *Options) { o.MaxLineBytes = 1000; o.MaxOutputBytes = 6000 })
 	c.submit("chatty", "chatty.sh", nil, 0)
@@ -424,7 +424,7 @@ func TestLogsHTTPReceivesEveryMessageWithRetries(t *testing.T) {
 		got = append(got, l)
 	}))
 	defer srv.Close()
-	c := newCluster(t)
+	c := newMemCluster(t)
 	c.script("hi.sh", `echo hi`)
 	stop := c.executor("a", func(o *Options) { o.LogsHTTP = srv.URL })
 	c.submit("h", "hi.sh", nil, 0)

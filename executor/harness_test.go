@@ -17,6 +17,8 @@ import (
 
 	"github.com/taskjob/task-job/jail"
 	"github.com/taskjob/task-job/policy"
+	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/queue/memqueue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/sandbox"
 	"github.com/taskjob/task-job/sandbox/nsinit"
@@ -29,19 +31,52 @@ func TestMain(m *testing.M) {
 		nsinit.Main() // the sandbox's setup helper, re-executed from this binary
 	}
 	redisqueue.RouteClientLog(hclog.NewNullLogger()) // outage tests would print a line per failed dial
+	code := m.Run()
+	if sharedRunner != nil {
+		sharedRunner.Close()
+	}
 	// Every executor, its loops, its task goroutines and its outbox must be
 	// gone once a test has stopped it.
-	goleak.VerifyTestMain(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// sharedRunner is the one sandbox runner of this test binary: setting one
+// up probes the kernel (about 2 s), and it holds no state between tasks
+// that a test could see, so every cluster uses it.
+var (
+	sharedRunner    *sandbox.Runner
+	sharedRunnerErr error
+	sharedRunnerSet sync.Once
+)
+
+func runnerForTests(t *testing.T) *sandbox.Runner {
+	t.Helper()
+	sharedRunnerSet.Do(func() {
+		sharedRunner, sharedRunnerErr = sandbox.New(sandbox.Options{Isolate: true, InitPath: os.Getenv("TASK_JOB_INIT"),
+			CgroupName: fmt.Sprintf("task-job-test-%d", os.Getpid())})
+	})
+	if sharedRunnerErr != nil {
+		t.Fatal(sharedRunnerErr)
+	}
+	return sharedRunner
 }
 
 var names = redisqueue.Names{Tasks: "queue_job_task", Control: "queue_job_task_control", Logs: "queue_job_task_logs"}
 
-// cluster is one Redis, a cmd_dir of scripts, and any number of executors
-// sharing them, with a collector that reads every TaskLog message.
+// cluster is one Redis (or one in-memory transport), a cmd_dir of
+// scripts, and any number of executors sharing them, with a collector that
+// reads every TaskLog message.
 type cluster struct {
 	t      *testing.T
 	redis  *redisserver.Server
 	rdb    *redis.Client
+	hub    *memqueue.Hub // set instead of redis and rdb by newMemCluster
 	dir    string
 	runner *sandbox.Runner
 
@@ -56,12 +91,34 @@ type cluster struct {
 func newCluster(t *testing.T, opts ...redisserver.Options) *cluster {
 	t.Helper()
 	srv := redisserver.Start(t, opts...)
-	runner, err := sandbox.New(sandbox.Options{Isolate: true, InitPath: os.Getenv("TASK_JOB_INIT"),
-		CgroupName: fmt.Sprintf("task-job-test-%d", os.Getpid())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { runner.Close() })
+	c := newSandboxCluster(t)
+	c.redis, c.rdb = srv, srv.Client(t)
+	c.startCollector(c.collect)
+	return c
+}
+
+// newMemCluster is a cluster on the in-memory transport, for tests of the
+// executor's own logic: the sandbox and the processes are real, the
+// transport is not what they test (queue/queuetest holds both transports
+// to one contract).
+func newMemCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := newSandboxCluster(t)
+	c.hub = memqueue.NewHub()
+	c.startCollector(c.collectMem)
+	return c
+}
+
+func (c *cluster) startCollector(f func(ctx context.Context, done chan struct{})) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	c.t.Cleanup(func() { cancel(); <-done })
+	go f(ctx, done)
+}
+
+func newSandboxCluster(t *testing.T) *cluster {
+	t.Helper()
+	runner := runnerForTests(t)
 	// cmd_dir: the sandbox runs tasks as an unprivileged user, who must be
 	// able to reach the scripts.
 	dir := t.TempDir()
@@ -73,13 +130,7 @@ func newCluster(t *testing.T, opts ...redisserver.Options) *cluster {
 	if os.Getenv("CI") != "" && os.Geteuid() == 0 && !runner.Isolated() {
 		t.Fatal("CI runs as root: tasks must be isolated: " + runner.Describe())
 	}
-	c := &cluster{t: t, redis: srv, rdb: srv.Client(t), dir: dir, runner: runner,
-		msgs: map[string][]task.Log{}, cond: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-	go c.collect(ctx, done)
-	return c
+	return &cluster{t: t, dir: dir, runner: runner, msgs: map[string][]task.Log{}, cond: make(chan struct{})}
 }
 
 // writable creates an empty file in cmd_dir that tasks may write: the
@@ -110,17 +161,40 @@ func (c *cluster) collect(ctx context.Context, done chan struct{}) {
 			}
 			continue
 		}
-		var l task.Log
-		if err := json.Unmarshal([]byte(res[1]), &l); err != nil {
-			c.t.Errorf("malformed TaskLog %q: %v", res[1], err)
-			continue
-		}
-		c.mu.Lock()
-		c.msgs[l.ID] = append(c.msgs[l.ID], l)
-		close(c.cond)
-		c.cond = make(chan struct{})
-		c.mu.Unlock()
+		c.add([]byte(res[1]))
 	}
+}
+
+// collectMem is collect for the in-memory transport.
+func (c *cluster) collectMem(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	seen := 0
+	for {
+		ch := c.hub.Changed()
+		msgs := c.hub.Published()
+		for _, m := range msgs[seen:] {
+			c.add(m)
+		}
+		seen = len(msgs)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
+func (c *cluster) add(raw []byte) {
+	var l task.Log
+	if err := json.Unmarshal(raw, &l); err != nil {
+		c.t.Errorf("malformed TaskLog %q: %v", raw, err)
+		return
+	}
+	c.mu.Lock()
+	c.msgs[l.ID] = append(c.msgs[l.ID], l)
+	close(c.cond)
+	c.cond = make(chan struct{})
+	c.mu.Unlock()
 }
 
 // script writes an executable script into cmd_dir.
@@ -141,7 +215,6 @@ func (c *cluster) executor(id string, opts ...execOpt) (stop func()) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: c.redis.Addr(), PoolSize: 32, DialTimeout: time.Second})
 	o := Options{
 		ExecutorID: id, Concurrency: 2, Logs: true, KillGrace: time.Second, ShutdownGrace: 5 * time.Second,
 		TTL: time.Second, SpoolDir: filepath.Join(c.t.TempDir(), "spool"),
@@ -160,8 +233,14 @@ func (c *cluster) executor(id string, opts ...execOpt) (stop func()) {
 	for _, f := range opts {
 		f(&pre)
 	}
-	q := redisqueue.New(rdb, redisqueue.Options{Names: names, ExecutorID: id, Retention: time.Hour, TTL: time.Second,
-		MaxTaskBytes: pre.MaxTaskBytes})
+	var q queue.Broker
+	if c.hub != nil {
+		q = c.hub.New(memqueue.Options{ExecutorID: id, Retention: time.Hour, TTL: time.Second, MaxTaskBytes: pre.MaxTaskBytes})
+	} else {
+		rdb := redis.NewClient(&redis.Options{Addr: c.redis.Addr(), PoolSize: 32, DialTimeout: time.Second})
+		q = redisqueue.New(rdb, redisqueue.Options{Names: names, ExecutorID: id, Retention: time.Hour, TTL: time.Second,
+			MaxTaskBytes: pre.MaxTaskBytes})
+	}
 	o.Broker = q
 	for _, f := range opts {
 		f(&o)
@@ -204,6 +283,10 @@ func (c *cluster) submit(id, cmdline string, args []string, timeout float64) {
 
 func (c *cluster) push(raw string) {
 	c.t.Helper()
+	if c.hub != nil {
+		c.hub.Push([]byte(raw))
+		return
+	}
 	if err := c.rdb.RPush(context.Background(), names.Tasks, raw).Err(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -211,6 +294,10 @@ func (c *cluster) push(raw string) {
 
 func (c *cluster) kill(id string) {
 	c.t.Helper()
+	if c.hub != nil {
+		c.hub.PushControl(fmt.Appendf(nil, `{"id":%q,"type":"kill"}`, id))
+		return
+	}
 	if err := c.rdb.RPush(context.Background(), names.Control, fmt.Sprintf(`{"id":%q,"type":"kill"}`, id)).Err(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -250,6 +337,22 @@ func (c *cluster) done(id string, timeout time.Duration) task.Log {
 		return false
 	})
 	return d
+}
+
+// status is the transport's state of id ("" when it has none).
+func (c *cluster) status(id string) task.State {
+	c.t.Helper()
+	var st *queue.Status
+	var err error
+	if c.hub != nil {
+		st, err = c.hub.New(memqueue.Options{ExecutorID: "status-reader"}).Status(context.Background(), id)
+	} else {
+		st, err = redisqueue.New(c.rdb, redisqueue.Options{Names: names}).Status(context.Background(), id)
+	}
+	if err != nil || st == nil {
+		return ""
+	}
+	return st.State
 }
 
 // messages returns a copy of what was collected for id.

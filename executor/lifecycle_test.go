@@ -2,7 +2,10 @@ package executor
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/queue/memqueue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
 	"github.com/taskjob/task-job/test/observe"
@@ -166,7 +170,7 @@ func TestKillOfATakenUnclaimedTaskPublishesItsDone(t *testing.T) {
 // Issue 8, report 2 as reported: six long tasks, two slots, a kill for each
 // in quick succession: every one gets exactly one done, killed.
 func TestKillsInQuickSuccessionEachGetOneDone(t *testing.T) {
-	c := newCluster(t)
+	c := newMemCluster(t)
 	c.script("sleep.sh", `sleep 60`)
 	c.executor("kills-"+t.Name(), func(o *Options) { o.Concurrency = 2 })
 	ids := []string{"m1", "m2", "m3", "m4", "m5", "m6"}
@@ -195,7 +199,7 @@ func TestKillsInQuickSuccessionEachGetOneDone(t *testing.T) {
 // the script exited on its own before the group kill reached it (a v1
 // race) — its own exit status, with a note that a process was OOM-killed.
 func TestOOMKillEndsTheTaskAndTheDoneSaysWhatHappened(t *testing.T) {
-	c := newCluster(t)
+	c := newMemCluster(t)
 	if c.runner.Isolation() != "sandbox" {
 		if os.Getenv("CI") != "" {
 			t.Fatal("CI must run the sandbox with cgroups: " + c.runner.Describe())
@@ -226,4 +230,95 @@ func TestOOMKillEndsTheTaskAndTheDoneSaysWhatHappened(t *testing.T) {
 		t.Errorf("the task ran %d ms: the OOM kill did not end it", d.DurationMS)
 	}
 	_ = survived // it may print before the group kill lands on v1; the status is what counts
+}
+
+// History seed 2 (faults term,redis): a graceful stop while the transport
+// is down could not deliver the dones of tasks that had ended, and the
+// next start reported them lost. Now the stop keeps trying for the
+// shutdown grace, keeps what it could not deliver, and the next start of
+// the same id delivers it first: one done, the true one.
+func TestStopDuringAnOutageKeepsTheDonesForTheNextStart(t *testing.T) {
+	c := newMemCluster(t)
+	c.script("ok.sh", `echo out`)
+	c.script("sleep.sh", `sleep 1`)
+	id := "handoff-" + t.Name()
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	opts := func(o *Options) { o.SpoolDir, o.ShutdownGrace = spoolDir, 500*time.Millisecond }
+	stop := c.executor(id, opts)
+	c.submit("before", "ok.sh", nil, 0)
+	c.done("before", 10*time.Second)
+	c.submit("during", "sleep.sh", nil, 0)
+	observe.Eventually(t, "during to run", 10*time.Second, func() bool { return c.status("during") == task.Running })
+	c.hub.SetDown(true)
+	time.Sleep(1500 * time.Millisecond) // the task ends while the transport is down
+	start := time.Now()
+	stop()
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("the stop took %v with the transport down; the shutdown grace is 500ms", el)
+	}
+	if _, err := os.Stat(filepath.Join(spoolDir, handoffName(id))); err != nil {
+		t.Fatalf("nothing kept for the next start: %v", err)
+	}
+	c.hub.SetDown(false)
+	if n := c.dones("during"); n != 0 {
+		t.Fatalf("during has %d dones before the restart", n)
+	}
+	c.executor(id, opts)
+	d := c.done("during", 10*time.Second)
+	if d.Status != task.Succeeded || d.Executor != id {
+		t.Errorf("done of during: %+v by %s, want succeeded by %s", *d.Result, d.Executor, id)
+	}
+	time.Sleep(300 * time.Millisecond) // a second done would come at once
+	if n := c.dones("during"); n != 1 {
+		t.Errorf("during has %d dones", n)
+	}
+	if _, err := os.Stat(filepath.Join(spoolDir, handoffName(id))); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the kept messages are still there after their delivery: %v", err)
+	}
+}
+
+// A hand-off delivered after a peer reported the tasks lost publishes
+// nothing: the transport fences it.
+func TestALateHandOffPublishesNothingForTasksReportedLost(t *testing.T) {
+	c := newMemCluster(t)
+	c.script("sleep.sh", `sleep 1; echo late`)
+	id := "late-" + t.Name()
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	opts := func(o *Options) { o.SpoolDir, o.ShutdownGrace = spoolDir, 500*time.Millisecond }
+	stop := c.executor(id, opts)
+	c.submit("gone", "sleep.sh", nil, 0)
+	observe.Eventually(t, "gone to run", 10*time.Second, func() bool { return c.status("gone") == task.Running })
+	c.hub.SetDown(true)
+	time.Sleep(1500 * time.Millisecond)
+	stop()
+	c.hub.SetDown(false)
+	peer := c.hub.New(memqueue.Options{ExecutorID: "peer-" + t.Name(), TTL: time.Second})
+	c.hub.Expire(id)
+	if r, err := peer.Recover(context.Background(), id); err != nil || r.Lost != 1 {
+		t.Fatalf("Recover = %+v, %v", r, err)
+	}
+	c.executor(id, opts)
+	observe.Eventually(t, "the hand-off to be delivered", 10*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(spoolDir, handoffName(id)))
+		return errors.Is(err, fs.ErrNotExist)
+	})
+	msgs := c.messages("gone")
+	if len(msgs) != 1 || msgs[0].Status != task.Lost {
+		t.Errorf("gone's messages: %+v, want only the lost done", msgs)
+	}
+}
+
+// History seed 1 (faults sigkill,redis): an executor started while the
+// transport is down waits for it, and then serves.
+func TestExecutorStartedDuringAnOutageWaitsAndServes(t *testing.T) {
+	c := newMemCluster(t)
+	c.script("ok.sh", `echo ok`)
+	c.hub.SetDown(true)
+	c.executor("outage-" + t.Name())
+	c.submit("first", "ok.sh", nil, 0)
+	time.Sleep(500 * time.Millisecond) // it retries meanwhile; an exit is reported by the harness as an error
+	c.hub.SetDown(false)
+	if d := c.done("first", 10*time.Second); d.Status != task.Succeeded {
+		t.Errorf("first: %+v", *d.Result)
+	}
 }

@@ -132,8 +132,12 @@ type Publisher interface {
 	// deliver its output lines twice (their seq numbers tell); a Finish
 	// never takes effect twice.
 	//
-	// It reports, for each message, whether it took effect (always true
-	// for output lines). A Finish takes effect only while its delivery
+	// It reports, for each message, whether it took effect. An output line
+	// takes effect only while its task is this executor's (its record
+	// names this executor, or there is none): once a peer reported the task lost, its
+	// lines are refused in the same atomic step that would publish them,
+	// so no line can follow the lost done, however long this executor was
+	// paused. A Finish takes effect only while its delivery
 	// still owns the id: false means the done was NOT published because
 	// the id is no longer this delivery's — a peer reported it lost while
 	// this executor was paused or cut off past its TTL (the executor is

@@ -390,6 +390,11 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) ([]bool, erro
 	applied := make([]bool, len(msgs))
 	for i, m := range msgs {
 		if m.Finish == nil {
+			if id, _ := task.PeekID(m.Log); id != "" {
+				if st := q.h.get(id); st != nil && st.executor != q.opt.ExecutorID {
+					continue // the task is no longer this executor's: fenced
+				}
+			}
 			q.h.logs = append(q.h.logs, slices.Clone(m.Log))
 			applied[i] = true
 			continue

@@ -536,6 +536,18 @@ func testPublishOrder(t *testing.T, s *suite) {
 	if got := s.Published(t); !same(got, want) {
 		t.Errorf("published, in order:\n%s\nwant:\n%s", bytes.Join(got, []byte("\n")), bytes.Join(want, []byte("\n")))
 	}
+	// A line of no task, or of a task with no record, is published; a
+	// line of a task another executor runs is not this executor's to give.
+	b := s.Broker(t, "b")
+	s.Submit(t, raw("z"))
+	dz := s.take(b)
+	s.claim(b, dz, "z")
+	if ok := s.publish(a, queue.Message{Log: []byte("no task")}, queue.Message{Log: line("unknown", 1)}, queue.Message{Log: line("z", 1)}); !ok[0] || !ok[1] || ok[2] {
+		t.Errorf("applied %v, want true, true, false", ok)
+	}
+	if got := s.Published(t); len(got) != len(want)+2 {
+		t.Errorf("%d published, want %d", len(got), len(want)+2)
+	}
 	// An empty batch is fine.
 	if ok, err := a.Publish(ctxT(t), nil); err != nil || len(ok) != 0 {
 		t.Errorf("empty Publish = %v, %v", ok, err)
@@ -891,8 +903,14 @@ func testRecoveredFenced(t *testing.T, s *suite) {
 	if own, err := paused.Owned(ctxT(t), claims); err != nil || own["p1"] || own["p2"] {
 		t.Errorf("Owned after recovery = %v, %v; want neither", own, err)
 	}
-	if ok := s.publish(paused, queue.Message{Log: line("p1", 9)}, finish(d1, "p1", task.Succeeded)); ok[1] {
-		t.Error("a fenced executor published a second done")
+	late := line("p1", 9)
+	if ok := s.publish(paused, queue.Message{Log: late}, finish(d1, "p1", task.Succeeded)); ok[0] || ok[1] {
+		t.Errorf("a fenced executor's line and done applied = %v, want neither", ok)
+	}
+	for _, m := range s.Published(t) {
+		if bytes.Equal(m, late) {
+			t.Error("a line of a task reported lost was published after its lost done")
+		}
 	}
 	if r, _ := peer.RouteKill(ctxT(t), "p2"); r.Ended != task.Lost {
 		t.Errorf("route of a task reported lost = %+v", r)

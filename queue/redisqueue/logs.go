@@ -44,39 +44,6 @@ end
 return 0
 `
 
-// taskBatches groups a run of output lines by task id, keeping each task's
-// order: one XADD per task per batch.
-type taskBatches struct {
-	order []string
-	lines map[string][]byte
-}
-
-func (b *taskBatches) add(raw []byte) {
-	id := lineID(raw)
-	if id == "" {
-		return // not a task's message: the shared list has it all the same
-	}
-	if b.lines == nil {
-		b.lines = map[string][]byte{}
-	}
-	cur, ok := b.lines[id]
-	if !ok {
-		b.order = append(b.order, id)
-	} else {
-		cur = append(cur, '\n')
-	}
-	b.lines[id] = append(cur, raw...)
-}
-
-func (b *taskBatches) flush(ctx context.Context, p redis.Pipeliner, q *Queue, retention time.Duration) {
-	for _, id := range b.order {
-		key := q.TaskLogsKey(id)
-		p.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{logsField, b.lines[id]}})
-		p.PExpire(ctx, key, retention)
-	}
-	b.order, b.lines = b.order[:0], nil
-}
-
 // lineID reads the id of a TaskLog message. Messages are written with "id"
 // first, so the common case is a prefix; anything else is parsed.
 func lineID(raw []byte) string {

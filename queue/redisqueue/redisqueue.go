@@ -264,35 +264,50 @@ func (q *Queue) Taken(ctx context.Context) ([][]byte, error) {
 	return out, nil
 }
 
-// Publish implements queue.Publisher: runs of output lines become one
-// multi-value RPUSH (and one PUBLISH for followers), finishes run the finish
-// script, all inside MULTI/EXEC so a batch applies whole or not at all.
-// The finish script is sent as EVAL, not EVALSHA: after a Redis restart the
-// script cache is empty and a NOSCRIPT error inside MULTI would apply the
-// rest of the batch without it.
+// Publish implements queue.Publisher: runs of output lines go through the
+// lines script (one RPUSH, one PUBLISH for followers, one XADD per task,
+// fenced per task), finishes run the finish script, all inside MULTI/EXEC
+// so a batch applies whole or not at all. The scripts are sent as EVAL,
+// not EVALSHA: after a Redis restart the script cache is empty and a
+// NOSCRIPT error inside MULTI would apply the rest of the batch without
+// them.
 func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) ([]bool, error) {
 	retention := strconv.FormatInt(q.opt.Retention.Milliseconds(), 10)
 	finishes := make([]*redis.Cmd, len(msgs))
+	type run struct {
+		cmd   *redis.Cmd
+		first int // index in msgs of the run's first line
+	}
+	var runs []run
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		var lines []any
-		var feed []byte
-		var perTask taskBatches
+		var keys []string
+		var args []any
+		tasks := map[string]int{}
+		first := -1
 		flush := func() {
-			if len(lines) > 0 {
-				p.RPush(ctx, q.opt.Names.Logs, lines...)
-				p.Publish(ctx, q.opt.Names.Logs, feed)
-				perTask.flush(ctx, p, q, q.opt.Retention)
-				lines, feed = nil, nil
+			if first < 0 {
+				return
 			}
+			cmd := p.Eval(ctx, linesSource, append([]string{q.opt.Names.Logs}, keys...), args...)
+			runs = append(runs, run{cmd: cmd, first: first})
+			keys, args, first = nil, nil, -1
+			clear(tasks)
 		}
 		for i, m := range msgs {
 			if m.Finish == nil {
-				lines = append(lines, m.Log)
-				perTask.add(m.Log)
-				if len(feed) > 0 {
-					feed = append(feed, '\n')
+				if first < 0 {
+					first = i
+					args = append(args, q.opt.ExecutorID, retention, q.opt.Names.Logs)
 				}
-				feed = append(feed, m.Log...)
+				k := 0
+				if id := lineID(m.Log); id != "" {
+					if k = tasks[id]; k == 0 {
+						keys = append(keys, q.StatusKey(id), q.TaskLogsKey(id))
+						k = len(keys) / 2
+						tasks[id] = k
+					}
+				}
+				args = append(args, k, m.Log)
 				continue
 			}
 			flush()
@@ -317,9 +332,17 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) ([]bool, erro
 		return nil, fmt.Errorf("queue: publish %d messages: %w", len(msgs), err)
 	}
 	applied := make([]bool, len(msgs))
+	for _, r := range runs {
+		flags, err := r.cmd.Text()
+		if err != nil {
+			return nil, fmt.Errorf("queue: publish output lines: %w", err)
+		}
+		for j := range len(flags) {
+			applied[r.first+j] = flags[j] == '1'
+		}
+	}
 	for i := range msgs {
 		if finishes[i] == nil {
-			applied[i] = true
 			continue
 		}
 		n, err := finishes[i].Int()

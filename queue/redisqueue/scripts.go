@@ -188,3 +188,53 @@ redis.call('SADD', KEYS[2], ARGV[3])
 if v then return 1 end
 return 0
 `)
+
+// linesSource publishes a run of output lines, fenced per task: KEYS[1]
+// the logs list, then for task k (k = 1..n) KEYS[2k] its status and
+// KEYS[2k+1] its log stream; ARGV executor, retention ms, feed channel,
+// then a task index (0: a line of no task) and a line per pair.
+//
+// A line is published only while its task is this executor's — its
+// record names this executor (running here, or ended here: a retried
+// batch repeats lines before their done), or there is no record at all
+// (Redis lost its data; nobody reported the task). Once a peer has reported the task lost (this executor was
+// paused or cut off past its TTL), its lines are refused here, in the
+// same step that would write them: however long the executor was stopped
+// between its own lease check and this call, no line can follow the lost
+// done. Returns a string of '1' (published) and '0' (refused), one per
+// line.
+const linesSource = `
+local n = (#KEYS - 1) / 2
+local ok = {}
+for k = 1, n do
+  local h = redis.call('HMGET', KEYS[2*k], 'state', 'executor')
+  ok[k] = (not h[1]) or h[2] == ARGV[1]
+end
+local lines, per, flags = {}, {}, {}
+for i = 4, #ARGV, 2 do
+  local k = tonumber(ARGV[i])
+  if k == 0 or ok[k] then
+    local l = ARGV[i+1]
+    lines[#lines+1] = l
+    if k > 0 then
+      if per[k] then per[k][#per[k]+1] = l else per[k] = {l} end
+    end
+    flags[#flags+1] = '1'
+  else
+    flags[#flags+1] = '0'
+  end
+end
+for i = 1, #lines, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(lines, i, math.min(i + 999, #lines)))
+end
+if #lines > 0 then
+  redis.call('PUBLISH', ARGV[3], table.concat(lines, '\n'))
+end
+for k = 1, n do
+  if per[k] then
+    redis.call('XADD', KEYS[2*k+1], '*', '` + logsField + `', table.concat(per[k], '\n'))
+    redis.call('PEXPIRE', KEYS[2*k+1], ARGV[2])
+  end
+end
+return table.concat(flags)
+`

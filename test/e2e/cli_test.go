@@ -29,7 +29,7 @@ func TestCLISubmitStatusKillLogs(t *testing.T) {
 	script(t, dir, "hello.sh", `echo "hello $1"`)
 	script(t, dir, "fail.sh", `echo bad >&2; exit 4`)
 	script(t, dir, "long.sh", `echo begun; sleep 60`)
-	cfg := config(t, srv.Addr(), dir, "a", map[string]any{"concurrency": 2})
+	cfg := config(t, srv.Addr(), dir, uniqueID("a"), map[string]any{"concurrency": 2})
 	p := start(t, "-config="+cfg)
 	p.waitLog(t, "executor serving", 20*time.Second)
 

@@ -35,7 +35,7 @@ func TestRunsWithTheOriginalCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	script(t, dir, "install.sh", `echo "installing $1"`)
 	logDir := t.TempDir()
-	p := start(t, "-config="+config(t, srv.Addr(), dir, "a", nil), "-alsologtostderr", "-log_dir="+logDir, "-v=1")
+	p := start(t, "-config="+config(t, srv.Addr(), dir, uniqueID("a"), nil), "-alsologtostderr", "-log_dir="+logDir, "-v=1")
 	p.waitLog(t, "executor serving", 20*time.Second)
 	rdb := srv.Client(t)
 	// The exact message from the original README.
@@ -85,14 +85,15 @@ func TestExecutorSIGKILLMidTask(t *testing.T) {
 	script(t, dir, "long.sh", "setsid sleep 1"+marker+" &\nsleep 2"+marker)
 	script(t, dir, "ok.sh", "echo ok")
 
-	a := start(t, "-config="+config(t, srv.Addr(), dir, "a", nil))
+	idA, idB := uniqueID("a"), uniqueID("b")
+	a := start(t, "-config="+config(t, srv.Addr(), dir, idA, nil))
 	a.waitLog(t, "executor serving", 20*time.Second)
 	submit(t, rdb, "victim", "long.sh")
 	observe.Eventually(t, "the task to run", 10*time.Second, func() bool { return observe.ProcessWithMarker("2" + marker) })
 	submit(t, rdb, "queued-1", "ok.sh")
 	submit(t, rdb, "queued-2", "ok.sh")
 
-	b := start(t, "-config="+config(t, srv.Addr(), dir, "b", nil))
+	b := start(t, "-config="+config(t, srv.Addr(), dir, idB, nil))
 	b.waitLog(t, "executor serving", 20*time.Second)
 	a.signal(syscall.SIGKILL)
 	a.wait(t, 10*time.Second)
@@ -103,7 +104,7 @@ func TestExecutorSIGKILLMidTask(t *testing.T) {
 	})
 	seen := map[string][]task.Log{}
 	d := doneOf(t, rdb, seen, "victim", 20*time.Second)
-	if d.Status != task.Lost || d.Executor != "b" {
+	if d.Status != task.Lost || d.Executor != idB {
 		t.Fatalf("victim: %+v", d)
 	}
 	t.Logf("lost reported %v after the SIGKILL", time.Since(killed))
@@ -112,7 +113,7 @@ func TestExecutorSIGKILLMidTask(t *testing.T) {
 			t.Errorf("%s: %+v", id, d)
 		}
 	}
-	if n := rdb.LLen(context.Background(), "queue_job_task:processing:a").Val(); n != 0 {
+	if n := rdb.LLen(context.Background(), "queue_job_task:processing:"+idA).Val(); n != 0 {
 		t.Errorf("dead executor's processing list still holds %d", n)
 	}
 }
@@ -123,7 +124,7 @@ func TestRestartReportsItsOwnLostTask(t *testing.T) {
 	rdb := srv.Client(t)
 	dir := t.TempDir()
 	script(t, dir, "long.sh", "sleep 60")
-	cfg := config(t, srv.Addr(), dir, "solo", nil)
+	cfg := config(t, srv.Addr(), dir, uniqueID("solo"), nil)
 	a := start(t, "-config="+cfg)
 	a.waitLog(t, "executor serving", 20*time.Second)
 	submit(t, rdb, "mine", "long.sh")
@@ -145,7 +146,7 @@ func TestSentinelFailover(t *testing.T) {
 	addr := "sentinel://" + s.MasterName() + "@" + strings.Join(s.SentinelAddrs(), ",")
 	dir := t.TempDir()
 	script(t, dir, "ok.sh", "echo ok")
-	p := start(t, "-config="+config(t, addr, dir, "a", nil))
+	p := start(t, "-config="+config(t, addr, dir, uniqueID("a"), nil))
 	p.waitLog(t, "executor serving", 20*time.Second)
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName(), SentinelAddrs: s.SentinelAddrs()})
 	defer rdb.Close()

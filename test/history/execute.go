@@ -180,6 +180,18 @@ func (r *run) healAll() error {
 			r.record("start", "", e.id, "at the end")
 		}
 	}
+	// One started during an outage serves once it reaches Redis (its wait
+	// between attempts grows to 15 s); only then has it cleaned up what
+	// its previous life left.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, e := range r.execs {
+		for e.alive() && !e.serving() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond) // polling its log
+		}
+		if e.alive() && !e.serving() {
+			r.record("stuck", "", e.id, "not serving 20s after every fault was healed")
+		}
+	}
 	return nil
 }
 

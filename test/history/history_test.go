@@ -22,11 +22,11 @@ var (
 	flagTTL       = flag.Duration("ttl", time.Second, "executor_ttl of every executor")
 )
 
-// DefaultFaults are the fault classes the bounded run in CI injects. The
-// classes that still find known bugs (pause, partition and redis: see the
-// README, "History checker") are left out here until their fixes land; run
-// them with -faults=all or HISTORY_FAULTS=all.
-const DefaultFaults = "sigkill,term,cut,delay,kill,dup"
+// DefaultFaults are the fault classes the bounded run in CI injects.
+// partition is left out until it has been re-run since the lifecycle fixes
+// (see the README, "History checker"); run it with -faults=all or
+// HISTORY_FAULTS=all.
+const DefaultFaults = "sigkill,term,cut,delay,kill,dup,pause,redis"
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
