@@ -88,6 +88,19 @@ var helpPages = map[string]helpPage{
 			"the hash chain and the Redis mirror, naming the first bad record.",
 		example: "  task-job audit -config=/etc/task-job/config.json -id=101\n  task-job audit -file=/var/lib/task-job/audit.jsonl -verify",
 	},
+	"doctor": {
+		usage: "task-job doctor [-config=FILE] [-json]",
+		about: "Checks, on this host, what the executor would meet with FILE: the config and\n" +
+			"policy load, cmd_dir passes the trust check, Redis answers with the configured\n" +
+			"user (and that user may do what the executor needs, and no more), no other\n" +
+			"executor holds executor_id, cgroups (v1, hybrid or v2, and delegation), the\n" +
+			"sandbox helper, namespaces, seccomp and a trial task in the sandbox, the audit\n" +
+			"file and its chain, signing keys, server_port. Each line says OK, WARN or FAIL,\n" +
+			"with what to do. Nothing an executor owns is changed. Without -config it checks\n" +
+			packagedConfig + " if it exists.\n\n" +
+			"Exit status: 0 no FAIL, 1 at least one FAIL, 2 usage error.",
+		example: "  task-job doctor\n  task-job doctor -config=/etc/task-job/config.json -json | jq 'select(.status != \"OK\")'",
+	},
 	"version": {
 		usage:   "task-job version [-json]",
 		about:   "Prints the version, the commit it was built from and when.",
