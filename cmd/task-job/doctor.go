@@ -302,7 +302,9 @@ func (d *doctor) checkRedis() bool {
 	d.rdb = rdb
 	ctx, cancel := context.WithTimeout(context.Background(), d.redisTimeout)
 	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
+	// A user that may not PING is connected all the same: the ACL check
+	// below says what it may not do.
+	if err := rdb.Ping(ctx).Err(); err != nil && !isNoPerm(err) {
 		msg := err.Error()
 		fix := "check redis_addr, and that Redis runs there and this host may reach it (systemctl status redis-server)"
 		switch {
@@ -394,6 +396,7 @@ func (d *doctor) checkACL() {
 		what string
 		cmd  []any
 	}{
+		{"PING", []any{"PING"}},
 		{"LLEN " + q, []any{"LLEN", q}},
 		{"LLEN " + d.cfg.QueueControlName, []any{"LLEN", d.cfg.QueueControlName}},
 		{"LLEN " + d.cfg.LogsChannel, []any{"LLEN", d.cfg.LogsChannel}},
