@@ -391,7 +391,9 @@ func (d *doctor) checkACL() {
 	q := d.cfg.QueueName
 	probe := fmt.Sprintf("%s:doctor:%s-%d", q, d.cfg.ExecutorID, os.Getpid())
 	// What the executor needs, tried without changing anything that
-	// matters: reads, a script that returns 1, a key of doctor's own.
+	// matters: reads of its lists and stream, and every command its client
+	// and its scripts use, run inside one script on keys of doctor's own
+	// that the script deletes before it returns.
 	needs := []struct {
 		what string
 		cmd  []any
@@ -400,18 +402,32 @@ func (d *doctor) checkACL() {
 		{"LLEN " + q, []any{"LLEN", q}},
 		{"LLEN " + d.cfg.QueueControlName, []any{"LLEN", d.cfg.QueueControlName}},
 		{"LLEN " + d.cfg.LogsChannel, []any{"LLEN", d.cfg.LogsChannel}},
-		{"EVAL (its Lua scripts)", []any{"EVAL", "return 1", 1, probe}},
-		{"LMOVE between its lists", []any{"LMOVE", probe + ":a", probe + ":b", "LEFT", "RIGHT"}},
-		{"SET with an expiry on its keys", []any{"SET", probe, "1", "PX", 5000}},
-		{"DEL on its keys", []any{"DEL", probe}},
 		{"XLEN " + d.cfg.AuditStream, []any{"XLEN", d.cfg.AuditStream}},
+		{"EVAL", []any{"EVAL", "return 1", 1, probe}},
+		{"EVALSHA", []any{"EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", 1, probe}}, // sha1("return 1")
+		{"SCRIPT LOAD", []any{"SCRIPT", "LOAD", "return 1"}},
 	}
 	var refused []string
 	for _, n := range needs {
-		if err := d.rdb.Do(ctx, n.cmd...).Err(); isNoPerm(err) {
+		err := d.rdb.Do(ctx, n.cmd...).Err()
+		switch {
+		case isNoPerm(err):
 			refused = append(refused, n.what)
-		} else if err != nil && !errors.Is(err, redis.Nil) {
+		case err == nil, errors.Is(err, redis.Nil), strings.HasPrefix(fmt.Sprint(err), "NOSCRIPT"):
+		default:
 			d.warn("redis-acl", "", "%s: %v", n.what, err)
+		}
+	}
+	if _, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { p.Exists(ctx, probe); return nil }); err != nil && strings.Contains(err.Error(), "NOPERM") {
+		refused = append(refused, "MULTI/EXEC")
+	}
+	if err := d.rdb.Do(ctx, "EVAL", aclProbeScript, 7, probe+":h", probe+":z", probe+":l", probe+":l2", probe+":s", probe+":set", probe+":x").Err(); err != nil {
+		if isNoPerm(err) {
+			refused = append(refused, "EVAL")
+		} else if msg := err.Error(); strings.HasPrefix(msg, "refused: ") {
+			refused = append(refused, strings.Split(strings.TrimPrefix(msg, "refused: "), ",")...)
+		} else {
+			d.warn("redis-acl", "", "the command probe script: %v", err)
 		}
 	}
 	if len(refused) > 0 {
@@ -443,6 +459,39 @@ func (d *doctor) checkACL() {
 			"the executor's Redis user can do more than it needs: %s; whoever takes over the executor can do the same", strings.Join(more, ", "))
 	}
 }
+
+// aclProbeScript runs, on doctor's own keys (KEYS[1] a hash, [2] a sorted
+// set, [3] and [4] lists, [5] a string, [6] a set, [7] a stream), every
+// command the executor's client and Lua scripts use, and deletes the keys
+// again. It fails with "refused: CMD,CMD" naming the commands the ACL
+// refused. Blocking commands do not block inside a script. PUBLISH is left
+// out: a message on the logs channel would reach its subscribers.
+const aclProbeScript = `
+local refused = {}
+local function try(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err and (string.find(r.err, 'NOPERM', 1, true) or string.find(r.err, "can't run this command", 1, true) or string.find(r.err, "can't access", 1, true)) then
+    table.insert(refused, (select(1, ...)))
+  end
+end
+local h, z, l, l2, s, set, x = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+try('HSET', h, 'f', '1') try('HGET', h, 'f') try('HMGET', h, 'f') try('HGETALL', h) try('HDEL', h, 'f')
+try('ZADD', z, 'NX', '1', 'm') try('ZSCORE', z, 'm') try('ZCARD', z) try('ZREM', z, 'm')
+try('ZREMRANGEBYRANK', z, '0', '-1') try('ZREMRANGEBYSCORE', z, '-inf', '+inf')
+try('RPUSH', l, 'x') try('LPUSH', l, 'x') try('LINDEX', l, '0') try('LRANGE', l, '0', '-1') try('LLEN', l)
+try('LREM', l, '0', 'y') try('LTRIM', l, '0', '-1') try('LMOVE', l, l2, 'LEFT', 'RIGHT')
+try('BLMOVE', l2, l, 'LEFT', 'RIGHT', '0') try('BLPOP', l2, '0') try('LPOP', l)
+try('SET', s, '1', 'PX', '5000') try('SETNX', s, '1') try('GET', s) try('EXISTS', s) try('PEXPIRE', s, '5000')
+try('PTTL', s) try('PERSIST', s)
+try('SADD', set, 'm') try('SISMEMBER', set, 'm') try('SMEMBERS', set) try('SREM', set, 'm')
+try('XADD', x, '*', 'f', 'v') try('XLEN', x) try('XRANGE', x, '-', '+') try('XREVRANGE', x, '+', '-', 'COUNT', '1')
+try('DEL', h, z, l, l2, s, set, x)
+if #refused > 0 then
+  for _, k in ipairs(KEYS) do redis.pcall('PEXPIRE', k, 5000) end
+  return redis.error_reply('refused: ' .. table.concat(refused, ','))
+end
+return 1
+`
 
 // configValue reads the value of a one-key CONFIG GET reply (RESP2 list or
 // RESP3 map).
