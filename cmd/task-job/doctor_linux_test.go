@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,6 +330,67 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("exit %d, want %d", code, exitFailed)
 		}
 		wantFinding(t, fs, statusFail, "executor_id", "held")
+	})
+
+	// Run by an unprivileged user, as an operator might first try it: the
+	// sandbox is not checked, and "isolation": "on" fails.
+	t.Run("as nobody", func(t *testing.T) {
+		open := redisserver.Start(t)
+		dir, err := os.MkdirTemp("", "task-job-doctor-nobody-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		chmod(t, dir, 0o755)
+		// This test binary, where nobody may run it (go test's own
+		// directory is root's only).
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(self)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(dir, "task-job")
+		writeFile(t, bin, string(b), 0o755)
+		for isolation, want := range map[string]int{"auto": exitOK, "on": exitFailed} {
+			cfg, _ := json.Marshal(map[string]any{"redis_addr": open.Addr(), "cmd_dir": dir, "isolation": isolation,
+				"executor_id": badIDChars.ReplaceAllString(fmt.Sprintf("doctor-%d-%s-%s", os.Getpid(), t.Name(), isolation), "_")})
+			path := filepath.Join(dir, isolation+".json")
+			writeFile(t, path, string(cfg), 0o644)
+			cmd := exec.Command(bin, "doctor", "-config="+path, "-json")
+			cmd.Env = append(os.Environ(), mainEnv+"=1", "GORACE=atexit_sleep_ms=0")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			out, err := cmd.Output()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			var fs []finding
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				var f finding
+				if err := json.Unmarshal([]byte(line), &f); err != nil {
+					t.Fatalf("%q: %v", line, err)
+				}
+				fs = append(fs, f)
+			}
+			if code != want {
+				t.Errorf("isolation %s as nobody: exit %d, want %d:\n%s", isolation, code, want, findingsText(fs))
+			}
+			status := statusWarn
+			if isolation == "on" {
+				status = statusFail
+			}
+			wantFinding(t, fs, status, "isolation", "not root")
+			for _, f := range fs {
+				if f.Check == "cgroups" || f.Check == "sandbox" || f.Check == "helper" {
+					t.Errorf("the sandbox is checked although it is not built: %s %s", f.Check, f.Message)
+				}
+			}
+		}
 	})
 
 	// The text report: aligned lines, fixes under them, a verdict.
