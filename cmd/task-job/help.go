@@ -101,6 +101,12 @@ var helpPages = map[string]helpPage{
 			"Exit status: 0 no FAIL, 1 at least one FAIL, 2 usage error.",
 		example: "  task-job doctor\n  task-job doctor -config=/etc/task-job/config.json -json | jq 'select(.status != \"OK\")'",
 	},
+	"completion": {
+		usage: "task-job completion bash",
+		about: "Prints a bash completion script: commands, each command's flags, and files\n" +
+			"after a flag's \"=\". zsh loads it through bashcompinit.",
+		example: "  task-job completion bash > /etc/bash_completion.d/task-job\n  source <(task-job completion bash)",
+	},
 	"version": {
 		usage:   "task-job version [-json]",
 		about:   "Prints the version, the commit it was built from and when.",
@@ -146,9 +152,9 @@ func usage(w io.Writer) {
 		"usage: task-job [-config=FILE] [-alsologtostderr] [-log_dir=DIR]   run the executor\n"+
 		"       task-job COMMAND [flags] [ARGS]\n\ncommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "  help     show a command's flags and an example: task-job help COMMAND\n")
+	fmt.Fprintf(w, "  %-10s %s\n", "help", "show a command's flags and an example: task-job help COMMAND")
 	fmt.Fprint(w, "\nexecutor flags (task-job [flags], or task-job serve [flags]):\n")
 	fs, _ := serveFlags(new(string))
 	printFlags(w, fs)

@@ -6,7 +6,7 @@
 //	task-job -config=/tmp/config.json -alsologtostderr
 //
 // Subcommands for people: dev, submit, kill, status, logs, policy, audit,
-// doctor, version, help.
+// doctor, version, completion, help.
 package main
 
 import (
@@ -45,6 +45,7 @@ func commands() []command {
 		{"audit", "review the audit log, or -verify its hash chain", runAudit},
 		{"doctor", "check this host and a config: what the executor would enforce, what to fix", runDoctor},
 		{"version", "print the version, commit and build date", runVersion},
+		{"completion", "print a shell completion script: task-job completion bash", runCompletion},
 	}
 }
 
