@@ -26,14 +26,10 @@ import (
 // cgroupRoot is where the host mounts its cgroup tree.
 var cgroupRoot = "/sys/fs/cgroup"
 
-// unitPaths are where systemd looks for the task-job unit, most local first;
-// drop-ins in <unit>.d/*.conf override it.
-var unitPaths = []string{
-	"/etc/systemd/system/task-job.service",
-	"/run/systemd/system/task-job.service",
-	"/usr/lib/systemd/system/task-job.service",
-	"/lib/systemd/system/task-job.service",
-}
+// unitDirs are where systemd looks for the task-job unit, most local
+// first; drop-ins in <dir>/task-job.service.d/*.conf override it, those of
+// the more local directories last.
+var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
 
 // checkHost checks what the sandbox needs from this host: root, cgroups,
 // its helper, namespaces, seccomp, and then runs one trial task.
@@ -196,8 +192,8 @@ func (d *doctor) checkCgroupV2(root, own string) (v2Foreign bool) {
 // unitDelegates reads the task-job unit systemd would use and its drop-ins
 // for Delegate=; the last setting wins.
 func unitDelegates() (delegate bool, unit string) {
-	for _, p := range unitPaths {
-		if _, err := os.Stat(p); err == nil {
+	for _, dir := range unitDirs {
+		if p := filepath.Join(dir, "task-job.service"); fileExists(p) {
 			unit = p
 			break
 		}
@@ -206,8 +202,8 @@ func unitDelegates() (delegate bool, unit string) {
 		return false, ""
 	}
 	files := []string{unit}
-	for _, dir := range []string{"/usr/lib/systemd/system/task-job.service.d", "/run/systemd/system/task-job.service.d", "/etc/systemd/system/task-job.service.d"} {
-		m, _ := filepath.Glob(filepath.Join(dir, "*.conf"))
+	for i := len(unitDirs) - 1; i >= 0; i-- {
+		m, _ := filepath.Glob(filepath.Join(unitDirs[i], "task-job.service.d", "*.conf"))
 		files = append(files, m...)
 	}
 	for _, f := range files {
@@ -334,6 +330,11 @@ func (d *doctor) trialTask() {
 			d.warn("sandbox", "", "%s", line)
 		}
 	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // auditWriter says who holds the audit file's one-writer lock, "" if no one.

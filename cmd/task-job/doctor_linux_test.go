@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/test/redisserver"
 )
@@ -443,4 +444,68 @@ func chmod(t *testing.T, path string, mode os.FileMode) {
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The cgroup v2 analysis, on trees laid out as a v2 host's: this host is
+// hybrid, so its own tree cannot show these cases (make vmtest boots a v2
+// kernel for the sandbox itself).
+func TestDoctorCgroupV2(t *testing.T) {
+	root := t.TempDir()
+	units := t.TempDir()
+	etc := filepath.Join(units, "etc")
+	lib := filepath.Join(units, "lib")
+	defer func(d []string) { unitDirs = d }(unitDirs)
+	unitDirs = []string{etc, lib}
+	controllers := func(rel, list string) {
+		dir := filepath.Join(root, rel)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "cgroup.controllers"), list+"\n", 0o644)
+	}
+	unit := func(dir, name, body string) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, name), body, 0o644)
+	}
+	check := func(own string) (finding, bool) {
+		t.Helper()
+		d := &doctor{cfg: &config.Config{ExecutorID: "w1"}}
+		foreign := d.checkCgroupV2(root, own)
+		if len(d.findings) != 1 {
+			t.Fatalf("want one finding, got %+v", d.findings)
+		}
+		return d.findings[0], foreign
+	}
+	want := func(own, status, msg string, foreign bool) {
+		t.Helper()
+		f, fo := check(own)
+		if f.Status != status || !strings.Contains(f.Message, msg) || fo != foreign {
+			t.Errorf("own %s: %s %q (foreign %v), want %s mentioning %q (foreign %v)", own, f.Status, f.Message, fo, status, msg, foreign)
+		}
+	}
+
+	controllers("", "cpuset cpu io pids")
+	want("/", statusWarn, "without memory", false)
+
+	controllers("", "cpuset cpu io memory pids")
+	want("/", statusOK, "at the root", false)
+
+	controllers("system.slice/task-job.service", "cpu memory pids")
+	want("/system.slice/task-job.service", statusOK, "delegated", false)
+	want("/system.slice/task-job.service/executor", statusOK, "delegated", false)
+	controllers("system.slice/task-job.service", "pids")
+	want("/system.slice/task-job.service", statusWarn, "without memory, cpu", false)
+
+	// From a shell: what the installed unit says decides.
+	shell := "/user.slice/user-0.slice/session-1.scope"
+	want(shell, statusWarn, "no task-job unit is installed", true)
+	unit(lib, "task-job.service", "[Service]\nExecStart=/usr/bin/task-job\nDelegate=yes\n")
+	want(shell, statusOK, "sets Delegate=yes", true)
+	unit(filepath.Join(etc, "task-job.service.d"), "override.conf", "[Service]\nDelegate=no\n")
+	want(shell, statusWarn, "does not set Delegate=yes", true)
+	// A drop-in beside the more local unit wins over one beside the vendor's.
+	unit(filepath.Join(lib, "task-job.service.d"), "vendor.conf", "[Service]\nDelegate=yes\n")
+	want(shell, statusWarn, "does not set Delegate=yes", true)
 }
