@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -27,8 +28,7 @@ import (
 var cgroupRoot = "/sys/fs/cgroup"
 
 // unitDirs are where systemd looks for the task-job unit, most local
-// first; drop-ins in <dir>/task-job.service.d/*.conf override it, those of
-// the more local directories last.
+// first; drop-ins in <dir>/task-job.service.d/*.conf override it.
 var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
 
 // checkHost checks what the sandbox needs from this host: root, cgroups,
@@ -201,10 +201,20 @@ func unitDelegates() (delegate bool, unit string) {
 	if unit == "" {
 		return false, ""
 	}
+	// Drop-ins apply sorted by file name, whatever their directory; a
+	// file in a more local directory masks one of the same name.
+	dropins := map[string]string{}
+	for _, dir := range unitDirs {
+		m, _ := filepath.Glob(filepath.Join(dir, "task-job.service.d", "*.conf"))
+		for _, p := range m {
+			if _, seen := dropins[filepath.Base(p)]; !seen {
+				dropins[filepath.Base(p)] = p
+			}
+		}
+	}
 	files := []string{unit}
-	for i := len(unitDirs) - 1; i >= 0; i-- {
-		m, _ := filepath.Glob(filepath.Join(unitDirs[i], "task-job.service.d", "*.conf"))
-		files = append(files, m...)
+	for _, name := range slices.Sorted(maps.Keys(dropins)) {
+		files = append(files, dropins[name])
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)

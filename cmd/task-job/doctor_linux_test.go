@@ -505,7 +505,10 @@ func TestDoctorCgroupV2(t *testing.T) {
 	want(shell, statusOK, "sets Delegate=yes", true)
 	unit(filepath.Join(etc, "task-job.service.d"), "override.conf", "[Service]\nDelegate=no\n")
 	want(shell, statusWarn, "does not set Delegate=yes", true)
-	// A drop-in beside the more local unit wins over one beside the vendor's.
+	// Drop-ins apply in file-name order, whatever their directory...
 	unit(filepath.Join(lib, "task-job.service.d"), "vendor.conf", "[Service]\nDelegate=yes\n")
+	want(shell, statusOK, "sets Delegate=yes", true)
+	// ...and a more local one masks the one of the same name.
+	unit(filepath.Join(etc, "task-job.service.d"), "vendor.conf", "[Service]\nDelegate=no\n")
 	want(shell, statusWarn, "does not set Delegate=yes", true)
 }
