@@ -96,7 +96,7 @@ func v1Controllers() map[string]string {
 
 // checkCgroups says how this host offers cgroups and, on v2, whether the
 // executor gets a subtree of its own. It reports true when doctor itself
-// sits in a v2 cgroup it must not reorganise (a shell's session).
+// sits in a v2 cgroup it must not reorganise (a login shell's scope).
 func (d *doctor) checkCgroups() (v2Foreign bool) {
 	parent := "task-job-" + d.cfg.ExecutorID
 	switch mode := cgroups.Mode(); mode {
