@@ -410,10 +410,21 @@ func serveInstalled(t *testing.T, root, unit string) {
 	cfg := readFile(t, at("etc/task-job/config.json"))
 	cfg = strings.ReplaceAll(cfg, `"/var/lib/task-job`, `"`+root+`/var/lib/task-job`)
 	cfg = strings.ReplaceAll(cfg, `"/etc/task-job`, `"`+root+`/etc/task-job`)
+	// The executor connects as the ACL user users.acl gives it.
 	cfg = strings.Replace(cfg, `"redis_addr": "127.0.0.1:6379",`,
-		fmt.Sprintf(`"redis_addr": %q, "executor_id": %q, "shutdown_grace": "5s",`, rs.Addr(), id), 1)
+		fmt.Sprintf(`"redis_addr": %q, "executor_id": %q, "shutdown_grace": "5s",`, "redis://task-job@"+rs.Addr(), id), 1)
 	testCfg := at("etc/task-job/test-config.json")
 	writeFile(t, testCfg, cfg, 0o644)
+
+	// doctor, from the installed binary, finds nothing to fix: the example
+	// ACL user is enough for the executor and no more.
+	doctor := func() (string, error) {
+		out, err := exec.Command(at("usr/bin/task-job"), "doctor", "-config="+testCfg).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := doctor(); err != nil || strings.Contains(out, "\nFAIL") || !strings.Contains(out, `as ACL user "task-job"`) {
+		t.Errorf("doctor on the installed config: %v\n%s", err, out)
+	}
 
 	// The unit's ExecStart, its capability bounding set and no_new_privs,
 	// applied by setpriv as systemd would apply them.
@@ -459,6 +470,11 @@ func serveInstalled(t *testing.T, root, unit string) {
 	}
 	if !strings.Contains(log.String(), "sandbox: on") || !strings.Contains(log.String(), "setup by "+at("usr/bin/task-job-init")) {
 		t.Errorf("the installed executor does not use the sandbox with the installed helper:\n%s", log.String())
+	}
+
+	// A second executor with this config would not start, and doctor says why.
+	if out, err := doctor(); err == nil || !strings.Contains(out, "\nFAIL  executor_id") {
+		t.Errorf("doctor beside the running executor: %v (want exit 1 and an executor_id FAIL)\n%s", err, out)
 	}
 
 	// The container side: submit.sh as the ACL user web, signing its task.

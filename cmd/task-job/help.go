@@ -88,6 +88,25 @@ var helpPages = map[string]helpPage{
 			"the hash chain and the Redis mirror, naming the first bad record.",
 		example: "  task-job audit -config=/etc/task-job/config.json -id=101\n  task-job audit -file=/var/lib/task-job/audit.jsonl -verify",
 	},
+	"doctor": {
+		usage: "task-job doctor [-config=FILE] [-json]",
+		about: "Checks, on this host, what the executor would meet with FILE: the config and\n" +
+			"policy load, cmd_dir passes the trust check, Redis answers with the configured\n" +
+			"user (and that user may do what the executor needs, and no more), no other\n" +
+			"executor holds executor_id, cgroups (v1, hybrid or v2, and delegation), the\n" +
+			"sandbox helper, namespaces, seccomp and a trial task in the sandbox, the audit\n" +
+			"file and its chain, signing keys, server_port. Each line says OK, WARN or FAIL,\n" +
+			"with what to do. Nothing an executor owns is changed. Without -config it checks\n" +
+			packagedConfig + " if it exists.\n\n" +
+			"Exit status: 0 no FAIL, 1 at least one FAIL, 2 usage error.",
+		example: "  task-job doctor\n  task-job doctor -config=/etc/task-job/config.json -json | jq 'select(.status != \"OK\")'",
+	},
+	"completion": {
+		usage: "task-job completion bash",
+		about: "Prints a bash completion script: commands, each command's flags, and files\n" +
+			"after a flag's \"=\". zsh loads it through bashcompinit.",
+		example: "  task-job completion bash > /etc/bash_completion.d/task-job\n  source <(task-job completion bash)",
+	},
 	"version": {
 		usage:   "task-job version [-json]",
 		about:   "Prints the version, the commit it was built from and when.",
@@ -133,9 +152,9 @@ func usage(w io.Writer) {
 		"usage: task-job [-config=FILE] [-alsologtostderr] [-log_dir=DIR]   run the executor\n"+
 		"       task-job COMMAND [flags] [ARGS]\n\ncommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "  help     show a command's flags and an example: task-job help COMMAND\n")
+	fmt.Fprintf(w, "  %-10s %s\n", "help", "show a command's flags and an example: task-job help COMMAND")
 	fmt.Fprint(w, "\nexecutor flags (task-job [flags], or task-job serve [flags]):\n")
 	fs, _ := serveFlags(new(string))
 	printFlags(w, fs)

@@ -6,7 +6,7 @@
 //	task-job -config=/tmp/config.json -alsologtostderr
 //
 // Subcommands for people: dev, submit, kill, status, logs, policy, audit,
-// version, help.
+// doctor, version, completion, help.
 package main
 
 import (
@@ -43,7 +43,9 @@ func commands() []command {
 		{"logs", "print a task's output by id; -f follows it to its done", runLogs},
 		{"policy", "check a policy file, and what it decides for a task (policy check)", runPolicy},
 		{"audit", "review the audit log, or -verify its hash chain", runAudit},
+		{"doctor", "check this host and a config: what the executor would enforce, what to fix", runDoctor},
 		{"version", "print the version, commit and build date", runVersion},
+		{"completion", "print a shell completion script: task-job completion bash", runCompletion},
 	}
 }
 
