@@ -88,6 +88,16 @@ var helpPages = map[string]helpPage{
 			"the hash chain and the Redis mirror, naming the first bad record.",
 		example: "  task-job audit -config=/etc/task-job/config.json -id=101\n  task-job audit -file=/var/lib/task-job/audit.jsonl -verify",
 	},
+	"server": {
+		usage: "task-job server -config=FILE [-server_port=PORT] [flags]\n       task-job server -new-token NAME ROLE",
+		about: "Serves the management API (/api/v1), the web page and /metrics on server_port,\n" +
+			"over the deployment's Redis, without taking tasks. An executor whose config\n" +
+			"sets server_port serves the same itself. Without server_tokens_file it\n" +
+			"listens on loopback only; -new-token prints a token and the line that\n" +
+			"accepts it (roles: read, operate, admin).",
+		example: "  task-job server -config=/etc/task-job/config.json -server_port=8080\n" +
+			"  task-job server -new-token alice operate   (then add the printed line to server_tokens_file)",
+	},
 	"version": {
 		usage:   "task-job version [-json]",
 		about:   "Prints the version, the commit it was built from and when.",

@@ -5,8 +5,8 @@
 //
 //	task-job -config=/tmp/config.json -alsologtostderr
 //
-// Subcommands for people: dev, submit, kill, status, logs, policy, audit,
-// version, help.
+// Subcommands for people: dev, submit, kill, status, logs, ps, executors,
+// policy, audit, server, version, help.
 package main
 
 import (
@@ -43,6 +43,7 @@ func commands() []command {
 		{"logs", "print a task's output by id; -f follows it to its done", runLogs},
 		{"policy", "check a policy file, and what it decides for a task (policy check)", runPolicy},
 		{"audit", "review the audit log, or -verify its hash chain", runAudit},
+		{"server", "serve the management API, web page and /metrics alone, running no task", runServer},
 		{"version", "print the version, commit and build date", runVersion},
 	}
 }
