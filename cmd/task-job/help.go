@@ -70,6 +70,20 @@ var helpPages = map[string]helpPage{
 			"executor's config has \"logs\": true.",
 		example: "  task-job logs -f -config=/etc/task-job/config.json 101\n  task-job logs -json 101 | jq -r .data",
 	},
+	"ps": {
+		usage: "task-job ps [flags]",
+		about: "Lists the tasks executors took within status_retention, newest first, as\n" +
+			"the management page and GET /api/v1/tasks do (-state=queued lists the task\n" +
+			"list instead). It reads Redis directly, like the other client commands.",
+		example: "  task-job ps -config=/etc/task-job/config.json\n  task-job ps -state=failed -since=24h -limit=100",
+	},
+	"executors": {
+		usage: "task-job executors [flags]",
+		about: "Lists the executors registered on the queue: alive or not, tasks running\n" +
+			"out of its slots, host, pid, version, since when, where its management\n" +
+			"server listens, and what confines its tasks.",
+		example: "  task-job executors -config=/etc/task-job/config.json\n  task-job executors -json",
+	},
 	"policy": {
 		usage: "task-job policy check [-json] [-v] [-users=false] POLICY_FILE [TASK_JSON_FILE|-]",
 		about: "Validates POLICY_FILE and prints every problem in it as file:line:col,\n" +
@@ -143,9 +157,9 @@ func usage(w io.Writer) {
 		"usage: task-job [-config=FILE] [-alsologtostderr] [-log_dir=DIR]   run the executor\n"+
 		"       task-job COMMAND [flags] [ARGS]\n\ncommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "  help     show a command's flags and an example: task-job help COMMAND\n")
+	fmt.Fprint(w, "  help      show a command's flags and an example: task-job help COMMAND\n")
 	fmt.Fprint(w, "\nexecutor flags (task-job [flags], or task-job serve [flags]):\n")
 	fs, _ := serveFlags(new(string))
 	printFlags(w, fs)

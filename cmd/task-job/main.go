@@ -41,6 +41,8 @@ func commands() []command {
 		{"kill", "kill a running task, or cancel a queued one, by id", runKill},
 		{"status", "show a task's state and result by id", runStatus},
 		{"logs", "print a task's output by id; -f follows it to its done", runLogs},
+		{"ps", "list running and recent tasks, newest first, with filters", runPs},
+		{"executors", "list the executors: alive, busy, version, what confines their tasks", runExecutors},
 		{"policy", "check a policy file, and what it decides for a task (policy check)", runPolicy},
 		{"audit", "review the audit log, or -verify its hash chain", runAudit},
 		{"server", "serve the management API, web page and /metrics alone, running no task", runServer},

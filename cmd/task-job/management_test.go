@@ -333,6 +333,40 @@ func TestManagementServer(t *testing.T) {
 		t.Errorf("the audit log has no record by http:ops:\n%s", auditLog)
 	}
 
+	// task-job ps and executors: the same lists, read from Redis.
+	cli := []string{"-redis_addr=" + srv.Addr(), "-queue=mq"}
+	// Column widths follow the executor id (its pid) and the ages: the
+	// golden files keep the cells, with two spaces between.
+	agoRe, spaces := regexp.MustCompile(`[\d.]+(ms|s|m)? ago`), regexp.MustCompile(`  +`)
+	for _, step := range []struct {
+		name string
+		args []string
+	}{
+		{"ps", []string{"ps"}},
+		{"ps-killed", []string{"ps", "-state=killed"}},
+		{"ps-bad-state", []string{"ps", "-state=done"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append(step.args, cli...)
+		code := run(args, &stdout, &stderr)
+		out := agoRe.ReplaceAllString(strings.ReplaceAll(stdout.String(), id, "EXECUTOR"), "N ago")
+		out = spaces.ReplaceAllString(out, "  ")
+		checkGolden(t, step.name, args, code, out, stderr.String(), srv.Addr(), "REDIS_ADDR", id, "EXECUTOR")
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(append([]string{"executors"}, cli...), &stdout, &stderr); code != 0 {
+		t.Fatalf("executors: exit %d %s", code, stderr.String())
+	}
+	host, _ := os.Hostname()
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID ") || !regexp.MustCompile(`^`+regexp.QuoteMeta(id)+` +yes +0/\d+ +`+regexp.QuoteMeta(host)+` +\d+ +dev +\d+s ago +\S+:\d+ +sandbox: OFF, process group per task$`).MatchString(lines[1]) {
+		t.Errorf("executors:\n%s", stdout.String())
+	}
+	stdout.Reset()
+	if code := run(append([]string{"executors", "-json"}, cli...), &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), `"id":"`+id+`","alive":true`) {
+		t.Errorf("executors -json: %d %s", code, stdout.String())
+	}
+
 	// task-job server: the same deployment on loopback, running nothing.
 	watch := map[string]any{
 		"redis_addr": srv.Addr(), "queue_name": "mq", "executor_id": id + "-watch",
