@@ -31,13 +31,13 @@ func runPs(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("ps", stdout, stderr)
 	q := url.Values{}
 	for _, f := range []struct{ name, usage string }{
-		{"state", "only tasks in this state: queued (the task list), running, succeeded, failed, timeout, killed, lost, rejected"},
-		{"tube", "only tasks of this tube (- = the default tube)"},
-		{"rule", "only tasks the policy allowed by this rule"},
-		{"key", "only tasks signed with this key id"},
-		{"executor", "only tasks taken by this executor"},
-		{"since", "only tasks claimed since: an RFC 3339 time or a duration back from now (1h)"},
-		{"until", "only tasks claimed before: an RFC 3339 time or a duration back from now"},
+		{"state", "only tasks in this `STATE`: queued (the task list), running, succeeded, failed, timeout, killed, lost, rejected"},
+		{"tube", "only tasks of this `TUBE` (- = the default tube)"},
+		{"rule", "only tasks the policy allowed by this `RULE`"},
+		{"key", "only tasks signed with this key `ID`"},
+		{"executor", "only tasks taken by this executor `ID`"},
+		{"since", "only tasks claimed since `WHEN`: an RFC 3339 time or a duration back from now (1h)"},
+		{"until", "only tasks claimed before `WHEN`: an RFC 3339 time or a duration back from now"},
 	} {
 		cc.fs.Func(f.name, f.usage, func(v string) error { q.Set(f.name, v); return nil })
 	}
