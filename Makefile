@@ -7,16 +7,16 @@ PKGS  := ./...
 FUZZTIME ?= 10s
 FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse \
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical \
-	./bytesize:FuzzParse
+	./bytesize:FuzzParse ./api:FuzzParseTokens ./api:FuzzQueryFilters
 
 .PHONY: help deps build cross package test unit history chaos vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-deps: ## install what the tests and the benchmark need (redis, and the sandbox peers bubblewrap, runc, crun) with apt-get when missing
+deps: ## install what the tests and the benchmark need (redis, the sandbox peers bubblewrap, runc, crun, and chromium for the page test) with apt-get when missing
 	@missing=""; \
-	for cp in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools bwrap:bubblewrap runc:runc crun:crun systemd-analyze:systemd openssl:openssl setpriv:util-linux; do \
+	for cp in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools bwrap:bubblewrap runc:runc crun:crun systemd-analyze:systemd openssl:openssl setpriv:util-linux chromium:chromium; do \
 		command -v $${cp%%:*} >/dev/null || missing="$$missing $${cp##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

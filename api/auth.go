@@ -40,6 +40,9 @@ func (r Role) String() string {
 	return "none"
 }
 
+// ParseRole reads a role's name: read, operate or admin.
+func ParseRole(s string) (Role, bool) { return parseRole(s) }
+
 func parseRole(s string) (Role, bool) {
 	for _, r := range []Role{RoleRead, RoleOperate, RoleAdmin} {
 		if r.String() == s {

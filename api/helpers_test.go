@@ -36,7 +36,7 @@ var names = redisqueue.Names{Tasks: "queue_job_task", Control: "queue_job_task_c
 // env is one Redis, a management server over it (and optionally an
 // executor sharing its audit log, as when an executor serves the API).
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	redis     *redisserver.Server
 	rdb       *redis.Client
 	q         *redisqueue.Queue
@@ -62,7 +62,7 @@ var testRoles = []struct {
 	tubes string
 }{{"reader", RoleRead, ""}, {"operator", RoleOperate, ""}, {"admin", RoleAdmin, ""}, {"blue", RoleAdmin, "tubes=blue"}}
 
-func newEnv(t *testing.T, o envOpt) *env {
+func newEnv(t testing.TB, o envOpt) *env {
 	t.Helper()
 	srv := redisserver.Start(t)
 	e := &env{t: t, redis: srv, rdb: srv.Client(t), dir: t.TempDir(), tokens: map[string]string{}}
@@ -113,7 +113,7 @@ func newEnv(t *testing.T, o envOpt) *env {
 	return e
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -166,7 +166,7 @@ func (e *env) publisher(executorID string) *redisqueue.Queue {
 }
 
 // claim takes the task at the head of the list and claims it.
-func claim(t *testing.T, q *redisqueue.Queue) *queue.Delivery {
+func claim(t testing.TB, q *redisqueue.Queue) *queue.Delivery {
 	t.Helper()
 	d, err := q.Take(context.Background())
 	if err != nil || d == nil {

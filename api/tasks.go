@@ -77,7 +77,11 @@ func (f *TaskFilter) match(v *TaskView) bool {
 		(f.Executor == "" || v.Executor == f.Executor)
 }
 
-// parseTaskFilter reads a filter from a query string.
+// ParseTaskFilter reads a filter from a query string (state, tube, rule,
+// key, executor, since, until, limit, cursor): GET /api/v1/tasks's, and
+// task-job ps's flags.
+func ParseTaskFilter(q map[string][]string) (TaskFilter, error) { return parseTaskFilter(q) }
+
 func parseTaskFilter(q map[string][]string) (TaskFilter, error) {
 	get := func(k string) string {
 		if v := q[k]; len(v) > 0 {

@@ -83,8 +83,18 @@ const maxDefaultConcurrency = 1024
 // comments give each field's config.json key and default.
 type Config struct {
 	// ServerPort ("server_port") is the HTTP management port: "8080",
-	// ":8080" or "host:8080"; a JSON number is accepted too. "" = off.
+	// ":8080" or "host:8080"; a JSON number is accepted too. "" = off. A
+	// bare port listens on loopback only; any other host needs
+	// ServerTokensFile.
 	ServerPort string
+	// ServerTokensFile ("server_tokens_file") lists the management API's
+	// bearer tokens, hashed, each with a role. "" = no tokens: the server
+	// then listens on loopback only and trusts every caller there.
+	ServerTokensFile string
+	// ServerTLSCert and ServerTLSKey ("server_tls_cert", "server_tls_key")
+	// are PEM files; both set = the management server speaks HTTPS only.
+	// Without them a server reachable beyond loopback is warned about.
+	ServerTLSCert, ServerTLSKey string
 	// RedisAddr ("redis_addr", default "127.0.0.1:6379") is "host:port", a
 	// "redis://" or "rediss://" URL, or "sentinel://MASTER@host:port,host:port".
 	RedisAddr string
@@ -323,7 +333,16 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	if c.ServerPort != "" {
 		if err := checkListenAddr(c.ServerPort); err != nil {
 			bad("server_port", "%v", err)
+		} else if !listensOnLoopback(c.ServerPort) && c.ServerTokensFile == "" {
+			bad("server_port", "%q listens beyond loopback, where anyone could start and kill tasks; set server_tokens_file "+
+				"(and server_tls_cert, server_tls_key), or write a bare port to listen on 127.0.0.1 only", c.ServerPort)
 		}
+	}
+	switch {
+	case c.ServerTLSCert != "" && c.ServerTLSKey == "":
+		bad("server_tls_cert", "is set but server_tls_key is not; HTTPS needs both the certificate and its key")
+	case c.ServerTLSKey != "" && c.ServerTLSCert == "":
+		bad("server_tls_key", "is set but server_tls_cert is not; HTTPS needs both the certificate and its key")
 	}
 	urlDB, err := checkRedisAddr(c.RedisAddr)
 	if err != nil {
@@ -440,6 +459,7 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	for _, f := range []struct{ key, path string }{
 		{"sandbox_init", c.SandboxInit}, {"policy_file", c.PolicyFile},
 		{"audit_file", c.AuditFile}, {"signing_keys_dir", c.SigningKeysDir},
+		{"server_tokens_file", c.ServerTokensFile}, {"server_tls_cert", c.ServerTLSCert}, {"server_tls_key", c.ServerTLSKey},
 	} {
 		if f.path != "" && !filepath.IsAbs(f.path) {
 			bad(f.key, "%q is not an absolute path; write the full path", f.path)
@@ -570,6 +590,21 @@ func checkListenAddr(s string) error {
 	return checkPort(port)
 }
 
+// listensOnLoopback reports whether a valid server_port stays on this
+// machine: a bare port (which means 127.0.0.1), localhost or a loopback
+// address.
+func listensOnLoopback(s string) bool {
+	if !strings.Contains(s, ":") {
+		return true
+	}
+	host, _, _ := net.SplitHostPort(s)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func checkHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -604,14 +639,14 @@ func (c Config) String() string {
 	if c.RedisPassword != "" {
 		password = "<redacted>"
 	}
-	return fmt.Sprintf("server_port=%q redis_addr=%q redis_password=%q redis_password_file=%q redis_db=%d "+
+	return fmt.Sprintf("server_port=%q server_tokens_file=%q server_tls_cert=%q server_tls_key=%q redis_addr=%q redis_password=%q redis_password_file=%q redis_db=%d "+
 		"queue_name=%q queue_control_name=%q logs=%t logs_channel=%q logs_max_len=%d logs_http=%q cmd_dir=%q "+
 		"executor_id=%q concurrency=%d status_retention=%v max_task_bytes=%s max_output_bytes=%s "+
 		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v state_dir=%q spool_dir=%q spool_max_bytes=%s work_dir=%q isolation=%q "+
 		"sandbox_user=%q sandbox_memory=%s sandbox_cpu=%g sandbox_pids=%d sandbox_network=%t sandbox_tmp_size=%s "+
 		"sandbox_chroot=%t sandbox_init=%q policy_file=%q audit_file=%q audit_max_bytes=%s audit_stream=%q "+
 		"signing_keys_dir=%q require_signatures=%t signature_window=%v",
-		c.ServerPort, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
+		c.ServerPort, c.ServerTokensFile, c.ServerTLSCert, c.ServerTLSKey, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
 		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, c.LogsMaxLen, redactURL(c.LogsHTTP), c.CmdDir,
 		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
 		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.StateDir, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.WorkDir, c.Isolation,

@@ -105,7 +105,7 @@ func TestKeys(t *testing.T) {
 	}{
 		{body: `"server_port": "8080"`, get: func(c *Config) any { return c.ServerPort }, want: "8080"},
 		{body: `"server_port": 8080`, get: func(c *Config) any { return c.ServerPort }, want: "8080"},
-		{body: `"server_port": ":8080"`, get: func(c *Config) any { return c.ServerPort }, want: ":8080"},
+		{body: `"server_port": ":8080"`, err: `server_port: ":8080" listens beyond loopback`},
 		{body: `"server_port": "127.0.0.1:9000"`, get: func(c *Config) any { return c.ServerPort }, want: "127.0.0.1:9000"},
 		{body: `"server_port": ""`, get: func(c *Config) any { return c.ServerPort }, want: ""},
 		{body: `"server_port": "http"`, err: `server_port: port "http" must be a number between 1 and 65535`},

@@ -21,6 +21,9 @@ type setter func(c *Config, v hujson.ValueTrimmed) error
 // fields maps each config.json key to its setter.
 var fields = map[string]setter{
 	"server_port":         portSetter(func(c *Config) *string { return &c.ServerPort }),
+	"server_tokens_file":  stringSetter(func(c *Config) *string { return &c.ServerTokensFile }),
+	"server_tls_cert":     stringSetter(func(c *Config) *string { return &c.ServerTLSCert }),
+	"server_tls_key":      stringSetter(func(c *Config) *string { return &c.ServerTLSKey }),
 	"redis_addr":          stringSetter(func(c *Config) *string { return &c.RedisAddr }),
 	"redis_password":      stringSetter(func(c *Config) *string { return &c.RedisPassword }),
 	"redis_password_file": stringSetter(func(c *Config) *string { return &c.RedisPasswordFile }),

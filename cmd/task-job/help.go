@@ -70,6 +70,20 @@ var helpPages = map[string]helpPage{
 			"executor's config has \"logs\": true.",
 		example: "  task-job logs -f -config=/etc/task-job/config.json 101\n  task-job logs -json 101 | jq -r .data",
 	},
+	"ps": {
+		usage: "task-job ps [flags]",
+		about: "Lists the tasks executors took within status_retention, newest first, as\n" +
+			"the management page and GET /api/v1/tasks do (-state=queued lists the task\n" +
+			"list instead). It reads Redis directly, like the other client commands.",
+		example: "  task-job ps -config=/etc/task-job/config.json\n  task-job ps -state=failed -since=24h -limit=100",
+	},
+	"executors": {
+		usage: "task-job executors [flags]",
+		about: "Lists the executors registered on the queue: alive or not, tasks running\n" +
+			"out of its slots, host, pid, version, since when, where its management\n" +
+			"server listens, and what confines its tasks.",
+		example: "  task-job executors -config=/etc/task-job/config.json\n  task-job executors -json",
+	},
 	"policy": {
 		usage: "task-job policy check [-json] [-v] [-users=false] POLICY_FILE [TASK_JSON_FILE|-]",
 		about: "Validates POLICY_FILE and prints every problem in it as file:line:col,\n" +
@@ -106,6 +120,16 @@ var helpPages = map[string]helpPage{
 		about: "Prints a bash completion script: commands, each command's flags, and files\n" +
 			"after a flag's \"=\". zsh loads it through bashcompinit.",
 		example: "  task-job completion bash > /etc/bash_completion.d/task-job\n  source <(task-job completion bash)",
+	},
+	"server": {
+		usage: "task-job server -config=FILE [-server_port=PORT] [flags]\n       task-job server -new-token NAME ROLE",
+		about: "Serves the management API (/api/v1), the web page and /metrics on server_port,\n" +
+			"over the deployment's Redis, without taking tasks. An executor whose config\n" +
+			"sets server_port serves the same itself. Without server_tokens_file it\n" +
+			"listens on loopback only; -new-token prints a token and the line that\n" +
+			"accepts it (roles: read, operate, admin).",
+		example: "  task-job server -config=/etc/task-job/config.json -server_port=8080\n" +
+			"  task-job server -new-token alice operate   (then add the printed line to server_tokens_file)",
 	},
 	"version": {
 		usage:   "task-job version [-json]",

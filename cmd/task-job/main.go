@@ -5,8 +5,8 @@
 //
 //	task-job -config=/tmp/config.json -alsologtostderr
 //
-// Subcommands for people: dev, submit, kill, status, logs, policy, audit,
-// doctor, version, completion, help.
+// Subcommands for people: dev, submit, kill, status, logs, ps, executors,
+// policy, audit, doctor, server, version, completion, help.
 package main
 
 import (
@@ -41,9 +41,12 @@ func commands() []command {
 		{"kill", "kill a running task, or cancel a queued one, by id", runKill},
 		{"status", "show a task's state and result by id", runStatus},
 		{"logs", "print a task's output by id; -f follows it to its done", runLogs},
+		{"ps", "list running and recent tasks, newest first, with filters", runPs},
+		{"executors", "list the executors: alive, busy, version, what confines their tasks", runExecutors},
 		{"policy", "check a policy file, and what it decides for a task (policy check)", runPolicy},
 		{"audit", "review the audit log, or -verify its hash chain", runAudit},
 		{"doctor", "check this host and a config: what the executor would enforce, what to fix", runDoctor},
+		{"server", "serve the management API, web page and /metrics alone, running no task", runServer},
 		{"version", "print the version, commit and build date", runVersion},
 		{"completion", "print a shell completion script: task-job completion bash", runCompletion},
 	}

@@ -230,9 +230,6 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	}
 	log.Info(runner.Describe())
 	logHelper(cfg, runner, log)
-	if cfg.ServerPort != "" {
-		log.Warn("server_port is set, but the HTTP management API is not built yet; nothing listens on it", "server_port", cfg.ServerPort)
-	}
 
 	verifier, err := newVerifier(cfg, rdb, log)
 	if err != nil {
@@ -243,6 +240,18 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		return err
 	}
 	defer closeAudit()
+	var mg *management
+	if cfg.ServerPort != "" {
+		auditStream := ""
+		if al != nil {
+			auditStream = cfg.AuditStream
+		}
+		if mg, err = startManagement(ctx, cfg, q, managementOptions{RunsTasks: true, Audit: al, AuditStream: auditStream}, log); err != nil {
+			return err
+		}
+		defer mg.stop()
+	}
+	defer publishInfo(ctx, q, cfg, runner.Describe(), mg.addr(), log)()
 
 	ex, err := executor.New(executor.Options{
 		ExecutorID: cfg.ExecutorID, Concurrency: cfg.Concurrency, Logs: cfg.Logs,
@@ -253,6 +262,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		Env:    []string{"PATH=" + taskPath, "HOME=" + cfg.CmdDir, "LANG=C.UTF-8"},
 		Broker: q, Jail: j, Runner: runner, Logger: log,
 		Policy: pol, Verifier: verifier, RequireSignatures: cfg.RequireSignatures, Audit: al,
+		Observer: mg.Observer(),
 	})
 	if err != nil {
 		return err
