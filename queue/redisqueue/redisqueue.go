@@ -91,6 +91,7 @@ type Queue struct {
 	// is ("host H pid N, <random>") to whoever finds the id taken.
 	holder string
 	takes  atomic.Uint64 // numbers deliveries: their tokens are holder/N
+	watch  *watcher      // tells Take when an empty task list changes
 }
 
 var _ queue.Broker = (*Queue)(nil)
@@ -115,14 +116,18 @@ func New(rdb redis.UniversalClient, opt Options) *Queue {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	host, _ := os.Hostname()
-	return &Queue{rdb: rdb, opt: opt, holder: fmt.Sprintf("host %s pid %d, %s", host, os.Getpid(), hex.EncodeToString(b[:]))}
+	return &Queue{rdb: rdb, opt: opt, holder: fmt.Sprintf("host %s pid %d, %s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		watch: newWatcher(rdb)}
 }
 
 // Client returns the underlying client (for the CLI and tests).
 func (q *Queue) Client() redis.UniversalClient { return q.rdb }
 
-// Close closes the client.
-func (q *Queue) Close() error { return q.rdb.Close() }
+// Close stops the watch and closes the client.
+func (q *Queue) Close() error {
+	q.watch.close()
+	return q.rdb.Close()
+}
 
 func (q *Queue) key(parts ...string) string {
 	k := q.opt.Names.Tasks
@@ -148,14 +153,32 @@ func now() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
 // list is atomic (the task is never only in flight), and the message's
 // length is checked in Redis first, so that one huge RPUSH cannot make the
 // executor read it whole (takeScript). No blocking pop can do that check —
-// BLMOVE returns the element, whatever its size — so while the list is
-// empty Take polls: at once after a task, then every 1, 2, 4, 8 and at most
-// PollInterval ms, for up to BlockTimeout. An idle executor costs Redis
-// about 60 short script calls a second; a busy one never waits.
+// BLMOVE returns the element, whatever its size — so while the lists are
+// empty Take waits for Redis to report a push (watch.go): an idle executor
+// sends nothing but a look every RecheckInterval, and wakes within a round
+// trip of an RPUSH. Without that report (a Redis that cannot send it, a
+// broken watch connection, Cluster) it polls: at once after a task, then
+// every 1, 2, 4, 8 and at most PollInterval ms, for up to BlockTimeout.
 func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
+	q.watch.ensure(q.logWatch)
 	deadline := time.Now().Add(BlockTimeout)
 	wait := time.Millisecond
 	for {
+		if ch, until := q.watch.quiet(); ch != nil {
+			t := time.NewTimer(min(time.Until(until), time.Until(deadline)))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, nil
+			case <-ch:
+				t.Stop()
+			case <-t.C:
+			}
+			if !time.Now().Before(deadline) {
+				return nil, nil
+			}
+			continue
+		}
 		d, err := q.takeOnce(ctx)
 		if d != nil || err != nil || ctx.Err() != nil {
 			return d, err
@@ -163,6 +186,11 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return nil, nil
+		}
+		switch q.watch.arm(ctx, q.takeKeys()) {
+		case armed, armNotEmpty:
+			wait = time.Millisecond
+			continue
 		}
 		t := time.NewTimer(min(wait, left))
 		select {
@@ -176,8 +204,17 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 }
 
 // PollInterval is the longest Take waits between two looks at an empty
-// task list: the most a task waits before an idle executor sees it.
+// task list when it cannot wait for a push.
 const PollInterval = 16 * time.Millisecond
+
+func (q *Queue) logWatch(msg string, args ...any) {
+	if q.opt.Logger != nil {
+		q.opt.Logger.Warn(msg, args...)
+	}
+}
+
+// takeKeys are the lists Take serves, in order.
+func (q *Queue) takeKeys() []string { return []string{q.opt.Names.Tasks} }
 
 func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
 	res, err := takeScript.Run(ctx, q.rdb, []string{q.opt.Names.Tasks, q.processing(q.opt.ExecutorID)},
