@@ -16,6 +16,8 @@
 //	Q:executors              set of registered executors
 //	Q:executor:<executor>    liveness key, renewed every TTL/3
 //	Q:recovering:<executor>  lock held while a peer recovers a dead executor
+//	Q:tube:<tube>            a tube's task list (clients RPUSH tasks with that tube)
+//	Q:tubes                  hash executor → the tubes it serves (JSON list), for status
 package redisqueue
 
 import (
@@ -76,6 +78,9 @@ type Options struct {
 	LogsMaxLen int
 	// Logger, if set, hears why Join waits.
 	Logger hclog.Logger
+	// Tubes are the lists Take serves, in priority order (tubes.go); ""
+	// is the untubed task list. Default: that list alone.
+	Tubes []string
 }
 
 // DefaultMaxKillsAhead is the default Options.MaxKillsAhead: 10,000 ids of
@@ -92,6 +97,8 @@ type Queue struct {
 	holder string
 	takes  atomic.Uint64 // numbers deliveries: their tokens are holder/N
 	watch  *watcher      // tells Take when an empty task list changes
+	// announced is when Take last wrote the tubes it serves (UnixNano).
+	announced atomic.Int64
 }
 
 var _ queue.Broker = (*Queue)(nil)
@@ -112,6 +119,9 @@ func New(rdb redis.UniversalClient, opt Options) *Queue {
 	}
 	if opt.MaxKillsAhead <= 0 {
 		opt.MaxKillsAhead = DefaultMaxKillsAhead
+	}
+	if len(opt.Tubes) == 0 {
+		opt.Tubes = []string{""}
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -213,30 +223,48 @@ func (q *Queue) logWatch(msg string, args ...any) {
 	}
 }
 
-// takeKeys are the lists Take serves, in order.
-func (q *Queue) takeKeys() []string { return []string{q.opt.Names.Tasks} }
-
 func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
-	res, err := takeScript.Run(ctx, q.rdb, []string{q.opt.Names.Tasks, q.processing(q.opt.ExecutorID)},
-		q.opt.MaxTaskBytes, task.PeekBytes).Slice()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
+	q.announceTubes(ctx)
+	keys := append([]string{q.processing(q.opt.ExecutorID)}, q.takeKeys()...)
+	main := 0
+	for i, t := range q.opt.Tubes {
+		if t == "" {
+			main = i + 1
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("queue: take from %q: %w", q.opt.Names.Tasks, err)
+	for {
+		res, err := takeScript.Run(ctx, q.rdb, keys, q.opt.MaxTaskBytes, task.PeekBytes, main, q.tubePrefix()).Slice()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("queue: take from %s: %w", q.describeLists(), err)
+		}
+		tube := func(v any) string {
+			i, _ := v.(int64)
+			if i < 1 || int(i) > len(q.opt.Tubes) {
+				return ""
+			}
+			return q.opt.Tubes[i-1]
+		}
+		token := q.holder + "/" + strconv.FormatUint(q.takes.Add(1), 10)
+		switch {
+		case len(res) == 1 && res[0] == "again":
+			if ctx.Err() != nil {
+				return nil, nil
+			}
+			continue
+		case len(res) == 3 && res[0] == "ok":
+			raw, _ := res[1].(string)
+			return &queue.Delivery{Raw: []byte(raw), Taken: time.Now(), Token: token, Tube: tube(res[2])}, nil
+		case len(res) == 5 && res[0] == "oversized":
+			n, _ := res[1].(int64)
+			prefix, _ := res[2].(string)
+			sum, _ := res[3].(string)
+			return &queue.Delivery{Raw: []byte(prefix), Taken: time.Now(), Size: int(n), Digest: "sha1:" + sum, Token: token, Tube: tube(res[4])}, nil
+		}
+		return nil, fmt.Errorf("queue: take from %s: unexpected reply %v", q.describeLists(), res)
 	}
-	token := q.holder + "/" + strconv.FormatUint(q.takes.Add(1), 10)
-	switch {
-	case len(res) == 2 && res[0] == "ok":
-		raw, _ := res[1].(string)
-		return &queue.Delivery{Raw: []byte(raw), Taken: time.Now(), Token: token}, nil
-	case len(res) == 4 && res[0] == "oversized":
-		n, _ := res[1].(int64)
-		prefix, _ := res[2].(string)
-		sum, _ := res[3].(string)
-		return &queue.Delivery{Raw: []byte(prefix), Taken: time.Now(), Size: int(n), Digest: "sha1:" + sum, Token: token}, nil
-	}
-	return nil, fmt.Errorf("queue: take from %q: unexpected reply %v", q.opt.Names.Tasks, res)
 }
 
 // Claim implements queue.Tasks: the claim script records the delivery's
@@ -272,14 +300,15 @@ func (q *Queue) Drop(ctx context.Context, d *queue.Delivery) error {
 	return nil
 }
 
-// Requeue implements queue.Tasks: back to the head, where it was.
+// Requeue implements queue.Tasks: back to the head of the list it was
+// taken from.
 func (q *Queue) Requeue(ctx context.Context, d *queue.Delivery) error {
 	if d.Size > 0 {
 		return nil // an oversized message was removed, not taken: it is not put back
 	}
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.LRem(ctx, q.processing(q.opt.ExecutorID), 1, d.Raw)
-		p.LPush(ctx, q.opt.Names.Tasks, d.Raw)
+		p.LPush(ctx, q.TubeKey(d.Tube), d.Raw)
 		return nil
 	})
 	if err != nil {
@@ -609,7 +638,7 @@ func (q *Queue) Recover(ctx context.Context, dead string) (queue.Recovered, erro
 		}
 		lost := task.LostDone(id, typ, dead, q.opt.ExecutorID, time.Now())
 		res, err := recoverScript.Run(ctx, q.rdb,
-			[]string{statusKey, q.opt.Names.Logs, q.processing(dead), q.opt.Names.Tasks},
+			[]string{statusKey, q.opt.Names.Logs, q.processing(dead), q.requeueKey([]byte(raw))},
 			raw, dead, lost, retention, q.opt.ExecutorID, now(), q.opt.Names.Logs).Text()
 		if err != nil {
 			return r, fmt.Errorf("queue: recover %s: %w", dead, err)
