@@ -201,6 +201,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		// Oversized tasks are refused in Redis, before they are read.
 		MaxTaskBytes: cfg.MaxTaskBytes,
 		LogsMaxLen:   logsMaxLen(cfg),
+		Tubes:        cfg.Tubes,
 	})
 	defer q.Close()
 	if err := joinRedis(ctx, q, log); err != nil {
