@@ -282,6 +282,11 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 			}
 		}()
 	}
+	leave, err := joinRegistry(ctx, cfg, ex, log)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	log.Info("serving", "redis_addr", cfg.RedisAddr, "queue", cfg.QueueName, "control", cfg.QueueControlName,
 		"logs_channel", cfg.LogsChannel, "cmd_dir", cfg.CmdDir, "executor_id", cfg.ExecutorID)
 	if ready != nil {
