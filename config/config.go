@@ -237,6 +237,8 @@ type Config struct {
 	// SignatureWindow ("signature_window", default "5m", 1s..1h, below
 	// status_retention) is the accepted clock difference of a signed task.
 	SignatureWindow time.Duration
+
+	Fleet // tubes, labels, registry (fleet.go)
 }
 
 // Default returns the configuration used when config.json sets nothing.
@@ -300,6 +302,7 @@ func (c *Config) fillDefaults() {
 	setIfEmpty(&c.Isolation, IsolationAuto)
 	setIfEmpty(&c.SandboxUser, DefaultSandboxUser)
 	setIfEmpty(&c.AuditStream, c.QueueName+"_audit")
+	c.fillFleetDefaults()
 }
 
 // defaultCmdDir is "/tmp" as in the original tool; Windows has no /tmp.
@@ -482,6 +485,7 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	case c.SigningKeysDir != "" && c.SignatureWindow*2 >= c.StatusRetention:
 		bad("signature_window", "must be under half of status_retention (%v): a replay older than the retention would no longer be recognised, got %v", c.StatusRetention, c.SignatureWindow)
 	}
+	c.validateFleet(bad)
 	return errs
 }
 

@@ -85,6 +85,7 @@ func TestDefault(t *testing.T) {
 		AuditMaxBytes:     100 << 20,
 		AuditStream:       "queue_job_task_audit",
 		SignatureWindow:   5 * time.Minute,
+		Fleet:             Fleet{Tubes: []string{""}, RegistryTTL: 10 * time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)

@@ -148,6 +148,7 @@ type Executor struct {
 
 	policy    atomic.Pointer[policy.Policy]
 	auditDown atomic.Bool // the last audit append failed
+	paused    atomic.Bool // PauseTaking: no new tasks (registry.go)
 }
 
 // New checks opts and prepares an Executor.
@@ -340,12 +341,26 @@ func (e *Executor) takeLoop(ctx context.Context) {
 				return
 			}
 		}
+		if !e.waitTaking(ctx) {
+			<-e.slots
+			return
+		}
 		var d *queue.Delivery
 		for d == nil {
 			var err error
 			d, err = e.opt.Broker.Take(ctx)
 			if d != nil {
 				e.held.add(d.Raw)
+				if e.paused.Load() && ctx.Err() == nil {
+					// Paused while it waited: not ours to run now.
+					e.requeue(d)
+					d = nil
+					if !e.waitTaking(ctx) {
+						<-e.slots
+						return
+					}
+					continue
+				}
 			}
 			if ctx.Err() != nil {
 				if d != nil {

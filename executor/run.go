@@ -255,6 +255,8 @@ func outcome(res sandbox.Result, werr, cause error, stopped bool) (task.State, s
 		switch {
 		case errors.Is(cause, ErrFenced):
 			return task.Lost, "lost: " + ErrFenced.Error() + "; it was stopped"
+		case errors.Is(cause, ErrRegistrationLost):
+			return task.Lost, "lost: " + ErrRegistrationLost.Error() + "; it was stopped so that it does not run beside a replacement"
 		case errors.Is(cause, ErrTimeout):
 			return task.Timeout, "timeout: stopped after its timeout ran out"
 		case errors.Is(cause, ErrShutdown):

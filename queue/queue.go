@@ -53,6 +53,9 @@ type Delivery struct {
 	// same executor) is a Duplicate. The finish of a claimed delivery
 	// carries the token, so only the delivery that owns the id can end it.
 	Token string
+	// Tube is the tube whose list it was taken from; "" for the untubed
+	// task list. Requeue puts it back there.
+	Tube string
 }
 
 // Claim is the outcome of claiming a task id.

@@ -214,13 +214,16 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	raw, _ := json.Marshal(t)
-	if err := c.rdb.RPush(ctx, c.cfg.QueueName, raw).Err(); err != nil {
+	// A task with a tube goes to that tube's list, which only executors
+	// serving the tube take from.
+	list := c.q.TubeKey(t.Tube)
+	if err := c.rdb.RPush(ctx, list, raw).Err(); err != nil {
 		fmt.Fprintln(stderr, "task-job submit:", c.redisError(err))
 		return exitFailed
 	}
 	if !*wait {
 		if *asJSON {
-			b, _ := json.Marshal(map[string]string{"id": *id, "queue": c.cfg.QueueName})
+			b, _ := json.Marshal(map[string]string{"id": *id, "queue": list})
 			fmt.Fprintln(stdout, string(b))
 		} else {
 			fmt.Fprintln(stdout, *id)

@@ -201,6 +201,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		// Oversized tasks are refused in Redis, before they are read.
 		MaxTaskBytes: cfg.MaxTaskBytes,
 		LogsMaxLen:   logsMaxLen(cfg),
+		Tubes:        cfg.Tubes,
 	})
 	defer q.Close()
 	if err := joinRedis(ctx, q, log); err != nil {
@@ -291,6 +292,11 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 			}
 		}()
 	}
+	leave, err := joinRegistry(ctx, cfg, ex, log)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	log.Info("serving", "redis_addr", cfg.RedisAddr, "queue", cfg.QueueName, "control", cfg.QueueControlName,
 		"logs_channel", cfg.LogsChannel, "cmd_dir", cfg.CmdDir, "executor_id", cfg.ExecutorID)
 	if ready != nil {

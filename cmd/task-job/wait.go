@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/taskjob/task-job/task"
@@ -164,6 +165,9 @@ func (c *client) describeState(ctx context.Context, id string) string {
 	alive, total := c.executorsAlive(ctx)
 	switch state {
 	case "", string(task.Queued):
+		if s, ok := c.describeWaiting(ctx, id, alive, total); ok {
+			return s
+		}
 		queued, _ := c.rdb.LLen(ctx, c.cfg.QueueName).Result()
 		tasks := fmt.Sprintf("%d tasks wait", queued)
 		if queued == 1 {
@@ -185,6 +189,44 @@ func (c *client) describeState(ctx context.Context, id string) string {
 		return s + "; no output so far (output is shipped only when the executor's config has \"logs\": true)"
 	}
 	return "ended: " + state
+}
+
+// describeWaiting says, for a task found in a task list, which list and
+// who serves it: a tube that no live executor serves is why it waits.
+func (c *client) describeWaiting(ctx context.Context, id string, alive, total int) (string, bool) {
+	tubes, err := c.q.TubeStates(ctx)
+	if err != nil {
+		return "", false
+	}
+	tube, pos, found, err := c.q.FindQueued(ctx, id, tubes)
+	if err != nil || !found {
+		return "", false
+	}
+	list := "the untubed list " + c.q.TubeKey("")
+	if tube != "" {
+		list = fmt.Sprintf("tube %q (list %s)", tube, c.q.TubeKey(tube))
+	}
+	ahead := fmt.Sprintf("%d tasks ahead of it", pos)
+	if pos == 1 {
+		ahead = "1 task ahead of it"
+	}
+	var servers []string
+	for _, ts := range tubes {
+		if ts.Tube == tube {
+			servers = ts.Servers
+		}
+	}
+	if tube == "" && (alive == 0 || len(servers) > 0) {
+		return "", false // the general answer says it
+	}
+	s := fmt.Sprintf("waits in %s, %s; %d of %d executors alive", list, ahead, alive, total)
+	switch {
+	case len(servers) > 0:
+		return s + fmt.Sprintf("; served by %s", strings.Join(servers, ", ")), true
+	case tube == "":
+		return s + `: no live executor serves the untubed list: start one whose "tubes" include "" (the default)`, true
+	}
+	return s + fmt.Sprintf(`: no live executor serves tube %q, so it waits: start one whose config lists it in "tubes"`, tube), true
 }
 
 // describeTask is "task "ID" " followed by describeState.

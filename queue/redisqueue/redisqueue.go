@@ -16,6 +16,8 @@
 //	Q:executors              set of registered executors
 //	Q:executor:<executor>    liveness key, renewed every TTL/3
 //	Q:recovering:<executor>  lock held while a peer recovers a dead executor
+//	Q:tube:<tube>            a tube's task list (clients RPUSH tasks with that tube)
+//	Q:tubes                  hash executor → the tubes it serves (JSON list), for status
 package redisqueue
 
 import (
@@ -76,6 +78,9 @@ type Options struct {
 	LogsMaxLen int
 	// Logger, if set, hears why Join waits.
 	Logger hclog.Logger
+	// Tubes are the lists Take serves, in priority order (tubes.go); ""
+	// is the untubed task list. Default: that list alone.
+	Tubes []string
 }
 
 // DefaultMaxKillsAhead is the default Options.MaxKillsAhead: 10,000 ids of
@@ -91,6 +96,9 @@ type Queue struct {
 	// is ("host H pid N, <random>") to whoever finds the id taken.
 	holder string
 	takes  atomic.Uint64 // numbers deliveries: their tokens are holder/N
+	watch  *watcher      // tells Take when an empty task list changes
+	// announced is when Take last wrote the tubes it serves (UnixNano).
+	announced atomic.Int64
 }
 
 var _ queue.Broker = (*Queue)(nil)
@@ -112,17 +120,24 @@ func New(rdb redis.UniversalClient, opt Options) *Queue {
 	if opt.MaxKillsAhead <= 0 {
 		opt.MaxKillsAhead = DefaultMaxKillsAhead
 	}
+	if len(opt.Tubes) == 0 {
+		opt.Tubes = []string{""}
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	host, _ := os.Hostname()
-	return &Queue{rdb: rdb, opt: opt, holder: fmt.Sprintf("host %s pid %d, %s", host, os.Getpid(), hex.EncodeToString(b[:]))}
+	return &Queue{rdb: rdb, opt: opt, holder: fmt.Sprintf("host %s pid %d, %s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		watch: newWatcher(rdb)}
 }
 
 // Client returns the underlying client (for the CLI and tests).
 func (q *Queue) Client() redis.UniversalClient { return q.rdb }
 
-// Close closes the client.
-func (q *Queue) Close() error { return q.rdb.Close() }
+// Close stops the watch and closes the client.
+func (q *Queue) Close() error {
+	q.watch.close()
+	return q.rdb.Close()
+}
 
 func (q *Queue) key(parts ...string) string {
 	k := q.opt.Names.Tasks
@@ -148,14 +163,32 @@ func now() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
 // list is atomic (the task is never only in flight), and the message's
 // length is checked in Redis first, so that one huge RPUSH cannot make the
 // executor read it whole (takeScript). No blocking pop can do that check —
-// BLMOVE returns the element, whatever its size — so while the list is
-// empty Take polls: at once after a task, then every 1, 2, 4, 8 and at most
-// PollInterval ms, for up to BlockTimeout. An idle executor costs Redis
-// about 60 short script calls a second; a busy one never waits.
+// BLMOVE returns the element, whatever its size — so while the lists are
+// empty Take waits for Redis to report a push (watch.go): an idle executor
+// sends nothing but a look every RecheckInterval, and wakes within a round
+// trip of an RPUSH. Without that report (a Redis that cannot send it, a
+// broken watch connection, Cluster) it polls: at once after a task, then
+// every 1, 2, 4, 8 and at most PollInterval ms, for up to BlockTimeout.
 func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
+	q.watch.ensure(q.logWatch)
 	deadline := time.Now().Add(BlockTimeout)
 	wait := time.Millisecond
 	for {
+		if ch, until := q.watch.quiet(); ch != nil {
+			t := time.NewTimer(min(time.Until(until), time.Until(deadline)))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, nil
+			case <-ch:
+				t.Stop()
+			case <-t.C:
+			}
+			if !time.Now().Before(deadline) {
+				return nil, nil
+			}
+			continue
+		}
 		d, err := q.takeOnce(ctx)
 		if d != nil || err != nil || ctx.Err() != nil {
 			return d, err
@@ -163,6 +196,11 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return nil, nil
+		}
+		switch q.watch.arm(ctx, q.takeKeys()) {
+		case armed, armNotEmpty:
+			wait = time.Millisecond
+			continue
 		}
 		t := time.NewTimer(min(wait, left))
 		select {
@@ -176,30 +214,57 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 }
 
 // PollInterval is the longest Take waits between two looks at an empty
-// task list: the most a task waits before an idle executor sees it.
+// task list when it cannot wait for a push.
 const PollInterval = 16 * time.Millisecond
 
+func (q *Queue) logWatch(msg string, args ...any) {
+	if q.opt.Logger != nil {
+		q.opt.Logger.Warn(msg, args...)
+	}
+}
+
 func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
-	res, err := takeScript.Run(ctx, q.rdb, []string{q.opt.Names.Tasks, q.processing(q.opt.ExecutorID)},
-		q.opt.MaxTaskBytes, task.PeekBytes).Slice()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
+	q.announceTubes(ctx)
+	keys := append([]string{q.processing(q.opt.ExecutorID)}, q.takeKeys()...)
+	main := 0
+	for i, t := range q.opt.Tubes {
+		if t == "" {
+			main = i + 1
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("queue: take from %q: %w", q.opt.Names.Tasks, err)
+	for {
+		res, err := takeScript.Run(ctx, q.rdb, keys, q.opt.MaxTaskBytes, task.PeekBytes, main, q.tubePrefix()).Slice()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("queue: take from %s: %w", q.describeLists(), err)
+		}
+		tube := func(v any) string {
+			i, _ := v.(int64)
+			if i < 1 || int(i) > len(q.opt.Tubes) {
+				return ""
+			}
+			return q.opt.Tubes[i-1]
+		}
+		token := q.holder + "/" + strconv.FormatUint(q.takes.Add(1), 10)
+		switch {
+		case len(res) == 1 && res[0] == "again":
+			if ctx.Err() != nil {
+				return nil, nil
+			}
+			continue
+		case len(res) == 3 && res[0] == "ok":
+			raw, _ := res[1].(string)
+			return &queue.Delivery{Raw: []byte(raw), Taken: time.Now(), Token: token, Tube: tube(res[2])}, nil
+		case len(res) == 5 && res[0] == "oversized":
+			n, _ := res[1].(int64)
+			prefix, _ := res[2].(string)
+			sum, _ := res[3].(string)
+			return &queue.Delivery{Raw: []byte(prefix), Taken: time.Now(), Size: int(n), Digest: "sha1:" + sum, Token: token, Tube: tube(res[4])}, nil
+		}
+		return nil, fmt.Errorf("queue: take from %s: unexpected reply %v", q.describeLists(), res)
 	}
-	token := q.holder + "/" + strconv.FormatUint(q.takes.Add(1), 10)
-	switch {
-	case len(res) == 2 && res[0] == "ok":
-		raw, _ := res[1].(string)
-		return &queue.Delivery{Raw: []byte(raw), Taken: time.Now(), Token: token}, nil
-	case len(res) == 4 && res[0] == "oversized":
-		n, _ := res[1].(int64)
-		prefix, _ := res[2].(string)
-		sum, _ := res[3].(string)
-		return &queue.Delivery{Raw: []byte(prefix), Taken: time.Now(), Size: int(n), Digest: "sha1:" + sum, Token: token}, nil
-	}
-	return nil, fmt.Errorf("queue: take from %q: unexpected reply %v", q.opt.Names.Tasks, res)
 }
 
 // Claim implements queue.Tasks: the claim script records the delivery's
@@ -235,14 +300,15 @@ func (q *Queue) Drop(ctx context.Context, d *queue.Delivery) error {
 	return nil
 }
 
-// Requeue implements queue.Tasks: back to the head, where it was.
+// Requeue implements queue.Tasks: back to the head of the list it was
+// taken from.
 func (q *Queue) Requeue(ctx context.Context, d *queue.Delivery) error {
 	if d.Size > 0 {
 		return nil // an oversized message was removed, not taken: it is not put back
 	}
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.LRem(ctx, q.processing(q.opt.ExecutorID), 1, d.Raw)
-		p.LPush(ctx, q.opt.Names.Tasks, d.Raw)
+		p.LPush(ctx, q.TubeKey(d.Tube), d.Raw)
 		return nil
 	})
 	if err != nil {
@@ -595,7 +661,7 @@ func (q *Queue) Recover(ctx context.Context, dead string) (queue.Recovered, erro
 		}
 		lost := task.LostDone(id, typ, dead, q.opt.ExecutorID, time.Now())
 		res, err := recoverScript.Run(ctx, q.rdb,
-			[]string{statusKey, q.opt.Names.Logs, q.processing(dead), q.opt.Names.Tasks},
+			[]string{statusKey, q.opt.Names.Logs, q.processing(dead), q.requeueKey([]byte(raw))},
 			raw, dead, lost, retention, q.opt.ExecutorID, now(), q.opt.Names.Logs).Text()
 		if err != nil {
 			return r, fmt.Errorf("queue: recover %s: %w", dead, err)

@@ -142,25 +142,59 @@ redis.call('LPUSH', KEYS[4], ARGV[1])
 return 'requeued'
 `)
 
-// takeScript: KEYS[1] task list, KEYS[2] processing list; ARGV max bytes,
-// prefix bytes. It looks at the head of the task list in Redis before
-// anything is sent to the executor: a message within max bytes moves to the
-// processing list and is returned ({"ok", raw}); a longer one is removed
-// and only its length, its first prefix bytes and its SHA-1 are returned
-// ({"oversized", length, prefix, sha1}), so the executor never holds more
-// than max bytes of it. false when the list is empty.
+// takeScript: KEYS[1] processing list, KEYS[2..] the lists this
+// executor serves, in priority order; ARGV max bytes, prefix bytes, the
+// position (1-based, among KEYS[2..]) of the untubed task list or 0, the
+// tube key prefix. It looks at the head of the first non-empty list in
+// Redis before anything is sent to the executor: a message within max
+// bytes moves to the processing list and is returned ({"ok", raw, list
+// position}); a longer one is removed and only its length, its first
+// prefix bytes and its SHA-1 are returned ({"oversized", length, prefix,
+// sha1, list position}), so the executor never holds more than max bytes
+// of it. false when every list is empty.
+//
+// A message on the untubed list whose "tube" field names a tube (a valid
+// name, as task.Validate has it) was pushed by a client that does not
+// route: it moves to the end of that tube's list instead, up to 100 in one
+// call, and the answer is {"again"}, so that the next call takes in
+// priority order again. (The tube list's key is built here, not declared:
+// fine on one Redis, one more reason Cluster is left to later work.)
 var takeScript = redis.NewScript(`
-local v = redis.call('LINDEX', KEYS[1], 0)
-if not v then
-  return false
+local max = tonumber(ARGV[1])
+local main = tonumber(ARGV[3]) + 1
+local routed = 0
+for i = 2, #KEYS do
+  while true do
+    local v = redis.call('LINDEX', KEYS[i], 0)
+    if not v then break end
+    local n = string.len(v)
+    if n > max then
+      redis.call('LPOP', KEYS[i])
+      return {'oversized', n, string.sub(v, 1, tonumber(ARGV[2])), redis.sha1hex(v), i - 1}
+    end
+    local tube = nil
+    if i == main then
+      local ok, t = pcall(cjson.decode, v)
+      if ok and type(t) == 'table' and type(t['tube']) == 'string' then
+        tube = t['tube']
+        if tube == '' or string.len(tube) > 128 or string.find(tube, '[^%w%._:%-]') then
+          tube = nil
+        end
+      end
+    end
+    if not tube then
+      if routed > 0 then return {'again'} end
+      redis.call('LMOVE', KEYS[i], KEYS[1], 'LEFT', 'RIGHT')
+      return {'ok', v, i - 1}
+    end
+    redis.call('LPOP', KEYS[i])
+    redis.call('RPUSH', ARGV[4] .. tube, v)
+    routed = routed + 1
+    if routed >= 100 then return {'again'} end
+  end
 end
-local n = string.len(v)
-if n > tonumber(ARGV[1]) then
-  redis.call('LPOP', KEYS[1])
-  return {'oversized', n, string.sub(v, 1, tonumber(ARGV[2])), redis.sha1hex(v)}
-end
-redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-return {'ok', v}
+if routed > 0 then return {'again'} end
+return false
 `)
 
 // joinScript: KEYS[1] liveness key; ARGV holder, ttl ms.
