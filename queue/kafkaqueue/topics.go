@@ -62,10 +62,11 @@ func (q *Queue) setupTopics(ctx context.Context) error {
 			for k, v := range s.Configs {
 				cfg[k] = &v
 			}
-			res, err := q.adm.CreateTopic(ctx, s.Partitions, -1, cfg, t)
+			resps, err := q.adm.CreateTopics(ctx, s.Partitions, -1, cfg, t)
 			if err != nil {
 				return fmt.Errorf("queue: kafka: create topic %s: %w", t, err)
 			}
+			res := resps[t]
 			switch {
 			case res.Err == nil:
 				q.opt.Logger.Info("created Kafka topic", "topic", t, "partitions", s.Partitions, "configs", s.Configs)
