@@ -227,6 +227,11 @@ type Config struct {
 	// SignatureWindow ("signature_window", default "5m", 1s..1h, below
 	// status_retention) is the accepted clock difference of a signed task.
 	SignatureWindow time.Duration
+
+	// Transport ("transport", default "redis") is "redis" or "kafka".
+	Transport string
+	// Kafka holds the kafka_* keys (kafka.go).
+	Kafka Kafka
 }
 
 // Default returns the configuration used when config.json sets nothing.
@@ -259,6 +264,7 @@ func newConfig() *Config {
 		AuditMaxBytes:     DefaultAuditMaxBytes,
 		SignatureWindow:   DefaultSignatureWindow,
 		LogsMaxLen:        DefaultLogsMaxLen,
+		Kafka:             defaultKafka(),
 	}
 }
 
@@ -290,6 +296,7 @@ func (c *Config) fillDefaults() {
 	setIfEmpty(&c.Isolation, IsolationAuto)
 	setIfEmpty(&c.SandboxUser, DefaultSandboxUser)
 	setIfEmpty(&c.AuditStream, c.QueueName+"_audit")
+	setIfEmpty(&c.Transport, TransportRedis)
 }
 
 // defaultCmdDir is "/tmp" as in the original tool; Windows has no /tmp.
@@ -462,6 +469,7 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	case c.SigningKeysDir != "" && c.SignatureWindow*2 >= c.StatusRetention:
 		bad("signature_window", "must be under half of status_retention (%v): a replay older than the retention would no longer be recognised, got %v", c.StatusRetention, c.SignatureWindow)
 	}
+	c.validateKafka(bad)
 	return errs
 }
 
@@ -610,14 +618,14 @@ func (c Config) String() string {
 		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v state_dir=%q spool_dir=%q spool_max_bytes=%s work_dir=%q isolation=%q "+
 		"sandbox_user=%q sandbox_memory=%s sandbox_cpu=%g sandbox_pids=%d sandbox_network=%t sandbox_tmp_size=%s "+
 		"sandbox_chroot=%t sandbox_init=%q policy_file=%q audit_file=%q audit_max_bytes=%s audit_stream=%q "+
-		"signing_keys_dir=%q require_signatures=%t signature_window=%v",
+		"signing_keys_dir=%q require_signatures=%t signature_window=%v transport=%q kafka_brokers=%q",
 		c.ServerPort, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
 		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, c.LogsMaxLen, redactURL(c.LogsHTTP), c.CmdDir,
 		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
 		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.StateDir, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.WorkDir, c.Isolation,
 		c.SandboxUser, formatBytes(c.SandboxMemory), c.SandboxCPU, c.SandboxPids, c.SandboxNetwork, formatBytes(c.SandboxTmpSize),
 		c.SandboxChroot, c.SandboxInit, c.PolicyFile, c.AuditFile, formatBytes(c.AuditMaxBytes), c.AuditStream,
-		c.SigningKeysDir, c.RequireSignatures, c.SignatureWindow)
+		c.SigningKeysDir, c.RequireSignatures, c.SignatureWindow, c.Transport, c.Kafka.Brokers)
 }
 
 // redactURL hides a password inside a URL such as redis://user:pw@host.

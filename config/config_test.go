@@ -85,6 +85,8 @@ func TestDefault(t *testing.T) {
 		AuditMaxBytes:     100 << 20,
 		AuditStream:       "queue_job_task_audit",
 		SignatureWindow:   5 * time.Minute,
+		Transport:         "redis",
+		Kafka:             Kafka{Partitions: 6, CreateTopics: true},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
