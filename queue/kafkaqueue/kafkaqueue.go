@@ -108,11 +108,13 @@ type Queue struct {
 	holder string
 	takes  atomic.Uint64
 
-	prod *kgo.Client // produces everything; also the admin client's connection
-	adm  *kadm.Client
-	grp  *kgo.Client // the tasks consumer group
-	ctl  *kgo.Client // the control topic, no group
-	view *view       // Q_status and Q_executors, folded
+	prod  *kgo.Client // produces everything; also the admin client's connection
+	adm   *kadm.Client
+	base  []kgo.Opt
+	grpMu sync.Mutex
+	grp   *kgo.Client // the tasks consumer group, joined at the first Take
+	ctl   *kgo.Client // the control topic, no group
+	view  *view       // Q_status and Q_executors, folded
 
 	pend pending // deliveries taken and not yet resolved (their offsets not committed)
 
@@ -198,22 +200,7 @@ func New(ctx context.Context, seeds []string, clientOpts []kgo.Opt, opt Options)
 		q.prod.Close()
 		return nil, fmt.Errorf("queue: kafka: %w", err)
 	}
-	q.grp, err = kgo.NewClient(append(base,
-		kgo.ConsumerGroup(topics.Tasks+"-executors"),
-		kgo.ConsumeTopics(topics.Tasks),
-		kgo.DisableAutoCommit(),
-		kgo.SessionTimeout(opt.SessionTimeout),
-		kgo.HeartbeatInterval(opt.SessionTimeout/5),
-		kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.FetchMaxPartitionBytes(int32(max(opt.MaxTaskBytes, 1<<20)+64<<10)),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.OnPartitionsRevoked(q.revoked),
-		kgo.OnPartitionsLost(q.revoked),
-	)...)
-	if err != nil {
-		q.Close()
-		return nil, fmt.Errorf("queue: kafka: %w", err)
-	}
+	q.base = base
 	if err := q.startControl(ctx, runCtx, base); err != nil {
 		q.Close()
 		return nil, err
@@ -235,9 +222,11 @@ func (q *Queue) Close() error {
 	if q.cancel != nil {
 		q.cancel()
 	}
+	q.grpMu.Lock()
 	if q.grp != nil {
 		q.grp.Close()
 	}
+	q.grpMu.Unlock()
 	if q.ctl != nil {
 		q.ctl.Close()
 	}

@@ -128,6 +128,38 @@ func (q *Queue) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	}
 }
 
+// group returns the tasks topic's consumer group client, joining the
+// group at the first Take: a process that only asks for statuses or sends
+// kills must not be handed partitions (and buffer their tasks) it never
+// takes from.
+func (q *Queue) group() (*kgo.Client, error) {
+	q.grpMu.Lock()
+	defer q.grpMu.Unlock()
+	if q.closed.Load() {
+		return nil, queue.ErrClosed
+	}
+	if q.grp != nil {
+		return q.grp, nil
+	}
+	grp, err := kgo.NewClient(append(q.base,
+		kgo.ConsumerGroup(q.topics.Tasks+"-executors"),
+		kgo.ConsumeTopics(q.topics.Tasks),
+		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(q.opt.SessionTimeout),
+		kgo.HeartbeatInterval(q.opt.SessionTimeout/5),
+		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.FetchMaxPartitionBytes(int32(max(q.opt.MaxTaskBytes, 1<<20)+64<<10)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsRevoked(q.revoked),
+		kgo.OnPartitionsLost(q.revoked),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("queue: kafka: %w", err)
+	}
+	q.grp = grp
+	return grp, nil
+}
+
 // commit marks the task records up to r consumed. It is called right after
 // a claim (or drop) is durable; a failure (a rebalance took the partition)
 // only means a peer sees the record again, and its claim is a duplicate.
@@ -135,7 +167,11 @@ func (q *Queue) commit(ctx context.Context, r *kgo.Record) {
 	if r == nil {
 		return
 	}
-	if err := q.grp.CommitRecords(ctx, r); err != nil {
+	grp, err := q.group()
+	if err != nil {
+		return
+	}
+	if err := grp.CommitRecords(ctx, r); err != nil {
 		q.opt.Logger.Warn("cannot commit the tasks topic's offset; a peer may see the record again and treat it as a duplicate",
 			"partition", r.Partition, "offset", r.Offset, "error", err)
 	}
@@ -149,9 +185,13 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 	if q.closed.Load() {
 		return nil, queue.ErrClosed
 	}
+	grp, err := q.group()
+	if err != nil {
+		return nil, err
+	}
 	pctx, cancel := context.WithTimeout(ctx, BlockTimeout)
 	defer cancel()
-	fs := q.grp.PollRecords(pctx, 1)
+	fs := grp.PollRecords(pctx, 1)
 	if fs.IsClientClosed() {
 		return nil, queue.ErrClosed
 	}
