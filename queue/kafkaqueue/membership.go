@@ -86,6 +86,7 @@ func (q *Queue) Heartbeat(ctx context.Context) error {
 	if e != nil && e.holder != q.holder && !e.left {
 		other = e.holder
 	}
+	declared := e == nil || !q.alive(e) // as peers see it
 	q.view.mu.Unlock()
 	if other != "" {
 		return fmt.Errorf("%w: executor id %q is now held by %s", queue.ErrIdentityTaken, q.opt.ExecutorID, other)
@@ -95,7 +96,7 @@ func (q *Queue) Heartbeat(ctx context.Context) error {
 		return err
 	}
 	q.beatMu.Lock()
-	expired := sent.Sub(q.lastBeat) >= q.opt.TTL
+	expired := declared || sent.Sub(q.lastBeat) >= q.opt.TTL
 	q.lastBeat = sent
 	q.beatMu.Unlock()
 	if expired {
@@ -121,6 +122,14 @@ func (q *Queue) Owned(ctx context.Context, claims map[string]string) (map[string
 		out[id] = st.state == task.Running && st.exec == q.opt.ExecutorID && st.token == token
 	}
 	return out, nil
+}
+
+// ExpireExecutor ends executor's liveness now, as peers see it: they may
+// recover its work once they have seen it dead for a TTL. For an operator
+// who knows an executor is gone (and for the conformance suite).
+func ExpireExecutor(ctx context.Context, cl *kgo.Client, t Topics, executor string) error {
+	b, _ := json.Marshal(beatRec{K: "expired", Exec: executor, T: nowMilli()})
+	return cl.ProduceSync(ctx, &kgo.Record{Topic: t.Executors, Key: []byte(executor), Value: b}).FirstErr()
 }
 
 // Leave implements queue.Membership.

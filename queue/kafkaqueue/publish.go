@@ -75,6 +75,7 @@ func (q *Queue) finish(ctx context.Context, f *queue.Finish) (bool, error) {
 		// it) is resolved now.
 		q.commit(ctx, q.pend.resolve(f.Token, f.Raw))
 	}
+	q.pend.release(f.Token, f.Raw) // ended or not, the delivery is done with
 	if !finishedBy(st, off, q.opt.ExecutorID, f.Claimed, f.Token, f.Done) {
 		return false, nil
 	}

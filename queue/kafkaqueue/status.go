@@ -58,7 +58,7 @@ const stateCancelled task.State = "cancelled"
 
 // heartbeat records (topic executors), keyed by executor id.
 type beatRec struct {
-	K      string `json:"k"` // "beat" or "left"
+	K      string `json:"k"` // "beat", "left" or "expired"
 	Exec   string `json:"executor"`
 	Holder string `json:"holder"`
 	T      int64  `json:"t"`
@@ -192,6 +192,13 @@ func (v *view) applyBeat(r *kgo.Record) {
 	at := time.UnixMilli(b.T)
 	if now := time.Now(); at.After(now) {
 		at = now
+	}
+	if b.K == "expired" {
+		// Declared dead (ExpireExecutor): its liveness ends now, whoever holds it.
+		if e := v.execs[b.Exec]; e != nil {
+			e.last = time.Time{}
+		}
+		return
 	}
 	v.execs[b.Exec] = &execState{holder: b.Holder, last: at, left: b.K == "left"}
 }

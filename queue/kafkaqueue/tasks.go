@@ -5,6 +5,9 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +29,10 @@ type pending struct {
 	mu      sync.Mutex
 	parts   map[tp][]*entry
 	byToken map[string]*entry
+	// held is what Taken lists, as in the Redis processing list: every
+	// delivery from its take until it is dropped, put back or finished
+	// (oversized ones never), by token.
+	held map[string][]byte
 }
 
 type tp struct {
@@ -44,6 +51,30 @@ type entry struct {
 func (p *pending) init() {
 	p.parts = map[tp][]*entry{}
 	p.byToken = map[string]*entry{}
+	p.held = map[string][]byte{}
+}
+
+func (p *pending) hold(token string, raw []byte) {
+	p.mu.Lock()
+	p.held[token] = raw
+	p.mu.Unlock()
+}
+
+// release ends the holding of the delivery with token or, without one, of
+// one holding raw.
+func (p *pending) release(token string, raw []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.held[token]; ok || token != "" {
+		delete(p.held, token)
+		return
+	}
+	for t, r := range p.held {
+		if string(r) == string(raw) {
+			delete(p.held, t)
+			return
+		}
+	}
 }
 
 func (p *pending) add(e *entry) {
@@ -109,12 +140,23 @@ func (p *pending) revoke(topic string, partitions []int32) {
 	}
 }
 
+// raws lists the held deliveries in the order they were taken.
 func (p *pending) raws() [][]byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out [][]byte
-	for _, e := range p.byToken {
-		out = append(out, e.raw)
+	type tr struct {
+		n   uint64
+		raw []byte
+	}
+	var l []tr
+	for t, r := range p.held {
+		n, _ := strconv.ParseUint(t[strings.LastIndexByte(t, '/')+1:], 10, 64)
+		l = append(l, tr{n, r})
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].n < l[j].n })
+	out := make([][]byte, len(l))
+	for i, x := range l {
+		out[i] = x.raw
 	}
 	return out
 }
@@ -214,6 +256,9 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 	}
 	q.pend.add(&entry{rec: &kgo.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, LeaderEpoch: r.LeaderEpoch},
 		raw: d.Raw, token: d.Token})
+	if d.Size == 0 {
+		q.pend.hold(d.Token, d.Raw)
+	}
 	return d, nil
 }
 
@@ -249,6 +294,7 @@ func claimOf(st *idState) queue.Claim {
 
 // Drop implements queue.Tasks: the record is marked consumed.
 func (q *Queue) Drop(ctx context.Context, d *queue.Delivery) error {
+	q.pend.release(d.Token, d.Raw)
 	q.commit(ctx, q.pend.resolve(d.Token, d.Raw))
 	return nil
 }
@@ -262,13 +308,14 @@ func (q *Queue) Requeue(ctx context.Context, d *queue.Delivery) error {
 			return fmt.Errorf("queue: kafka: requeue: %w", err)
 		}
 	}
+	q.pend.release(d.Token, d.Raw)
 	q.commit(ctx, q.pend.resolve(d.Token, d.Raw))
 	return nil
 }
 
-// Taken implements queue.Tasks: the deliveries polled and not resolved.
-// A fetch whose reply is lost is fetched again from the same offset, so
-// nothing is taken without this process seeing it.
+// Taken implements queue.Tasks: the deliveries taken and not yet finished,
+// dropped or put back. A fetch whose reply is lost is fetched again from
+// the same offset, so nothing is taken without this process seeing it.
 func (q *Queue) Taken(context.Context) ([][]byte, error) {
 	return q.pend.raws(), nil
 }
