@@ -251,7 +251,7 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 	d := &queue.Delivery{Raw: r.Value, Taken: time.Now(), Token: q.token()}
 	if len(r.Value) > q.opt.MaxTaskBytes {
 		sum := sha1.Sum(r.Value)
-		d.Raw = append([]byte(nil), r.Value[:task.PeekBytes]...)
+		d.Raw = append([]byte(nil), r.Value[:min(len(r.Value), task.PeekBytes)]...)
 		d.Size, d.Digest = len(r.Value), "sha1:"+hex.EncodeToString(sum[:])
 	}
 	q.pend.add(&entry{rec: &kgo.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, LeaderEpoch: r.LeaderEpoch},
