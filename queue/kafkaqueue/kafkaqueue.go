@@ -124,6 +124,9 @@ type Queue struct {
 	ctlAcked     map[int32]int64
 	ctlInflight  []*kgo.Record
 
+	finMu     sync.Mutex
+	published map[string]time.Time // id and token of the dones this process published
+
 	beatMu   sync.Mutex
 	lastBeat time.Time // the last heartbeat this process wrote, acknowledged
 
@@ -170,11 +173,12 @@ func New(ctx context.Context, seeds []string, clientOpts []kgo.Opt, opt Options)
 	host, _ := os.Hostname()
 	q := &Queue{
 		opt: opt, topics: topics,
-		holder:   fmt.Sprintf("host %s pid %d, %s", host, os.Getpid(), hex.EncodeToString(b[:])),
-		ctlCh:    make(chan *kgo.Record),
-		fwdCh:    make(chan *kgo.Record),
-		ctlGroup: topics.Control + "-" + opt.ExecutorID,
-		ctlAcked: map[int32]int64{},
+		holder:    fmt.Sprintf("host %s pid %d, %s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		ctlCh:     make(chan *kgo.Record),
+		fwdCh:     make(chan *kgo.Record),
+		ctlGroup:  topics.Control + "-" + opt.ExecutorID,
+		ctlAcked:  map[int32]int64{},
+		published: map[string]time.Time{},
 	}
 	q.pend.init()
 	base := append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, clientOpts...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -62,9 +63,34 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) ([]bool, erro
 	return applied, nil
 }
 
+// forgetPublished drops the memory of dones published long ago: a batch
+// is retried within minutes, not hours. Called with finMu held.
+func (q *Queue) forgetPublished() {
+	if len(q.published) < 10000 {
+		return
+	}
+	cut := time.Now().Add(-time.Hour)
+	for k, at := range q.published {
+		if at.Before(cut) {
+			delete(q.published, k)
+		}
+	}
+}
+
 // finish writes f to the status topic and, when it ended the id, its done
 // to the logs topic.
 func (q *Queue) finish(ctx context.Context, f *queue.Finish) (bool, error) {
+	// One finish at a time, so that a retry that overlaps its first attempt
+	// does not produce the done twice.
+	q.finMu.Lock()
+	defer q.finMu.Unlock()
+	key := f.ID + "\x00" + f.Token
+	if f.Claimed {
+		if _, ok := q.published[key]; ok {
+			q.pend.release(f.Token, f.Raw)
+			return true, nil // a retried batch: the done is out already
+		}
+	}
 	st, off, err := q.writeStatus(ctx, statusRec{K: kFinish, ID: f.ID, Exec: q.opt.ExecutorID, Token: f.Token,
 		State: f.State, Claimed: f.Claimed, Done: string(f.Done)})
 	if err != nil {
@@ -81,6 +107,10 @@ func (q *Queue) finish(ctx context.Context, f *queue.Finish) (bool, error) {
 	}
 	if _, err := q.produce(ctx, &kgo.Record{Topic: q.topics.Logs, Key: []byte(f.ID), Value: f.Done}); err != nil {
 		return false, fmt.Errorf("queue: kafka: publish the done of %q: %w", f.ID, err)
+	}
+	if f.Claimed {
+		q.published[key] = time.Now()
+		q.forgetPublished()
 	}
 	return true, nil
 }

@@ -271,7 +271,7 @@ func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.
 		return 0, fmt.Errorf("queue: claim %q: the delivery has no token (not taken by Take)", id)
 	}
 	if st := q.view.get(id); st != nil && st.token == d.Token {
-		return claimOf(st), nil // a retry whose first answer was lost
+		return claimOf(st), nil // a retry whose first answer was lost, or a claim of an ended id
 	}
 	_, typ := task.PeekID(d.Raw)
 	st, _, err := q.writeStatus(ctx, statusRec{K: kClaim, ID: id, Exec: q.opt.ExecutorID, Token: d.Token, Type: typ})
@@ -286,6 +286,9 @@ func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.
 }
 
 func claimOf(st *idState) queue.Claim {
+	if st.state != task.Running {
+		return queue.Duplicate // this very delivery ended it already
+	}
 	if st.cancelled {
 		return queue.CancelledWhileQueued
 	}
