@@ -160,8 +160,10 @@ func TestTakeClaimFinish(t *testing.T) {
 	if st, err := q.Status(ctx, "t1"); err != nil || st.State != task.Running || st.Executor != q.opt.ExecutorID {
 		t.Fatalf("status while running: %+v %v", st, err)
 	}
-	if !finish(t, q, d, "t1", true) || !finish(t, q, d, "t1", true) {
-		t.Fatal("finish (or its retry) did not take effect")
+	for i := range 2 {
+		if !finish(t, q, d, "t1", true) {
+			t.Fatalf("finish %d (a retry after the first) did not take effect", i)
+		}
 	}
 	if st, err := q.Status(ctx, "t1"); err != nil || st.State != task.Succeeded || len(st.Done) == 0 {
 		t.Fatalf("status after the end: %+v %v", st, err)
@@ -371,5 +373,31 @@ func TestIdentityTaken(t *testing.T) {
 	defer q.Close()
 	if err := q.Join(ctx); !errors.Is(err, queue.ErrIdentityTaken) {
 		t.Fatalf("second holder joined: %v", err)
+	}
+}
+
+func TestSASL(t *testing.T) {
+	c := startKafka(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "exec", "right"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	opt := Options{Names: testNames(), ExecutorID: execID("sasl"), CreateTopics: true, Partitions: 1}
+	good, err := ClientOptions(DialOptions{SASLMechanism: "scram-sha-512", SASLUser: "exec", SASLPassword: "right"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := New(ctx, c.ListenAddrs(), good, opt)
+	if err != nil {
+		t.Fatalf("with the right password: %v", err)
+	}
+	q.Close()
+	bad, _ := ClientOptions(DialOptions{SASLMechanism: "scram-sha-512", SASLUser: "exec", SASLPassword: "wrong"})
+	bctx, bcancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer bcancel()
+	if q, err := New(bctx, c.ListenAddrs(), bad, opt); err == nil {
+		q.Close()
+		t.Fatal("a wrong SASL password was accepted")
+	}
+	if _, err := ClientOptions(DialOptions{TLSCAFile: "/nonexistent/ca.pem"}); err == nil {
+		t.Fatal("a missing CA file was accepted")
 	}
 }

@@ -83,7 +83,6 @@ type view struct {
 	execs   map[string]*execState
 	next    map[string]map[int32]int64 // next offset to apply, per topic and partition
 	changed chan struct{}
-	err     error
 	applied int
 }
 
