@@ -18,7 +18,7 @@ import (
 )
 
 // startKafka starts franz-go's in-process broker for one test.
-func startKafka(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
+func startKafka(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(500 * time.Millisecond)}, opts...)...)
 	if err != nil {
@@ -34,7 +34,7 @@ func testNames() Names {
 	return Names{Tasks: fmt.Sprintf("q%d", seq.Add(1))}
 }
 
-func open(t *testing.T, c *kfake.Cluster, names Names, executor string, mod ...func(*Options)) *Queue {
+func open(t testing.TB, c *kfake.Cluster, names Names, executor string, mod ...func(*Options)) *Queue {
 	t.Helper()
 	opt := Options{Names: names, ExecutorID: executor, TTL: time.Second, CreateTopics: true,
 		Partitions: 2, SessionTimeout: time.Second, Retention: time.Hour}
@@ -105,6 +105,10 @@ func takeAny(t *testing.T, qs ...*Queue) (*queue.Delivery, *Queue) {
 func done(id, executor string, st task.State) []byte {
 	return task.Done(task.Ending{ID: id, Type: "t", Executor: executor, Seq: 1, Time: time.Now(),
 		Result: task.Result{Status: st}})
+}
+
+func finishOf(q *Queue, d *queue.Delivery, id string) *queue.Finish {
+	return &queue.Finish{ID: id, State: task.Succeeded, Done: done(id, q.opt.ExecutorID, task.Succeeded), Raw: d.Raw, Claimed: true, Token: d.Token}
 }
 
 func finish(t *testing.T, q *Queue, d *queue.Delivery, id string, claimed bool) bool {
