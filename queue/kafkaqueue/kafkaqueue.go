@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,11 +206,38 @@ func New(ctx context.Context, seeds []string, clientOpts []kgo.Opt, opt Options)
 		return nil, fmt.Errorf("queue: kafka: %w", err)
 	}
 	q.base = base
+	q.wg.Add(1)
+	go func() { defer q.wg.Done(); q.renewClaims(runCtx) }()
 	if err := q.startControl(ctx, runCtx, base); err != nil {
 		q.Close()
 		return nil, err
 	}
 	return q, nil
+}
+
+// renewClaims writes the claims of this process's running tasks again
+// every half status_retention: the status topic keeps records for twice
+// that, so a task that runs for days keeps a claim a newly started reader
+// still finds. For readers that were there all along a repeated claim of
+// the same token changes nothing.
+func (q *Queue) renewClaims(ctx context.Context) {
+	t := time.NewTicker(q.opt.Retention / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for id, st := range q.view.running(q.opt.ExecutorID) {
+			if !strings.HasPrefix(st.token, q.holder+"/") {
+				continue
+			}
+			if _, _, err := q.writeStatus(ctx, statusRec{K: kClaim, ID: id, Exec: q.opt.ExecutorID, Token: st.token, Type: st.typ}); err != nil && ctx.Err() == nil {
+				q.opt.Logger.Warn("cannot renew the claim of a long task; retrying at the next renewal", "id", id, "error", err)
+			}
+		}
+	}
 }
 
 // Topics returns the topic names in use.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -403,5 +404,37 @@ func TestSASL(t *testing.T) {
 	}
 	if _, err := ClientOptions(DialOptions{TLSCAFile: "/nonexistent/ca.pem"}); err == nil {
 		t.Fatal("a missing CA file was accepted")
+	}
+}
+
+// A long task's claim is written again every half retention, so that a
+// reader that starts after the first one aged out still finds it.
+func TestLongClaimRenewed(t *testing.T) {
+	c := startKafka(t)
+	names := testNames()
+	a := open(t, c, names, execID("a"), func(o *Options) { o.Retention = 400 * time.Millisecond })
+	submit(t, a, "long")
+	d := take(t, a)
+	if cl, err := a.Claim(context.Background(), d, "long"); err != nil || cl != queue.Claimed {
+		t.Fatalf("claim: %v %v", cl, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ends, err := a.adm.ListEndOffsets(context.Background(), a.topics.Status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := int64(0)
+		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d status records after 10 s, want the claim and two renewals", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if own, err := a.Owned(context.Background(), map[string]string{"long": d.Token}); err != nil || !own["long"] {
+		t.Fatalf("renewals changed the owner: %v %v", own, err)
 	}
 }
