@@ -29,6 +29,10 @@ func openKafka(ctx context.Context, cfg *config.Config, log hclog.Logger) (*kafk
 		MaxTaskBytes: cfg.MaxTaskBytes, Partitions: k.Partitions, CreateTopics: k.CreateTopics,
 		Logger: log.Named("kafka"),
 	}
+	if !k.TLS && k.SASLMechanism == "" {
+		log.Warn("Kafka without TLS or SASL: anyone who reaches the brokers can submit tasks, send kills and write the status topic; " +
+			"set kafka_tls_ca_file and kafka_sasl_mechanism, and confine the topics with ACLs (README, Kafka section)")
+	}
 	pause := time.Second
 	for attempt := 1; ; attempt++ {
 		tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
