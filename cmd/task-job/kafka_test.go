@@ -178,8 +178,9 @@ func (s *kafkaSite) waitLine(id, data string) {
 }
 
 // TestKafkaExecutors runs real executor processes on the Kafka transport:
-// a task to its done, a duplicate id, kills before and during a task, and
-// an executor SIGKILLed while it runs one, reported lost by its peer.
+// a task to its done, a duplicate id, kills before and during a task (with
+// a rebalance in the middle, three executors), and an executor SIGKILLed
+// while it runs one, reported lost by a peer.
 func TestKafkaExecutors(t *testing.T) {
 	s := newKafkaSite(t)
 	a, b := s.start("a"), s.start("b")
@@ -202,6 +203,19 @@ func TestKafkaExecutors(t *testing.T) {
 	s.submit("kb1", "long.sh")
 	if d := s.waitDone("kb1"); d.Result == nil || d.Result.Status != task.Killed || d.Result.Reason != task.KilledBeforeStart {
 		t.Fatalf("done of a task killed before it was submitted: %+v", d.Result)
+	}
+
+	// A rebalance in the middle of a long task (a third executor joins the
+	// group) does not hand the task to anyone else, and the kill, read by
+	// all three, still reaches it.
+	s.submit("reb1", "long.sh")
+	s.waitLine("reb1", "begun")
+	c := s.start("c")
+	byID[c.id] = c
+	time.Sleep(2 * time.Second) // the group has rebalanced
+	s.kill("reb1")
+	if d := s.waitDone("reb1"); d.Result == nil || d.Result.Status != task.Killed {
+		t.Fatalf("done of a task killed after a rebalance: %+v", d.Result)
 	}
 
 	// A kill while it runs.
@@ -235,22 +249,24 @@ func TestKafkaExecutors(t *testing.T) {
 	s.waitDone("after1")
 
 	time.Sleep(2 * time.Second) // room for a second done, which must not come
-	for _, id := range []string{"ok1", "dup1", "kb1", "kr1", "crash1", "after1"} {
+	for _, id := range []string{"ok1", "dup1", "kb1", "reb1", "kr1", "crash1", "after1"} {
 		if n := len(s.dones(id)); n != 1 {
 			t.Errorf("%s: %d dones, want 1: %+v", id, n, s.dones(id))
 		}
 	}
 	s.mu.Lock()
-	begun := 0
-	for _, l := range s.logs["crash1"] {
-		if l.Data == "begun" {
-			begun++
+	for _, id := range []string{"reb1", "crash1"} {
+		begun := 0
+		for _, l := range s.logs[id] {
+			if l.Data == "begun" {
+				begun++
+			}
+		}
+		if begun != 1 {
+			t.Errorf("%s began %d times, want once", id, begun)
 		}
 	}
 	s.mu.Unlock()
-	if begun != 1 {
-		t.Errorf("crash1 began %d times, want once", begun)
-	}
 }
 
 // The client commands do not talk to a Redis the config does not name.
