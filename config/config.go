@@ -239,6 +239,10 @@ type Config struct {
 	SignatureWindow time.Duration
 
 	Fleet // tubes, labels, registry (fleet.go)
+	// Transport ("transport", default "redis") is "redis" or "kafka".
+	Transport string
+	// Kafka holds the kafka_* keys (kafka.go).
+	Kafka Kafka
 }
 
 // Default returns the configuration used when config.json sets nothing.
@@ -271,6 +275,7 @@ func newConfig() *Config {
 		AuditMaxBytes:     DefaultAuditMaxBytes,
 		SignatureWindow:   DefaultSignatureWindow,
 		LogsMaxLen:        DefaultLogsMaxLen,
+		Kafka:             defaultKafka(),
 	}
 }
 
@@ -303,6 +308,7 @@ func (c *Config) fillDefaults() {
 	setIfEmpty(&c.SandboxUser, DefaultSandboxUser)
 	setIfEmpty(&c.AuditStream, c.QueueName+"_audit")
 	c.fillFleetDefaults()
+	setIfEmpty(&c.Transport, TransportRedis)
 }
 
 // defaultCmdDir is "/tmp" as in the original tool; Windows has no /tmp.
@@ -486,6 +492,7 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 		bad("signature_window", "must be under half of status_retention (%v): a replay older than the retention would no longer be recognised, got %v", c.StatusRetention, c.SignatureWindow)
 	}
 	c.validateFleet(bad)
+	c.validateKafka(bad)
 	return errs
 }
 
@@ -649,14 +656,14 @@ func (c Config) String() string {
 		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v state_dir=%q spool_dir=%q spool_max_bytes=%s work_dir=%q isolation=%q "+
 		"sandbox_user=%q sandbox_memory=%s sandbox_cpu=%g sandbox_pids=%d sandbox_network=%t sandbox_tmp_size=%s "+
 		"sandbox_chroot=%t sandbox_init=%q policy_file=%q audit_file=%q audit_max_bytes=%s audit_stream=%q "+
-		"signing_keys_dir=%q require_signatures=%t signature_window=%v",
+		"signing_keys_dir=%q require_signatures=%t signature_window=%v transport=%q kafka_brokers=%q",
 		c.ServerPort, c.ServerTokensFile, c.ServerTLSCert, c.ServerTLSKey, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
 		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, c.LogsMaxLen, redactURL(c.LogsHTTP), c.CmdDir,
 		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
 		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.StateDir, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.WorkDir, c.Isolation,
 		c.SandboxUser, formatBytes(c.SandboxMemory), c.SandboxCPU, c.SandboxPids, c.SandboxNetwork, formatBytes(c.SandboxTmpSize),
 		c.SandboxChroot, c.SandboxInit, c.PolicyFile, c.AuditFile, formatBytes(c.AuditMaxBytes), c.AuditStream,
-		c.SigningKeysDir, c.RequireSignatures, c.SignatureWindow)
+		c.SigningKeysDir, c.RequireSignatures, c.SignatureWindow, c.Transport, c.Kafka.Brokers)
 }
 
 // redactURL hides a password inside a URL such as redis://user:pw@host.

@@ -86,6 +86,8 @@ func TestDefault(t *testing.T) {
 		AuditStream:       "queue_job_task_audit",
 		SignatureWindow:   5 * time.Minute,
 		Fleet:             Fleet{Tubes: []string{""}, RegistryTTL: 10 * time.Second},
+		Transport:         "redis",
+		Kafka:             Kafka{Partitions: 6, CreateTopics: true},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)

@@ -227,6 +227,7 @@ func (p *parser) posOf(key string) Pos {
 // checkFiles checks cmd_dir and reads redis_password_file.
 func (p *parser) checkFiles() {
 	c := p.cfg
+	p.checkKafkaFiles()
 	if filepath.IsAbs(c.CmdDir) { // otherwise validate has said so already
 		fi, err := os.Stat(c.CmdDir)
 		switch {

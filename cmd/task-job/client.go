@@ -68,6 +68,11 @@ func (c *clientFlags) connect(stderr io.Writer) (*client, error) {
 	if c.queue != "" {
 		cfg.SetQueueName(c.queue)
 	}
+	if cfg.Transport == config.TransportKafka && c.redisAddr == "" {
+		return nil, fmt.Errorf("%s says \"transport\": \"kafka\", and the client commands speak Redis only so far; "+
+			"produce tasks to the topic %q and kills to %q, and read results from %q (README, Kafka section)",
+			c.config, cfg.QueueName, cfg.QueueControlName, cfg.QueueName+"_status")
+	}
 	// The client's own per-attempt lines would bury the one message that
 	// says what to fix.
 	quietRedisOnce.Do(func() { redisqueue.RouteClientLog(hclog.NewNullLogger()) })

@@ -169,6 +169,11 @@ func openAudit(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit_file: %w", err)
 	}
+	if rdb == nil {
+		// The Kafka transport has no audit mirror yet: the file is the record.
+		log.Info("audit log open (no mirror on this transport)", "file", cfg.AuditFile, "seq", al.Seq())
+		return al, func() { al.Close() }, nil
+	}
 	m := audit.StartMirror(cfg.AuditFile, rdb, cfg.AuditStream, audit.MirrorOptions{
 		OnError: func(err error) { log.Warn("audit mirror: cannot copy to Redis yet; it catches up later", "error", err) },
 	})
@@ -193,10 +198,11 @@ func newVerifier(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger
 	if err := signature.CheckRetention(cfg.SignatureWindow, cfg.StatusRetention); err != nil {
 		return nil, err
 	}
-	v := signature.NewVerifier(keys, signature.Options{
-		Window: cfg.SignatureWindow,
-		Replay: signature.NewRedisGuard(rdb, cfg.QueueName),
-	})
+	var replay signature.ReplayGuard // nil: this process's memory (Kafka, where the status topic's duplicate-id check still holds)
+	if rdb != nil {
+		replay = signature.NewRedisGuard(rdb, cfg.QueueName)
+	}
+	v := signature.NewVerifier(keys, signature.Options{Window: cfg.SignatureWindow, Replay: replay})
 	if cfg.RequireSignatures {
 		log.Info("signed submissions required", "keys", keys.IDs(), "window", cfg.SignatureWindow)
 	} else {

@@ -139,9 +139,9 @@ type stopNowKey struct{}
 // sandbox's own directory too (its root mount point, /run/task-job/root).
 var stateDir = "/run/task-job"
 
-// joinRedis registers the executor id on Redis, retrying while Redis is
-// unreachable; it fails when another live executor holds the id.
-func joinRedis(ctx context.Context, q *redisqueue.Queue, log hclog.Logger) error {
+// joinRedis registers the executor id on the transport, retrying while it
+// is unreachable; it fails when another live executor holds the id.
+func joinRedis(ctx context.Context, q queue.Membership, log hclog.Logger) error {
 	var failing bool
 	for {
 		err := q.Join(ctx)
@@ -180,30 +180,42 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	}
 	log.Debug("holding the executor id on this host", "lock", id.Path())
 	defer id.Close()
-	// ...then on Redis, where an executor elsewhere may hold it.
-	redisqueue.RouteClientLog(log.Named("redis"))
-	rdb, err := redisqueue.Dial(redisqueue.DialOptions{
-		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, PoolSize: cfg.Concurrency + 16,
-	})
-	if err != nil {
-		return err
+	// ...then on the transport, where an executor elsewhere may hold it.
+	var q queue.Broker
+	var rdb redis.UniversalClient // nil on Kafka: no Redis audit mirror, replay memory per process
+	if cfg.Transport == config.TransportKafka {
+		kq, err := openKafka(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer kq.Close()
+		q = kq
+	} else {
+		redisqueue.RouteClientLog(log.Named("redis"))
+		rdb, err = redisqueue.Dial(redisqueue.DialOptions{
+			Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, PoolSize: cfg.Concurrency + 16,
+		})
+		if err != nil {
+			return err
+		}
+		if err := waitForRedis(ctx, rdb, cfg.RedisAddr, log); err != nil {
+			rdb.Close()
+			return err
+		}
+		rq := redisqueue.New(rdb, redisqueue.Options{
+			Names:      redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
+			ExecutorID: cfg.ExecutorID,
+			Retention:  cfg.StatusRetention,
+			TTL:        cfg.ExecutorTTL,
+			Logger:     log,
+			// Oversized tasks are refused in Redis, before they are read.
+			MaxTaskBytes: cfg.MaxTaskBytes,
+			LogsMaxLen:   logsMaxLen(cfg),
+			Tubes:        cfg.Tubes,
+		})
+		defer rq.Close()
+		q = rq
 	}
-	if err := waitForRedis(ctx, rdb, cfg.RedisAddr, log); err != nil {
-		rdb.Close()
-		return err
-	}
-	q := redisqueue.New(rdb, redisqueue.Options{
-		Names:      redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
-		ExecutorID: cfg.ExecutorID,
-		Retention:  cfg.StatusRetention,
-		TTL:        cfg.ExecutorTTL,
-		Logger:     log,
-		// Oversized tasks are refused in Redis, before they are read.
-		MaxTaskBytes: cfg.MaxTaskBytes,
-		LogsMaxLen:   logsMaxLen(cfg),
-		Tubes:        cfg.Tubes,
-	})
-	defer q.Close()
 	if err := joinRedis(ctx, q, log); err != nil {
 		return err
 	}
@@ -242,17 +254,23 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	}
 	defer closeAudit()
 	var mg *management
+	rq, onRedis := q.(*redisqueue.Queue)
+	if cfg.ServerPort != "" && !onRedis {
+		return fmt.Errorf("server_port: the management server reads the Redis transport's keys; with transport %q it is not available yet (unset server_port)", cfg.Transport)
+	}
 	if cfg.ServerPort != "" {
 		auditStream := ""
 		if al != nil {
 			auditStream = cfg.AuditStream
 		}
-		if mg, err = startManagement(ctx, cfg, q, managementOptions{RunsTasks: true, Audit: al, AuditStream: auditStream}, log); err != nil {
+		if mg, err = startManagement(ctx, cfg, rq, managementOptions{RunsTasks: true, Audit: al, AuditStream: auditStream}, log); err != nil {
 			return err
 		}
 		defer mg.stop()
 	}
-	defer publishInfo(ctx, q, cfg, runner.Describe(), mg.addr(), log)()
+	if onRedis {
+		defer publishInfo(ctx, rq, cfg, runner.Describe(), mg.addr(), log)()
+	}
 
 	ex, err := executor.New(executor.Options{
 		ExecutorID: cfg.ExecutorID, Concurrency: cfg.Concurrency, Logs: cfg.Logs,

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/taskjob/task-job/queue/kafkaqueue"
+	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/observe"
+)
+
+// kafkaSite is franz-go's in-process broker, the executors serving it
+// (this test binary run as task-job, with "transport": "kafka") and a
+// reader of every TaskLog message in the logs topic.
+type kafkaSite struct {
+	t      *testing.T
+	broker *kfake.Cluster
+	queue  string
+	dir    string
+	cl     *kgo.Client
+	status *kafkaqueue.Queue // a client's view: never joined, so no executor
+
+	mu   sync.Mutex
+	logs map[string][]task.Log
+}
+
+func newKafkaSite(t *testing.T) *kafkaSite {
+	t.Helper()
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	s := &kafkaSite{t: t, broker: broker, queue: fmt.Sprintf("kq%d", os.Getpid()), dir: scripts(t), logs: map[string][]task.Log{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The client's view creates the topics, as the first executor would.
+	s.status, err = kafkaqueue.New(ctx, broker.ListenAddrs(), nil, kafkaqueue.Options{
+		Names: kafkaqueue.Names{Tasks: s.queue}, ExecutorID: "client", Partitions: 2, CreateTopics: true, TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.status.Close() })
+	topics := s.status.Topics()
+	s.cl, err = kgo.NewClient(kgo.SeedBrokers(broker.ListenAddrs()...), kgo.ConsumeTopics(topics.Logs),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for rctx.Err() == nil {
+			s.cl.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+				var l task.Log
+				if err := json.Unmarshal(r.Value, &l); err != nil {
+					t.Errorf("malformed TaskLog %q", r.Value)
+					return
+				}
+				s.mu.Lock()
+				s.logs[l.ID] = append(s.logs[l.ID], l)
+				s.mu.Unlock()
+			})
+		}
+	}()
+	t.Cleanup(func() { stop(); <-done; s.cl.Close() })
+	return s
+}
+
+type kafkaExecutor struct {
+	id   string
+	cmd  *exec.Cmd
+	log  *observe.Buffer
+	done chan struct{}
+}
+
+func (s *kafkaSite) start(name string) *kafkaExecutor {
+	t := s.t
+	t.Helper()
+	id := fmt.Sprintf("kx-%d-%s", os.Getpid(), name)
+	cfg, _ := json.Marshal(map[string]any{
+		"transport": "kafka", "kafka_brokers": s.broker.ListenAddrs(), "kafka_partitions": 2,
+		"queue_name": s.queue, "cmd_dir": s.dir, "executor_id": id, "executor_ttl": "1s",
+		"isolation": "off", "logs": true, "state_dir": t.TempDir(), "shutdown_grace": "2s", "concurrency": 2,
+	})
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &kafkaExecutor{id: id, cmd: exec.Command(self, "-config="+path), log: &observe.Buffer{}, done: make(chan struct{})}
+	e.cmd.Env = append(os.Environ(), mainEnv+"=1", "GORACE=atexit_sleep_ms=0")
+	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.cmd.Wait(); close(e.done) }()
+	t.Cleanup(func() {
+		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-e.done:
+		case <-time.After(15 * time.Second):
+			_ = e.cmd.Process.Kill()
+			<-e.done
+		}
+		if t.Failed() {
+			t.Logf("executor %s log:\n%s", id, e.log.String())
+		}
+	})
+	observe.Eventually(t, "executor "+id+" to serve", 20*time.Second, func() bool {
+		return strings.Contains(e.log.String(), "executor serving")
+	})
+	return e
+}
+
+func (s *kafkaSite) produce(topic, value string) {
+	s.t.Helper()
+	if err := s.cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Value: []byte(value)}).FirstErr(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *kafkaSite) submit(id, cmdline string) {
+	s.produce(s.queue, fmt.Sprintf(`{"id":%q,"type":"t","tube":"","task":{"cmdline":%q,"timeout":0}}`, id, cmdline))
+}
+
+func (s *kafkaSite) kill(id string) {
+	s.produce(s.status.Topics().Control, fmt.Sprintf(`{"id":%q,"type":"kill"}`, id))
+}
+
+// dones returns id's done messages.
+func (s *kafkaSite) dones(id string) []task.Log {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []task.Log
+	for _, l := range s.logs[id] {
+		if l.MsgType == task.MsgDone {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (s *kafkaSite) waitDone(id string) task.Log {
+	s.t.Helper()
+	observe.Eventually(s.t, "the done of "+id, 30*time.Second, func() bool { return len(s.dones(id)) > 0 })
+	return s.dones(id)[0]
+}
+
+func (s *kafkaSite) waitLine(id, data string) {
+	s.t.Helper()
+	observe.Eventually(s.t, id+" to print "+data, 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, l := range s.logs[id] {
+			if l.Data == data {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestKafkaExecutors runs real executor processes on the Kafka transport:
+// a task to its done, a duplicate id, kills before and during a task (with
+// a rebalance in the middle, three executors), and an executor SIGKILLed
+// while it runs one, reported lost by a peer.
+func TestKafkaExecutors(t *testing.T) {
+	s := newKafkaSite(t)
+	a, b := s.start("a"), s.start("b")
+	byID := map[string]*kafkaExecutor{a.id: a, b.id: b}
+
+	s.submit("ok1", "hello.sh world")
+	if d := s.waitDone("ok1"); d.Result == nil || d.Result.Status != task.Succeeded {
+		t.Fatalf("done of ok1: %+v", d)
+	}
+	s.waitLine("ok1", "hello world")
+
+	// The same id twice, back to back: one run, one done.
+	s.submit("dup1", "hello.sh one")
+	s.submit("dup1", "hello.sh two")
+	s.waitDone("dup1")
+
+	// A kill before the task is submitted cancels it when it comes.
+	s.kill("kb1")
+	time.Sleep(500 * time.Millisecond) // every executor has read the kill
+	s.submit("kb1", "long.sh")
+	if d := s.waitDone("kb1"); d.Result == nil || d.Result.Status != task.Killed || d.Result.Reason != task.KilledBeforeStart {
+		t.Fatalf("done of a task killed before it was submitted: %+v", d.Result)
+	}
+
+	// A rebalance in the middle of a long task (a third executor joins the
+	// group) does not hand the task to anyone else, and the kill, read by
+	// all three, still reaches it.
+	s.submit("reb1", "long.sh")
+	s.waitLine("reb1", "begun")
+	c := s.start("c")
+	byID[c.id] = c
+	time.Sleep(2 * time.Second) // the group has rebalanced
+	s.kill("reb1")
+	if d := s.waitDone("reb1"); d.Result == nil || d.Result.Status != task.Killed {
+		t.Fatalf("done of a task killed after a rebalance: %+v", d.Result)
+	}
+
+	// A kill while it runs.
+	s.submit("kr1", "long.sh")
+	s.waitLine("kr1", "begun")
+	s.kill("kr1")
+	if d := s.waitDone("kr1"); d.Result == nil || d.Result.Status != task.Killed {
+		t.Fatalf("done of a killed running task: %+v", d.Result)
+	}
+
+	// An executor SIGKILLed while it runs a task: its peer reports it lost;
+	// it is not run again.
+	s.submit("crash1", "long.sh")
+	s.waitLine("crash1", "begun")
+	st, err := s.status.Status(context.Background(), "crash1")
+	if err != nil || st == nil || byID[st.Executor] == nil {
+		t.Fatalf("status of crash1: %+v %v", st, err)
+	}
+	victim := byID[st.Executor]
+	if err := victim.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-victim.done
+	d := s.waitDone("crash1")
+	if d.Result == nil || d.Result.Status != task.Lost {
+		t.Fatalf("done of a task whose executor died: %+v", d.Result)
+	}
+	// And the survivor still serves: the group hands it the dead one's
+	// partitions.
+	s.submit("after1", "hello.sh again")
+	s.waitDone("after1")
+
+	time.Sleep(2 * time.Second) // room for a second done, which must not come
+	for _, id := range []string{"ok1", "dup1", "kb1", "reb1", "kr1", "crash1", "after1"} {
+		if n := len(s.dones(id)); n != 1 {
+			t.Errorf("%s: %d dones, want 1: %+v", id, n, s.dones(id))
+		}
+	}
+	s.mu.Lock()
+	for _, id := range []string{"reb1", "crash1"} {
+		begun := 0
+		for _, l := range s.logs[id] {
+			if l.Data == "begun" {
+				begun++
+			}
+		}
+		if begun != 1 {
+			t.Errorf("%s began %d times, want once", id, begun)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// The client commands do not talk to a Redis the config does not name.
+func TestClientRefusesKafkaConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, []byte(`{"transport": "kafka", "kafka_brokers": ["127.0.0.1:9092"], "cmd_dir": "/"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	if code := run([]string{"status", "-config=" + path, "x"}, &stdout, &stderr); code != exitFailed ||
+		!strings.Contains(stderr.String(), `the client commands speak Redis only so far; produce tasks to the topic "queue_job_task"`) {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}
