@@ -160,7 +160,9 @@ func (e *env) getJSON(path, token string, v any) {
 // publisher is an executor's transport, used directly to produce a task's
 // claim, lines and done exactly as an executor does.
 func (e *env) publisher(executorID string) *redisqueue.Queue {
-	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: e.redis.Addr()}), redisqueue.Options{Names: names, ExecutorID: executorID, Retention: time.Hour, TTL: time.Second})
+	// It serves the tubes the tests use, so runTask can take a tubed task.
+	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: e.redis.Addr()}), redisqueue.Options{Names: names, ExecutorID: executorID, Retention: time.Hour, TTL: time.Second,
+		Tubes: []string{"", "blue"}})
 	e.t.Cleanup(func() { q.Close() })
 	return q
 }
@@ -193,7 +195,7 @@ func doneMsg(id string, seq uint64, d *queue.Delivery, state task.State) queue.M
 func (e *env) runTask(q *redisqueue.Queue, id, tube string, n int, state task.State) {
 	e.t.Helper()
 	raw, _ := json.Marshal(task.Task{ID: id, Type: "test", Tube: tube, Task: task.Spec{Cmdline: "x.sh", CmdArgs: []string{}}})
-	e.rdb.RPush(context.Background(), names.Tasks, raw)
+	e.rdb.RPush(context.Background(), q.TubeKey(tube), raw)
 	d := claim(e.t, q)
 	var msgs []queue.Message
 	for i := 1; i <= n; i++ {

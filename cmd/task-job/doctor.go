@@ -637,15 +637,16 @@ func (d *doctor) checkSignatures() {
 }
 
 // checkServerPort says where the management API would listen, and
-// refuses an address beyond loopback (the API needs tokens there).
+// refuses an address beyond loopback without tokens.
 func (d *doctor) checkServerPort() {
 	if d.cfg.ServerPort == "" {
 		d.ok("server_port", "off: no management API listens")
 		return
 	}
-	addr, err := api.ListenAddr(d.cfg.ServerPort, false)
+	tokens := d.cfg.ServerTokensFile != ""
+	addr, err := api.ListenAddr(d.cfg.ServerPort, tokens)
 	if err != nil {
-		d.fail("server_port", fmt.Sprintf("use a bare port (%q): 127.0.0.1 only, and reach it through SSH or a reverse proxy that authenticates", portOf(d.cfg.ServerPort)),
+		d.fail("server_port", fmt.Sprintf("use a bare port (%q): 127.0.0.1 only, or set server_tokens_file", portOf(d.cfg.ServerPort)),
 			"%q listens beyond loopback, where an API that starts and kills tasks would be reachable without authentication", d.cfg.ServerPort)
 		return
 	}
@@ -655,8 +656,17 @@ func (d *doctor) checkServerPort() {
 		return
 	}
 	l.Close()
-	d.warn("server_port", "leave server_port unset until the API ships",
-		"%s (loopback only) is free; this version serves no management API on it yet", addr)
+	host, _, _ := net.SplitHostPort(addr)
+	loopback := net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback()
+	switch {
+	case !loopback && d.cfg.ServerTLSCert == "":
+		d.warn("server_port", "set server_tls_cert and server_tls_key, or put a TLS proxy in front",
+			"%s is free; the API would serve plain HTTP beyond loopback, so tokens cross the network in the clear", addr)
+	case tokens:
+		d.ok("server_port", "%s is free; the management API asks for a token from %s", addr, d.cfg.ServerTokensFile)
+	default:
+		d.ok("server_port", "%s is free; loopback only, no tokens", addr)
+	}
 }
 
 func portOf(s string) string {
