@@ -76,6 +76,8 @@ type jailer struct {
 
 	etcDir  string   // the copy of /etc files tasks see, bound as their /etc
 	etcLock *os.File // held while etcDir is in use
+
+	pool *pool // pre-started helpers; nil: each task starts its own
 }
 
 type credential struct{ uid, gid uint32 }
@@ -194,6 +196,7 @@ func (j *jailer) close() error {
 }
 
 func (j *jailer) release() error {
+	j.pool.close()
 	var errs []error
 	if j.cg != nil {
 		errs = append(errs, j.cg.Close())
@@ -551,6 +554,12 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 		cfg.RootMode = nsinit.RootChroot
 		cfg.Path = "/" + strings.TrimPrefix(rel(confine, spec.Path), "/")
 		cfg.Dir = "/" + rel(confine, dir)
+	}
+
+	if h := j.pool.take(); h != nil {
+		if err := j.startPooled(h, p, spec, cfg, lim, stdio); !errors.Is(err, errPoolHelper) {
+			return err
+		}
 	}
 
 	var group *cgroup.Group

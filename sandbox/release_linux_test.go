@@ -1,6 +1,7 @@
 package sandbox_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,4 +86,42 @@ func fileSize(t *testing.T, path string) int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// TestPoolHelperServesOneTask: tasks started through the pool of
+// pre-started helpers each get namespaces of their own, never a helper
+// another task used, and on cgroup v1 a group named after them. The tasks
+// are alive together while their namespaces are compared: the kernel
+// reuses a freed namespace's number.
+func TestPoolHelperServesOneTask(t *testing.T) {
+	r := jailed(t)
+	const n = 2 * sandbox.DefaultPoolSize
+	outs := make([]*syncBuffer, n)
+	procs := make([]*sandbox.Process, n)
+	for i := range n {
+		outs[i] = &syncBuffer{}
+		spec := shell(`readlink /proc/self/ns/mnt /proc/self/ns/pid /proc/self/ns/ipc /proc/self/ns/uts; echo end; exec sleep 60`, outs[i], outs[i])
+		spec.Name = fmt.Sprintf("once-%d", i)
+		procs[i] = start(t, r, spec)
+	}
+	seen := map[string]int{}
+	for i, p := range procs {
+		eventually(t, 10*time.Second, "the task to print its namespaces", func() bool { return strings.Contains(outs[i].String(), "end\n") })
+		for _, ns := range strings.Fields(strings.TrimSuffix(outs[i].String(), "end\n")) {
+			if prev, ok := seen[ns]; ok {
+				t.Errorf("tasks %d and %d share namespace %s", prev, i, ns)
+			}
+			seen[ns] = i
+		}
+		if g := p.Cgroup(); !strings.Contains(g, "/once-") && !strings.Contains(g, "/pool-") {
+			t.Errorf("task %d ran in cgroup %q", i, g)
+		}
+	}
+	if len(seen) != 4*n {
+		t.Errorf("%d distinct namespaces over %d tasks, want 4 each", len(seen), n)
+	}
+	for _, p := range procs {
+		p.Stop(0)
+		wait(t, p)
+	}
 }

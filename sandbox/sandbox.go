@@ -65,6 +65,12 @@ type Options struct {
 	// re-executed (which works when its main calls nsinit.Main for that
 	// name, and costs about 2 ms more per task).
 	InitPath string
+	// PoolSize is how many sandbox helpers wait pre-started, each in fresh
+	// namespaces and a cgroup of its own, for the next tasks (Linux
+	// sandbox only): a task that finds one skips the helper's start.
+	// Every helper serves one task. 0 means DefaultPoolSize (4); negative
+	// turns the pool off.
+	PoolSize int
 	// CgroupName is the parent cgroup of the tasks' groups ("task-job").
 	CgroupName string
 	// RootDir is an empty host directory the task's root is built on
@@ -94,6 +100,10 @@ type Options struct {
 	// off, writers that failed). It may be nil.
 	Logger hclog.Logger
 }
+
+// DefaultPoolSize is how many sandbox helpers wait pre-started when
+// Options.PoolSize is 0.
+const DefaultPoolSize = 4
 
 // Limits are a task's resources and identity in the Linux sandbox. Zero
 // fields take the Runner's defaults.

@@ -38,6 +38,13 @@ func (r *Runner) setup(opts Options) error {
 		return nil
 	}
 	r.isolated, r.jail = true, j
+	if opts.PoolSize >= 0 {
+		size := opts.PoolSize
+		if size == 0 {
+			size = DefaultPoolSize
+		}
+		j.pool = newPool(j, size)
+	}
 	r.describe = j.describe()
 	return nil
 }
