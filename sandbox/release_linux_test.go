@@ -100,7 +100,7 @@ func TestPoolHelperServesOneTask(t *testing.T) {
 	procs := make([]*sandbox.Process, n)
 	for i := range n {
 		outs[i] = &syncBuffer{}
-		spec := shell(`readlink /proc/self/ns/mnt /proc/self/ns/pid /proc/self/ns/ipc /proc/self/ns/uts; echo end; exec sleep 60`, outs[i], outs[i])
+		spec := shell(`for n in mnt pid ipc uts; do readlink /proc/self/ns/$n; done; echo end; exec sleep 60`, outs[i], outs[i])
 		spec.Name = fmt.Sprintf("once-%d", i)
 		procs[i] = start(t, r, spec)
 	}
