@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/taskjob/task-job/sandbox"
 )
@@ -60,9 +61,11 @@ func TestTasksKeepApart(t *testing.T) {
 			t.Errorf("cmd_dir/%s exists on the host after the task", p)
 		}
 	}
-	if _, err := os.Lstat(home); err == nil {
-		t.Errorf("the task's work directory %s is still there after it ended", home)
-	}
+	// Removed once the task's resources are released, just after its result.
+	eventually(t, 5*time.Second, "the task's work directory "+home+" to be removed", func() bool {
+		_, err := os.Lstat(home)
+		return err != nil
+	})
 
 	// The next task, even root, gets a fresh HOME: nothing of the first.
 	out, res = run(t, r, dir, sandbox.Limits{User: "root"}, `ls -A "$HOME"; echo "home=$HOME"; ls `+home+` 2>&1 | head -1`)

@@ -76,6 +76,8 @@ type jailer struct {
 
 	etcDir  string   // the copy of /etc files tasks see, bound as their /etc
 	etcLock *os.File // held while etcDir is in use
+
+	pool *pool // pre-started helpers; nil: each task starts its own
 }
 
 type credential struct{ uid, gid uint32 }
@@ -194,6 +196,7 @@ func (j *jailer) close() error {
 }
 
 func (j *jailer) release() error {
+	j.pool.close()
 	var errs []error
 	if j.cg != nil {
 		errs = append(errs, j.cg.Close())
@@ -481,6 +484,9 @@ func lookupGroup(name string) (uint32, error) {
 // jailSys is the sandbox part of a task's handle.
 type jailSys struct {
 	group *cgroup.Group
+	// mntns holds the task's mount namespace from its start until release,
+	// so that tearing its mounts down is not part of the task's exit.
+	mntns *os.File
 }
 
 // start launches spec through the helper in new namespaces and its cgroup.
@@ -550,6 +556,12 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 		cfg.Dir = "/" + rel(confine, dir)
 	}
 
+	if h := j.pool.take(); h != nil {
+		if err := j.startPooled(h, p, spec, cfg, lim, stdio); !errors.Is(err, errPoolHelper) {
+			return err
+		}
+	}
+
 	var group *cgroup.Group
 	if j.cgroups() {
 		group, err = j.cg.New(spec.Name, cgroup.Limits{MemoryBytes: lim.MemoryBytes, CPUCores: lim.CPUCores, Pids: lim.Pids})
@@ -599,9 +611,14 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	if err != nil {
 		return fmt.Errorf("sandbox: start the sandbox helper %s: %w", j.initPath, err)
 	}
+	// The pid is our child's until it is reaped: /proc names it safely.
+	mntns, _ := os.Open("/proc/" + strconv.Itoa(proc.Pid) + "/ns/mnt")
 	abort := func(err error) error {
 		_ = proc.Kill()
 		_, _ = proc.Wait()
+		if mntns != nil {
+			mntns.Close()
+		}
 		return err
 	}
 	if group != nil && !attr.UseCgroupFD {
@@ -633,7 +650,7 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 		return fmt.Errorf("sandbox: setting up the task failed: %s: %s", st.Step, st.Msg)
 	}
 	p.pid, p.sys.proc = proc.Pid, proc
-	p.sys.jail = &jailSys{group: group}
+	p.sys.jail = &jailSys{group: group, mntns: mntns}
 	p.limits = lim
 	if group != nil {
 		p.cgroup = group.Path()
@@ -641,26 +658,29 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	return nil
 }
 
-// afterExit runs once the task's top process has exited (its namespace is
-// then being torn down by the kernel): kill whatever is left in the
-// cgroup, wait for it to be empty, read the usage, remove it.
-func (s *jailSys) afterExit(res *Result, log hclog.Logger) {
+// settle runs once the task's PID 1 has been reaped, before its result is
+// out. The kernel ends a pid namespace with its PID 1: by the time PID 1's
+// exit is reported, every other process of the namespace was SIGKILLed and
+// is gone (reaped), setsid daemons and double forks included, so nothing of
+// the task can act any more. One read of the cgroup confirms it; should the
+// group still hold a process, it is killed and waited for here, before the
+// result. Then the group's usage is read. Removing the group comes after
+// the result (release).
+func (s *jailSys) settle(res *Result, log hclog.Logger) {
 	g := s.group
 	if g == nil {
 		return
 	}
-	// The kernel killed the namespace with its PID 1, and the wait for
-	// PID 1 returned only after that: the group is usually empty already,
-	// and freezing an empty group on v1 costs half a millisecond.
 	now, cancelNow := context.WithCancel(context.Background())
 	cancelNow()
 	if g.WaitEmpty(now) != nil {
+		log.Warn("a process of the task was left in its cgroup after its pid namespace ended; killing it before the result", "cgroup", g.Path())
 		_ = g.Kill()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := g.WaitEmpty(ctx); err != nil {
-		log.Warn("the task's cgroup did not empty after a kill", "cgroup", g.Path(), "error", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := g.WaitEmpty(ctx); err != nil {
+			log.Warn("the task's cgroup did not empty after a kill", "cgroup", g.Path(), "error", err)
+		}
 	}
 	if u, err := g.Usage(); err == nil {
 		if u.CPU > 0 {
@@ -671,8 +691,20 @@ func (s *jailSys) afterExit(res *Result, log hclog.Logger) {
 		}
 		res.OOMKilled = u.OOMKills > 0
 	}
-	if err := g.Close(); err != nil {
-		log.Warn("could not remove the task's cgroup", "cgroup", g.Path(), "error", err)
+}
+
+// release frees what the task held on the host, after its result is out:
+// its mount namespace (the kernel unmounts the task's whole filesystem
+// view when the last reference goes, which would otherwise happen in the
+// task's exit, before its result) and its cgroup.
+func (s *jailSys) release(log hclog.Logger) {
+	if s.mntns != nil {
+		s.mntns.Close()
+	}
+	if g := s.group; g != nil {
+		if err := g.Close(); err != nil {
+			log.Warn("could not remove the task's cgroup", "cgroup", g.Path(), "error", err)
+		}
 	}
 }
 

@@ -406,6 +406,7 @@ func staticLister(t *testing.T, dir string) string {
 
 // TestJailLeavesNothing: after many tasks, no cgroup and no mount is left.
 func TestJailLeavesNothing(t *testing.T) {
+	fdsBefore := openFds(t)
 	r := jailed(t)
 	mountsBefore := countLines(t, "/proc/self/mountinfo")
 	const n = 1000
@@ -444,6 +445,23 @@ func TestJailLeavesNothing(t *testing.T) {
 	if left := cgroupsOf(t, testCgroup()); len(left) > 0 {
 		t.Errorf("%d task cgroups left after %d tasks, e.g. %s", len(left), n, left[0])
 	}
+	// No process: the pre-started helpers not taken are gone with Close.
+	if kids := childrenOf(t, os.Getpid()); len(kids) > 0 {
+		t.Errorf("processes of ours left after %d tasks and Close: %v", n, kids)
+	}
+	// Nor an fd of ours: sockets of pre-started helpers, held namespaces,
+	// cgroup fds, pipes.
+	if after := openFds(t); after > fdsBefore {
+		t.Errorf("%d fds open before the runner, %d after %d tasks and Close", fdsBefore, after, n)
+	}
+}
+
+func openFds(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 func countLines(t *testing.T, path string) int {

@@ -65,6 +65,12 @@ type Options struct {
 	// re-executed (which works when its main calls nsinit.Main for that
 	// name, and costs about 2 ms more per task).
 	InitPath string
+	// PoolSize is how many sandbox helpers wait pre-started, each in fresh
+	// namespaces and a cgroup of its own, for the next tasks (Linux
+	// sandbox only): a task that finds one skips the helper's start.
+	// Every helper serves one task. 0 means DefaultPoolSize (4); negative
+	// turns the pool off.
+	PoolSize int
 	// CgroupName is the parent cgroup of the tasks' groups ("task-job").
 	CgroupName string
 	// RootDir is an empty host directory the task's root is built on
@@ -94,6 +100,10 @@ type Options struct {
 	// off, writers that failed). It may be nil.
 	Logger hclog.Logger
 }
+
+// DefaultPoolSize is how many sandbox helpers wait pre-started when
+// Options.PoolSize is 0.
+const DefaultPoolSize = 4
 
 // Limits are a task's resources and identity in the Linux sandbox. Zero
 // fields take the Runner's defaults.
@@ -144,11 +154,24 @@ type Runner struct {
 	log      hclog.Logger
 	jail     *jailer // the Linux sandbox, when isolated
 	workDir  string  // parent of the tasks' own directories; "" = none (the start-up probe)
+
+	// releasing counts tasks whose result is out but whose host resources
+	// (cgroup, namespaces, work directory) are still being released;
+	// releaseSlots bounds how many may be, so a burst of short tasks
+	// cannot pile up groups and namespaces faster than they go.
+	releasing    sync.WaitGroup
+	releaseSlots chan struct{}
 }
 
-// Close releases the Runner's host resources (the shared empty network
-// namespace). Tasks still running are not affected.
+// maxReleasing bounds the tasks being released at once; Start waits for a
+// slot beyond that.
+const maxReleasing = 16
+
+// Close waits until every ended task's resources are released, then
+// releases the Runner's own (the shared empty network namespace, spare
+// cgroups). Tasks still running are not affected.
 func (r *Runner) Close() error {
+	r.releasing.Wait()
 	if r.jail != nil {
 		return r.jail.close()
 	}
@@ -165,7 +188,7 @@ func New(opts Options) (*Runner, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	r := &Runner{log: log.Named("sandbox"), workDir: opts.WorkDir}
+	r := &Runner{log: log.Named("sandbox"), workDir: opts.WorkDir, releaseSlots: make(chan struct{}, maxReleasing)}
 	if r.workDir == "" {
 		if r.workDir = DefaultWorkDir(); r.workDir == "" {
 			return nil, errors.New("sandbox: no directory for the tasks' work directories could be chosen; set work_dir")
@@ -358,6 +381,7 @@ type Process struct {
 
 	termOnce sync.Once
 	done     chan struct{} // closed when result and err are final
+	released chan struct{} // closed when the task's host resources are released
 	result   Result
 	err      error
 }
@@ -401,29 +425,51 @@ func (r *Runner) Start(spec Spec) (*Process, error) {
 		r.removeTaskDir(taskDir)
 		return nil, err
 	}
-	p := &Process{log: r.log, done: make(chan struct{}), started: time.Now()}
+	r.releaseSlots <- struct{}{}
+	r.releasing.Add(1)
+	p := &Process{log: r.log, done: make(chan struct{}), released: make(chan struct{}), started: time.Now()}
 	err = r.start(p, spec, out.child)
 	out.closeChild()
 	if err != nil {
 		out.drain(drainTimeout)
 		r.removeTaskDir(taskDir)
+		r.released(p)
 		return nil, err
 	}
 	r.log.Debug("task started", "path", spec.Path, "pid", p.pid, "isolated", r.isolated)
 
 	go func() {
+		// The result is final once the main process is reaped and nothing
+		// of the task can run any more (see waitExit), and its output is
+		// drained. Releasing what it held on the host (its cgroup, its
+		// namespaces, its work directory) comes after, off the result's
+		// path.
 		res, err := p.waitExit()
 		res.Started, res.Ended = p.started, time.Now()
 		if out.drain(drainTimeout) {
 			p.log.Warn("task output still open after its main process exited; closed it (a process escaped the task's process group)",
 				"pid", p.pid, "after", drainTimeout)
 		}
-		r.removeTaskDir(taskDir)
 		p.result, p.err = res, err
 		close(p.done)
+		p.release()
+		r.removeTaskDir(taskDir)
+		r.released(p)
 	}()
 	return p, nil
 }
+
+func (r *Runner) released(p *Process) {
+	close(p.released)
+	<-r.releaseSlots
+	r.releasing.Done()
+}
+
+// Released is closed once everything the task held on the host is released:
+// its cgroup removed (or queued for removal), its namespaces dropped, its
+// work directory deleted. That happens after Wait returns; Runner.Close
+// waits for it.
+func (p *Process) Released() <-chan struct{} { return p.released }
 
 // Limits returns what is enforced on the task: the effective limits in the
 // Linux sandbox (zero where the host cannot enforce one), zero otherwise.
@@ -441,7 +487,9 @@ func (p *Process) Pid() int { return p.pid }
 // SIGKILLed) and its output has been drained, but never more than about
 // two seconds after the main process exited because some escaped process
 // holds the output open (the pipes are then closed). It may be called any
-// number of times and returns the same values each time.
+// number of times and returns the same values each time. In the Linux
+// sandbox no process of the task exists any more when it returns; its
+// cgroup and namespaces are released after (see Released).
 func (p *Process) Wait() (Result, error) {
 	<-p.done
 	return p.result, p.err

@@ -38,6 +38,13 @@ func (r *Runner) setup(opts Options) error {
 		return nil
 	}
 	r.isolated, r.jail = true, j
+	if opts.PoolSize >= 0 {
+		size := opts.PoolSize
+		if size == 0 {
+			size = DefaultPoolSize
+		}
+		j.pool = newPool(j, size)
+	}
 	r.describe = j.describe()
 	return nil
 }
@@ -61,12 +68,13 @@ func (j *jailer) probe() error {
 	chroot := j.chroot
 	j.chroot = false // the probe needs /usr; chroot mode is the same steps minus mounts
 	defer func() { j.chroot = chroot }()
-	r := &Runner{log: hclog.NewNullLogger(), isolated: true, jail: j}
+	r := &Runner{log: hclog.NewNullLogger(), isolated: true, jail: j, releaseSlots: make(chan struct{}, 1)}
 	p, err := r.Start(Spec{Path: prog, Args: []string{prog}, Dir: dir, Name: "probe"})
 	if err != nil {
 		return err
 	}
 	res, err := p.Wait()
+	<-p.Released()
 	if err != nil {
 		return err
 	}

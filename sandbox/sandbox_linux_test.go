@@ -250,11 +250,27 @@ func TestExecutorKilled(t *testing.T) {
 		}
 		eventually(t, 10*time.Second, "the task's sleep to run", func() bool { return len(marked(t, marker)) == 1 })
 
+		// Its pre-started helpers, waiting for tasks, must die with it too.
+		var children []int
+		if r.Isolated() {
+			eventually(t, 10*time.Second, "the pool of pre-started helpers to fill", func() bool {
+				children = childrenOf(t, helper.Process.Pid)
+				return len(children) >= 1+sandbox.DefaultPoolSize
+			})
+		}
 		if err := helper.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
 		_ = helper.Wait()
 		eventually(t, 5*time.Second, "the task to die with its executor", allGone(t, []string{marker}))
+		eventually(t, 5*time.Second, "the pre-started helpers to die with their executor", func() bool {
+			for _, pid := range children {
+				if alive(pid) {
+					return false
+				}
+			}
+			return true
+		})
 		if !r.Isolated() {
 			return
 		}
@@ -308,4 +324,31 @@ func cgroupsOf(t *testing.T, parent string) []string {
 		}
 	}
 	return found
+}
+
+// childrenOf lists the children of pid.
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	var kids []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, w := range strings.Fields(string(b)) {
+			if k, err := strconv.Atoi(w); err == nil {
+				kids = append(kids, k)
+			}
+		}
+	}
+	return kids
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

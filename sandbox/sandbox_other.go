@@ -21,6 +21,7 @@ func (r *Runner) start(p *Process, spec Spec, stdio [3]*os.File) error { return 
 func (p *Process) waitExit() (Result, error) { return Result{ExitCode: -1}, errUnsupported }
 func (p *Process) terminate()                {}
 func (p *Process) kill()                     {}
+func (p *Process) release()                  {}
 func (p *Process) signal(os.Signal) error    { return errUnsupported }
 
 // jailer is the Linux sandbox; it does not exist here.

@@ -73,9 +73,16 @@ func (p *Process) waitExit() (Result, error) {
 	res := resultOf(state.Sys().(syscall.WaitStatus), state.SysUsage().(*syscall.Rusage))
 	res.Limits, res.Cgroup = p.limits, p.cgroup
 	if p.sys.jail != nil {
-		p.sys.jail.afterExit(&res, p.log)
+		p.sys.jail.settle(&res, p.log)
 	}
 	return res, nil
+}
+
+// release frees what the task held on the host once its result is out.
+func (p *Process) release() {
+	if p.sys.jail != nil {
+		p.sys.jail.release(p.log)
+	}
 }
 
 // markExited stops further signals and kills whatever is left of the

@@ -61,5 +61,6 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) error {
 
 type jailSys struct{}
 
-func (s *jailSys) afterExit(*Result, hclog.Logger) {}
-func (s *jailSys) kill()                           {}
+func (s *jailSys) settle(*Result, hclog.Logger) {}
+func (s *jailSys) release(hclog.Logger)         {}
+func (s *jailSys) kill()                        {}

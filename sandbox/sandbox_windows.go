@@ -110,6 +110,9 @@ func (p *Process) terminate() { _ = p.signal(os.Interrupt) }
 
 func (p *Process) kill() { _ = p.signal(os.Kill) }
 
+// release has nothing left to free: the job was closed before the result.
+func (p *Process) release() {}
+
 // signal supports os.Kill (terminate the job) and os.Interrupt (CTRL_BREAK).
 func (p *Process) signal(sig os.Signal) error {
 	p.sys.mu.Lock()

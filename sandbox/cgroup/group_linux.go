@@ -75,12 +75,64 @@ func (g *Group) setLimits(l Limits) error {
 	if l.Pids > 0 {
 		ws = append(ws, write{pids, "pids.max", strconv.FormatInt(l.Pids, 10), "pids limit"})
 	}
-	for _, w := range ws {
-		if err := writeFile(filepath.Join(w.dir, w.file), w.value); err != nil {
+	for i := 0; i < len(ws); i++ {
+		w := ws[i]
+		err := writeFile(filepath.Join(w.dir, w.file), w.value)
+		if errors.Is(err, unix.EINVAL) && w.file == "memory.limit_in_bytes" && i+1 < len(ws) && ws[i+1].file == "memory.memsw.limit_in_bytes" {
+			// Raising the limits of a group that had some: the kernel
+			// keeps memsw >= memory, so memsw goes first.
+			if err = writeFile(filepath.Join(ws[i+1].dir, ws[i+1].file), ws[i+1].value); err == nil {
+				err = writeFile(filepath.Join(w.dir, w.file), w.value)
+			}
+			i++
+		}
+		if err != nil {
 			return fmt.Errorf("cgroup: set the %s of %s: %w", w.what, g.Path(), err)
 		}
 	}
 	return nil
+}
+
+// SetLimits replaces the group's limits (a group made ahead of its task
+// with other limits). Zero fields are left as they are.
+func (g *Group) SetLimits(l Limits) error {
+	if err := checkLimits(l); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.setLimits(l)
+}
+
+// Rename gives the group the name New would have given it for id, keeping
+// its processes, limits and counters: a group made ahead of its task takes
+// the task's name. cgroup v2 refuses to rename groups: the group then keeps
+// its name, and Rename says so with an error.
+func (g *Group) Rename(id string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return fmt.Errorf("cgroup: rename %s: closed", g.Path())
+	}
+	if g.m.mode != V1 {
+		return fmt.Errorf("cgroup: rename %s: cgroup %s groups cannot be renamed", g.Path(), g.m.mode)
+	}
+	base := safeName(id)
+	var err error
+	for range 8 {
+		name := base + "-" + strconv.FormatUint(g.m.seq.Add(1), 10)
+		if err = g.m.renameAll(g.name, name); err == nil {
+			g.name = name
+			for i, h := range g.m.hier {
+				g.dirs[i] = filepath.Join(h.parent, name)
+			}
+			return nil
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+	}
+	return err
 }
 
 // CgroupFD returns, on v2, an O_PATH fd of the group's directory for

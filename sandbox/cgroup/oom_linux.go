@@ -70,6 +70,9 @@ func (g *Group) watchOOM(mem string) error {
 			// a kill the kernel counted.
 			// The kernel signals when the group goes under OOM, which can be
 			// a moment before it counts the kill: look again briefly.
+			g.mu.Lock()
+			mem := g.dir(g.m.memIdx) // Rename may have moved it
+			g.mu.Unlock()
 			if !oomKilled(mem) {
 				continue
 			}

@@ -36,6 +36,10 @@ const (
 	NetnsFd  = 5 // the shared empty network namespace, when Config.JoinNetns
 )
 
+// EnvPooled, set to "1" in the helper's environment, makes it a
+// pre-started helper that receives its task on ConfigFd (see Main).
+const EnvPooled = "TASK_JOB_INIT_POOLED"
+
 // Hello is the helper's first byte on StatusFd.
 const Hello = 0x7e
 

@@ -1,6 +1,8 @@
 package nsinit
 
 import (
+	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -20,16 +22,39 @@ func fail(step string, err error) error { return &stepError{step, err} }
 
 // Main runs the setup described by the Config on ConfigFd and execs the
 // task. It never returns: on failure it reports on StatusFd and exits 127.
+//
+// Started with EnvPooled=1 it is a pre-started helper: ConfigFd is then a
+// unix stream socket, the one channel both ways. It says Hello there and
+// waits; the executor, when it takes the helper for a task, sends the
+// Config (a 4-byte big-endian length, then the encoded Config) with the
+// task's stdin, stdout and stderr attached (SCM_RIGHTS) to its first byte.
+// Failures are reported on the same socket, and the exec closes it. EOF
+// before any Config means the executor let the helper go: it exits 0.
 func Main() {
 	// Capabilities, no_new_privs, the parent-death signal and the network
 	// namespace are per thread: everything happens on this thread, the one
 	// that finally calls execve.
 	runtime.LockOSThread()
-	status := os.NewFile(StatusFd, "status")
+	pooled := os.Getenv(EnvPooled) == "1"
+	statusFd := StatusFd
+	if pooled {
+		statusFd = ConfigFd
+	}
+	status := os.NewFile(uintptr(statusFd), "status")
 	if _, err := status.Write([]byte{Hello}); err != nil {
 		os.Exit(127)
 	}
-	err := run()
+	var raw []byte
+	var err error
+	if pooled {
+		raw, err = receive(ConfigFd)
+	} else {
+		raw, err = io.ReadAll(os.NewFile(ConfigFd, "config"))
+		unix.Close(ConfigFd)
+	}
+	if err == nil {
+		err = run(raw)
+	}
 	st := Status{Step: "setup", Msg: err.Error()}
 	if se, ok := err.(*stepError); ok {
 		st.Step, st.Msg = se.step, se.err.Error()
@@ -40,6 +65,76 @@ func Main() {
 	}
 	_, _ = status.Write(st.Encode())
 	os.Exit(127)
+}
+
+// MaxConfig bounds an encoded Config a pre-started helper accepts.
+const MaxConfig = 16 << 20
+
+// receive reads a pre-started helper's Config and installs the task's
+// stdio that came with it as fds 0, 1 and 2.
+func receive(fd int) ([]byte, error) {
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fail("receive the task", err)
+	}
+	if n == 0 {
+		os.Exit(0) // let go unused
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return nil, fail("receive the task's stdio", err)
+	}
+	var fds []int
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return nil, fail("receive the task's stdio", err)
+		}
+		fds = append(fds, got...)
+	}
+	if len(fds) != 3 {
+		return nil, fail("receive the task's stdio", errors.New("want 3 fds, got "+itoa(int64(len(fds)))))
+	}
+	for i, f := range fds {
+		if err := unix.Dup3(f, i, 0); err != nil {
+			return nil, fail("install the task's stdio", err)
+		}
+		unix.Close(f)
+	}
+	if n < 4 {
+		return nil, fail("receive the task", errShort)
+	}
+	size := int(binary.BigEndian.Uint32(buf))
+	if size > MaxConfig {
+		return nil, fail("receive the task", errors.New("config too large"))
+	}
+	raw := append([]byte(nil), buf[4:n]...)
+	for len(raw) < size {
+		m, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fail("receive the task", err)
+		}
+		if m == 0 {
+			return nil, fail("receive the task", errShort)
+		}
+		raw = append(raw, buf[:m]...)
+	}
+	if len(raw) != size {
+		return nil, fail("receive the task", errors.New("trailing bytes after the config"))
+	}
+	return raw, nil
 }
 
 func asErrno(err error, target *syscall.Errno) bool {
@@ -57,16 +152,11 @@ func asErrno(err error, target *syscall.Errno) bool {
 	return false
 }
 
-func run() error {
-	raw, err := io.ReadAll(os.NewFile(ConfigFd, "config"))
-	if err != nil {
-		return fail("read config", err)
-	}
+func run(raw []byte) error {
 	c, err := Decode(raw)
 	if err != nil {
 		return fail("read config", err)
 	}
-	unix.Close(ConfigFd)
 
 	if c.JoinNetns {
 		if err := unix.Setns(NetnsFd, unix.CLONE_NEWNET); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -24,7 +25,11 @@ func (r lineRun) perSec() float64 { return float64(r.lines) / r.elapsed.Seconds(
 // taskJobLines runs `seq 1 n` as one task and times RPUSH → done, checking
 // that every line arrived, once, in order.
 func (b *bench) taskJobLines(ctx context.Context, n int) (lineRun, error) {
-	ex, err := b.startExecutor("lines", 1, b.runner)
+	// The per-task output caps are for tasks gone wrong; this one is
+	// meant to flood.
+	ex, err := b.startExecutor("lines", 1, b.runner, func(o *executor.Options) {
+		o.MaxOutputRate, o.MaxOutputMessages, o.MaxOutputBytes = 1<<30, 1<<30, 1<<40
+	})
 	if err != nil {
 		return lineRun{}, err
 	}

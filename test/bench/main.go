@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,18 +41,29 @@ import (
 type config struct {
 	quick        bool
 	out          string
-	latencyIters int // one-at-a-time tasks per latency series
-	floodTasks   int // tasks per throughput measurement
-	lines        int // lines the chatty task prints
-	isoIters     int // start+wait runs per isolation series
-	admitIters   int // policy+signature+audit rounds
+	latencyIters int             // one-at-a-time tasks per latency series
+	floodTasks   int             // tasks per throughput measurement
+	lines        int             // lines the chatty task prints
+	isoIters     int             // start+wait runs per isolation series
+	admitIters   int             // policy+signature+audit rounds
+	only         map[string]bool // sections to run; empty: all
 }
+
+// sections are the parts of the run that -only can pick.
+var sections = []string{"latency", "throughput", "lines", "isolation", "admission"}
+
+// want reports whether section is to be measured.
+func (c config) want(section string) bool { return len(c.only) == 0 || c.only[section] }
 
 // Targets the product sets itself.
 const (
 	dispatchTarget  = 2 * time.Millisecond // dispatch p50, RPUSH to the task's first instruction
 	throughputShare = 0.80                 // of raw exec.Command throughput
 	linesPerSec     = 300_000
+	// doneOverDispatch is the most RPUSH → done may exceed the dispatch
+	// of a task that exits at once, at p50, with the sandbox.
+	doneOverDispatch = 500 * time.Microsecond
+	sandboxShare     = 0.7 // tasks/s with the sandbox, of without, at concurrency 2 and 4
 )
 
 func main() {
@@ -63,7 +75,18 @@ func main() {
 	var cfg config
 	flag.BoolVar(&cfg.quick, "quick", false, "fewer iterations: a smoke run for CI (under a minute)")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
+	only := flag.String("only", "", "measure only these comma-separated sections ("+strings.Join(sections, ", ")+"); default all")
 	flag.Parse()
+	if *only != "" {
+		cfg.only = map[string]bool{}
+		for _, s := range strings.Split(*only, ",") {
+			if !slices.Contains(sections, s) {
+				fmt.Fprintf(os.Stderr, "bench: -only: no section %q; there are %s\n", s, strings.Join(sections, ", "))
+				os.Exit(2)
+			}
+			cfg.only[s] = true
+		}
+	}
 	cfg.latencyIters, cfg.floodTasks, cfg.lines, cfg.isoIters, cfg.admitIters = 300, 2000, 1_000_000, 300, 5000
 	if cfg.quick {
 		cfg.latencyIters, cfg.floodTasks, cfg.lines, cfg.isoIters, cfg.admitIters = 60, 300, 200_000, 60, 1000

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/sandbox"
@@ -79,152 +80,162 @@ func (b *bench) variants() []variant {
 func (b *bench) measure(ctx context.Context, rep *report) {
 	cfg := b.cfg
 
-	// Rows 1 and 2: dispatch and done latency, one task at a time.
-	progress("dispatch latency: bare BLPOP wake-up")
-	wake, errWake := b.blpopWake(ctx, cfg.latencyIters)
-	progress("dispatch latency: bare fork/exec of stamp")
-	execStamp, errExec := b.rawExecStamp(cfg.latencyIters)
-	progress("done latency: bare BLMOVE → exec → RPUSH loop")
-	bare, errBare := b.bareLoopDone(ctx, cfg.latencyIters)
-	lats := make([]latencies, len(b.variants()))
-	errLats := make([]error, len(lats))
-	for i, v := range b.variants() {
-		progress("dispatch and done latency: task-job" + v.label)
-		lats[i], errLats[i] = b.taskJobLatency(ctx, v, cfg.latencyIters)
-	}
-	for i, v := range b.variants() {
-		what := "Dispatch: RPUSH → task running (p50 / p99)" + v.label
-		lat, errLat := lats[i], errLats[i]
-		switch {
-		case errWake != nil:
-			rep.fail(what, fmt.Errorf("BLPOP baseline: %w", errWake))
-		case errExec != nil:
-			rep.fail(what, fmt.Errorf("fork/exec baseline: %w", errExec))
-		case errLat != nil:
-			rep.fail(what, errLat)
-		default:
-			over := lat.dispatch.p50() - execStamp.p50()
-			rep.add(row{
-				what:     what,
-				taskJob:  lat.dispatch.String(),
-				baseline: fmt.Sprintf("fork/exec %s; BLPOP wake-up %s", execStamp, wake),
-				ratio:    ratio(float64(lat.dispatch.p50()), float64(execStamp.p50())),
-				target: fmt.Sprintf("p50 ≤ %s ms: %s (+%s ms over fork/exec)",
-					ms(dispatchTarget), verdict(lat.dispatch.p50() <= dispatchTarget), ms(over)),
-			})
+	if cfg.want("latency") {
+		// Rows 1 and 2: dispatch and done latency, one task at a time.
+		progress("dispatch latency: bare BLPOP wake-up")
+		wake, errWake := b.blpopWake(ctx, cfg.latencyIters)
+		progress("dispatch latency: bare fork/exec of stamp")
+		execStamp, errExec := b.rawExecStamp(cfg.latencyIters)
+		progress("done latency: bare BLMOVE → exec → RPUSH loop")
+		bare, errBare := b.bareLoopDone(ctx, cfg.latencyIters)
+		lats := make([]latencies, len(b.variants()))
+		errLats := make([]error, len(lats))
+		for i, v := range b.variants() {
+			progress("dispatch and done latency: task-job" + v.label)
+			lats[i], errLats[i] = b.taskJobLatency(ctx, v, cfg.latencyIters)
 		}
-	}
-	for i, v := range b.variants() {
-		what := "RPUSH → done in client's hands (p50 / p99)" + v.label
-		lat, errLat := lats[i], errLats[i]
-		switch {
-		case errBare != nil:
-			rep.fail(what, fmt.Errorf("bare loop baseline: %w", errBare))
-		case errLat != nil:
-			rep.fail(what, errLat)
-		default:
-			rep.add(row{
-				what:     what,
-				taskJob:  lat.done.String(),
-				baseline: "bare BLMOVE→exec→RPUSH loop " + bare.String(),
-				ratio:    ratio(float64(lat.done.p50()), float64(bare.p50())),
-				target:   fmt.Sprintf("– (+%s ms p50)", ms(lat.done.p50()-bare.p50())),
-			})
+		for i, v := range b.variants() {
+			what := "Dispatch: RPUSH → task running (p50 / p99)" + v.label
+			lat, errLat := lats[i], errLats[i]
+			switch {
+			case errWake != nil:
+				rep.fail(what, fmt.Errorf("BLPOP baseline: %w", errWake))
+			case errExec != nil:
+				rep.fail(what, fmt.Errorf("fork/exec baseline: %w", errExec))
+			case errLat != nil:
+				rep.fail(what, errLat)
+			default:
+				over := lat.dispatch.p50() - execStamp.p50()
+				rep.add(row{
+					what:     what,
+					taskJob:  lat.dispatch.String(),
+					baseline: fmt.Sprintf("fork/exec %s; BLPOP wake-up %s", execStamp, wake),
+					ratio:    ratio(float64(lat.dispatch.p50()), float64(execStamp.p50())),
+					target: fmt.Sprintf("p50 ≤ %s ms: %s (+%s ms over fork/exec)%s",
+						ms(dispatchTarget), verdict(lat.dispatch.p50() <= dispatchTarget), ms(over), sandboxTail(i, lat.dispatch)),
+				})
+			}
+		}
+		for i, v := range b.variants() {
+			what := "RPUSH → done in client's hands (p50 / p99)" + v.label
+			lat, errLat := lats[i], errLats[i]
+			switch {
+			case errBare != nil:
+				rep.fail(what, fmt.Errorf("bare loop baseline: %w", errBare))
+			case errLat != nil:
+				rep.fail(what, errLat)
+			default:
+				rep.add(row{
+					what:     what,
+					taskJob:  lat.done.String(),
+					baseline: "bare BLMOVE→exec→RPUSH loop " + bare.String(),
+					ratio:    ratio(float64(lat.done.p50()), float64(bare.p50())),
+					target:   doneTarget(i, lat, bare),
+				})
+			}
 		}
 	}
 
-	// Row 3: throughput, with the sandbox on and off, and at the highest
-	// concurrency also with every check a locked-down host adds.
 	var rateC1, rateC4 float64 // the default runner, checks off: for the admission row
-	for _, c := range []int{1, 2, 4} {
-		progress(fmt.Sprintf("throughput at concurrency %d: raw exec", c))
-		raw, errRaw := b.rawThroughput(c, cfg.floodTasks)
-		progress(fmt.Sprintf("throughput at concurrency %d: bare Redis loop", c))
-		bareRate, errBareRate := b.bareThroughput(ctx, c, cfg.floodTasks)
-		if errRaw == nil && errBareRate != nil {
-			errRaw = errBareRate
+	if cfg.want("throughput") {
+		// Row 3: throughput, with the sandbox on and off, and at the highest
+		// concurrency also with every check a locked-down host adds.
+		for _, c := range []int{1, 2, 4} {
+			progress(fmt.Sprintf("throughput at concurrency %d: raw exec", c))
+			raw, errRaw := b.rawThroughput(c, cfg.floodTasks)
+			progress(fmt.Sprintf("throughput at concurrency %d: bare Redis loop", c))
+			bareRate, errBareRate := b.bareThroughput(ctx, c, cfg.floodTasks)
+			if errRaw == nil && errBareRate != nil {
+				errRaw = errBareRate
+			}
+			vs := b.variants()
+			rates := make([]float64, len(vs))
+			errs := make([]error, len(vs))
+			for i, v := range vs {
+				if errRaw != nil {
+					break
+				}
+				progress(fmt.Sprintf("throughput at concurrency %d: task-job%s", c, v.label))
+				rates[i], errs[i] = b.taskJobThroughput(ctx, v, c, cfg.floodTasks)
+			}
+			if errs[0] == nil {
+				switch c {
+				case 1:
+					rateC1 = rates[0]
+				case 4:
+					rateC4 = rates[0]
+				}
+			}
+			for i, v := range vs {
+				what := fmt.Sprintf("Tasks/s, concurrency %d (%d × `exit 0`)%s", c, cfg.floodTasks, v.label)
+				if errRaw != nil {
+					rep.fail(what, fmt.Errorf("raw exec baseline: %w", errRaw))
+					continue
+				}
+				if errs[i] != nil {
+					rep.fail(what, errs[i])
+					continue
+				}
+				tj := rates[i]
+				baseline := fmt.Sprintf("exec.Command.Run %s; bare BLMOVE→exec→RPUSH loops %s (task-job %s of it)",
+					rate(raw, "tasks"), rate(bareRate, "tasks"), ratio(tj, bareRate))
+				if i == 0 && len(vs) > 1 && errs[1] == nil {
+					baseline += fmt.Sprintf("; sandbox off %s (on ÷ off %s)", rate(rates[1], "tasks"), ratio(tj, rates[1]))
+				}
+				rep.add(row{
+					what:     what,
+					taskJob:  rate(tj, "tasks"),
+					baseline: baseline,
+					ratio:    ratio(tj, raw),
+					target:   throughputTarget(c, i, len(vs), tj, raw, rates, errs),
+				})
+			}
+			if c == 4 && errRaw == nil && cfg.want("admission") {
+				b.admitThroughputRow(ctx, rep, vs[0], c, rates[0], errs[0])
+			}
 		}
-		vs := b.variants()
-		rates := make([]float64, len(vs))
-		errs := make([]error, len(vs))
-		for i, v := range vs {
-			if errRaw != nil {
-				break
-			}
-			progress(fmt.Sprintf("throughput at concurrency %d: task-job%s", c, v.label))
-			rates[i], errs[i] = b.taskJobThroughput(ctx, v, c, cfg.floodTasks)
-		}
-		if errs[0] == nil {
-			switch c {
-			case 1:
-				rateC1 = rates[0]
-			case 4:
-				rateC4 = rates[0]
-			}
-		}
-		for i, v := range vs {
-			what := fmt.Sprintf("Tasks/s, concurrency %d (%d × `exit 0`)%s", c, cfg.floodTasks, v.label)
-			if errRaw != nil {
-				rep.fail(what, fmt.Errorf("raw exec baseline: %w", errRaw))
-				continue
-			}
-			if errs[i] != nil {
-				rep.fail(what, errs[i])
-				continue
-			}
-			tj := rates[i]
-			baseline := fmt.Sprintf("exec.Command.Run %s; bare BLMOVE→exec→RPUSH loops %s (task-job %s of it)",
-				rate(raw, "tasks"), rate(bareRate, "tasks"), ratio(tj, bareRate))
-			if i == 0 && len(vs) > 1 && errs[1] == nil {
-				baseline += fmt.Sprintf("; sandbox off %s (on ÷ off %s)", rate(rates[1], "tasks"), ratio(tj, rates[1]))
-			}
+	}
+
+	if cfg.want("lines") {
+		// Row 4: log lines.
+		linesWhat := fmt.Sprintf("Log lines/s (`seq 1 %d`, RPUSH → done)", cfg.lines)
+		progress("log lines: bare multi-value RPUSH")
+		rawL, errRaw := b.rawLines(ctx, cfg.lines)
+		progress("log lines: task-job")
+		tjL, errTJ := b.taskJobLines(ctx, cfg.lines)
+		switch {
+		case errRaw != nil:
+			rep.fail(linesWhat, fmt.Errorf("RPUSH baseline: %w", errRaw))
+		case errTJ != nil:
+			rep.fail(linesWhat, errTJ)
+		default:
 			rep.add(row{
-				what:     what,
-				taskJob:  rate(tj, "tasks"),
-				baseline: baseline,
-				ratio:    ratio(tj, raw),
-				target:   fmt.Sprintf("≥ %.2f×: %s", throughputShare, verdict(tj >= throughputShare*raw)),
+				what:     linesWhat,
+				taskJob:  fmt.Sprintf("%s (%d/%d in order, %.2f s)", rate(tjL.perSec(), "lines"), tjL.lines, cfg.lines, tjL.elapsed.Seconds()),
+				baseline: fmt.Sprintf("RPUSH ×%d %s", rawBatch, rate(rawL.perSec(), "lines")),
+				ratio:    ratio(tjL.perSec(), rawL.perSec()),
+				target:   fmt.Sprintf("≥ %dk/s, none lost: %s", linesPerSec/1000, verdict(tjL.perSec() >= linesPerSec && tjL.lines == cfg.lines)),
 			})
 		}
-		if c == 4 && errRaw == nil {
-			b.admitThroughputRow(ctx, rep, vs[0], c, rates[0], errs[0])
+	}
+
+	if cfg.want("isolation") {
+		// Rows 5 and on: what the sandbox alone costs, and its peers.
+		progress("sandbox start+wait of /bin/true: plain exec, the sandbox (helper and re-exec), process group, peers")
+		iso, err := b.isolationOverhead(cfg.isoIters)
+		if err != nil {
+			rep.fail("Sandbox start+wait `/bin/true`", err)
+		} else {
+			b.isolationRows(rep, iso)
 		}
 	}
 
-	// Row 4: log lines.
-	linesWhat := fmt.Sprintf("Log lines/s (`seq 1 %d`, RPUSH → done)", cfg.lines)
-	progress("log lines: bare multi-value RPUSH")
-	rawL, errRaw := b.rawLines(ctx, cfg.lines)
-	progress("log lines: task-job")
-	tjL, errTJ := b.taskJobLines(ctx, cfg.lines)
-	switch {
-	case errRaw != nil:
-		rep.fail(linesWhat, fmt.Errorf("RPUSH baseline: %w", errRaw))
-	case errTJ != nil:
-		rep.fail(linesWhat, errTJ)
-	default:
-		rep.add(row{
-			what:     linesWhat,
-			taskJob:  fmt.Sprintf("%s (%d/%d in order, %.2f s)", rate(tjL.perSec(), "lines"), tjL.lines, cfg.lines, tjL.elapsed.Seconds()),
-			baseline: fmt.Sprintf("RPUSH ×%d %s", rawBatch, rate(rawL.perSec(), "lines")),
-			ratio:    ratio(tjL.perSec(), rawL.perSec()),
-			target:   fmt.Sprintf("≥ %dk/s, none lost: %s", linesPerSec/1000, verdict(tjL.perSec() >= linesPerSec && tjL.lines == cfg.lines)),
-		})
+	if cfg.want("admission") && cfg.want("throughput") {
+		// Last: what the checks before a start cost, against the task rate
+		// measured above with them off.
+		progress("policy decision + signature check + 4 audit records")
+		b.admitRow(rep, rateC1, rateC4)
 	}
-
-	// Rows 5 and on: what the sandbox alone costs, and its peers.
-	progress("sandbox start+wait of /bin/true: plain exec, the sandbox (helper and re-exec), process group, peers")
-	iso, err := b.isolationOverhead(cfg.isoIters)
-	if err != nil {
-		rep.fail("Sandbox start+wait `/bin/true`", err)
-	} else {
-		b.isolationRows(rep, iso)
-	}
-
-	// Last: what the checks before a start cost, against the task rate
-	// measured above with them off.
-	progress("policy decision + signature check + 4 audit records")
-	b.admitRow(rep, rateC1, rateC4)
 
 	rep.notes = append(rep.notes,
 		"Ratios are task-job ÷ baseline: for latencies lower is better, for rates higher is better. Dispatch's ratio is against the fork/exec baseline.",
@@ -256,3 +267,34 @@ func kernel() string {
 }
 
 func goVersion() string { return strings.TrimPrefix(runtime.Version(), "go") }
+
+// sandboxTail adds the tail target to the rows of the sandboxed variant
+// (variant 0 when there are two).
+func sandboxTail(variant int, s samples) string {
+	if variant != 0 {
+		return ""
+	}
+	return "; " + tail(s)
+}
+
+// doneTarget: with the sandbox, the done follows the task's exit by at most
+// doneOverDispatch more than the dispatch took.
+func doneTarget(variant int, lat latencies, bare samples) string {
+	over := fmt.Sprintf("+%s ms p50 over the bare loop", ms(lat.done.p50()-bare.p50()))
+	if variant != 0 {
+		return "– (" + over + ")"
+	}
+	gap := lat.done.p50() - lat.dispatch.p50()
+	return fmt.Sprintf("p50 ≤ dispatch + %s ms: %s (%+.2f ms; %s); %s", ms(doneOverDispatch),
+		verdict(gap <= doneOverDispatch), float64(gap)/float64(time.Millisecond), over, tail(lat.done))
+}
+
+// throughputTarget: every row against raw exec; the sandboxed one also
+// against the same executor without the sandbox at concurrency 2 and 4.
+func throughputTarget(c, variant, variants int, tj, raw float64, rates []float64, errs []error) string {
+	t := fmt.Sprintf("≥ %.2f× of raw exec: %s", throughputShare, verdict(tj >= throughputShare*raw))
+	if variant == 0 && variants > 1 && c >= 2 && errs[1] == nil {
+		t += fmt.Sprintf("; sandbox on ≥ %.1f× of off: %s", sandboxShare, verdict(tj >= sandboxShare*rates[1]))
+	}
+	return t
+}
