@@ -28,8 +28,11 @@ import (
 // or at Close (its socket closes).
 
 // poolName names the groups of waiting helpers; a task renames its group
-// after itself (cgroup v1; v2 cannot rename, the name stays).
-const poolName = "pool"
+// after itself (cgroup v1; v2 cannot rename, the name stays). It carries
+// the executor's pid, so a restarted executor never makes a group of the
+// same name as one its previous run left: what the previous run left is
+// told apart from what this run made, by people and by tests.
+var poolName = "pool" + strconv.Itoa(os.Getpid())
 
 // ready is one pre-started helper.
 type ready struct {
