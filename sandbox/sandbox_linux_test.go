@@ -172,7 +172,12 @@ func TestOutputHolderDoesNotDelayWait(t *testing.T) {
 // TestIsolatedView: the task is PID 1 of its own pid namespace and inherits
 // no fd above 2 even when the executor leaked one.
 func TestIsolatedView(t *testing.T) {
-	r := newRunner(t, true)
+	// No helper pool: its refill marks every fd close-on-exec in the
+	// background, which would race with the leak this test makes on purpose
+	// (a start without the pool does the same, but synchronously).
+	opts := runnerOptions(true, testLogger(t))
+	opts.PoolSize = -1
+	r := newRunnerWith(t, opts)
 
 	leak, err := os.Open(os.DevNull)
 	if err != nil {

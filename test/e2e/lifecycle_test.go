@@ -74,7 +74,7 @@ func TestTwoExecutorsOnOneHostKeepToTheirOwn(t *testing.T) {
 	rdb := srv.Client(t)
 	dir, stateDir := sandboxDir(t), sandboxDir(t)
 	marker := fmt.Sprintf("8%09d", time.Now().UnixNano()%1e9)
-	script(t, dir, "long.sh", "i=0; while [ $i -lt 6 ]; do echo $i; i=$((i+1)); sleep 0.5"+marker+"; done")
+	script(t, dir, "long.sh", "i=0; while [ $i -lt 6 ]; do echo $i; i=$((i+1)); sleep 1.5"+marker+"; done")
 	idA, idB := uniqueID("host-a"), uniqueID("host-b")
 	cfgA, cfgB := oneHostConfig(t, srv.Addr(), dir, stateDir, idA), oneHostConfig(t, srv.Addr(), dir, stateDir, idB)
 	b := startTidy(t, cfgB, idB)
