@@ -1,6 +1,8 @@
 package sandbox_test
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +59,12 @@ func TestAuditTable(t *testing.T) {
 		}
 	}
 	readme, err := os.ReadFile("../README.md")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The pure-v2 VM gets the test binary and testdata, not the
+		// repository; the same test on the host checks the README.
+		t.Log("no README here (the VM run): the host's run of this test compares it")
+		return
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
