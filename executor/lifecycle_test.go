@@ -206,7 +206,7 @@ func TestOOMKillEndsTheTaskAndTheDoneSaysWhatHappened(t *testing.T) {
 		}
 		t.Skip("needs the sandbox with cgroups: " + c.runner.Describe())
 	}
-	c.script("oom.sh", `head -c 300M /dev/zero | tail >/dev/null; echo survived; sleep 30`)
+	c.script("oom.sh", `head -c 314572800 /dev/zero | tail >/dev/null; echo survived; sleep 30`)
 	pol, err := policy.Parse([]byte(`rule "oom" {
   cmdline = "oom.sh"
   memory  = "32MiB"
