@@ -200,6 +200,10 @@ func (j *jailer) prestart() (h *ready, err error) {
 	return h, nil
 }
 
+// afterSpecSent, when set by a test, runs between the send of the task's
+// setup and the read of the helper's status.
+var afterSpecSent func(sock *os.File)
+
 // errPoolHelper marks a failure of the taken helper itself, before the
 // task's setup began: the task starts with a fresh helper instead.
 var errPoolHelper = errors.New("pre-started helper unusable")
@@ -243,8 +247,19 @@ func (j *jailer) startPooled(h *ready, p *Process, spec Spec, cfg nsinit.Config,
 	if serr != nil {
 		return unusable(serr)
 	}
-	if _, err := h.sock.Write(msg[n:]); err != nil {
-		return unusable(err)
+	if afterSpecSent != nil {
+		afterSpecSent(h.sock)
+	}
+	// Once the whole message is out, the helper may already have exec'd the
+	// task and closed its end: nothing more may be written (even an empty
+	// write then fails with EPIPE), and no failure from here on may start
+	// the task again with a fresh helper. A message cut short leaves the
+	// helper waiting for the rest, never running anything: discarding it
+	// (kill and wait) before a fresh start is safe.
+	if n < len(msg) {
+		if _, err := h.sock.Write(msg[n:]); err != nil {
+			return unusable(err)
+		}
 	}
 	status, _ := io.ReadAll(h.sock)
 	h.sock.Close()

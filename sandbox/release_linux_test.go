@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/taskjob/task-job/sandbox"
 )
@@ -123,5 +125,42 @@ func TestPoolHelperServesOneTask(t *testing.T) {
 	for _, p := range procs {
 		p.Stop(0)
 		wait(t, p)
+	}
+}
+
+// TestPooledTaskStartsOnce: the helper may exec the task, and close its end
+// of the socket, the moment the task's setup has been sent. The sandbox
+// once wrote the (empty) rest of the message after that, got EPIPE, took the
+// helper for unusable, killed it — with the task already running — and
+// started the task again with a fresh helper: its first instructions ran
+// twice. The hook holds the sandbox until the helper has closed its end.
+func TestPooledTaskStartsOnce(t *testing.T) {
+	dir := taskDir(t)
+	var hooked atomic.Int32
+	sandbox.SetAfterSpecSent(func(sock *os.File) {
+		hooked.Add(1)
+		// Until the helper has exec'd the task (its end closes) and the
+		// task has made its mark: the moment a loaded machine gave it.
+		fds := []unix.PollFd{{Fd: int32(sock.Fd()), Events: unix.POLLRDHUP}}
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if n, _ := unix.Poll(fds, 10); n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP) != 0 && fileSize(t, filepath.Join(dir, "starts")) > 0 {
+				return
+			}
+		}
+	})
+	t.Cleanup(func() { sandbox.SetAfterSpecSent(nil) })
+	r := jailed(t)
+	time.Sleep(500 * time.Millisecond) // the pool fills in the background
+	spec := shell(`echo ran >> starts; sleep 0.2`, nil, nil)
+	spec.Dir, spec.Name = dir, "starts-once"
+	spec.Limits.CmdDirWritable = true
+	res := wait(t, start(t, r, spec))
+	if hooked.Load() == 0 {
+		t.Fatal("no pre-started helper served the task")
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "starts"))
+	if got := strings.Count(string(b), "ran"); got != 1 || res.ExitCode != 0 {
+		t.Fatalf("the task started %d times (exit %d); want once", got, res.ExitCode)
 	}
 }
