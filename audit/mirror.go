@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,10 @@ type MirrorOptions struct {
 	// OnError, when set, is told of each error (Redis unreachable, the
 	// stream ahead of the local log…); the mirror keeps retrying.
 	OnError func(error)
+	// Executor, when set, is the id this log's records carry. A stream
+	// whose newest entry another executor wrote is refused with an error
+	// that says so: two logs in one stream collide on their seqs.
+	Executor string
 }
 
 // Mirror copies an audit log to a Redis stream in the background. It never
@@ -153,10 +158,33 @@ func idSeq(id string) (uint64, error) {
 	return seq, nil
 }
 
+// checkOwner refuses a stream whose newest record names another executor.
+func (m *Mirror) checkOwner(ctx context.Context) error {
+	if m.opts.Executor == "" {
+		return nil
+	}
+	msgs, err := m.rdb.XRevRangeN(ctx, m.stream, "+", "-", 1).Result()
+	if err != nil || len(msgs) == 0 {
+		return err
+	}
+	line, _ := msgs[0].Values["line"].(string)
+	var r struct {
+		Executor string `json:"executor"`
+	}
+	if json.Unmarshal([]byte(line), &r) == nil && r.Executor != "" && r.Executor != m.opts.Executor {
+		return fmt.Errorf("audit: the mirror stream %s holds the audit log of executor %q, not of this executor %q; each executor needs a stream of its own (leave audit_stream unset: its default names the executor)",
+			m.stream, r.Executor, m.opts.Executor)
+	}
+	return nil
+}
+
 // session resumes after the stream's last entry and copies until an error.
 func (m *Mirror) session(ctx context.Context) error {
 	last, err := LastMirrored(ctx, m.rdb, m.stream)
 	if err != nil {
+		return err
+	}
+	if err := m.checkOwner(ctx); err != nil {
 		return err
 	}
 	m.mirrored.Store(last)

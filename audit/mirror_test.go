@@ -133,3 +133,33 @@ func TestMirrorCatchesRewrittenTail(t *testing.T) {
 		}
 	})
 }
+
+// TestMirrorRefusesAnotherExecutorsStream: two executors' logs in one
+// stream collide on their seqs (each log counts from 1), so the second
+// mirror must refuse the stream and say whose it is, not report that its
+// own log "lost its tail".
+func TestMirrorRefusesAnotherExecutorsStream(t *testing.T) {
+	srv := redisserver.Start(t)
+	rdb := srv.Client(t)
+	const stream = "q_audit:shared"
+	dir := t.TempDir()
+	la := openLog(t, filepath.Join(dir, "a.jsonl"), Options{Executor: "exec-a"})
+	ma := StartMirror(filepath.Join(dir, "a.jsonl"), rdb, stream, MirrorOptions{Executor: "exec-a", PollInterval: 5 * time.Millisecond})
+	appendN(t, la, 5)
+	waitMirror(t, ma, la.Seq())
+	ma.Close()
+
+	lb := openLog(t, filepath.Join(dir, "b.jsonl"), Options{Executor: "exec-b"})
+	appendN(t, lb, 3)
+	mb := StartMirror(filepath.Join(dir, "b.jsonl"), rdb, stream, MirrorOptions{Executor: "exec-b", PollInterval: 5 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
+	defer mb.Close()
+	for deadline := time.Now().Add(5 * time.Second); mb.Err() == nil && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := mb.Err(); err == nil || !strings.Contains(err.Error(), `executor "exec-a"`) {
+		t.Fatalf("the second executor's mirror says %v; want a refusal naming exec-a", err)
+	}
+	if n := rdb.XLen(context.Background(), stream).Val(); n != 5 {
+		t.Fatalf("the stream holds %d entries, want exec-a's 5 only", n)
+	}
+}

@@ -225,8 +225,10 @@ type Config struct {
 	// AuditMaxBytes ("audit_max_bytes", default 100 MiB; 0 = never)
 	// rotates the audit file.
 	AuditMaxBytes int64
-	// AuditStream ("audit_stream", default QueueName+"_audit") is the Redis
-	// stream the audit log is mirrored to.
+	// AuditStream ("audit_stream", default QueueName+"_audit:"+ExecutorID)
+	// is the Redis stream the audit log is mirrored to. Each executor has
+	// its own audit file, so each needs a stream of its own: entry ids are
+	// the file's seqs, and two files' seqs in one stream collide.
 	AuditStream string
 	// SigningKeysDir ("signing_keys_dir") holds one file per signing key:
 	// the name is the key id, the content the secret.
@@ -306,7 +308,7 @@ func (c *Config) fillDefaults() {
 	}
 	setIfEmpty(&c.Isolation, IsolationAuto)
 	setIfEmpty(&c.SandboxUser, DefaultSandboxUser)
-	setIfEmpty(&c.AuditStream, c.QueueName+"_audit")
+	setIfEmpty(&c.AuditStream, c.QueueName+"_audit:"+c.ExecutorID)
 	c.fillFleetDefaults()
 	setIfEmpty(&c.Transport, TransportRedis)
 }
@@ -477,7 +479,9 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	if c.AuditMaxBytes != 0 && c.AuditMaxBytes < MiB {
 		bad("audit_max_bytes", "must be 0 (never rotate) or at least 1MiB, got %s", formatBytes(c.AuditMaxBytes))
 	}
-	if !(baseErr != nil && strings.HasPrefix(c.AuditStream, c.QueueName+"_")) {
+	// The derived default is as valid as queue_name and executor_id, which
+	// are checked (and named) themselves.
+	if c.AuditStream != c.QueueName+"_audit:"+c.ExecutorID && !(baseErr != nil && strings.HasPrefix(c.AuditStream, c.QueueName+"_")) {
 		if err := checkKeyName(c.AuditStream); err != nil {
 			bad("audit_stream", "%v", err)
 		}
@@ -690,6 +694,6 @@ func (c *Config) SetQueueName(name string) {
 	}
 	derive(&c.QueueControlName, "_control")
 	derive(&c.LogsChannel, "_logs")
-	derive(&c.AuditStream, "_audit")
+	derive(&c.AuditStream, "_audit:"+c.ExecutorID)
 	c.QueueName = name
 }

@@ -83,7 +83,7 @@ func TestDefault(t *testing.T) {
 		SandboxPids:       256,
 		SandboxTmpSize:    64 << 20,
 		AuditMaxBytes:     100 << 20,
-		AuditStream:       "queue_job_task_audit",
+		AuditStream:       "queue_job_task_audit:" + host,
 		SignatureWindow:   5 * time.Minute,
 		Fleet:             Fleet{Tubes: []string{""}, RegistryTTL: 10 * time.Second},
 		Transport:         "redis",
@@ -772,7 +772,7 @@ func TestSetQueueName(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetQueueName("b")
-	if c.QueueName != "b" || c.QueueControlName != "b_control" || c.LogsChannel != "my_logs" || c.AuditStream != "b_audit" {
+	if c.QueueName != "b" || c.QueueControlName != "b_control" || c.LogsChannel != "my_logs" || c.AuditStream != "b_audit:"+c.ExecutorID {
 		t.Errorf("after SetQueueName(b): %q %q %q %q", c.QueueName, c.QueueControlName, c.LogsChannel, c.AuditStream)
 	}
 }

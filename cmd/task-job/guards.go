@@ -175,7 +175,8 @@ func openAudit(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger) 
 		return al, func() { al.Close() }, nil
 	}
 	m := audit.StartMirror(cfg.AuditFile, rdb, cfg.AuditStream, audit.MirrorOptions{
-		OnError: func(err error) { log.Warn("audit mirror: cannot copy to Redis yet; it catches up later", "error", err) },
+		Executor: cfg.ExecutorID,
+		OnError:  func(err error) { log.Warn("audit mirror: cannot copy to Redis yet; it catches up later", "error", err) },
 	})
 	log.Info("audit log open", "file", cfg.AuditFile, "stream", cfg.AuditStream, "seq", al.Seq())
 	return al, func() { m.Close(); al.Close() }, nil
