@@ -42,13 +42,16 @@ func TestEveryTerminalStatus(t *testing.T) {
 		{"ok", task.Succeeded, 0, "exited with status 0"},
 		{"fail", task.Failed, 3, "exited with status 3"},
 		// sleep (not PID 1) dies of the SIGTERM; the script, its
-		// namespace's PID 1, then exits 128+15.
+		// namespace's PID 1, then exits 128+15. (On a loaded machine the
+		// SIGTERM may come before sh has forked sleep: PID 1 ignores it,
+		// and the kill after kill_grace ends it, exit -1; see below.)
 		{"timeout", task.Timeout, 143, "timeout"},
 		{"rejected", task.Rejected, -1, "cmd_dir"},
 	}
 	for _, tc := range tests {
 		d := c.done(tc.id, 20*time.Second)
-		if d.Status != tc.status || d.ExitCode != tc.exit || !strings.Contains(d.Reason, tc.reason) {
+		exitOK := d.ExitCode == tc.exit || (tc.status == task.Timeout && d.ExitCode == -1 && d.Signal == "SIGKILL")
+		if d.Status != tc.status || !exitOK || !strings.Contains(d.Reason, tc.reason) {
 			t.Errorf("%s: done %+v, want status %s exit %d reason ~%q", tc.id, *d.Result, tc.status, tc.exit, tc.reason)
 		}
 		if d.Type != "test" || d.Executor != "a" {
