@@ -159,13 +159,7 @@ func TestChrootRunsNoUncheckedInterpreter(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin", "bash"), b, 0o755); err != nil { // the plant
-		t.Fatal(err)
-	}
+	copyExecutable(t, prog, filepath.Join(dir, "bin", "bash")) // the plant
 	var out syncBuffer
 	p, err := r.Start(sandbox.Spec{
 		Path: "/bin/bash", Args: []string{"bash", "/"}, Dir: dir, Name: "chroot-bash",

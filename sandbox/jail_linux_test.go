@@ -219,15 +219,24 @@ func selfCopy(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dst := filepath.Join(dir, "self")
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
+	copyExecutable(t, self, dst)
+	return dst
+}
+
+// copyExecutable copies src to dst with cp(1), not os.WriteFile: a
+// descriptor this process opens for writing is inherited by every child it
+// forks meanwhile (the helper pool refills in the background) until that
+// child execs, and an exec of dst while any such copy is open fails with
+// "text file busy". cp's descriptor lives in cp alone.
+func copyExecutable(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp %s %s: %v %s", src, dst, err, out)
+	}
+	if err := os.Chmod(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return dst
 }
 
 func TestJailCredentials(t *testing.T) {
@@ -386,13 +395,7 @@ func staticLister(t *testing.T, dir string) string {
 		}
 		f.Close()
 		if static {
-			b, err := os.ReadFile(self)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dst, b, 0o755); err != nil {
-				t.Fatal(err)
-			}
+			copyExecutable(t, self, dst)
 			return dst
 		}
 	}
