@@ -60,6 +60,10 @@ func (e *Executor) handleControl(ctx context.Context, c *queue.ControlDelivery) 
 			e.log.Warn("control message left unacknowledged; it will be handled again after a restart", "error", err)
 		}
 	}()
+	if c.Size > 0 {
+		e.log.Warn("ignoring a control message over the limit, dropped unread", "bytes", c.Size, "limit", task.MaxControlBytes)
+		return
+	}
 	ctl, err := task.ParseControl(c.Raw)
 	if err != nil {
 		e.log.Warn("ignoring a malformed control message", "reason", err, "bytes", len(c.Raw))

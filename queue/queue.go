@@ -164,6 +164,9 @@ type Route struct {
 // list; it is kept until acknowledged, so a crash cannot lose it.
 type ControlDelivery struct {
 	Raw []byte
+	// Size, when not 0, is the length of a message longer than
+	// task.MaxControlBytes: the transport dropped it unread, Raw is empty.
+	Size int
 	// Forwarded is true for a message another executor routed to this one.
 	Forwarded bool
 }

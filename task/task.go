@@ -249,10 +249,14 @@ type Control struct {
 // ControlKill is the one control type the protocol defines.
 const ControlKill = "kill"
 
+// MaxControlBytes bounds a control message; a transport drops a longer
+// one without reading it whole.
+const MaxControlBytes = 64 << 10
+
 // ParseControl decodes and validates one control message.
 func ParseControl(raw []byte) (*Control, error) {
-	if len(raw) > 64<<10 {
-		return nil, invalid("control message is %d bytes, over the limit of %d", len(raw), 64<<10)
+	if len(raw) > MaxControlBytes {
+		return nil, invalid("control message is %d bytes, over the limit of %d", len(raw), MaxControlBytes)
 	}
 	if s := scanKeys(raw, controlFields); s.err != nil {
 		return nil, s.err

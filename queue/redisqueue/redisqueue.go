@@ -97,6 +97,8 @@ type Queue struct {
 	holder string
 	takes  atomic.Uint64 // numbers deliveries: their tokens are holder/N
 	watch  *watcher      // tells Take when an empty task list changes
+	// ctlWatch does the same for TakeControl and the control list.
+	ctlWatch *watcher
 	// announced is when Take last wrote the tubes it serves (UnixNano).
 	announced atomic.Int64
 }
@@ -127,7 +129,7 @@ func New(rdb redis.UniversalClient, opt Options) *Queue {
 	_, _ = rand.Read(b[:])
 	host, _ := os.Hostname()
 	return &Queue{rdb: rdb, opt: opt, holder: fmt.Sprintf("host %s pid %d, %s", host, os.Getpid(), hex.EncodeToString(b[:])),
-		watch: newWatcher(rdb)}
+		watch: newWatcher(rdb), ctlWatch: newWatcher(rdb)}
 }
 
 // Client returns the underlying client (for the CLI and tests).
@@ -136,6 +138,7 @@ func (q *Queue) Client() redis.UniversalClient { return q.rdb }
 // Close stops the watch and closes the client.
 func (q *Queue) Close() error {
 	q.watch.close()
+	q.ctlWatch.close()
 	return q.rdb.Close()
 }
 
@@ -170,34 +173,47 @@ func now() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
 // broken watch connection, Cluster) it polls: at once after a task, then
 // every 1, 2, 4, 8 and at most PollInterval ms, for up to BlockTimeout.
 func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
-	q.watch.ensure(q.logWatch)
+	var d *queue.Delivery
+	err := q.block(ctx, q.watch, q.takeKeys, func() (bool, error) {
+		var err error
+		d, err = q.takeOnce(ctx)
+		return d != nil, err
+	})
+	return d, err
+}
+
+// block calls once until it takes something (true), fails, ctx ends or
+// BlockTimeout passes, waiting between two calls for w to report a change
+// of keys (or polling, as Take's comment says).
+func (q *Queue) block(ctx context.Context, w *watcher, keys func() []string, once func() (bool, error)) error {
+	w.ensure(q.logWatch)
 	deadline := time.Now().Add(BlockTimeout)
 	wait := time.Millisecond
 	for {
-		if ch, until := q.watch.quiet(); ch != nil {
+		if ch, until := w.quiet(); ch != nil {
 			t := time.NewTimer(min(time.Until(until), time.Until(deadline)))
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return nil, nil
+				return nil
 			case <-ch:
 				t.Stop()
 			case <-t.C:
 			}
 			if !time.Now().Before(deadline) {
-				return nil, nil
+				return nil
 			}
 			continue
 		}
-		d, err := q.takeOnce(ctx)
-		if d != nil || err != nil || ctx.Err() != nil {
-			return d, err
+		got, err := once()
+		if got || err != nil || ctx.Err() != nil {
+			return err
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, nil
+			return nil
 		}
-		switch q.watch.arm(ctx, q.takeKeys()) {
+		switch w.arm(ctx, keys()) {
 		case armed, armNotEmpty:
 			wait = time.Millisecond
 			continue
@@ -206,7 +222,7 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, nil
+			return nil
 		case <-t.C:
 		}
 		wait = min(2*wait, PollInterval)
@@ -421,18 +437,39 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) ([]bool, erro
 }
 
 // TakeControl implements queue.Controls for the shared control list.
+// Anyone who may send a kill may push there, so, as with tasks, a message
+// is measured in Redis before it is read (takeControlScript) and the wait
+// is Take's (its own watch: the two loops wait on different lists).
 func (q *Queue) TakeControl(ctx context.Context) (*queue.ControlDelivery, error) {
-	raw, err := q.rdb.BLMove(ctx, q.opt.Names.Control, q.controlTaken(q.opt.ExecutorID), "LEFT", "RIGHT", BlockTimeout).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("queue: take from %q: %w", q.opt.Names.Control, err)
-	}
-	return &queue.ControlDelivery{Raw: raw}, nil
+	var c *queue.ControlDelivery
+	keys := []string{q.opt.Names.Control, q.controlTaken(q.opt.ExecutorID)}
+	err := q.block(ctx, q.ctlWatch, func() []string { return keys[:1] }, func() (bool, error) {
+		res, err := takeControlScript.Run(ctx, q.rdb, keys, task.MaxControlBytes).Slice()
+		if errors.Is(err, redis.Nil) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("queue: take from %q: %w", q.opt.Names.Control, err)
+		}
+		switch {
+		case len(res) == 2 && res[0] == "ok":
+			raw, _ := res[1].(string)
+			c = &queue.ControlDelivery{Raw: []byte(raw)}
+		case len(res) == 2 && res[0] == "oversized":
+			n, _ := res[1].(int64)
+			c = &queue.ControlDelivery{Size: int(n)}
+		default:
+			return false, fmt.Errorf("queue: take from %q: unexpected reply %v", q.opt.Names.Control, res)
+		}
+		return true, nil
+	})
+	return c, err
 }
 
 // TakeForwarded returns the next kill another executor routed to this one.
+// Only executors push there (the client ACL in examples/redis grants no
+// access to it), and only messages TakeControl measured, so a plain
+// blocking pop is safe.
 func (q *Queue) TakeForwarded(ctx context.Context) (*queue.ControlDelivery, error) {
 	res, err := q.rdb.BLPop(ctx, BlockTimeout, q.forwarded(q.opt.ExecutorID)).Result()
 	if errors.Is(err, redis.Nil) {
@@ -446,8 +483,8 @@ func (q *Queue) TakeForwarded(ctx context.Context) (*queue.ControlDelivery, erro
 
 // AckControl implements queue.Controls.
 func (q *Queue) AckControl(ctx context.Context, c *queue.ControlDelivery) error {
-	if c.Forwarded {
-		return nil // BLPOP already removed it
+	if c.Forwarded || c.Size > 0 {
+		return nil // BLPOP, or the script for an oversized one, removed it
 	}
 	if err := q.rdb.LRem(ctx, q.controlTaken(q.opt.ExecutorID), 1, c.Raw).Err(); err != nil {
 		return fmt.Errorf("queue: ack control: %w", err)
@@ -481,34 +518,42 @@ func (q *Queue) Forward(ctx context.Context, executor string, raw []byte) error 
 }
 
 // RemoveQueued implements queue.Controls with a bounded scan of the task
-// list, in pages, from its head.
+// list from its head. The scan runs in Redis (findQueuedScript), a page at
+// a time, and returns only a message that is within max_task_bytes and
+// contains the id, so a list holding huge messages is never read whole.
+// A message it misses (an id written with JSON escapes) is still
+// cancelled, when it is taken: the kill is remembered (RouteKill).
 func (q *Queue) RemoveQueued(ctx context.Context, id string, f func(raw []byte) *queue.Finish) (bool, error) {
 	const page = 500
-	for start := 0; start < q.opt.ScanLimit; start += page {
-		items, err := q.rdb.LRange(ctx, q.opt.Names.Tasks, int64(start), int64(start+page-1)).Result()
+	for start := 0; start < q.opt.ScanLimit; {
+		res, err := findQueuedScript.Run(ctx, q.rdb, []string{q.opt.Names.Tasks}, id, q.opt.MaxTaskBytes, start, page).Slice()
 		if err != nil {
 			return false, fmt.Errorf("queue: scan %q: %w", q.opt.Names.Tasks, err)
 		}
-		for _, it := range items {
-			if got, _ := task.PeekID([]byte(it)); got != id {
-				continue
-			}
-			fin := f([]byte(it))
-			n, err := finishScript.Run(ctx, q.rdb,
-				[]string{q.StatusKey(id), q.opt.Names.Logs, q.opt.Names.Tasks},
-				string(fin.State), fin.Done, it, strconv.FormatInt(q.opt.Retention.Milliseconds(), 10),
-				q.opt.ExecutorID, "0", now(), "1", q.opt.Names.Logs, "").Int()
-			if err != nil {
-				return false, fmt.Errorf("queue: remove queued %q: %w", id, err)
-			}
-			if n == 1 {
-				q.noteRecent(ctx, q.rdb, id, []byte(it), true)
-			}
-			return n == 1, nil
+		if len(res) < 2 {
+			return false, nil // the end of the list
 		}
-		if len(items) < page {
-			break
+		next, _ := res[1].(int64)
+		start = int(next)
+		if len(res) < 3 {
+			continue // nothing in that page
 		}
+		it, _ := res[2].(string)
+		if got, _ := task.PeekID([]byte(it)); got != id {
+			continue
+		}
+		fin := f([]byte(it))
+		n, err := finishScript.Run(ctx, q.rdb,
+			[]string{q.StatusKey(id), q.opt.Names.Logs, q.opt.Names.Tasks},
+			string(fin.State), fin.Done, it, strconv.FormatInt(q.opt.Retention.Milliseconds(), 10),
+			q.opt.ExecutorID, "0", now(), "1", q.opt.Names.Logs, "").Int()
+		if err != nil {
+			return false, fmt.Errorf("queue: remove queued %q: %w", id, err)
+		}
+		if n == 1 {
+			q.noteRecent(ctx, q.rdb, id, []byte(it), true)
+		}
+		return n == 1, nil
 	}
 	return false, nil
 }

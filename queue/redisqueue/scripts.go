@@ -197,6 +197,45 @@ if routed > 0 then return {'again'} end
 return false
 `)
 
+// takeControlScript: KEYS[1] the shared control list, KEYS[2] this
+// executor's taken-control list; ARGV max bytes. As takeScript: a message
+// within max bytes moves and is returned ({"ok", raw}); a longer one is
+// removed unread and only its length returned ({"oversized", length}).
+// false when the list is empty.
+var takeControlScript = redis.NewScript(`
+local v = redis.call('LINDEX', KEYS[1], 0)
+if not v then return false end
+local n = string.len(v)
+if n > tonumber(ARGV[1]) then
+  redis.call('LPOP', KEYS[1])
+  return {'oversized', n}
+end
+redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+return {'ok', v}
+`)
+
+// findQueuedScript: KEYS[1] the task list; ARGV id, max bytes, start,
+// count. It looks at the count messages from index start and returns the
+// first within max bytes that contains the id as plain text ({"found",
+// its index + 1, message}), or where to go on ({"more", start + count}),
+// or {"end"} past the list's end. Nothing longer than max bytes leaves
+// Redis.
+var findQueuedScript = redis.NewScript(`
+local start = tonumber(ARGV[3])
+local stop = start + tonumber(ARGV[4]) - 1
+local len = redis.call('LLEN', KEYS[1])
+if start >= len then return {'end'} end
+if stop >= len then stop = len - 1 end
+local max = tonumber(ARGV[2])
+for i = start, stop do
+  local v = redis.call('LINDEX', KEYS[1], i)
+  if v and string.len(v) <= max and string.find(v, ARGV[1], 1, true) then
+    return {'found', i + 1, v}
+  end
+end
+return {'more', stop + 1}
+`)
+
 // joinScript: KEYS[1] liveness key; ARGV holder, ttl ms.
 // Returns "" when this process now holds the identity (it was free, or
 // this process held it already), else the current holder.
