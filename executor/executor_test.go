@@ -116,7 +116,8 @@ func TestBadInputIsAnsweredAndServingGoesOn(t *testing.T) {
 	bad := []struct{ id, raw, reason string }{
 		{"", `this is not json`, ""},
 		{"", `{"task":{"cmdline":"ok.sh"}}`, ""},
-		{"", `{"id":42,"task":{"cmdline":"ok.sh"}}`, ""},
+		{"42", `{"id":42,"task":{"cmdline":"ok.sh"}}`, "string"},
+		{"mixed", `{"ID":"mixed","task":{"cmdline":"ok.sh"}}`, "case-sensitive"},
 		{"types", `{"id":"types","task":{"cmdline":"ok.sh","cmd_args":"a b","timeout":"1h"}}`, "must be a JSON"},
 		{"huge", huge, "over the limit"},
 		{"trunc", `{"id":"trunc","task":{"cmdline":"ok.sh"`, "cut short"},
@@ -306,6 +307,52 @@ func TestOutputCapAndLongLines(t *testing.T) {
 	}
 	if shipped > 6000 || !notice {
 		t.Errorf("shipped %d bytes (cap 6000), notice %v", shipped, notice)
+	}
+}
+
+// Empty lines cost what they ship: a whole message each. Before they were
+// counted, `yes '' | head -n 1000000` shipped 1,000,001 messages.
+func TestEmptyLinesCountAgainstTheCaps(t *testing.T) {
+	c := newMemCluster(t)
+	c.script("blank.sh", `yes '' | head -n 20000`)
+	c.executor("a", func(o *Options) { o.MaxOutputMessages = 500 })
+	c.submit("blank", "blank.sh", nil, 0)
+
+	d := c.done("blank", 20*time.Second)
+	var lines int
+	var notice bool
+	for _, l := range c.messages("blank") {
+		if l.MsgType == task.MsgStdout {
+			lines++
+		}
+		notice = notice || strings.Contains(l.Data, "max_output_messages")
+	}
+	if lines > 500 || !notice {
+		t.Errorf("blank: %d lines shipped (cap 500), notice %v", lines, notice)
+	}
+	if d.OutputDroppedLines != int64(20000-lines) || d.OutputDropped != d.OutputDroppedLines {
+		t.Errorf("blank: done says %d lines / %d bytes dropped, want %d of each", d.OutputDroppedLines, d.OutputDropped, 20000-lines)
+	}
+
+	// The rate cap drops a burst and lets the task speak again once quiet.
+	c = newMemCluster(t)
+	c.script("burst.sh", `yes '' | head -n 3000; sleep 1.2; echo after`)
+	c.executor("b", func(o *Options) { o.MaxOutputRate = 1000 })
+	c.submit("burst", "burst.sh", nil, 0)
+	d = c.done("burst", 20*time.Second)
+	var after, rate bool
+	lines = 0
+	for _, l := range c.messages("burst") {
+		switch {
+		case l.MsgType == task.MsgStdout && l.Data == "after":
+			after = true
+		case l.MsgType == task.MsgStdout:
+			lines++
+		}
+		rate = rate || strings.Contains(l.Data, "max_output_rate")
+	}
+	if lines > 1100 || !rate || !after || d.OutputDroppedLines < 1900 {
+		t.Errorf("burst: %d shipped (rate 1000/s), notice %v, line after the pause %v, %d dropped", lines, rate, after, d.OutputDroppedLines)
 	}
 }
 

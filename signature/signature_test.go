@@ -58,6 +58,35 @@ func TestWorkedExample(t *testing.T) {
 	}
 }
 
+// TestKillWorkedExample pins the README's signed kill.
+func TestKillWorkedExample(t *testing.T) {
+	const (
+		wantCanonical = "16:task-job-kill-v1\n3:web\n10:1764000000\n3:101\n4:kill\n"
+		wantMAC       = "67e610334f910fa0319df5ff33124f063b8501c2fd8179d57e649fd881a961b0"
+	)
+	c := &task.Control{ID: "101", Type: task.ControlKill}
+	if got := string(CanonicalKill(c, "web", exampleTS)); got != wantCanonical {
+		t.Fatalf("CanonicalKill =\n%q\nwant\n%q", got, wantCanonical)
+	}
+	if got := KillMAC(exampleSecret, c, "web", exampleTS); got != wantMAC {
+		t.Fatalf("KillMAC = %s, want %s", got, wantMAC)
+	}
+	parsed, err := task.ParseControl([]byte(`{"id":"101","type":"kill","sig":{"key":"web","ts":1764000000,"mac":"` + wantMAC + `"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(mustKeyring(t, map[string][]byte{"web": exampleSecret}),
+		Options{Now: func() time.Time { return time.Unix(exampleTS, 0) }})
+	if id, err := v.VerifyKill(parsed); err != nil || id != "web" {
+		t.Fatalf("VerifyKill(documented kill) = %q, %v; want web, nil", id, err)
+	}
+	// A task's MAC over the same fields never passes for a kill.
+	parsed.Sig.MAC = MAC(exampleSecret, exampleTask(), "web", exampleTS)
+	if _, err := v.VerifyKill(parsed); err == nil {
+		t.Error("a task's MAC passed for a kill")
+	}
+}
+
 func TestTimeoutMillis(t *testing.T) {
 	tests := []struct {
 		in   float64

@@ -2,6 +2,7 @@ package redisqueue
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -130,5 +131,33 @@ func TestRemoveQueuedNeverReadsAHugeMessage(t *testing.T) {
 	}
 	if n := rdb.LLen(ctx, names.Tasks).Val(); n != 3 {
 		t.Errorf("task list has %d messages, want the 3 others", n)
+	}
+}
+
+// Kills for ids that never come cost bounded memory: one sorted set of at
+// most MaxKillsAhead ids, no key per id, and the newest still cancels its
+// task when it arrives.
+func TestKillsAheadAreBounded(t *testing.T) {
+	ctx := context.Background()
+	srv := redisserver.Start(t)
+	rdb := srv.Client(t)
+	q := New(redis.NewClient(&redis.Options{Addr: srv.Addr()}),
+		Options{Names: names, ExecutorID: "a", Retention: time.Hour, TTL: time.Second, MaxKillsAhead: 100})
+	t.Cleanup(func() { q.Close() })
+	for i := range 2000 {
+		if r, err := q.RouteKill(ctx, fmt.Sprint("ghost-", i)); err != nil || !r.Queued {
+			t.Fatalf("route %d = %+v, %v", i, r, err)
+		}
+	}
+	if n := rdb.ZCard(ctx, "q:kills-ahead").Val(); n != 100 {
+		t.Errorf("%d kills ahead remembered, want the cap of 100", n)
+	}
+	if n := rdb.DBSize(ctx).Val(); n > 2 {
+		t.Errorf("%d keys in Redis after 2,000 kills for unknown ids (%v)", n, rdb.Keys(ctx, "*").Val())
+	}
+	rdb.RPush(ctx, names.Tasks, `{"id":"ghost-1999","type":"t","task":{"cmdline":"x"}}`)
+	d := take(t, q)
+	if c, err := q.Claim(ctx, d, "ghost-1999"); err != nil || c != queue.CancelledWhileQueued {
+		t.Errorf("claim of the newest killed-ahead id = %v, %v; want cancelled", c, err)
 	}
 }
