@@ -18,8 +18,10 @@ import (
 // TestNothingRunsAfterResult: Wait returns, and the executor publishes the
 // done, before the task's cgroup and namespaces are released; no process of
 // the task may act after that. Each task leaves behind a process that
-// writes a file without pause and a setsid one that writes another a moment
-// after the task's main process exits, both deaf to SIGTERM and SIGHUP.
+// writes a file without pause and a setsid one that writes another every
+// few ms, both deaf to SIGTERM and SIGHUP. (The setsid writer once slept
+// 50 ms and wrote once: on a loaded machine it wrote before the main
+// process exited, and the test failed on a task that behaved.)
 // When Wait returns, the task's cgroup must hold no process, and neither
 // file may change afterwards. The kernel gives this: a pid namespace ends
 // with its PID 1, and PID 1's exit is reported only once every other
@@ -35,8 +37,8 @@ func TestNothingRunsAfterResult(t *testing.T) {
 		dir := taskDir(t)
 		spec := shell(`
 			( trap '' TERM HUP; while :; do echo x >> beat; done ) &
-			setsid sh -c 'trap "" TERM HUP; sleep 0.05; echo late > late' &
-			while [ ! -s beat ]; do :; done
+			setsid sh -c 'trap "" TERM HUP; while :; do echo late >> late; sleep 0.005; done' &
+			while [ ! -s beat ] || [ ! -s late ]; do :; done
 			exit 0`, nil, nil)
 		spec.Dir, spec.Name = dir, "after-result"
 		spec.Limits.CmdDirWritable = true
@@ -46,16 +48,16 @@ func TestNothingRunsAfterResult(t *testing.T) {
 		if procs := groupProcs(t, p.Cgroup()); procs != "" {
 			t.Fatalf("round %d: the task's cgroup still holds %q when Wait returned", i, procs)
 		}
-		size := fileSize(t, filepath.Join(dir, "beat"))
-		if res.ExitCode != 0 || size == 0 {
-			t.Fatalf("round %d: exit %d, beat %d bytes: the task did not run as planned", i, res.ExitCode, size)
+		size, late := fileSize(t, filepath.Join(dir, "beat")), fileSize(t, filepath.Join(dir, "late"))
+		if res.ExitCode != 0 || size == 0 || late == 0 {
+			t.Fatalf("round %d: exit %d, beat %d and late %d bytes: the task did not run as planned", i, res.ExitCode, size, late)
 		}
 		time.Sleep(100 * time.Millisecond)
 		if after := fileSize(t, filepath.Join(dir, "beat")); after != size {
 			t.Fatalf("round %d: a process of the task wrote after Wait returned (beat %d → %d bytes)", i, size, after)
 		}
-		if _, err := os.Lstat(filepath.Join(dir, "late")); err == nil {
-			t.Fatalf("round %d: a setsid process of the task wrote after Wait returned", i)
+		if after := fileSize(t, filepath.Join(dir, "late")); after != late {
+			t.Fatalf("round %d: a setsid process of the task wrote after Wait returned (late %d → %d bytes)", i, late, after)
 		}
 		<-p.Released()
 	}
