@@ -69,6 +69,7 @@ const (
 	DefaultSandboxCPU        = 1.0
 	DefaultSandboxPids       = 256
 	DefaultSandboxTmpSize    = 64 * MiB
+	DefaultSandboxWorkSize   = 1024 * MiB
 	DefaultAuditMaxBytes     = 100 * MiB
 	DefaultSignatureWindow   = 5 * time.Minute
 	// DefaultLogsMaxLen bounds the shared logs list (logs_max_len).
@@ -208,6 +209,9 @@ type Config struct {
 	// SandboxTmpSize ("sandbox_tmp_size", default 64 MiB) sizes a task's
 	// private /tmp and /dev/shm.
 	SandboxTmpSize int64
+	// SandboxWorkSize ("sandbox_work_size", default 1 GiB) caps each task's
+	// own work directory, a tmpfs whose pages count as the task's memory.
+	SandboxWorkSize int64
 	// SandboxChroot ("sandbox_chroot", default false) shows a task only
 	// cmd_dir, as /.
 	SandboxChroot bool
@@ -274,6 +278,7 @@ func newConfig() *Config {
 		SandboxCPU:        DefaultSandboxCPU,
 		SandboxPids:       DefaultSandboxPids,
 		SandboxTmpSize:    DefaultSandboxTmpSize,
+		SandboxWorkSize:   DefaultSandboxWorkSize,
 		AuditMaxBytes:     DefaultAuditMaxBytes,
 		SignatureWindow:   DefaultSignatureWindow,
 		LogsMaxLen:        DefaultLogsMaxLen,
@@ -463,6 +468,9 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 	}
 	if c.SandboxTmpSize < MiB {
 		bad("sandbox_tmp_size", "must be at least 1MiB, got %s", formatBytes(c.SandboxTmpSize))
+	}
+	if c.SandboxWorkSize < MiB {
+		bad("sandbox_work_size", "must be at least 1MiB, got %s", formatBytes(c.SandboxWorkSize))
 	}
 	if strings.TrimSpace(c.SandboxUser) == "" {
 		bad("sandbox_user", "must name a user or a numeric uid")
@@ -658,14 +666,14 @@ func (c Config) String() string {
 		"queue_name=%q queue_control_name=%q logs=%t logs_channel=%q logs_max_len=%d logs_http=%q cmd_dir=%q "+
 		"executor_id=%q concurrency=%d status_retention=%v max_task_bytes=%s max_output_bytes=%s "+
 		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v state_dir=%q spool_dir=%q spool_max_bytes=%s work_dir=%q isolation=%q "+
-		"sandbox_user=%q sandbox_memory=%s sandbox_cpu=%g sandbox_pids=%d sandbox_network=%t sandbox_tmp_size=%s "+
+		"sandbox_user=%q sandbox_memory=%s sandbox_cpu=%g sandbox_pids=%d sandbox_network=%t sandbox_tmp_size=%s sandbox_work_size=%s "+
 		"sandbox_chroot=%t sandbox_init=%q policy_file=%q audit_file=%q audit_max_bytes=%s audit_stream=%q "+
 		"signing_keys_dir=%q require_signatures=%t signature_window=%v transport=%q kafka_brokers=%q",
 		c.ServerPort, c.ServerTokensFile, c.ServerTLSCert, c.ServerTLSKey, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
 		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, c.LogsMaxLen, redactURL(c.LogsHTTP), c.CmdDir,
 		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
 		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.StateDir, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.WorkDir, c.Isolation,
-		c.SandboxUser, formatBytes(c.SandboxMemory), c.SandboxCPU, c.SandboxPids, c.SandboxNetwork, formatBytes(c.SandboxTmpSize),
+		c.SandboxUser, formatBytes(c.SandboxMemory), c.SandboxCPU, c.SandboxPids, c.SandboxNetwork, formatBytes(c.SandboxTmpSize), formatBytes(c.SandboxWorkSize),
 		c.SandboxChroot, c.SandboxInit, c.PolicyFile, c.AuditFile, formatBytes(c.AuditMaxBytes), c.AuditStream,
 		c.SigningKeysDir, c.RequireSignatures, c.SignatureWindow, c.Transport, c.Kafka.Brokers)
 }

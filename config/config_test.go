@@ -82,6 +82,7 @@ func TestDefault(t *testing.T) {
 		SandboxCPU:        1,
 		SandboxPids:       256,
 		SandboxTmpSize:    64 << 20,
+		SandboxWorkSize:   1 << 30,
 		AuditMaxBytes:     100 << 20,
 		AuditStream:       "queue_job_task_audit:" + host,
 		SignatureWindow:   5 * time.Minute,

@@ -57,6 +57,7 @@ var fields = map[string]setter{
 	"sandbox_pids":        intSetter(func(c *Config) *int { return &c.SandboxPids }),
 	"sandbox_network":     boolSetter(func(c *Config) *bool { return &c.SandboxNetwork }),
 	"sandbox_tmp_size":    sizeSetter(func(c *Config) *int64 { return &c.SandboxTmpSize }),
+	"sandbox_work_size":   sizeSetter(func(c *Config) *int64 { return &c.SandboxWorkSize }),
 	"sandbox_chroot":      boolSetter(func(c *Config) *bool { return &c.SandboxChroot }),
 	"sandbox_init":        stringSetter(func(c *Config) *string { return &c.SandboxInit }),
 	"policy_file":         stringSetter(func(c *Config) *string { return &c.PolicyFile }),

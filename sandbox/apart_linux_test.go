@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -175,5 +176,28 @@ func TestChrootRunsNoUncheckedInterpreter(t *testing.T) {
 	_, err = r.Start(sandbox.Spec{Path: prog, Dir: dir, Name: "chroot-rw", Limits: sandbox.Limits{CmdDirWritable: true}})
 	if err == nil || !strings.Contains(err.Error(), "cmd_dir_writable") {
 		t.Errorf("a writable cmd_dir in chroot mode: %v, want a refusal", err)
+	}
+}
+
+// TestWorkDirIsCapped: what a task writes to its own work dir is bounded
+// (sandbox_work_size), as /tmp is: the attack pass filled 1.9 GB of the
+// host's disk in 4 s through a writable directory.
+func TestWorkDirIsCapped(t *testing.T) {
+	r := jailed(t, func(o *sandbox.Options) { o.WorkBytes = 8 << 20 })
+	out, res := run(t, r, taskDir(t), sandbox.Limits{}, `
+		head -c 20000000 /dev/zero > "$HOME/big" 2>/dev/null; echo "rc=$?"
+		echo "size=$(stat -c %s "$HOME/big")"
+		stat -c '%U %a' "$HOME"`)
+	if res.ExitCode != 0 {
+		t.Fatalf("exit %d: %s", res.ExitCode, out)
+	}
+	var size int
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "size="); ok {
+			size, _ = strconv.Atoi(v)
+		}
+	}
+	if strings.Contains(out, "rc=0\n") || size == 0 || size > 8<<20 || !strings.Contains(out, "nobody 700") {
+		t.Errorf("a 20 MB write into an 8 MiB work dir: %d bytes written\n%s", size, out)
 	}
 }

@@ -52,6 +52,7 @@ const (
 	DefaultCPUCores    = 1.0
 	DefaultPids        = 256
 	DefaultTmpBytes    = 64 << 20
+	DefaultWorkBytes   = 1 << 30
 	DefaultRootDir     = "/run/task-job/root"
 )
 
@@ -65,6 +66,7 @@ type jailer struct {
 	rootDir   string
 	readOnly  []string
 	tmpBytes  int64
+	workBytes int64
 	defaults  Limits
 	chroot    bool
 	rlimits   Rlimits
@@ -90,13 +92,14 @@ func newJailer(opts Options, log hclog.Logger) (*jailer, error) {
 		return nil, errors.New("the sandbox needs root (namespaces, cgroups, switching users)")
 	}
 	j := &jailer{
-		log:      log,
-		rootDir:  opts.RootDir,
-		readOnly: opts.ReadOnly,
-		tmpBytes: opts.TmpBytes,
-		defaults: opts.Defaults,
-		chroot:   opts.Chroot,
-		rlimits:  opts.Rlimits,
+		log:       log,
+		rootDir:   opts.RootDir,
+		readOnly:  opts.ReadOnly,
+		tmpBytes:  opts.TmpBytes,
+		workBytes: opts.WorkBytes,
+		defaults:  opts.Defaults,
+		chroot:    opts.Chroot,
+		rlimits:   opts.Rlimits,
 	}
 	if j.rootDir == "" {
 		j.rootDir = DefaultRootDir
@@ -106,6 +109,9 @@ func newJailer(opts Options, log hclog.Logger) (*jailer, error) {
 	}
 	if j.tmpBytes <= 0 {
 		j.tmpBytes = DefaultTmpBytes
+	}
+	if j.workBytes == 0 {
+		j.workBytes = DefaultWorkBytes
 	}
 	if j.defaults.User == "" {
 		j.defaults.User = DefaultUser
@@ -535,7 +541,7 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 		RootDir: j.rootDir, CmdDir: filepath.Clean(confine), CmdDirWritable: lim.CmdDirWritable,
 		TaskDir: spec.taskDir, TaskDirAt: j.taskDirAt(spec.taskDir),
 		ReadOnly: j.readOnly, Etc: j.etcDir,
-		TmpBytes: j.tmpBytes, Hostname: "task-job",
+		TmpBytes: j.tmpBytes, WorkBytes: max(j.workBytes, 0), Hostname: "task-job",
 		JoinNetns: !lim.Network,
 		UID:       cred.uid, GID: cred.gid, KeepCaps: rootCaps,
 		FileBytes: j.rlimits.FileBytes, OpenFiles: j.rlimits.OpenFiles, CoreBytes: 0,

@@ -82,6 +82,11 @@ type Options struct {
 	// TmpBytes sizes the private /tmp and /dev/shm (default 64 MiB; their
 	// pages count against the task's memory limit).
 	TmpBytes int64
+	// WorkBytes caps each task's own work directory (HOME, TMPDIR): a
+	// tmpfs of this size, its pages counted against the memory limit
+	// (default 1 GiB; negative: a plain directory on work_dir's disk, no
+	// cap). The process-group fallback cannot cap it.
+	WorkBytes int64
 	// Defaults apply to a task whose Spec leaves a field zero.
 	Defaults Limits
 	// Chroot shows every task only its working tree (Spec.Confine) as /.

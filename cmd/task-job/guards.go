@@ -32,6 +32,7 @@ func sandboxOptions(cfg *config.Config, log hclog.Logger) sandbox.Options {
 		// its previous run left, and only that.
 		CgroupName: "task-job-" + cfg.ExecutorID,
 		TmpBytes:   cfg.SandboxTmpSize,
+		WorkBytes:  cfg.SandboxWorkSize,
 		Chroot:     cfg.SandboxChroot,
 		WorkDir:    cfg.WorkDir,
 		Defaults: sandbox.Limits{

@@ -82,7 +82,11 @@ type Config struct {
 	Etc string
 	// TmpBytes is the size of the private /tmp (and /dev/shm).
 	TmpBytes int64
-	Hostname string
+	// WorkBytes, when positive, makes the task's own directory a tmpfs of
+	// that size at TaskDirAt instead of a bind of TaskDir: a cap on what a
+	// task can write there (its pages count against the memory limit).
+	WorkBytes int64
+	Hostname  string
 
 	JoinNetns bool // setns to fd NetnsFd: no network but an isolated loopback
 
@@ -115,6 +119,7 @@ func (c *Config) Encode() []byte {
 	e.strs(c.ReadOnly)
 	e.str(c.Etc)
 	e.int(c.TmpBytes)
+	e.int(c.WorkBytes)
 	e.str(c.Hostname)
 	e.bool(c.JoinNetns)
 	e.int(int64(c.UID))
@@ -143,6 +148,7 @@ func Decode(b []byte) (*Config, error) {
 	c.ReadOnly = d.strs()
 	c.Etc = d.str()
 	c.TmpBytes = d.int()
+	c.WorkBytes = d.int()
 	c.Hostname = d.str()
 	c.JoinNetns = d.bool()
 	c.UID = uint32(d.int())

@@ -285,10 +285,13 @@ func buildRoot(c *Config) error {
 	return pivot(root, true)
 }
 
-// bindTaskDir binds the task's own directory, writable, nosuid and nodev.
-// Bound last, so that it is writable wherever it lies. In chroot mode the
-// mount point must exist (the executor made it); otherwise it is made in
-// the root's tmpfs when missing.
+// bindTaskDir binds the task's own directory, writable, nosuid and nodev,
+// or, with WorkBytes, mounts a tmpfs of that size there, owned by the
+// task's user, so that what a task writes is capped (the directory is
+// removed at the task's end either way). Bound last, so that it is
+// writable wherever it lies. In chroot mode the mount point must exist
+// (the executor made it); otherwise it is made in the root's tmpfs when
+// missing.
 func bindTaskDir(root string, c *Config, mkdir bool) error {
 	if c.TaskDir == "" {
 		return nil
@@ -298,6 +301,10 @@ func bindTaskDir(root string, c *Config, mkdir bool) error {
 		if err := os.MkdirAll(dst, 0o755); err != nil {
 			return fail("create the mount point "+c.TaskDirAt, err)
 		}
+	}
+	if c.WorkBytes > 0 {
+		return mount("tmpfs", dst, "tmpfs", noSuidDev,
+			"mode=700,uid="+itoa(int64(c.UID))+",gid="+itoa(int64(c.GID))+",size="+itoa(c.WorkBytes))
 	}
 	if err := mount(c.TaskDir, dst, "", unix.MS_BIND, ""); err != nil {
 		return err
