@@ -311,7 +311,7 @@ func TestOutputCapAndLongLines(t *testing.T) {
 }
 
 // Empty lines cost what they ship: a whole message each. Before they were
-// counted, `yes '' | head -n 1000000` shipped 1,000,001 messages.
+// counted, `yes ” | head -n 1000000` shipped 1,000,001 messages.
 func TestEmptyLinesCountAgainstTheCaps(t *testing.T) {
 	c := newMemCluster(t)
 	c.script("blank.sh", `yes '' | head -n 20000`)
