@@ -23,9 +23,11 @@ import (
 )
 
 // jailFlags are the namespaces every sandboxed task gets. The network one
-// is not among them: a task without network joins one shared empty network
-// namespace instead (made once, at New), because creating a network
-// namespace per task costs milliseconds and, at the tail, hundreds.
+// is added for every task without network (a namespace of its own, with
+// only a loopback): tasks must not reach each other's loopback listeners
+// or abstract unix sockets. Creating one costs milliseconds and, at the
+// tail, far more, so pre-started helpers are born in one (pool_linux.go)
+// and a task that has the network moves its helper back to the host's.
 const jailFlags = unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
 
 // rootCaps is the capability bounding set of a task that runs as root: the
@@ -62,7 +64,7 @@ type jailer struct {
 	initPath  string
 	initArgv0 string
 	cg        *cgroup.Manager // nil: no cgroups on this host (Describe says why)
-	netns     *os.File
+	hostNetns *os.File // handed to pre-started helpers of tasks with the network
 	rootDir   string
 	readOnly  []string
 	tmpBytes  int64
@@ -141,8 +143,8 @@ func newJailer(opts Options, log hclog.Logger) (*jailer, error) {
 	if j.etcDir, j.etcLock, j.readOnly, err = prepareEtc(filepath.Dir(j.rootDir), j.readOnly); err != nil {
 		return nil, fmt.Errorf("prepare the tasks' /etc: %w", err)
 	}
-	if j.netns, err = emptyNetns(); err != nil {
-		return nil, fmt.Errorf("create the empty network namespace: %w", err)
+	if j.hostNetns, err = os.Open("/proc/thread-self/ns/net"); err != nil {
+		return nil, fmt.Errorf("open the host's network namespace: %w", err)
 	}
 	j.cg, err = cgroup.NewManager(cgroup.Options{Name: opts.CgroupName, Logger: opts.Logger})
 	if err != nil {
@@ -195,7 +197,7 @@ func chrootMountPoint(cmdDir string) error {
 func (j *jailer) cgroups() bool { return j.cg != nil && j.cg.Mode() != cgroup.Unavailable }
 
 // close removes the spare cgroups, waits for groups being removed and
-// releases the empty network namespace.
+// releases the handle on the host's network namespace.
 func (j *jailer) close() error {
 	j.closeOnce.Do(func() { j.closeErr = j.release() })
 	return j.closeErr
@@ -207,8 +209,8 @@ func (j *jailer) release() error {
 	if j.cg != nil {
 		errs = append(errs, j.cg.Close())
 	}
-	if j.netns != nil {
-		errs = append(errs, j.netns.Close())
+	if j.hostNetns != nil {
+		errs = append(errs, j.hostNetns.Close())
 	}
 	if j.etcDir != "" {
 		errs = append(errs, os.RemoveAll(j.etcDir), os.Remove(j.etcLock.Name()), j.etcLock.Close())
@@ -384,47 +386,6 @@ func findInit(path string) (file, argv0 string, err error) {
 	return path, InitName, nil
 }
 
-// emptyNetns makes a network namespace with only a loopback interface, up,
-// and returns a handle on it. Network namespaces belong to threads: a
-// locked thread enters the new one and then goes back to ours. It must go
-// back rather than end: a thread that ends fires the parent-death signal
-// of every process it started, tasks and all.
-func emptyNetns() (*os.File, error) {
-	type result struct {
-		f   *os.File
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		ours, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer ours.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		f, err := os.Open("/proc/thread-self/ns/net")
-		if err == nil {
-			if err = nsinit.LoopbackUp(); err != nil {
-				f.Close()
-				err = fmt.Errorf("bring up its loopback: %w", err)
-			}
-		}
-		if unix.Setns(int(ours.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		} // else: stay locked, and the runtime ends this thread with the goroutine
-		ch <- result{f, err}
-	}()
-	r := <-ch
-	return r.f, r.err
-}
-
 // effective fills the zero fields of l from the defaults.
 func (j *jailer) effective(l Limits) Limits {
 	if l.MemoryBytes == 0 {
@@ -542,7 +503,7 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 		TaskDir: spec.taskDir, TaskDirAt: j.taskDirAt(spec.taskDir),
 		ReadOnly: j.readOnly, Etc: j.etcDir,
 		TmpBytes: j.tmpBytes, WorkBytes: max(j.workBytes, 0), Hostname: "task-job",
-		JoinNetns: !lim.Network,
+		Netns:     map[bool]int{true: nsinit.NetnsHost, false: nsinit.NetnsOwn}[lim.Network],
 		UID:       cred.uid, GID: cred.gid, KeepCaps: rootCaps,
 		FileBytes: j.rlimits.FileBytes, OpenFiles: j.rlimits.OpenFiles, CoreBytes: 0,
 	}
@@ -599,6 +560,9 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	// no controlling terminal, so it cannot reach the terminal the executor
 	// was started from.
 	attr := &syscall.SysProcAttr{Cloneflags: jailFlags, Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if cfg.Netns == nsinit.NetnsOwn {
+		attr.Cloneflags |= unix.CLONE_NEWNET
+	}
 	if group != nil {
 		if fd, ok := group.CgroupFD(); ok {
 			// Born inside its cgroup: not one instruction runs outside.
@@ -609,7 +573,7 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	proc, err := os.StartProcess(j.initPath, []string{j.initArgv0}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   helperEnv,
-		Files: []*os.File{stdio[0], stdio[1], stdio[2], cfgR, stW, j.netns},
+		Files: []*os.File{stdio[0], stdio[1], stdio[2], cfgR, stW},
 		Sys:   attr,
 	})
 	cfgR.Close()

@@ -169,7 +169,9 @@ func (j *jailer) prestart() (h *ready, err error) {
 		}
 		return nil, err
 	}
-	attr := &syscall.SysProcAttr{Cloneflags: jailFlags, Setsid: true, Pdeathsig: syscall.SIGKILL}
+	// Born in a network namespace of its own, whatever its task will be:
+	// making one is the slow part of a start, and this is off the path.
+	attr := &syscall.SysProcAttr{Cloneflags: jailFlags | unix.CLONE_NEWNET, Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if h.group != nil {
 		if fd, ok := h.group.CgroupFD(); ok {
 			attr.UseCgroupFD, attr.CgroupFD = true, fd
@@ -179,7 +181,7 @@ func (j *jailer) prestart() (h *ready, err error) {
 	h.proc, err = os.StartProcess(j.initPath, []string{j.initArgv0}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   append([]string{nsinit.EnvPooled + "=1"}, helperEnv...),
-		Files: []*os.File{null, null, null, theirs, nil, j.netns},
+		Files: []*os.File{null, null, null, theirs, nil, j.hostNetns},
 		Sys:   attr,
 	})
 	if err != nil {
@@ -227,6 +229,9 @@ func (j *jailer) startPooled(h *ready, p *Process, spec Spec, cfg nsinit.Config,
 		_ = h.group.Rename(spec.Name)
 	} else {
 		lim.MemoryBytes, lim.CPUCores, lim.Pids = 0, 0, 0
+	}
+	if cfg.Netns == nsinit.NetnsHost {
+		cfg.Netns = nsinit.NetnsJoin // back to the host's, through fd NetnsFd
 	}
 	raw := cfg.Encode()
 	msg := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(raw)), uint32(len(raw)))

@@ -33,7 +33,20 @@ import (
 const (
 	ConfigFd = 3 // read end of the pipe carrying the encoded Config
 	StatusFd = 4 // write end of the pipe for a setup or exec error
-	NetnsFd  = 5 // the shared empty network namespace, when Config.JoinNetns
+	NetnsFd  = 5 // the host's network namespace, for Config.Netns NetnsJoin
+)
+
+// Config.Netns values.
+const (
+	// NetnsHost: the helper was started in the host's network namespace
+	// (a task with the network): nothing to do.
+	NetnsHost = iota
+	// NetnsOwn: the helper was born in a new network namespace (a task
+	// without network): it brings that namespace's loopback up.
+	NetnsOwn
+	// NetnsJoin: a pre-started helper, born in a namespace of its own, for
+	// a task with the network: it joins the host's, open on fd NetnsFd.
+	NetnsJoin
 )
 
 // EnvPooled, set to "1" in the helper's environment, makes it a
@@ -88,7 +101,9 @@ type Config struct {
 	WorkBytes int64
 	Hostname  string
 
-	JoinNetns bool // setns to fd NetnsFd: no network but an isolated loopback
+	// Netns says what the helper does about its network namespace:
+	// NetnsHost, NetnsOwn or NetnsJoin.
+	Netns int
 
 	UID, GID uint32
 	// KeepCaps is the capability bounding set kept for a task running as
@@ -121,7 +136,7 @@ func (c *Config) Encode() []byte {
 	e.int(c.TmpBytes)
 	e.int(c.WorkBytes)
 	e.str(c.Hostname)
-	e.bool(c.JoinNetns)
+	e.int(int64(c.Netns))
 	e.int(int64(c.UID))
 	e.int(int64(c.GID))
 	e.int(int64(c.KeepCaps))
@@ -150,7 +165,7 @@ func Decode(b []byte) (*Config, error) {
 	c.TmpBytes = d.int()
 	c.WorkBytes = d.int()
 	c.Hostname = d.str()
-	c.JoinNetns = d.bool()
+	c.Netns = int(d.int())
 	c.UID = uint32(d.int())
 	c.GID = uint32(d.int())
 	c.KeepCaps = uint64(d.int())

@@ -158,9 +158,14 @@ func run(raw []byte) error {
 		return fail("read config", err)
 	}
 
-	if c.JoinNetns {
+	switch c.Netns {
+	case NetnsOwn:
+		if err := LoopbackUp(); err != nil {
+			return fail("bring up the task's loopback", err)
+		}
+	case NetnsJoin:
 		if err := unix.Setns(NetnsFd, unix.CLONE_NEWNET); err != nil {
-			return fail("join the empty network namespace", err)
+			return fail("join the host's network namespace", err)
 		}
 	}
 	unix.Close(NetnsFd)
