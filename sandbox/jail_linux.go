@@ -64,7 +64,7 @@ type jailer struct {
 	initPath  string
 	initArgv0 string
 	cg        *cgroup.Manager // nil: no cgroups on this host (Describe says why)
-	hostNetns *os.File // handed to pre-started helpers of tasks with the network
+	hostNetns *os.File        // handed to pre-started helpers of tasks with the network
 	rootDir   string
 	readOnly  []string
 	tmpBytes  int64
@@ -503,8 +503,8 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 		TaskDir: spec.taskDir, TaskDirAt: j.taskDirAt(spec.taskDir),
 		ReadOnly: j.readOnly, Etc: j.etcDir,
 		TmpBytes: j.tmpBytes, WorkBytes: max(j.workBytes, 0), Hostname: "task-job",
-		Netns:     map[bool]int{true: nsinit.NetnsHost, false: nsinit.NetnsOwn}[lim.Network],
-		UID:       cred.uid, GID: cred.gid, KeepCaps: rootCaps,
+		Netns: map[bool]int{true: nsinit.NetnsHost, false: nsinit.NetnsOwn}[lim.Network],
+		UID:   cred.uid, GID: cred.gid, KeepCaps: rootCaps,
 		FileBytes: j.rlimits.FileBytes, OpenFiles: j.rlimits.OpenFiles, CoreBytes: 0,
 	}
 	if j.chroot {
