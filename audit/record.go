@@ -46,6 +46,8 @@ type Limits struct {
 	Pids        int64   `json:"pids,omitempty"`
 	TimeoutSec  int64   `json:"timeout_sec,omitempty"`
 	Network     bool    `json:"network,omitempty"`
+	// CmdDirWritable: the rule let the task write cmd_dir.
+	CmdDirWritable bool `json:"cmd_dir_writable,omitempty"`
 }
 
 // Record is one audit line. Which optional fields are set depends on Kind.

@@ -201,6 +201,6 @@ func (e *Executor) auditHealthy() bool {
 func auditLimits(l sandbox.Limits, timeout time.Duration) *audit.Limits {
 	return &audit.Limits{
 		MemoryBytes: l.MemoryBytes, CPUs: l.CPUCores, Pids: l.Pids,
-		TimeoutSec: int64(timeout / time.Second), Network: l.Network,
+		TimeoutSec: int64(timeout / time.Second), Network: l.Network, CmdDirWritable: l.CmdDirWritable,
 	}
 }

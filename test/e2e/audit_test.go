@@ -70,7 +70,8 @@ rule "ok" {
   args    = ["[a-z]+"]
 }
 rule "long" {
-  cmdline = "long.sh"
+  cmdline          = "long.sh"
+  cmd_dir_writable = true
 }
 `, 0o644)
 	auditFile := filepath.Join(t.TempDir(), "audit.log")
@@ -110,7 +111,7 @@ rule "long" {
 			t.Errorf("decision: %+v", r)
 		}
 		if r := k["start"]; len(r) != 1 || r[0].User != "nobody" || r[0].PID <= 0 || r[0].Cgroup == "" || r[0].Rule != "ok" ||
-			r[0].Limits == nil || r[0].Limits.MemoryBytes != 64<<20 || r[0].Limits.Pids != 32 || r[0].Limits.TimeoutSec != 30 {
+			r[0].Limits == nil || r[0].Limits.MemoryBytes != 64<<20 || r[0].Limits.Pids != 32 || r[0].Limits.TimeoutSec != 30 || r[0].Limits.CmdDirWritable {
 			t.Errorf("start: %+v (limits %+v)", r, r[0].Limits)
 		}
 		if r := k["end"]; len(r) != 1 || r[0].Status != "succeeded" || r[0].ExitCode == nil || *r[0].ExitCode != 0 {
@@ -141,8 +142,8 @@ rule "long" {
 		if r := k["decision"]; len(r) != 1 || r[0].Rule != "long" {
 			t.Errorf("decision: %+v", r)
 		}
-		if r := k["start"]; len(r) != 1 || r[0].PID <= 0 || r[0].Cgroup == "" {
-			t.Errorf("start: %+v", r)
+		if r := k["start"]; len(r) != 1 || r[0].PID <= 0 || r[0].Cgroup == "" || r[0].Limits == nil || !r[0].Limits.CmdDirWritable {
+			t.Errorf("start: %+v, want its rule's cmd_dir_writable recorded", r)
 		}
 		if r := k["end"]; len(r) != 1 || r[0].Status != "killed" || r[0].Reason != "killed by a kill message" {
 			t.Errorf("end: %+v", r)
