@@ -239,8 +239,13 @@ func (j *jailer) describe() string {
 		b.WriteString("the task sees read-only system dirs, cmd_dir, its own work dir, a private /tmp, a minimal /dev and its own /proc; ")
 	}
 	b.WriteString("cmd_dir READ-ONLY (writable only for rules with cmd_dir_writable = true); " +
-		"HOME=TMPDIR=TASK_WORKDIR a private dir per task, removed after it; every writable mount nosuid,nodev; " +
+		"HOME=TMPDIR=TASK_WORKDIR a private capped dir per task, removed after it; every writable mount nosuid,nodev; " +
 		"no session or terminal shared with the executor; ")
+	if abi := nsinit.LandlockABI(); abi > 0 {
+		fmt.Fprintf(&b, "Landlock on (ABI %d: writes only beneath the task's own dirs); ", abi)
+	} else {
+		b.WriteString("Landlock OFF (the kernel has none; the mount namespace alone keeps writes in the task's dirs); ")
+	}
 	seccomp := "a seccomp filter (no user namespaces, keyrings, bpf, mounts, modules, io_uring, vsock, TIOCSTI, setuid/setgid modes)"
 	if !nsinit.SeccompFilter {
 		seccomp = "NO seccomp filter on " + runtime.GOARCH

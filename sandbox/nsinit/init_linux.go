@@ -177,6 +177,9 @@ func run(raw []byte) error {
 	if err := buildRoot(c); err != nil {
 		return err
 	}
+	if err := landlock(c); err != nil {
+		return err
+	}
 	if err := setRlimits(c); err != nil {
 		return err
 	}
