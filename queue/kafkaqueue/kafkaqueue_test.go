@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -438,5 +439,52 @@ func TestLongClaimRenewed(t *testing.T) {
 	}
 	if own, err := a.Owned(context.Background(), map[string]string{"long": d.Token}); err != nil || !own["long"] {
 		t.Fatalf("renewals changed the owner: %v %v", own, err)
+	}
+}
+
+// Where the executor may not create topics, it checks them: each missing
+// one is named with the settings to create it with, and a status topic
+// with the wrong cleanup policy is refused.
+func TestTopicsCheckedWhenNotCreated(t *testing.T) {
+	c := startKafka(t)
+	names := testNames()
+	newQ := func() (*Queue, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return New(ctx, c.ListenAddrs(), nil, Options{Names: names, ExecutorID: execID("check"), TTL: time.Second, Partitions: 1})
+	}
+	_, err := newQ()
+	if err == nil {
+		t.Fatal("New without topics and without CreateTopics succeeded")
+	}
+	for _, want := range []string{"missing topics", names.Tasks, "cleanup.policy=delete", "cleanup.policy=compact", "kafka_create_topics"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	// Made once (by an executor allowed to), they pass the check.
+	open(t, c, names, execID("maker"))
+	q, err := newQ()
+	if err != nil {
+		t.Fatalf("New with the topics in place: %v", err)
+	}
+	q.Close()
+
+	// A compacted status topic would forget which claim came first.
+	bad := testNames()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	compact := "compact"
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1,
+		map[string]*string{"cleanup.policy": &compact}, TopicsFor(bad).Status); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := New(ctx, c.ListenAddrs(), nil, Options{Names: bad, ExecutorID: execID("bad"), TTL: time.Second, Partitions: 1, CreateTopics: true}); err == nil || !strings.Contains(err.Error(), "must be delete") {
+		t.Errorf("New with a compacted status topic: %v", err)
 	}
 }
