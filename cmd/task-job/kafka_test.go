@@ -255,6 +255,20 @@ func TestKafkaExecutors(t *testing.T) {
 		}
 	}
 	s.mu.Lock()
+	// Each task's messages are keyed by its id, so they stay in order on
+	// one partition: its done is its last message, and its lines keep
+	// their seq order.
+	for _, id := range []string{"ok1", "dup1", "kb1", "reb1", "kr1", "crash1", "after1"} {
+		msgs := s.logs[id]
+		if len(msgs) == 0 || msgs[len(msgs)-1].MsgType != task.MsgDone {
+			t.Errorf("%s: the done is not the last of its %d messages", id, len(msgs))
+		}
+		for i := 1; i < len(msgs); i++ {
+			if msgs[i].MsgType != task.MsgDone && msgs[i-1].MsgType != task.MsgDone && msgs[i].Seq <= msgs[i-1].Seq {
+				t.Errorf("%s: seq %d after %d", id, msgs[i].Seq, msgs[i-1].Seq)
+			}
+		}
+	}
 	for _, id := range []string{"reb1", "crash1"} {
 		begun := 0
 		for _, l := range s.logs[id] {
