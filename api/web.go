@@ -34,15 +34,15 @@ func newWeb(s *Server) (*web, error) {
 	return &web{s: s, tmpl: t}, nil
 }
 
-func (wb *web) routes(m *http.ServeMux) {
+func (wb *web) routes() {
 	static, _ := fs.Sub(webFiles, "web/static")
 	fileServer := http.StripPrefix("/static/", http.FileServerFS(static))
-	m.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	wb.s.handlePublic("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
 		fileServer.ServeHTTP(w, r)
 	}))
 	page := func(pattern string, role Role, h func(w http.ResponseWriter, r *http.Request, id *Identity)) {
-		m.Handle(pattern, wb.s.authed(role, true, h))
+		wb.s.handle(pattern, role, true, h)
 	}
 	page("GET /{$}", RoleRead, wb.tasks)
 	page("GET /tasks/{id}", RoleRead, wb.task)
@@ -53,19 +53,21 @@ func (wb *web) routes(m *http.ServeMux) {
 	page("POST /tasks", RoleAdmin, wb.submit)
 	page("POST /tasks/{id}/kill", RoleOperate, wb.kill)
 	page("POST /tasks/{id}/retry", RoleOperate, wb.retry)
-	m.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) { wb.login(w, r, http.StatusOK, "") })
-	m.HandleFunc("POST /login", wb.doLogin)
-	m.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+	wb.s.handlePublic("GET /login", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { wb.login(w, r, http.StatusOK, "") }))
+	wb.s.handlePublic("POST /login", http.HandlerFunc(wb.doLogin))
+	wb.s.handlePublic("POST /logout", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: wb.s.opt.Secure, SameSite: http.SameSiteStrictMode})
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
-	})
+	}))
 }
 
 // view is what every page template gets.
 type view struct {
 	Title, Nav, Who, Role, Version, Flash string
 	LoggedIn, CanOperate, CanSubmit       bool
-	Data                                  any
+	// CanAudit is false for a token limited to tubes (see auditReadable).
+	CanAudit bool
+	Data     any
 	// page specific
 	Filter  TaskFilter
 	Query   map[string]string
@@ -76,7 +78,7 @@ type view struct {
 
 func (wb *web) render(w http.ResponseWriter, r *http.Request, id *Identity, code int, name, title, nav string, data any, fill func(*view)) {
 	v := &view{Title: title, Nav: nav, Who: id.Name, Role: id.Role.String(), Version: wb.s.opt.Version,
-		LoggedIn: wb.s.opt.Tokens != nil, CanOperate: id.Role >= RoleOperate, CanSubmit: id.Role >= RoleAdmin, Data: data,
+		LoggedIn: wb.s.opt.Tokens != nil, CanOperate: id.Role >= RoleOperate, CanSubmit: id.Role >= RoleAdmin, CanAudit: auditReadable(id) == nil, Data: data,
 		Query: map[string]string{}}
 	for k, vs := range r.URL.Query() {
 		v.Query[k] = vs[0]
@@ -216,6 +218,10 @@ func (wb *web) queues(w http.ResponseWriter, r *http.Request, id *Identity) {
 }
 
 func (wb *web) audit(w http.ResponseWriter, r *http.Request, id *Identity) {
+	if err := auditReadable(id); err != nil {
+		wb.fail(w, r, id, err)
+		return
+	}
 	f, limit, err := parseAuditFilter(r.URL.Query())
 	if err != nil {
 		wb.fail(w, r, id, err)
