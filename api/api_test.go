@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -434,6 +437,83 @@ func TestLogsResume(t *testing.T) {
 	all, done := readLines(t, s3, -1)
 	if len(all) != 91 || !done {
 		t.Errorf("replay of an ended task: %d lines, done %v", len(all), done)
+	}
+}
+
+// The shared logs list is trimmed at logs_max_len; a task's history comes
+// from its own stream, so a long task's first lines survive a busy list:
+// a reader cut off and back with Last-Event-ID still gets every line once,
+// then the done, and the download holds them all.
+func TestLogsResumeAfterTrim(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	const maxLen = 100
+	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: e.redis.Addr()}), redisqueue.Options{Names: names, ExecutorID: "ex",
+		Retention: time.Hour, TTL: time.Second, LogsMaxLen: maxLen})
+	t.Cleanup(func() { q.Close() })
+	ctx := context.Background()
+	e.rdb.RPush(ctx, names.Tasks, `{"id":"long","type":"test","tube":"","task":{"cmdline":"x.sh","cmd_args":[]}}`)
+	d := claim(t, q)
+	// Each batch: a line of the task and three of others, so the list
+	// holds the task's last 25 lines at most.
+	publish := func(from, to int) {
+		for i := from; i <= to; i++ {
+			msgs := []queue.Message{lineMsg("long", uint64(i), fmt.Sprint("line ", i))}
+			for j := range 3 {
+				msgs = append(msgs, lineMsg(fmt.Sprint("busy", j), uint64(i), "x"))
+			}
+			if _, err := q.Publish(ctx, msgs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(1, 200)
+	trimmed := func() {
+		t.Helper()
+		l, err := e.rdb.LRange(ctx, names.Logs, 0, -1).Result()
+		if err != nil || len(l) > maxLen || strings.Contains(strings.Join(l, "\n"), `"data":"line 1"`) {
+			t.Fatalf("the shared list was not trimmed to %d (%d messages, %v); the test proves nothing", maxLen, len(l), err)
+		}
+	}
+	trimmed()
+	s, code := e.openStream("/api/v1/tasks/long/logs", "", "")
+	if code != 200 {
+		t.Fatalf("logs = %d", code)
+	}
+	got, _ := readLines(t, s, 150)
+	s.close()
+	publish(201, 400) // while away: the list turns over again
+	trimmed()
+	s2, code := e.openStream("/api/v1/tasks/long/logs", "", got[len(got)-1])
+	if code != 200 {
+		t.Fatalf("reconnect = %d", code)
+	}
+	rest, _ := readLines(t, s2, 250) // 151..400
+	got = append(got, rest...)
+	if _, err := q.Publish(ctx, []queue.Message{doneMsg("long", 401, d, task.Succeeded)}); err != nil {
+		t.Fatal(err)
+	}
+	tail, done := readLines(t, s2, -1)
+	got = append(got, tail...)
+	if !done {
+		t.Fatal("the stream did not end with the done")
+	}
+	if len(got) != 400 {
+		t.Fatalf("got %d lines, want 400", len(got))
+	}
+	for i, seq := range got {
+		if seq != fmt.Sprint(i+1) {
+			t.Fatalf("position %d is seq %s (a line lost or repeated)", i, seq)
+		}
+	}
+	// After the done, a fresh reader and the download get it all too.
+	s3, _ := e.openStream("/api/v1/tasks/long/logs", "", "")
+	if all, done := readLines(t, s3, -1); len(all) != 400 || !done {
+		t.Errorf("replay after the end: %d lines, done %v", len(all), done)
+	}
+	code, body := e.do("GET", "/tasks/long/output.txt", "", nil)
+	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	if code != 200 || len(lines) != 401 || lines[0] != "line 1" || lines[399] != "line 400" || !strings.HasPrefix(lines[400], "[done] ") {
+		t.Errorf("output.txt: %d, %d lines, first %q, last %q", code, len(lines), lines[0], lines[len(lines)-1])
 	}
 }
 

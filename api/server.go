@@ -54,10 +54,6 @@ type Options struct {
 	AuditFile, AuditStream string
 	// Metrics serves /metrics; nil = not served.
 	Metrics http.Handler
-	// LogsHistory bounds how many of the newest messages of the shared logs
-	// list a log stream looks through for a task's earlier lines (default
-	// 100,000).
-	LogsHistory int64
 	// Secure marks the login cookie Secure (the server speaks TLS).
 	Secure  bool
 	Logger  hclog.Logger
@@ -90,9 +86,6 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.MaxTaskBytes <= 0 {
 		opt.MaxTaskBytes = 1 << 20
-	}
-	if opt.LogsHistory <= 0 {
-		opt.LogsHistory = 100_000
 	}
 	if opt.Logger == nil {
 		opt.Logger = hclog.NewNullLogger()

@@ -165,38 +165,54 @@ func (wb *web) task(w http.ResponseWriter, r *http.Request, id *Identity) {
 	wb.render(w, r, id, http.StatusOK, "task", "Task "+t.ID, "tasks", t, func(v *view) { v.Flash = r.URL.Query().Get("flash") })
 }
 
-// output is the whole output the logs list still holds, as text.
+// output is the task's whole output, as text, from its log stream (kept
+// as long as its status), ending with its done.
 func (wb *web) output(w http.ResponseWriter, r *http.Request, id *Identity) {
 	t, err := wb.s.visibleTask(r.Context(), r.PathValue("id"), id)
 	if err != nil {
 		wb.fail(w, r, id, err)
 		return
 	}
-	hist, err := wb.s.rdb.LRange(r.Context(), wb.s.q.Names().Logs, -wb.s.opt.LogsHistory, -1).Result()
-	if err != nil {
-		wb.fail(w, r, id, err)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="task-output.txt"`)
-	bw := bufio.NewWriter(w)
-	defer bw.Flush()
+	var bw *bufio.Writer
 	var last uint64
-	for _, h := range hist {
+	gotDone := false
+	write := func(raw []byte) bool {
 		var l task.Log
-		if json.Unmarshal([]byte(h), &l) != nil || l.ID != t.ID || l.Seq != 0 && l.Seq <= last {
-			continue
+		if json.Unmarshal(raw, &l) != nil || l.ID != t.ID || l.Seq != 0 && l.Seq <= last {
+			return true
+		}
+		if bw == nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Content-Disposition", `attachment; filename="task-output.txt"`)
+			bw = bufio.NewWriter(w)
 		}
 		last = max(last, l.Seq)
-		if l.MsgType == task.MsgStderr {
+		switch l.MsgType {
+		case task.MsgStderr:
 			bw.WriteString("[stderr] ")
-		}
-		if l.MsgType == task.MsgDone {
+		case task.MsgDone:
 			bw.WriteString("[done] ")
+			gotDone = true
 		}
 		bw.WriteString(l.Data)
 		bw.WriteByte('\n')
+		return !gotDone
 	}
+	err = wb.s.history(r.Context(), t.ID, write)
+	if err != nil && bw == nil {
+		wb.fail(w, r, id, err)
+		return
+	}
+	// A done a peer gave (task lost) is only in the status.
+	if err == nil && !gotDone && len(t.Done) > 0 {
+		write(t.Done)
+	}
+	if bw == nil {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Content-Disposition", `attachment; filename="task-output.txt"`)
+		return
+	}
+	_ = bw.Flush()
 }
 
 func (wb *web) executors(w http.ResponseWriter, r *http.Request, id *Identity) {
