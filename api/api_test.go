@@ -336,9 +336,63 @@ func TestListTasksPaging(t *testing.T) {
 	if len(l.Tasks) != 0 {
 		t.Errorf("since an hour ahead: %d tasks", len(l.Tasks))
 	}
+	// A running task shows its rule (written by the executor at its
+	// start) and its key, and the filters find it before it ends.
+	ctx := context.Background()
+	e.rdb.RPush(ctx, names.Tasks, `{"id":"run1","type":"","tube":"","task":{"cmdline":"x.sh"},"sig":{"key":"ci","ts":1764000000,"mac":"00"}}`,
+		`{"id":"run2","type":"","tube":"","task":{"cmdline":"x.sh"}}`)
+	d1, d2 := claim(t, a), claim(t, a)
+	if err := a.NoteRule(ctx, d1, "run1", "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.NoteRule(ctx, d2, "run2", "build"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"rule=deploy", []string{"run1"}},
+		{"rule=deploy&state=running", []string{"run1"}},
+		{"rule=build", []string{"run2"}},
+		{"key=ci", []string{"run1"}},
+		{"key=ci&rule=deploy&state=running", []string{"run1"}},
+		{"key=ci&rule=build", nil},
+		{"rule=nope", nil},
+		{"state=running", []string{"run2", "run1"}},
+	} {
+		e.getJSON("/api/v1/tasks?limit=1000&"+c.query, "", &l)
+		var ids []string
+		for _, v := range l.Tasks {
+			ids = append(ids, v.ID)
+			if v.State != task.Running {
+				t.Errorf("%s: %s is %s, want running", c.query, v.ID, v.State)
+			}
+		}
+		if fmt.Sprint(ids) != fmt.Sprint(c.want) {
+			t.Errorf("?%s = %v, want %v", c.query, ids, c.want)
+		}
+	}
+	var run TaskView
+	e.getJSON("/api/v1/tasks/run1", "", &run)
+	if run.State != task.Running || run.Rule != "deploy" || run.KeyID != "ci" {
+		t.Errorf("GET run1 = %+v, want running under rule deploy, key ci", run)
+	}
+	// The page's list shows the rule too, and filters by it.
+	if code, body := e.do("GET", "/?rule=deploy", "", nil); code != 200 || !strings.Contains(body, "run1") || strings.Contains(body, "run2") {
+		t.Errorf("the page's ?rule=deploy: %d, run1 %v, run2 %v", code, strings.Contains(body, "run1"), strings.Contains(body, "run2"))
+	}
+	// Ended, it keeps its rule.
+	if _, err := a.Publish(ctx, []queue.Message{doneMsg("run1", 1, d1, task.Succeeded)}); err != nil {
+		t.Fatal(err)
+	}
+	e.getJSON("/api/v1/tasks?rule=deploy", "", &l)
+	if len(l.Tasks) != 1 || l.Tasks[0].State != task.Succeeded {
+		t.Errorf("?rule=deploy after the end = %+v", l.Tasks)
+	}
 	// Queued tasks come from the task list itself, newest first.
 	for i := range 3 {
-		e.rdb.RPush(context.Background(), names.Tasks, fmt.Sprintf(`{"id":"q%d","type":"","tube":"","task":{"cmdline":"x.sh"}}`, i))
+		e.rdb.RPush(ctx, names.Tasks, fmt.Sprintf(`{"id":"q%d","type":"","tube":"","task":{"cmdline":"x.sh"}}`, i))
 	}
 	e.getJSON("/api/v1/tasks?state=queued&limit=2", "", &l)
 	if len(l.Tasks) != 2 || l.Tasks[0].ID != "q2" || l.Tasks[1].ID != "q1" || l.Next == "" {
