@@ -37,7 +37,10 @@ package: ## build dist/: a .deb for linux and a tarball per OS (go run ./packagi
 
 test: deps lint cross unit history vmtest bench-quick fuzz ## everything CI runs: lint, cross-builds, all tests with -race, the history checker, a short benchmark run, fuzz smoke
 
-unit: ## all tests with the race detector (the history checker has its own target)
+# Files a test run keeps (the page test's screenshot) go to artefacts/,
+# which CI collects; set TEST_ARTEFACTS to put them elsewhere.
+unit: export TEST_ARTEFACTS ?= $(CURDIR)/artefacts
+unit: ## all tests with the race detector (the history checker has its own target); artefacts in ./artefacts
 	$(GO) test -race -count=1 -timeout 45m $$($(GO) list $(PKGS) | grep -v /test/history)
 
 # The history checker: random seeded histories of executors, Redis and
@@ -82,5 +85,5 @@ audit-sandbox: ## (root) run a probe in the real sandbox and print what a task c
 run-dev: ## the quick start: embedded in-memory endpoint + executor, nothing to install
 	$(GO) run ./cmd/task-job dev
 
-clean: ## remove build output
-	rm -rf dist task-job task-job-init sandbox-probe
+clean: ## remove build output and test artefacts
+	rm -rf dist task-job task-job-init sandbox-probe artefacts

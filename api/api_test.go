@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -333,9 +336,63 @@ func TestListTasksPaging(t *testing.T) {
 	if len(l.Tasks) != 0 {
 		t.Errorf("since an hour ahead: %d tasks", len(l.Tasks))
 	}
+	// A running task shows its rule (written by the executor at its
+	// start) and its key, and the filters find it before it ends.
+	ctx := context.Background()
+	e.rdb.RPush(ctx, names.Tasks, `{"id":"run1","type":"","tube":"","task":{"cmdline":"x.sh"},"sig":{"key":"ci","ts":1764000000,"mac":"00"}}`,
+		`{"id":"run2","type":"","tube":"","task":{"cmdline":"x.sh"}}`)
+	d1, d2 := claim(t, a), claim(t, a)
+	if err := a.NoteRule(ctx, d1, "run1", "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.NoteRule(ctx, d2, "run2", "build"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"rule=deploy", []string{"run1"}},
+		{"rule=deploy&state=running", []string{"run1"}},
+		{"rule=build", []string{"run2"}},
+		{"key=ci", []string{"run1"}},
+		{"key=ci&rule=deploy&state=running", []string{"run1"}},
+		{"key=ci&rule=build", nil},
+		{"rule=nope", nil},
+		{"state=running", []string{"run2", "run1"}},
+	} {
+		e.getJSON("/api/v1/tasks?limit=1000&"+c.query, "", &l)
+		var ids []string
+		for _, v := range l.Tasks {
+			ids = append(ids, v.ID)
+			if v.State != task.Running {
+				t.Errorf("%s: %s is %s, want running", c.query, v.ID, v.State)
+			}
+		}
+		if fmt.Sprint(ids) != fmt.Sprint(c.want) {
+			t.Errorf("?%s = %v, want %v", c.query, ids, c.want)
+		}
+	}
+	var run TaskView
+	e.getJSON("/api/v1/tasks/run1", "", &run)
+	if run.State != task.Running || run.Rule != "deploy" || run.KeyID != "ci" {
+		t.Errorf("GET run1 = %+v, want running under rule deploy, key ci", run)
+	}
+	// The page's list shows the rule too, and filters by it.
+	if code, body := e.do("GET", "/?rule=deploy", "", nil); code != 200 || !strings.Contains(body, "run1") || strings.Contains(body, "run2") {
+		t.Errorf("the page's ?rule=deploy: %d, run1 %v, run2 %v", code, strings.Contains(body, "run1"), strings.Contains(body, "run2"))
+	}
+	// Ended, it keeps its rule.
+	if _, err := a.Publish(ctx, []queue.Message{doneMsg("run1", 1, d1, task.Succeeded)}); err != nil {
+		t.Fatal(err)
+	}
+	e.getJSON("/api/v1/tasks?rule=deploy", "", &l)
+	if len(l.Tasks) != 1 || l.Tasks[0].State != task.Succeeded {
+		t.Errorf("?rule=deploy after the end = %+v", l.Tasks)
+	}
 	// Queued tasks come from the task list itself, newest first.
 	for i := range 3 {
-		e.rdb.RPush(context.Background(), names.Tasks, fmt.Sprintf(`{"id":"q%d","type":"","tube":"","task":{"cmdline":"x.sh"}}`, i))
+		e.rdb.RPush(ctx, names.Tasks, fmt.Sprintf(`{"id":"q%d","type":"","tube":"","task":{"cmdline":"x.sh"}}`, i))
 	}
 	e.getJSON("/api/v1/tasks?state=queued&limit=2", "", &l)
 	if len(l.Tasks) != 2 || l.Tasks[0].ID != "q2" || l.Tasks[1].ID != "q1" || l.Next == "" {
@@ -434,6 +491,83 @@ func TestLogsResume(t *testing.T) {
 	all, done := readLines(t, s3, -1)
 	if len(all) != 91 || !done {
 		t.Errorf("replay of an ended task: %d lines, done %v", len(all), done)
+	}
+}
+
+// The shared logs list is trimmed at logs_max_len; a task's history comes
+// from its own stream, so a long task's first lines survive a busy list:
+// a reader cut off and back with Last-Event-ID still gets every line once,
+// then the done, and the download holds them all.
+func TestLogsResumeAfterTrim(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	const maxLen = 100
+	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: e.redis.Addr()}), redisqueue.Options{Names: names, ExecutorID: "ex",
+		Retention: time.Hour, TTL: time.Second, LogsMaxLen: maxLen})
+	t.Cleanup(func() { q.Close() })
+	ctx := context.Background()
+	e.rdb.RPush(ctx, names.Tasks, `{"id":"long","type":"test","tube":"","task":{"cmdline":"x.sh","cmd_args":[]}}`)
+	d := claim(t, q)
+	// Each batch: a line of the task and three of others, so the list
+	// holds the task's last 25 lines at most.
+	publish := func(from, to int) {
+		for i := from; i <= to; i++ {
+			msgs := []queue.Message{lineMsg("long", uint64(i), fmt.Sprint("line ", i))}
+			for j := range 3 {
+				msgs = append(msgs, lineMsg(fmt.Sprint("busy", j), uint64(i), "x"))
+			}
+			if _, err := q.Publish(ctx, msgs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(1, 200)
+	trimmed := func() {
+		t.Helper()
+		l, err := e.rdb.LRange(ctx, names.Logs, 0, -1).Result()
+		if err != nil || len(l) > maxLen || strings.Contains(strings.Join(l, "\n"), `"data":"line 1"`) {
+			t.Fatalf("the shared list was not trimmed to %d (%d messages, %v); the test proves nothing", maxLen, len(l), err)
+		}
+	}
+	trimmed()
+	s, code := e.openStream("/api/v1/tasks/long/logs", "", "")
+	if code != 200 {
+		t.Fatalf("logs = %d", code)
+	}
+	got, _ := readLines(t, s, 150)
+	s.close()
+	publish(201, 400) // while away: the list turns over again
+	trimmed()
+	s2, code := e.openStream("/api/v1/tasks/long/logs", "", got[len(got)-1])
+	if code != 200 {
+		t.Fatalf("reconnect = %d", code)
+	}
+	rest, _ := readLines(t, s2, 250) // 151..400
+	got = append(got, rest...)
+	if _, err := q.Publish(ctx, []queue.Message{doneMsg("long", 401, d, task.Succeeded)}); err != nil {
+		t.Fatal(err)
+	}
+	tail, done := readLines(t, s2, -1)
+	got = append(got, tail...)
+	if !done {
+		t.Fatal("the stream did not end with the done")
+	}
+	if len(got) != 400 {
+		t.Fatalf("got %d lines, want 400", len(got))
+	}
+	for i, seq := range got {
+		if seq != fmt.Sprint(i+1) {
+			t.Fatalf("position %d is seq %s (a line lost or repeated)", i, seq)
+		}
+	}
+	// After the done, a fresh reader and the download get it all too.
+	s3, _ := e.openStream("/api/v1/tasks/long/logs", "", "")
+	if all, done := readLines(t, s3, -1); len(all) != 400 || !done {
+		t.Errorf("replay after the end: %d lines, done %v", len(all), done)
+	}
+	code, body := e.do("GET", "/tasks/long/output.txt", "", nil)
+	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	if code != 200 || len(lines) != 401 || lines[0] != "line 1" || lines[399] != "line 400" || !strings.HasPrefix(lines[400], "[done] ") {
+		t.Errorf("output.txt: %d, %d lines, first %q, last %q", code, len(lines), lines[0], lines[len(lines)-1])
 	}
 }
 

@@ -223,8 +223,9 @@ func TestBrowser(t *testing.T) {
 
 func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
-// saveArtefact keeps a file of the run: in $TEST_ARTEFACTS when set (CI
-// collects it), else in the test's temporary directory.
+// saveArtefact keeps a file of the run: in $TEST_ARTEFACTS when set (make
+// unit sets it to ./artefacts, which CI collects), else in the test's
+// temporary directory, gone when the test ends.
 func saveArtefact(t *testing.T, name string, b []byte) {
 	dir := os.Getenv("TEST_ARTEFACTS")
 	if dir == "" {

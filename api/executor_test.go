@@ -12,6 +12,7 @@ import (
 	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/metrics"
 	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/observe"
 )
 
 const testPolicy = `
@@ -130,6 +131,13 @@ func TestKillAndRetry(t *testing.T) {
 	if ev, _ := s.next(t, 20*time.Second); ev.Name != "stdout" || !strings.Contains(ev.Data, `"data":"started"`) {
 		t.Fatalf("first event %+v", ev)
 	}
+	// Running, it already shows the rule that allowed it, and the list's
+	// rule filter finds it.
+	observe.Eventually(t, "k1 running under rule slow", 10*time.Second, func() bool {
+		var l TaskList
+		e.getJSON("/api/v1/tasks?state=running&rule=slow", op, &l)
+		return len(l.Tasks) == 1 && l.Tasks[0].ID == "k1" && l.Tasks[0].Rule == "slow"
+	})
 	if code, body := e.do("POST", "/api/v1/tasks/k1/kill", op, nil); code != http.StatusAccepted {
 		t.Fatalf("kill: %d %s", code, body)
 	}

@@ -17,7 +17,7 @@ import (
 // whole server, and hands each message to the streams that watch its task.
 // A stream that cannot keep up is closed rather than allowed to slow the
 // others or grow without bound; its client reconnects with Last-Event-ID
-// and reads what it missed from the logs list.
+// and reads what it missed from the task's log stream.
 type hub struct {
 	mu      sync.Mutex
 	byID    map[string]map[*watcher]struct{}
@@ -93,7 +93,7 @@ func send(w *watcher, line []byte) {
 	select {
 	case w.ch <- line:
 	default:
-		w.close() // fell behind: the client resumes from the list
+		w.close() // fell behind: the client resumes from the task's stream
 	}
 }
 

@@ -110,12 +110,13 @@ func (s *Server) taskLogs(w http.ResponseWriter, r *http.Request, id *Identity) 
 			return
 		}
 	}
-	hist, err := s.rdb.LRange(ctx, s.q.Names().Logs, -s.opt.LogsHistory, -1).Result()
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	out := startSSE(w)
+	// The task's earlier messages come from its own log stream (the one
+	// task-job logs reads), not the shared logs list: that list is
+	// trimmed at logs_max_len, so a busy deployment would lose a long
+	// task's first lines, and reading it costs every task's lines.
+	// The stream's headers go out with the first message, so that a
+	// failed first read is still answered with an error status.
+	var out *sse
 	emit := func(raw []byte) (done bool, err error) {
 		var l logLine
 		if json.Unmarshal(raw, &l) != nil || l.ID != taskID {
@@ -133,15 +134,29 @@ func (s *Server) taskLogs(w http.ResponseWriter, r *http.Request, id *Identity) 
 		}
 		return l.MsgType == task.MsgDone, out.event(l.Seq, name, raw)
 	}
-	for _, h := range hist {
-		if done, err := emit([]byte(h)); done || err != nil {
-			return
+	stop := false
+	err = s.history(ctx, taskID, func(raw []byte) bool {
+		if out == nil {
+			out = startSSE(w)
 		}
+		done, err := emit(raw)
+		stop = done || err != nil
+		return !stop
+	})
+	if err != nil && out == nil {
+		s.fail(w, err)
+		return
+	}
+	if err != nil || stop {
+		return
+	}
+	if out == nil {
+		out = startSSE(w)
 	}
 	if ended {
-		// The done was read before the list, so every line before it is
-		// in what was just sent; the done itself may have been popped by
-		// a consumer of the list.
+		// The done was read before the stream, so every line before it
+		// is in what was just sent; the done itself is not in the stream
+		// when a peer reported the task lost.
 		_, _ = emit(v.Done)
 		return
 	}
@@ -171,6 +186,27 @@ func (s *Server) taskLogs(w http.ResponseWriter, r *http.Request, id *Identity) 
 				return
 			}
 		}
+	}
+}
+
+// history calls each with the task's messages so far, in order, from its
+// log stream, a page at a time, until each returns false.
+func (s *Server) history(ctx context.Context, taskID string, each func(raw []byte) bool) error {
+	from := ""
+	for {
+		b, err := s.q.ReadLogs(ctx, taskID, from, 0)
+		if err != nil {
+			return err
+		}
+		for _, m := range b.Messages {
+			if !each(m) {
+				return nil
+			}
+		}
+		if b.Next == from || b.Next == "" {
+			return nil
+		}
+		from = b.Next
 	}
 }
 

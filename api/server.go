@@ -54,10 +54,6 @@ type Options struct {
 	AuditFile, AuditStream string
 	// Metrics serves /metrics; nil = not served.
 	Metrics http.Handler
-	// LogsHistory bounds how many of the newest messages of the shared logs
-	// list a log stream looks through for a task's earlier lines (default
-	// 100,000).
-	LogsHistory int64
 	// Secure marks the login cookie Secure (the server speaks TLS).
 	Secure  bool
 	Logger  hclog.Logger
@@ -75,6 +71,9 @@ type Server struct {
 	mux  *http.ServeMux
 	web  *web
 	head headWatch
+	// table is every pattern registered on mux, with the role it needs
+	// (0 = served to anyone), so a test can walk them all.
+	table []routeEntry
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -87,9 +86,6 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.MaxTaskBytes <= 0 {
 		opt.MaxTaskBytes = 1 << 20
-	}
-	if opt.LogsHistory <= 0 {
-		opt.LogsHistory = 100_000
 	}
 	if opt.Logger == nil {
 		opt.Logger = hclog.NewNullLogger()
@@ -119,11 +115,29 @@ func (s *Server) Handler() http.Handler {
 	return securityHeaders(cop.Handler(s.mux))
 }
 
+// routeEntry is one registered pattern and the role it needs.
+type routeEntry struct {
+	pattern string
+	role    Role // 0 = public: no token needed
+}
+
+// handle registers h on pattern behind the role check (role 0 = public).
+func (s *Server) handle(pattern string, role Role, page bool, h func(w http.ResponseWriter, r *http.Request, id *Identity)) {
+	s.table = append(s.table, routeEntry{pattern, role})
+	s.mux.Handle(pattern, s.authed(role, page, h))
+}
+
+// handlePublic registers a handler that needs no token.
+func (s *Server) handlePublic(pattern string, h http.Handler) {
+	s.table = append(s.table, routeEntry{pattern, 0})
+	s.mux.Handle(pattern, h)
+}
+
 func (s *Server) routes() {
 	m := http.NewServeMux()
 	s.mux = m
 	api := func(pattern string, role Role, h func(w http.ResponseWriter, r *http.Request, id *Identity)) {
-		m.Handle(pattern, s.authed(role, false, h))
+		s.handle(pattern, role, false, h)
 	}
 	api("GET /api/v1/tasks", RoleRead, s.listTasks)
 	api("POST /api/v1/tasks", RoleAdmin, s.submitTask)
@@ -139,15 +153,15 @@ func (s *Server) routes() {
 	api("GET /api/v1/whoami", RoleRead, func(w http.ResponseWriter, r *http.Request, id *Identity) {
 		writeJSON(w, http.StatusOK, map[string]any{"name": id.Name, "role": id.Role.String(), "tubes": id.Tubes})
 	})
-	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	s.handlePublic("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: %s %s (see the README's Management section)", r.Method, r.URL.Path)
-	})
+	}))
 	if s.opt.Metrics != nil {
-		m.Handle("GET /metrics", s.authed(RoleRead, false, func(w http.ResponseWriter, r *http.Request, _ *Identity) {
+		api("GET /metrics", RoleRead, func(w http.ResponseWriter, r *http.Request, _ *Identity) {
 			s.opt.Metrics.ServeHTTP(w, r)
-		}))
+		})
 	}
-	s.web.routes(m)
+	s.web.routes()
 }
 
 // authed wraps h with authentication and the role check. page selects how

@@ -253,7 +253,9 @@ func buildView(id string, st map[string]string, raw []byte, retryOf string, clai
 	if len(st) == 0 && len(raw) == 0 {
 		return nil
 	}
-	v := &TaskView{ID: id, State: task.State(st["state"]), Executor: st["executor"], RetryOf: retryOf, Claimed: msTime(claimed)}
+	// The rule: written by the executor when the task started, and in
+	// the done once it ended (also for tasks that never started).
+	v := &TaskView{ID: id, State: task.State(st["state"]), Executor: st["executor"], Rule: st["rule"], RetryOf: retryOf, Claimed: msTime(claimed)}
 	switch v.State {
 	case "cancelled":
 		v.State = task.Queued // a kill is waiting for it
@@ -277,7 +279,7 @@ func buildView(id string, st map[string]string, raw []byte, retryOf string, clai
 		var l task.Log
 		if json.Unmarshal([]byte(d), &l) == nil {
 			v.result = l.Result
-			if l.Result != nil {
+			if l.Result != nil && l.Rule != "" {
 				v.Rule = l.Rule
 			}
 			if v.Tube == "" {

@@ -34,15 +34,15 @@ func newWeb(s *Server) (*web, error) {
 	return &web{s: s, tmpl: t}, nil
 }
 
-func (wb *web) routes(m *http.ServeMux) {
+func (wb *web) routes() {
 	static, _ := fs.Sub(webFiles, "web/static")
 	fileServer := http.StripPrefix("/static/", http.FileServerFS(static))
-	m.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	wb.s.handlePublic("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
 		fileServer.ServeHTTP(w, r)
 	}))
 	page := func(pattern string, role Role, h func(w http.ResponseWriter, r *http.Request, id *Identity)) {
-		m.Handle(pattern, wb.s.authed(role, true, h))
+		wb.s.handle(pattern, role, true, h)
 	}
 	page("GET /{$}", RoleRead, wb.tasks)
 	page("GET /tasks/{id}", RoleRead, wb.task)
@@ -53,19 +53,21 @@ func (wb *web) routes(m *http.ServeMux) {
 	page("POST /tasks", RoleAdmin, wb.submit)
 	page("POST /tasks/{id}/kill", RoleOperate, wb.kill)
 	page("POST /tasks/{id}/retry", RoleOperate, wb.retry)
-	m.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) { wb.login(w, r, http.StatusOK, "") })
-	m.HandleFunc("POST /login", wb.doLogin)
-	m.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+	wb.s.handlePublic("GET /login", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { wb.login(w, r, http.StatusOK, "") }))
+	wb.s.handlePublic("POST /login", http.HandlerFunc(wb.doLogin))
+	wb.s.handlePublic("POST /logout", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: wb.s.opt.Secure, SameSite: http.SameSiteStrictMode})
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
-	})
+	}))
 }
 
 // view is what every page template gets.
 type view struct {
 	Title, Nav, Who, Role, Version, Flash string
 	LoggedIn, CanOperate, CanSubmit       bool
-	Data                                  any
+	// CanAudit is false for a token limited to tubes (see auditReadable).
+	CanAudit bool
+	Data     any
 	// page specific
 	Filter  TaskFilter
 	Query   map[string]string
@@ -76,7 +78,7 @@ type view struct {
 
 func (wb *web) render(w http.ResponseWriter, r *http.Request, id *Identity, code int, name, title, nav string, data any, fill func(*view)) {
 	v := &view{Title: title, Nav: nav, Who: id.Name, Role: id.Role.String(), Version: wb.s.opt.Version,
-		LoggedIn: wb.s.opt.Tokens != nil, CanOperate: id.Role >= RoleOperate, CanSubmit: id.Role >= RoleAdmin, Data: data,
+		LoggedIn: wb.s.opt.Tokens != nil, CanOperate: id.Role >= RoleOperate, CanSubmit: id.Role >= RoleAdmin, CanAudit: auditReadable(id) == nil, Data: data,
 		Query: map[string]string{}}
 	for k, vs := range r.URL.Query() {
 		v.Query[k] = vs[0]
@@ -163,38 +165,54 @@ func (wb *web) task(w http.ResponseWriter, r *http.Request, id *Identity) {
 	wb.render(w, r, id, http.StatusOK, "task", "Task "+t.ID, "tasks", t, func(v *view) { v.Flash = r.URL.Query().Get("flash") })
 }
 
-// output is the whole output the logs list still holds, as text.
+// output is the task's whole output, as text, from its log stream (kept
+// as long as its status), ending with its done.
 func (wb *web) output(w http.ResponseWriter, r *http.Request, id *Identity) {
 	t, err := wb.s.visibleTask(r.Context(), r.PathValue("id"), id)
 	if err != nil {
 		wb.fail(w, r, id, err)
 		return
 	}
-	hist, err := wb.s.rdb.LRange(r.Context(), wb.s.q.Names().Logs, -wb.s.opt.LogsHistory, -1).Result()
-	if err != nil {
-		wb.fail(w, r, id, err)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="task-output.txt"`)
-	bw := bufio.NewWriter(w)
-	defer bw.Flush()
+	var bw *bufio.Writer
 	var last uint64
-	for _, h := range hist {
+	gotDone := false
+	write := func(raw []byte) bool {
 		var l task.Log
-		if json.Unmarshal([]byte(h), &l) != nil || l.ID != t.ID || l.Seq != 0 && l.Seq <= last {
-			continue
+		if json.Unmarshal(raw, &l) != nil || l.ID != t.ID || l.Seq != 0 && l.Seq <= last {
+			return true
+		}
+		if bw == nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Content-Disposition", `attachment; filename="task-output.txt"`)
+			bw = bufio.NewWriter(w)
 		}
 		last = max(last, l.Seq)
-		if l.MsgType == task.MsgStderr {
+		switch l.MsgType {
+		case task.MsgStderr:
 			bw.WriteString("[stderr] ")
-		}
-		if l.MsgType == task.MsgDone {
+		case task.MsgDone:
 			bw.WriteString("[done] ")
+			gotDone = true
 		}
 		bw.WriteString(l.Data)
 		bw.WriteByte('\n')
+		return !gotDone
 	}
+	err = wb.s.history(r.Context(), t.ID, write)
+	if err != nil && bw == nil {
+		wb.fail(w, r, id, err)
+		return
+	}
+	// A done a peer gave (task lost) is only in the status.
+	if err == nil && !gotDone && len(t.Done) > 0 {
+		write(t.Done)
+	}
+	if bw == nil {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Content-Disposition", `attachment; filename="task-output.txt"`)
+		return
+	}
+	_ = bw.Flush()
 }
 
 func (wb *web) executors(w http.ResponseWriter, r *http.Request, id *Identity) {
@@ -216,6 +234,10 @@ func (wb *web) queues(w http.ResponseWriter, r *http.Request, id *Identity) {
 }
 
 func (wb *web) audit(w http.ResponseWriter, r *http.Request, id *Identity) {
+	if err := auditReadable(id); err != nil {
+		wb.fail(w, r, id, err)
+		return
+	}
 	f, limit, err := parseAuditFilter(r.URL.Query())
 	if err != nil {
 		wb.fail(w, r, id, err)

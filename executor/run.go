@@ -210,6 +210,7 @@ func (e *Executor) execute(r *run, pr prepared) ending {
 		_, _ = p.Wait()
 		return refused(auditRefusal(err))
 	}
+	e.noteRule(r, pr.rule)
 	stopWatch := context.AfterFunc(r.ctx, func() {
 		grace := e.opt.KillGrace
 		if errors.Is(context.Cause(r.ctx), ErrFenced) {
@@ -225,6 +226,22 @@ func (e *Executor) execute(r *run, pr prepared) ending {
 	stderr.flush()
 	state, reason := outcome(res, werr, context.Cause(r.ctx), stopped)
 	return ending{state: state, reason: reason, res: &res, started: started}
+}
+
+// noteRule shows the rule that allowed a started task in its status, for
+// the management API's view of running tasks (the done carries it at the
+// end). It runs once the process has started, so it costs the start
+// nothing; a failure only leaves the rule to the done.
+func (e *Executor) noteRule(r *run, rule string) {
+	n, ok := e.opt.Broker.(queue.RuleNoter)
+	if !ok || rule == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
+	defer cancel()
+	if err := n.NoteRule(ctx, r.d, r.id, rule); err != nil && r.ctx.Err() == nil {
+		e.log.Debug("could not show the rule of a running task", "id", r.id, "error", err)
+	}
 }
 
 // systemProgram reports whether a cmdline names its program by absolute

@@ -241,6 +241,14 @@ type Statuses interface {
 	Status(ctx context.Context, id string) (*Status, error)
 }
 
+// RuleNoter is an optional part of a Broker: it records in a running
+// task's status which policy rule allowed it, so that whoever reads the
+// status (the management API) sees the rule before the done, which carries
+// it too. It takes effect only while the delivery still owns the id.
+type RuleNoter interface {
+	NoteRule(ctx context.Context, d *Delivery, id, rule string) error
+}
+
 // Broker is everything an executor needs from its transport.
 type Broker interface {
 	Tasks

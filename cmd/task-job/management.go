@@ -83,8 +83,8 @@ func startManagement(ctx context.Context, cfg *config.Config, q *redisqueue.Queu
 	srv, err = api.New(api.Options{
 		Queue: q, MaxTaskBytes: cfg.MaxTaskBytes, Tokens: tokens,
 		Audit: auditor, AuditFile: cfg.AuditFile, AuditStream: o.AuditStream,
-		Metrics: m.Handler(), LogsHistory: int64(max(cfg.LogsMaxLen, 0)),
-		Secure: tlsConf != nil, Logger: log, Version: version,
+		Metrics: m.Handler(),
+		Secure:  tlsConf != nil, Logger: log, Version: version,
 	})
 	if err != nil {
 		return nil, err

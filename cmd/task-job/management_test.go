@@ -3,11 +3,20 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -392,5 +401,141 @@ func TestManagementServer(t *testing.T) {
 	}
 	if v := waitTaskState(t, url, readTok, "m3", task.Succeeded); v["executor"] != id {
 		t.Errorf("m3 ran on %v, want the executor %s", v["executor"], id)
+	}
+}
+
+// selfSignedCert writes a certificate for 127.0.0.1 and localhost, and its
+// key, and returns their paths and a pool that trusts it.
+func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "task-job test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, pool
+}
+
+// With server_tls_cert and server_tls_key the management server speaks
+// HTTPS only: its pages and API carry HSTS, the login cookie is Secure
+// (as well as HttpOnly and SameSite=Strict), and plain HTTP to the port
+// gets nothing of the API.
+func TestManagementServerTLS(t *testing.T) {
+	srv := redisserver.Start(t)
+	certFile, keyFile, pool := selfSignedCert(t)
+	tmp := t.TempDir()
+	tok, line := api.NewToken("watcher", api.RoleRead)
+	tokens := filepath.Join(tmp, "tokens")
+	if err := os.WriteFile(tokens, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{
+		"redis_addr": srv.Addr(), "queue_name": "tq", "executor_id": fmt.Sprintf("tls-%d", os.Getpid()),
+		"server_port": fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)), "server_tokens_file": tokens,
+		"server_tls_cert": certFile, "server_tls_key": keyFile,
+	}
+	sv := startProc(t, "server", "-config="+writeJSONFile(t, cfg))
+	base := sv.serverURL(t)
+	if !strings.HasPrefix(base, "https://127.0.0.1:") {
+		t.Fatalf("the server with TLS files says it listens at %s:\n%s", base, sv.log.String())
+	}
+	if strings.Contains(sv.log.String(), "WITHOUT TLS") {
+		t.Errorf("a TLS server warns about plain HTTP:\n%s", sv.log.String())
+	}
+	client := &http.Client{
+		Timeout:       10 * time.Second,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	get := func(path string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s over https: %v", path, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for _, path := range []string{"/", "/api/v1/tasks", "/api/v1/queues"} {
+		resp := get(path)
+		if resp.StatusCode != 200 || resp.TLS == nil {
+			t.Errorf("GET %s: %d, TLS %v", path, resp.StatusCode, resp.TLS != nil)
+		}
+		if h := resp.Header.Get("Strict-Transport-Security"); !strings.HasPrefix(h, "max-age=") || h == "max-age=0" {
+			t.Errorf("GET %s: Strict-Transport-Security = %q, want a max-age", path, h)
+		}
+	}
+	// The page's login sets the token cookie Secure, so a browser never
+	// sends it over plain HTTP.
+	resp, err := client.PostForm(base+"/login", url.Values{"token": {tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "taskjob_token" {
+			ck = c
+		}
+	}
+	if ck == nil {
+		t.Fatalf("login over https: %d and no token cookie", resp.StatusCode)
+	}
+	if resp.StatusCode != http.StatusSeeOther || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login over https: %d, cookie Secure %v HttpOnly %v SameSite %v; want a Secure, HttpOnly, SameSite=Strict cookie",
+			resp.StatusCode, ck.Secure, ck.HttpOnly, ck.SameSite)
+	}
+	if resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Error("the login answer has no Strict-Transport-Security")
+	}
+	// Logout clears it the same way.
+	resp, err = client.PostForm(base+"/logout", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.Name == "taskjob_token" && (!c.Secure || c.MaxAge >= 0) {
+			t.Errorf("logout cookie %+v", c)
+		}
+	}
+	// Plain HTTP to the same port: refused, nothing of the API.
+	code, body := httpDo(t, "GET", strings.Replace(base, "https://", "http://", 1)+"/api/v1/tasks", tok, "")
+	if code != http.StatusBadRequest || strings.Contains(body, "tasks") {
+		t.Errorf("plain HTTP to the TLS port: %d %q, want 400", code, body)
+	}
+	// A client that does not trust the certificate does not get through.
+	if _, err := http.Get(base + "/api/v1/tasks"); err == nil {
+		t.Error("an untrusted certificate was accepted")
 	}
 }

@@ -47,3 +47,57 @@ func TestRecentIndex(t *testing.T) {
 		t.Errorf("q:task:1 after the end has no lifetime (%v)", ttl)
 	}
 }
+
+// A running task's rule is written to its status while the delivery owns
+// the id, and never by another delivery, after the done, or after a peer
+// reported the task lost.
+func TestNoteRule(t *testing.T) {
+	ctx := context.Background()
+	rdb, qs := setup(t, "a", "b")
+	q := qs["a"]
+	rdb.RPush(ctx, "q", `{"id":"1"}`, `{"id":"1"}`, `{"id":"2"}`)
+	d1, dup, d2 := take(t, q), take(t, qs["b"]), take(t, q)
+	q.Claim(ctx, d1, "1")
+	q.Claim(ctx, d2, "2")
+	if c, _ := qs["b"].Claim(ctx, dup, "1"); c != queue.Duplicate {
+		t.Fatalf("the second copy was claimed: %v", c)
+	}
+	var _ queue.RuleNoter = q
+	if err := q.NoteRule(ctx, d1, "1", "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rdb.HGet(ctx, "q:status:1", "rule").Val(); got != "deploy" {
+		t.Errorf("rule = %q, want deploy", got)
+	}
+	// The duplicate's executor, with its own token, changes nothing.
+	if err := qs["b"].NoteRule(ctx, dup, "1", "other"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rdb.HGet(ctx, "q:status:1", "rule").Val(); got != "deploy" {
+		t.Errorf("after another delivery's note, rule = %q", got)
+	}
+	// The done keeps the rule; a note after it is ignored.
+	if _, err := q.Publish(ctx, []queue.Message{finish("1", d1, true)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.NoteRule(ctx, d1, "1", "late"); err != nil {
+		t.Fatal(err)
+	}
+	if h := rdb.HGetAll(ctx, "q:status:1").Val(); h["rule"] != "deploy" || h["state"] != "succeeded" {
+		t.Errorf("after the done: %v", h)
+	}
+	// Reported lost by a peer: the paused executor's note is fenced off.
+	if err := q.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, "q:executor:a")
+	if _, err := qs["b"].Recover(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.NoteRule(ctx, d2, "2", "late"); err != nil {
+		t.Fatal(err)
+	}
+	if h := rdb.HGetAll(ctx, "q:status:2").Val(); h["rule"] != "" || h["state"] != "lost" {
+		t.Errorf("a lost task got a rule: %v", h)
+	}
+}

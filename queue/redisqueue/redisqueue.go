@@ -308,6 +308,15 @@ func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.
 	return queue.Claim(n), nil
 }
 
+// NoteRule implements queue.RuleNoter: the status hash's rule field, for
+// a running task.
+func (q *Queue) NoteRule(ctx context.Context, d *queue.Delivery, id, rule string) error {
+	if err := noteRuleScript.Run(ctx, q.rdb, []string{q.StatusKey(id)}, q.opt.ExecutorID, d.Token, rule).Err(); err != nil {
+		return fmt.Errorf("queue: note the rule of %q: %w", id, err)
+	}
+	return nil
+}
+
 // Drop implements queue.Tasks.
 func (q *Queue) Drop(ctx context.Context, d *queue.Delivery) error {
 	if err := q.rdb.LRem(ctx, q.processing(q.opt.ExecutorID), 1, d.Raw).Err(); err != nil {

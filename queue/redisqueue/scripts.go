@@ -9,7 +9,21 @@ import "github.com/redis/go-redis/v9"
 // is what makes "exactly one done per id" hold across retries and crashes.
 //
 // The status hash of an id holds: state (a task.State, or "cancelled" for a
-// kill that arrived while the task was queued), executor, updated, done.
+// kill that arrived while the task was queued), executor, updated, done,
+// and, once the task has started, rule (noteRuleScript).
+
+// noteRuleScript: KEYS[1] status; ARGV executor, delivery token, rule. It
+// writes the rule that allowed the task only while the claim is this
+// delivery's and the task runs: a note late behind the done, or behind a
+// peer's lost report, changes nothing. Returns 1 written, 0 not.
+var noteRuleScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'state', 'executor', 'token')
+if h[1] == 'running' and h[2] == ARGV[1] and h[3] == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'rule', ARGV[3])
+  return 1
+end
+return 0
+`)
 
 // claimScript: KEYS[1] status, KEYS[2] kills-ahead; ARGV executor, now,
 // delivery token, id. Returns 1 claimed, 2 duplicate, 3 cancelled while
