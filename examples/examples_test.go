@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,5 +257,66 @@ func TestSignScriptRefusesWhatItCannotQuote(t *testing.T) {
 	out := sign(t, []string{"SIGN=no"}, "web-1", "hello.sh", "x y")
 	if tk, err := task.Parse(bytes.TrimSpace(out), 1<<20); err != nil || tk.Sig != nil || tk.Task.CmdArgs[0] != "x y" {
 		t.Errorf("unsigned task %s: %+v, %v", out, tk, err)
+	}
+}
+
+// composeRef matches a relative path in compose.yaml: a bind mount's source
+// ("./submit.sh:/examples/submit.sh:ro") or a secret's file ("./web.key").
+var composeRef = regexp.MustCompile(`(?:^|[\s"'\[])(\.\.?/[^\s:"',\]]+)`)
+
+// TestComposeFilesExistOrAreDocumented: every local file compose.yaml
+// names is in the repository, or README.md tells the operator how to
+// generate it (a command writing examples/<name>), so compose never fails
+// on a file nobody mentioned.
+func TestComposeFilesExistOrAreDocumented(t *testing.T) {
+	compose, err := os.ReadFile("compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A file git ignores here (the generated key) is not in the
+	// repository even when this checkout has one.
+	gitignore, err := os.ReadFile("../.gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignored := func(rel string) bool {
+		for _, pat := range strings.Fields(string(gitignore)) {
+			if ok, _ := filepath.Match(strings.TrimPrefix(pat, "/"), "examples/"+rel); ok {
+				return true
+			}
+		}
+		return false
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(compose), "\n") {
+		if i := strings.Index(line, "#"); i >= 0 {
+			line = line[:i] // comments name no file compose opens
+		}
+		for _, m := range composeRef.FindAllStringSubmatch(line, -1) {
+			seen[filepath.Clean(m[1])] = true
+		}
+	}
+	// The ones this test was written against: a regexp that stopped
+	// matching would otherwise pass with nothing checked.
+	for _, want := range []string{"redis/users.acl", "submit.sh", "sign.sh", "web.key"} {
+		if !seen[want] {
+			t.Errorf("compose.yaml no longer names ./%s (or the pattern misses it)", want)
+		}
+	}
+	for rel := range seen {
+		if strings.HasPrefix(rel, "..") {
+			t.Errorf("compose.yaml names %s, outside examples/", rel)
+			continue
+		}
+		if _, err := os.Stat(rel); err == nil && !ignored(rel) {
+			continue
+		}
+		if !bytes.Contains(readme, []byte("> examples/"+rel+"\n")) {
+			t.Errorf("compose.yaml names ./%s: it is not in examples/ and README.md does not say how to generate it (a command ending \"> examples/%s\")", rel, rel)
+		}
 	}
 }
