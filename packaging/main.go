@@ -277,8 +277,10 @@ func Deb(opts Options, taskJob, initBin string) (string, error) {
 	return out, f.Close()
 }
 
-// exampleFiles lists examples/ (relative paths), skipping Go test files:
-// they check the examples, they are not examples.
+// exampleFiles lists examples/ (relative paths), skipping Go test files
+// (they check the examples, they are not examples) and *.key files: the
+// README has the operator generate examples/web.key there, a secret that
+// must not end up world-readable in a package built from that checkout.
 func exampleFiles(root string) ([]string, error) {
 	var rel []string
 	base := filepath.Join(root, "examples")
@@ -286,7 +288,7 @@ func exampleFiles(root string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasSuffix(p, ".go") {
+		if d.IsDir() || strings.HasSuffix(p, ".go") || strings.HasSuffix(p, ".key") {
 			return nil
 		}
 		r, err := filepath.Rel(base, p)
