@@ -26,7 +26,8 @@ var helpPages = map[string]helpPage{
 			"ships its output and reports one done per task. The flags are the original\n" +
 			"tool's glog-style single-dash flags. Every flag comes before nothing else:\n" +
 			"a command (submit, kill, ...) goes first, e.g. task-job submit -config=FILE ...",
-		example: "  task-job -config=/etc/task-job/config.json -alsologtostderr",
+		example: "  task-job -config=/etc/task-job/config.json -alsologtostderr\n" +
+			"  task-job serve -config=/etc/task-job/config.json -log_format=json -v=1   (JSON logs, debug level)",
 	},
 	"dev": {
 		usage: "task-job dev [-addr=127.0.0.1:6379] [-cmd_dir=DIR] [flags]",
@@ -180,7 +181,7 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  %-10s %s\n", "help", "show a command's flags and an example: task-job help COMMAND")
 	fmt.Fprint(w, "\nexecutor flags (task-job [flags], or task-job serve [flags]):\n")
-	fs, _ := serveFlags(new(string))
+	fs, _ := serveFlags("task-job", new(string))
 	printFlags(w, fs)
 	fmt.Fprint(w, "\nRun 'task-job help COMMAND' or 'task-job COMMAND -h' for a command's flags and an example.\n")
 }
