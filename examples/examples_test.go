@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/taskjob/task-job/signature"
@@ -71,7 +73,11 @@ func TestACLContainerUser(t *testing.T) {
 	}
 	admin.HSet(ctx, "queue_job_task:status:web-1", "state", "succeeded", "done", `{"id":"web-1","msg_type":"done"}`)
 	admin.HSet(ctx, "queue_job_task:status:ci-1", "state", "running")
-	admin.RPush(ctx, "queue_job_task_logs", `{"id":"web-1","msg_type":"stdout","data":"hi"}`)
+	admin.RPush(ctx, "queue_job_task_logs", `{"id":"web-1","msg_type":"stdout","data":"hi"}`, `{"id":"ci-1","msg_type":"stdout","data":"ci secret"}`)
+	// Each task's own log stream, as the executor writes it (see
+	// queue/redisqueue/logs.go): one entry per batch, field "lines".
+	admin.XAdd(ctx, &redis.XAddArgs{Stream: "queue_job_task:logs:web-1", ID: "1-0", Values: []string{"lines", `{"id":"web-1","msg_type":"stdout","data":"hi"}`}})
+	admin.XAdd(ctx, &redis.XAddArgs{Stream: "queue_job_task:logs:ci-1", ID: "1-0", Values: []string{"lines", `{"id":"ci-1","msg_type":"stdout","data":"ci secret"}`}})
 	admin.RPush(ctx, "queue_job_task", `{"id":"ci-2","task":{"cmdline":"deploy.sh"}}`)
 
 	allowed := []struct {
@@ -81,7 +87,9 @@ func TestACLContainerUser(t *testing.T) {
 		{[]string{"RPUSH", "queue_job_task", `{"id":"web-2"}`}, "2"},
 		{[]string{"RPUSH", "queue_job_task_control", `{"id":"web-2","type":"kill"}`}, "1"},
 		{[]string{"HGET", "queue_job_task:status:web-1", "done"}, `{"id":"web-1","msg_type":"done"}`},
-		{[]string{"LRANGE", "queue_job_task_logs", "0", "-1"}, `{"id":"web-1","msg_type":"stdout","data":"hi"}`},
+		{[]string{"XRANGE", "queue_job_task:logs:web-1", "-", "+"}, "1-0\nlines\n" + `{"id":"web-1","msg_type":"stdout","data":"hi"}`},
+		{[]string{"XREAD", "COUNT", "10", "STREAMS", "queue_job_task:logs:web-1", "0"}, "queue_job_task:logs:web-1\n1-0\nlines\n" + `{"id":"web-1","msg_type":"stdout","data":"hi"}`},
+		{[]string{"XRANGE", "queue_job_task:logs:web-9", "-", "+"}, ""}, // its own task with no lines yet
 	}
 	for _, c := range allowed {
 		if got := cli(t, s, "web", webPassword, c.args...); got != c.want {
@@ -97,6 +105,15 @@ func TestACLContainerUser(t *testing.T) {
 		{"LPOP", "queue_job_task"},                      // taking a task away
 		{"HGET", "queue_job_task:status:ci-1", "state"}, // another container's task
 		{"HGETALL", "queue_job_task:status:web-1"},
+		{"LRANGE", "queue_job_task_logs", "0", "-1"}, // every task's output
+		{"LINDEX", "queue_job_task_logs", "1"},
+		{"BLPOP", "queue_job_task_logs", "1"},
+		{"XRANGE", "queue_job_task:logs:ci-1", "-", "+"}, // another container's task's output
+		{"XREAD", "STREAMS", "queue_job_task:logs:ci-1", "0"},
+		{"XREAD", "STREAMS", "queue_job_task:logs:web-1", "queue_job_task:logs:ci-1", "0", "0"},
+		{"XREVRANGE", "queue_job_task:logs:web-1", "+", "-"},
+		{"XADD", "queue_job_task:logs:web-1", "*", "lines", `{"id":"web-1","msg_type":"done"}`}, // forging its own results
+		{"XTRIM", "queue_job_task:logs:web-1", "MAXLEN", "0"},
 		{"RPUSH", "queue_job_task_logs", `{"id":"ci-1","msg_type":"done"}`}, // forging results
 		{"RPUSH", "queue_job_task:control:w1", `{"id":"x","type":"kill"}`},
 		{"RPUSH", "queue_job_task:processing:w1", "x"},
@@ -118,8 +135,11 @@ func TestACLContainerUser(t *testing.T) {
 		}
 	}
 	// Nothing the denied commands tried took effect.
-	if n := admin.LLen(ctx, "queue_job_task_logs").Val(); n != 1 {
-		t.Errorf("logs list has %d entries, want 1", n)
+	if n := admin.LLen(ctx, "queue_job_task_logs").Val(); n != 2 {
+		t.Errorf("logs list has %d entries, want 2", n)
+	}
+	if n := admin.XLen(ctx, "queue_job_task:logs:web-1").Val(); n != 1 {
+		t.Errorf("web-1's log stream has %d entries, want 1", n)
 	}
 	if n := admin.Exists(ctx, "queue_job_task", "queue_job_task:status:web-1", "secret").Val(); n != 3 {
 		t.Errorf("%d of 3 keys still exist", n)
@@ -237,5 +257,66 @@ func TestSignScriptRefusesWhatItCannotQuote(t *testing.T) {
 	out := sign(t, []string{"SIGN=no"}, "web-1", "hello.sh", "x y")
 	if tk, err := task.Parse(bytes.TrimSpace(out), 1<<20); err != nil || tk.Sig != nil || tk.Task.CmdArgs[0] != "x y" {
 		t.Errorf("unsigned task %s: %+v, %v", out, tk, err)
+	}
+}
+
+// composeRef matches a relative path in compose.yaml: a bind mount's source
+// ("./submit.sh:/examples/submit.sh:ro") or a secret's file ("./web.key").
+var composeRef = regexp.MustCompile(`(?:^|[\s"'\[])(\.\.?/[^\s:"',\]]+)`)
+
+// TestComposeFilesExistOrAreDocumented: every local file compose.yaml
+// names is in the repository, or README.md tells the operator how to
+// generate it (a command writing examples/<name>), so compose never fails
+// on a file nobody mentioned.
+func TestComposeFilesExistOrAreDocumented(t *testing.T) {
+	compose, err := os.ReadFile("compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A file git ignores here (the generated key) is not in the
+	// repository even when this checkout has one.
+	gitignore, err := os.ReadFile("../.gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignored := func(rel string) bool {
+		for _, pat := range strings.Fields(string(gitignore)) {
+			if ok, _ := filepath.Match(strings.TrimPrefix(pat, "/"), "examples/"+rel); ok {
+				return true
+			}
+		}
+		return false
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(compose), "\n") {
+		if i := strings.Index(line, "#"); i >= 0 {
+			line = line[:i] // comments name no file compose opens
+		}
+		for _, m := range composeRef.FindAllStringSubmatch(line, -1) {
+			seen[filepath.Clean(m[1])] = true
+		}
+	}
+	// The ones this test was written against: a regexp that stopped
+	// matching would otherwise pass with nothing checked.
+	for _, want := range []string{"redis/users.acl", "submit.sh", "sign.sh", "web.key"} {
+		if !seen[want] {
+			t.Errorf("compose.yaml no longer names ./%s (or the pattern misses it)", want)
+		}
+	}
+	for rel := range seen {
+		if strings.HasPrefix(rel, "..") {
+			t.Errorf("compose.yaml names %s, outside examples/", rel)
+			continue
+		}
+		if _, err := os.Stat(rel); err == nil && !ignored(rel) {
+			continue
+		}
+		if !bytes.Contains(readme, []byte("> examples/"+rel+"\n")) {
+			t.Errorf("compose.yaml names ./%s: it is not in examples/ and README.md does not say how to generate it (a command ending \"> examples/%s\")", rel, rel)
+		}
 	}
 }

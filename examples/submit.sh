@@ -31,8 +31,9 @@ case $out in
 '' | *[!0-9]*) echo "submit.sh: RPUSH $q refused: $out" >&2; exit 1 ;;
 esac
 
-# The done lands in the task's status record; poll it (a container cannot
-# BLPOP the shared logs list: that would take other tasks' lines away).
+# The done lands in the task's status record; poll it. (The task's own log
+# stream usually gets it too, but not always: the done of a task recovery
+# reports lost goes to the status only.)
 deadline=$(( $(date +%s) + ${WAIT:-600} ))
 done=""
 while [ -z "$done" ]; do
@@ -48,8 +49,16 @@ while [ -z "$done" ]; do
 	esac
 done
 
-# Its lines (with "logs": true in the executor's config), in seq order.
-r LRANGE "${q}_logs" 0 -1 | grep -F "\"id\":\"$id\"" | grep -v '"msg_type":"done"' || true
+# Its lines (with "logs": true in the executor's config), in seq order, from
+# the task's own stream $q:logs:<id>: one entry per batch, its "lines" field
+# the batch's messages, one a line. The ACL lets a container read only its
+# own streams, not the shared logs list that holds every task's output.
+lines=$(r XRANGE "$q:logs:$id" - +)
+case $lines in
+'' | [0-9]*) ;;
+*) echo "submit.sh: reading the lines of $id failed: $lines" >&2; exit 1 ;;
+esac
+printf '%s\n' "$lines" | grep -F "\"id\":\"$id\"" | grep -v '"msg_type":"done"' || true
 echo "$done"
 case $done in
 *'"status":"succeeded"'*) exit 0 ;;

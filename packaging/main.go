@@ -4,9 +4,11 @@
 //	go run ./packaging [-out dist] [-version V] [-os linux,windows,darwin,freebsd] [-arch amd64]
 //
 // `make package` runs it. It builds the binaries itself (static, trimmed,
-// the version stamped in), so the artifacts never depend on what happens to
-// be lying in dist/. The .deb is made with nfpm as a library: no packaging
-// tool has to be installed on the build machine.
+// the version, commit and build date stamped in as build.sh does), so the
+// artifacts never depend on what happens to be lying in dist/. The build
+// date is SOURCE_DATE_EPOCH or the commit's time, never the clock, so a
+// commit builds to the same binaries every time. The .deb is made with nfpm
+// as a library: no packaging tool has to be installed on the build machine.
 //
 // The Debian package installs:
 //
@@ -35,6 +37,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -119,10 +122,14 @@ func Build(opts Options) ([]string, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
+	st, err := stampFor(opts.Root, opts.Version)
+	if err != nil {
+		return nil, err
+	}
 	var made []string
 	for _, goos := range opts.OSes {
 		goos = strings.TrimSpace(goos)
-		bins, err := buildBinaries(opts.Root, filepath.Join(work, goos), goos, opts.Arch, opts.Version)
+		bins, err := buildBinaries(opts.Root, filepath.Join(work, goos), goos, opts.Arch, st)
 		if err != nil {
 			return made, err
 		}
@@ -142,9 +149,51 @@ func Build(opts Options) ([]string, error) {
 	return made, nil
 }
 
+// stamp is what the binaries are stamped with: cmd/task-job's main.version,
+// main.commit and main.buildDate, the variables build.sh sets too.
+type stamp struct {
+	Version, Commit, BuildDate string
+}
+
+func (s stamp) ldflags() string {
+	return "-s -w -X main.version=" + s.Version + " -X main.commit=" + s.Commit + " -X main.buildDate=" + s.BuildDate
+}
+
+// stampFor reads root's commit and picks the build date: SOURCE_DATE_EPOCH
+// when set, otherwise the commit's time, never the clock, so that building
+// one commit twice makes the same binaries. Outside a git checkout (and
+// without SOURCE_DATE_EPOCH) both stay empty and task-job version says
+// they are unknown.
+func stampFor(root, version string) (stamp, error) {
+	s := stamp{Version: version}
+	git := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = root
+		b, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	s.Commit = git("rev-parse", "HEAD")
+	epoch := os.Getenv("SOURCE_DATE_EPOCH")
+	if epoch == "" && s.Commit != "" {
+		epoch = git("log", "-1", "--format=%ct", "HEAD")
+	}
+	if epoch != "" {
+		sec, err := strconv.ParseInt(epoch, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("SOURCE_DATE_EPOCH %q is not a number of seconds: %w", epoch, err)
+		}
+		s.BuildDate = time.Unix(sec, 0).UTC().Format("2006-01-02T15:04:05Z")
+	}
+	return s, nil
+}
+
 // buildBinaries builds task-job (and, on Linux, its sandbox helper) for
-// goos/goarch into dir, returning their paths, task-job first.
-func buildBinaries(root, dir, goos, goarch, version string) ([]string, error) {
+// goos/goarch into dir, stamped with st, returning their paths, task-job
+// first.
+func buildBinaries(root, dir, goos, goarch string, st stamp) ([]string, error) {
 	ext := ""
 	if goos == "windows" {
 		ext = ".exe"
@@ -156,7 +205,7 @@ func buildBinaries(root, dir, goos, goarch, version string) ([]string, error) {
 	var paths []string
 	for _, t := range targets {
 		out := filepath.Join(dir, t[0])
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", out, t[1])
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", st.ldflags(), "-o", out, t[1])
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -277,8 +326,10 @@ func Deb(opts Options, taskJob, initBin string) (string, error) {
 	return out, f.Close()
 }
 
-// exampleFiles lists examples/ (relative paths), skipping Go test files:
-// they check the examples, they are not examples.
+// exampleFiles lists examples/ (relative paths), skipping Go test files
+// (they check the examples, they are not examples) and *.key files: the
+// README has the operator generate examples/web.key there, a secret that
+// must not end up world-readable in a package built from that checkout.
 func exampleFiles(root string) ([]string, error) {
 	var rel []string
 	base := filepath.Join(root, "examples")
@@ -286,7 +337,7 @@ func exampleFiles(root string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasSuffix(p, ".go") {
+		if d.IsDir() || strings.HasSuffix(p, ".go") || strings.HasSuffix(p, ".key") {
 			return nil
 		}
 		r, err := filepath.Rel(base, p)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,7 +58,10 @@ func linuxBinaries(t *testing.T) []string {
 	bins.once.Do(func() {
 		bins.dir, bins.err = os.MkdirTemp("", "task-job-packaging-test-")
 		if bins.err == nil {
-			bins.paths, bins.err = buildBinaries("..", bins.dir, "linux", defaultArch(), "v1.0.0")
+			var st stamp
+			if st, bins.err = stampFor("..", "v1.0.0"); bins.err == nil {
+				bins.paths, bins.err = buildBinaries("..", bins.dir, "linux", defaultArch(), st)
+			}
 		}
 	})
 	if bins.err != nil {
@@ -532,5 +536,98 @@ func serveInstalled(t *testing.T, root, unit string) {
 	}
 	if !slices.ContainsFunc(strings.Split(log.String(), "\n"), func(l string) bool { return strings.Contains(l, id) }) {
 		t.Errorf("the log never names executor %s", id)
+	}
+}
+
+// TestExampleFilesLeaveOutKeys: the signing key the examples' README has the
+// operator generate in examples/ stays out of the package, and so do the Go
+// tests; everything else there ships.
+func TestExampleFilesLeaveOutKeys(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"examples/submit.sh", "examples/redis/users.acl", "examples/web.key", "examples/examples_test.go"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(root, f), "x", 0o600)
+	}
+	got, err := exampleFiles(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if want := []string{"redis/users.acl", "submit.sh"}; !slices.Equal(got, want) {
+		t.Errorf("exampleFiles = %q, want %q", got, want)
+	}
+}
+
+// gitOut runs git in the repository, skipping the test where there is no
+// git checkout to read (a source tarball).
+func gitOut(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = ".."
+	b, err := cmd.Output()
+	if err != nil {
+		t.Skipf("git %v: %v (not a git checkout?)", args, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestBinaryVersionShowsCommit: the packaged binary's task-job version
+// names the commit it was built from and a build date, the commit's time
+// (SOURCE_DATE_EPOCH unset), as a build.sh binary does.
+func TestBinaryVersionShowsCommit(t *testing.T) {
+	if os.Getenv("SOURCE_DATE_EPOCH") != "" {
+		t.Skip("SOURCE_DATE_EPOCH is set: the build date is not the commit's")
+	}
+	commit := gitOut(t, "rev-parse", "HEAD")
+	sec, err := strconv.ParseInt(gitOut(t, "log", "-1", "--format=%ct", "HEAD"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := linuxBinaries(t)
+	out, err := exec.Command(b[0], "version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("task-job version: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"task-job v1.0.0\n",
+		"\ncommit:  " + commit,
+		"\nbuilt:   " + time.Unix(sec, 0).UTC().Format("2006-01-02T15:04:05Z") + "\n",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("task-job version lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestStampIsReproducible: the build date comes from SOURCE_DATE_EPOCH when
+// set, else from the commit, never from the clock; a bad epoch is refused.
+func TestStampIsReproducible(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "1764000000")
+	st, err := stampFor("..", "v1.2.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Version != "v1.2.3" || st.BuildDate != "2025-11-24T16:00:00Z" {
+		t.Errorf("stamp with SOURCE_DATE_EPOCH = %+v", st)
+	}
+	for _, f := range []string{"-X main.version=v1.2.3", "-X main.commit=" + st.Commit, "-X main.buildDate=2025-11-24T16:00:00Z"} {
+		if !strings.Contains(st.ldflags(), f) {
+			t.Errorf("ldflags %q lack %q", st.ldflags(), f)
+		}
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "yesterday")
+	if _, err := stampFor("..", "v1.2.3"); err == nil {
+		t.Error("SOURCE_DATE_EPOCH=yesterday was accepted")
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	a, err := stampFor("..", "v1.2.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // a clock-based date would change
+	if b, _ := stampFor("..", "v1.2.3"); a != b {
+		t.Errorf("two stamps of one commit differ: %+v, %+v", a, b)
 	}
 }

@@ -32,7 +32,7 @@ var cgroupRoot = "/sys/fs/cgroup"
 var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
 
 // checkHost checks what the sandbox needs from this host: root, cgroups,
-// its helper, namespaces, seccomp, and then runs one trial task.
+// its helper, namespaces, seccomp, Landlock, and then runs one trial task.
 func (d *doctor) checkHost() {
 	if d.cfg.Isolation == config.IsolationOff {
 		d.warn("isolation", "set \"isolation\": \"on\" (refuse to start without the sandbox) or \"auto\"",
@@ -55,6 +55,12 @@ func (d *doctor) checkHost() {
 	helperOK := d.checkHelper()
 	nsOK := d.checkNamespaces()
 	d.checkSeccomp()
+	if abi := nsinit.LandlockABI(); abi > 0 {
+		d.ok("landlock", "ABI %d: a task may change files only beneath its own dirs, a second wall behind its mount namespace", abi)
+	} else {
+		d.warn("landlock", "boot a kernel with Landlock enabled (CONFIG_SECURITY_LANDLOCK, \"landlock\" in lsm=)",
+			"not in this kernel: a task's writes are kept in its own dirs by its mount namespace alone")
+	}
 	switch {
 	case !helperOK || !nsOK:
 		// Said above; a trial would fail the same way.

@@ -204,7 +204,7 @@ func TestDoctor(t *testing.T) {
 			"config": "loads", "policy": "1 rule", "cmd_dir": "passes the trust check",
 			"redis": `as ACL user "task-job"`, "redis-acl": "may read and write its queue_job_task* keys",
 			"executor_id": "is not in use", "isolation": "root", "cgroups": "cgroup v", "helper": h.helper,
-			"namespaces": "can be created", "seccomp": "filter", "sandbox": "a trial task ran",
+			"namespaces": "can be created", "seccomp": "filter", "landlock": "a task may change files only beneath its own dirs", "sandbox": "a trial task ran",
 			"audit": "2 records", "signatures": "required; 1 key", "server_port": "off",
 		} {
 			wantFinding(t, fs, statusOK, check, want)

@@ -106,6 +106,16 @@ func TestGoldenOffline(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { golden(t, tc.name, tc.args, dir, "TMPDIR") })
 	}
+	// Every command's help page ends with an example, serve's too (its -h
+	// once printed the list of commands instead); only the bare task-job -h
+	// is the list.
+	for _, c := range commands() {
+		var out bytes.Buffer
+		run([]string{c.name, "-h"}, &out, &out)
+		if !strings.HasPrefix(out.String(), "task-job "+c.name+": ") || !strings.Contains(out.String(), "\nexample:\n  task-job ") {
+			t.Errorf("%s -h is not its help page with an example:\n%s", c.name, out.String())
+		}
+	}
 	// "help X" is "X -h".
 	for _, c := range commands() {
 		var a, b bytes.Buffer

@@ -26,7 +26,8 @@ var helpPages = map[string]helpPage{
 			"ships its output and reports one done per task. The flags are the original\n" +
 			"tool's glog-style single-dash flags. Every flag comes before nothing else:\n" +
 			"a command (submit, kill, ...) goes first, e.g. task-job submit -config=FILE ...",
-		example: "  task-job -config=/etc/task-job/config.json -alsologtostderr",
+		example: "  task-job -config=/etc/task-job/config.json -alsologtostderr\n" +
+			"  task-job serve -config=/etc/task-job/config.json -log_format=json -v=1   (JSON logs, debug level)",
 	},
 	"dev": {
 		usage: "task-job dev [-addr=127.0.0.1:6379] [-cmd_dir=DIR] [flags]",
@@ -108,7 +109,7 @@ var helpPages = map[string]helpPage{
 			"policy load, cmd_dir passes the trust check, Redis answers with the configured\n" +
 			"user (and that user may do what the executor needs, and no more), no other\n" +
 			"executor holds executor_id, cgroups (v1, hybrid or v2, and delegation), the\n" +
-			"sandbox helper, namespaces, seccomp and a trial task in the sandbox, the audit\n" +
+			"sandbox helper, namespaces, seccomp, Landlock and a trial task in the sandbox, the audit\n" +
 			"file and its chain, signing keys, server_port. Each line says OK, WARN or FAIL,\n" +
 			"with what to do. Nothing an executor owns is changed. Without -config it checks\n" +
 			packagedConfig + " if it exists.\n\n" +
@@ -180,7 +181,7 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  %-10s %s\n", "help", "show a command's flags and an example: task-job help COMMAND")
 	fmt.Fprint(w, "\nexecutor flags (task-job [flags], or task-job serve [flags]):\n")
-	fs, _ := serveFlags(new(string))
+	fs, _ := serveFlags("task-job", new(string))
 	printFlags(w, fs)
 	fmt.Fprint(w, "\nRun 'task-job help COMMAND' or 'task-job COMMAND -h' for a command's flags and an example.\n")
 }

@@ -35,7 +35,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the executor (the default when no command is given)", runServe},
+		{"serve", "run the executor (the default when no command is given)", runServeCommand},
 		{"dev", "quick start: an embedded in-memory Redis endpoint and an executor, nothing to install", runDev},
 		{"submit", "submit a task, and with -wait print its output and result", runSubmit},
 		{"kill", "kill a running task, or cancel a queued one, by id", runKill},

@@ -31,17 +31,31 @@ import (
 const taskPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // serveFlags is the executor's flag set: -config and the glog-style flags.
-func serveFlags(configPath *string) (*flag.FlagSet, *logFlags) {
-	fs := quietFlagSet("task-job")
+// name is how it was started: "task-job" (no command, as the original tool
+// was) or "task-job serve".
+func serveFlags(name string, configPath *string) (*flag.FlagSet, *logFlags) {
+	fs := quietFlagSet(name)
 	fs.StringVar(configPath, "config", "", "path of config.json (without it, every key takes its default)")
 	var lf logFlags
 	lf.register(fs)
 	return fs, &lf
 }
 
+// runServe runs the executor started with no command: its -h is the list
+// of commands (task-job -h).
 func runServe(args []string, stdout, stderr io.Writer) int {
+	return runExecutor("task-job", args, stdout, stderr)
+}
+
+// runServeCommand is "task-job serve": the same executor, whose -h is the
+// serve help page, with its example, as every other command's is.
+func runServeCommand(args []string, stdout, stderr io.Writer) int {
+	return runExecutor("task-job serve", args, stdout, stderr)
+}
+
+func runExecutor(name string, args []string, stdout, stderr io.Writer) int {
 	var configPath string
-	fs, lf := serveFlags(&configPath)
+	fs, lf := serveFlags(name, &configPath)
 	log, closer, code := parseWithLog(fs, lf, "serve", args, stdout, stderr)
 	if log == nil {
 		return code

@@ -8,9 +8,10 @@ import (
 	"runtime/debug"
 )
 
-// version, buildDate and commit are set at build time by build.sh, with
-// -ldflags "-X main.version=… -X main.buildDate=… -X main.commit=…". The
-// commit is a fallback: Go records it itself, except in a git worktree.
+// version, buildDate and commit are set at build time by build.sh and by
+// the packaging (go run ./packaging), with -ldflags "-X main.version=…
+// -X main.buildDate=… -X main.commit=…". The commit is a fallback: Go
+// records it itself, except in a git worktree.
 var (
 	version   = "dev"
 	buildDate = ""
