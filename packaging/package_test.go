@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -630,4 +631,85 @@ func TestStampIsReproducible(t *testing.T) {
 	if b, _ := stampFor("..", "v1.2.3"); a != b {
 		t.Errorf("two stamps of one commit differ: %+v, %+v", a, b)
 	}
+}
+
+// TestBuildEveryOS: `make package` for every OS the project supports
+// gives a tarball (a zip for Windows) holding that OS's binary, the
+// commented config, the policy and the README; Linux also gets the .deb,
+// its helper and the unit.
+func TestBuildEveryOS(t *testing.T) {
+	o := opts(t, "v1.2.3")
+	o.OSes = []string{"linux", "windows", "darwin", "freebsd"}
+	made, err := Build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, p := range made {
+		got[filepath.Base(p)] = archiveNames(t, p)
+	}
+	want := map[string][]string{
+		"task-job-v1.2.3-linux-" + o.Arch + ".tar.gz":   {"task-job", "task-job-init", "config.json", "policy.hcl", "task-job.service", "README.md"},
+		"task-job-v1.2.3-windows-" + o.Arch + ".zip":    {"task-job.exe", "config.json", "policy.hcl", "README.md"},
+		"task-job-v1.2.3-darwin-" + o.Arch + ".tar.gz":  {"task-job", "config.json", "policy.hcl", "README.md"},
+		"task-job-v1.2.3-freebsd-" + o.Arch + ".tar.gz": {"task-job", "config.json", "policy.hcl", "README.md"},
+	}
+	for name, files := range want {
+		if fmt.Sprint(got[name]) != fmt.Sprint(files) {
+			t.Errorf("%s holds %v, want %v", name, got[name], files)
+		}
+	}
+	debs := 0
+	for name := range got {
+		if strings.HasSuffix(name, ".deb") {
+			debs++
+		} else if want[name] == nil {
+			t.Errorf("unexpected artifact %s", name)
+		}
+	}
+	if debs != 1 || len(made) != 5 {
+		t.Errorf("made %v: want four archives and one .deb", made)
+	}
+}
+
+// archiveNames lists the files of a .tar.gz or .zip below its top
+// directory, in order; a .deb lists nothing.
+func archiveNames(t *testing.T, path string) []string {
+	t.Helper()
+	var names []string
+	switch {
+	case strings.HasSuffix(path, ".zip"):
+		zr, err := zip.OpenReader(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		for _, f := range zr.File {
+			names = append(names, f.Name[strings.IndexByte(f.Name, '/')+1:])
+		}
+	case strings.HasSuffix(path, ".tar.gz"):
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(gz)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Typeflag != tar.TypeDir {
+				names = append(names, h.Name[strings.IndexByte(h.Name, '/')+1:])
+			}
+		}
+	}
+	return names
 }
