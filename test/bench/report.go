@@ -230,6 +230,10 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 		}
 	}
 
+	if cfg.want("api") {
+		b.managementRows(ctx, rep)
+	}
+
 	if cfg.want("admission") && cfg.want("throughput") {
 		// Last: what the checks before a start cost, against the task rate
 		// measured above with them off.

@@ -33,6 +33,7 @@ var stampSource []byte
 const (
 	trueScript   = "true.sh"
 	chattyScript = "chatty.sh"
+	tickerScript = "ticker.sh"
 	stampProgram = "stamp"
 )
 
@@ -41,6 +42,8 @@ var scripts = map[string]string{
 	// exec so that the line producer is the task's main process, as a
 	// chatty build step would be.
 	chattyScript: "#!/bin/sh\nexec seq 1 \"$1\"\n",
+	// A stamped line every 10 ms: each says when it was written.
+	tickerScript: "#!/bin/sh\ni=0\nwhile [ $i -lt \"$1\" ]; do ./stamp; sleep 0.01; i=$((i+1)); done\n",
 }
 
 // taskEnv is the whole environment of every task and baseline process.
