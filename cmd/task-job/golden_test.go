@@ -215,6 +215,10 @@ func TestGoldenClient(t *testing.T) {
 		{"kill-unknown", []string{"kill", a, "-queue=gq", "never-submitted"}},
 		{"submit-wait-logs-off", []string{"submit", a, "-queue=quiet", "-id=q1", "-wait", "hello.sh", "x"}},
 		{"submit-wait-no-executor", []string{"submit", a, "-queue=nobody", "-id=n1", "-wait", "-wait_timeout=2s", "hello.sh"}},
+		// n1 is still queued (no executor serves "nobody"), so it has no
+		// status yet: the id is refused all the same.
+		{"submit-duplicate-queued", []string{"submit", a, "-queue=nobody", "-id=n1", "-wait", "hello.sh", "again"}},
+		{"status-queued", []string{"status", a, "-queue=nobody", "n1"}},
 		{"logs-f-unknown", []string{"logs", "-f", "-timeout=2s", a, "-queue=gq", "n2"}},
 		{"logs-unknown", []string{"logs", a, "-queue=gq", "n2"}},
 		{"status-unknown", []string{"status", a, "-queue=gq", "n2"}},
