@@ -660,3 +660,51 @@ func TestAuditEndpoints(t *testing.T) {
 		t.Errorf("verify after tampering = %+v", rep)
 	}
 }
+
+// An id still queued (submitted, not claimed: no status yet) is refused
+// like an ended one, and of racing submits of one id exactly one is
+// queued; the CLI's submit shares the script (redisqueue.Submit).
+func TestSubmitQueuedDuplicate(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	sub := `{"id":"dup1","task":{"cmdline":"x.sh"}}`
+	if code, body := e.do("POST", "/api/v1/tasks", "", strings.NewReader(sub)); code != 202 {
+		t.Fatalf("first submit: %d %s", code, body)
+	}
+	if code, body := e.do("POST", "/api/v1/tasks", "", strings.NewReader(sub)); code != 409 || !strings.Contains(body, "still queued") {
+		t.Errorf("second submit while queued: %d %s; want 409 saying still queued", code, body)
+	}
+	const n = 8
+	codes := make(chan int, n)
+	for range n {
+		go func() {
+			code, _ := e.do("POST", "/api/v1/tasks", "", strings.NewReader(`{"id":"race1","task":{"cmdline":"x.sh"}}`))
+			codes <- code
+		}()
+	}
+	accepted := 0
+	for range n {
+		switch c := <-codes; c {
+		case 202:
+			accepted++
+		case 409:
+		default:
+			t.Errorf("a racing submit answered %d", c)
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("%d of %d racing submits were accepted, want 1", accepted, n)
+	}
+	queued := e.rdb.LRange(context.Background(), names.Tasks, 0, -1).Val()
+	if len(queued) != 2 || queued[0] != sub {
+		t.Errorf("task list = %q, want dup1 as sent and race1 once", queued)
+	}
+	// The refusal before the push writes no audit record.
+	var ids []string
+	_ = audit.Read(e.auditFile, audit.Filter{Kind: audit.KindControl, ID: "dup1"}, func(r audit.Record) error {
+		ids = append(ids, r.Action+":"+r.ID)
+		return nil
+	})
+	if fmt.Sprint(ids) != "[submit:dup1]" {
+		t.Errorf("audit records of dup1 = %v, want one submit", ids)
+	}
+}

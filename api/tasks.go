@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -417,17 +418,35 @@ func (s *Server) push(ctx context.Context, r *http.Request, id *Identity, t *tas
 	if !id.CanSee(t.Tube) {
 		return errorf(http.StatusForbidden, "token %q may not use tube %q", id.Name, t.Tube)
 	}
-	n, err := s.rdb.Exists(ctx, s.q.StatusKey(t.ID)).Result()
+	// A used or reserved id is refused before the audit record is
+	// written; the push itself checks again, in the same step as it
+	// reserves the id, so of two submits of one id only one is queued.
+	st, err := s.q.IDState(ctx, t.ID)
 	if err != nil {
 		return err
 	}
-	if n > 0 {
-		return errorf(http.StatusConflict, "task id %q was already used within status_retention; an executor would drop it as a duplicate, so it was not queued", t.ID)
+	if st != redisqueue.IDFree {
+		return duplicateID(t.ID, st)
 	}
 	if err := s.record(r, id, action, t.ID, reason); err != nil {
 		return err
 	}
-	return s.rdb.RPush(ctx, s.q.Names().Tasks, raw).Err()
+	st, err = s.q.Submit(ctx, s.q.Names().Tasks, t.ID, raw)
+	if err != nil {
+		return err
+	}
+	if st != redisqueue.Pushed {
+		return duplicateID(t.ID, st)
+	}
+	return nil
+}
+
+// duplicateID is the 409 for an id that is used or reserved.
+func duplicateID(id string, st redisqueue.SubmitResult) error {
+	if st == redisqueue.IDReserved {
+		return errorf(http.StatusConflict, "task id %q was already used: a task with it was submitted and is still queued; an executor would drop a second one as a duplicate, so it was not queued", id)
+	}
+	return errorf(http.StatusConflict, "task id %q was already used within status_retention; an executor would drop it as a duplicate, so it was not queued", id)
 }
 
 func newID() string {

@@ -207,23 +207,39 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// A second task with a known id is never run (and gets no done of its
-	// own): waiting would show the first task's result as if it were this
-	// one's.
-	if st, err := c.q.Status(ctx, *id); err != nil {
-		fmt.Fprintln(stderr, "task-job submit:", err)
-		return exitFailed
-	} else if st != nil {
-		fmt.Fprintf(stderr, "task-job submit: id %q is already used: a second task with it would not run (its first %s, on executor %s).\n"+
-			"  choose another -id (or none, for a random one); see the first with: task-job status %s\n", *id, c.describeTask(ctx, *id), st.Executor, *id)
-		return exitFailed
-	}
 	raw, _ := json.Marshal(t)
 	// A task with a tube goes to that tube's list, which only executors
 	// serving the tube take from.
 	list := c.q.TubeKey(t.Tube)
-	if err := c.rdb.RPush(ctx, list, raw).Err(); err != nil {
+	// A second task with a known id is never run (and gets no done of its
+	// own): waiting would show the first task's result as if it were this
+	// one's. The check covers an id still queued (reserved by an earlier
+	// submit, not claimed yet), and it is one step with the push: of two
+	// submits of one id, one is refused.
+	res, err := c.q.Submit(ctx, list, *id, raw)
+	if err != nil {
+		if strings.Contains(err.Error(), "NOPERM") {
+			fmt.Fprintf(stderr, "task-job submit: Redis at %s (%s) refused the submit: %v\n"+
+				"  the Redis user needs EVAL and EVALSHA, and keys %s, %s and %s (README, Redis keys)\n",
+				c.cfg.RedisAddr, c.addrFrom, err, list, c.q.StatusKey("*"), c.q.SubmittedKey("*"))
+			return exitFailed
+		}
 		fmt.Fprintln(stderr, "task-job submit:", c.redisError(err))
+		return exitFailed
+	}
+	switch res {
+	case redisqueue.Pushed:
+	case redisqueue.IDUsed, redisqueue.IDReserved:
+		first := c.describeTask(ctx, *id)
+		if st, err := c.q.Status(ctx, *id); err == nil && st != nil && st.Executor != "" {
+			first += ", on executor " + st.Executor
+		}
+		fmt.Fprintf(stderr, "task-job submit: id %q is a duplicate: a task with it was already submitted, and a second one would not run; nothing was queued.\n"+
+			"  the first: %s\n"+
+			"  choose another -id (or none, for a random one); see the first with: task-job status %s\n", *id, first, *id)
+		return exitFailed
+	default:
+		fmt.Fprintf(stderr, "task-job submit: unexpected answer from Redis: %v\n", res)
 		return exitFailed
 	}
 	if !*wait {

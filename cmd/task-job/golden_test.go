@@ -202,8 +202,18 @@ func scripts(t *testing.T) string {
 
 var (
 	durationMS = regexp.MustCompile(`duration: \d+ ms`)
-	lostError  = regexp.MustCompile(`\(-redis_addr\): .*\n`)
+	// What -json prints of times and measures, which vary by run.
+	jsonNumbers = regexp.MustCompile(`"(seq|duration_ms|cpu_ms|max_rss_bytes|output_bytes)":\d+`)
+	jsonTimes   = regexp.MustCompile(`"(time|started_at|ended_at|updated|claimed)":"[^"]*"`)
+	lostError   = regexp.MustCompile(`\(-redis_addr\): .*\n`)
 )
+
+// steadyJSON replaces the times and measures in -json output with fixed
+// words, keeping every field's name and place.
+func steadyJSON(s string) string {
+	s = jsonNumbers.ReplaceAllString(s, `"$1":N`)
+	return jsonTimes.ReplaceAllString(s, `"$1":"TIME"`)
+}
 
 // The client commands against a real Redis and a real executor.
 func TestGoldenClient(t *testing.T) {
@@ -225,6 +235,17 @@ func TestGoldenClient(t *testing.T) {
 		{"kill-unknown", []string{"kill", a, "-queue=gq", "never-submitted"}},
 		{"submit-wait-logs-off", []string{"submit", a, "-queue=quiet", "-id=q1", "-wait", "hello.sh", "x"}},
 		{"submit-wait-no-executor", []string{"submit", a, "-queue=nobody", "-id=n1", "-wait", "-wait_timeout=2s", "hello.sh"}},
+		// n1 is still queued (no executor serves "nobody"), so it has no
+		// status yet: the id is refused all the same.
+		{"submit-duplicate-queued", []string{"submit", a, "-queue=nobody", "-id=n1", "-wait", "hello.sh", "again"}},
+		{"status-queued", []string{"status", a, "-queue=nobody", "n1"}},
+		{"submit-json", []string{"submit", a, "-queue=nobody", "-id=n3", "-json", "hello.sh"}},
+		{"submit-duplicate-json", []string{"submit", a, "-queue=nobody", "-id=n3", "-json", "hello.sh"}},
+		{"status-json", []string{"status", a, "-queue=gq", "-json", "g1"}},
+		{"kill-ended-json", []string{"kill", a, "-queue=gq", "-json", "g1"}},
+		{"kill-unknown-json", []string{"kill", a, "-queue=gq", "-json", "never-submitted-2"}},
+		{"kill-force", []string{"kill", a, "-queue=gq", "-force", "never-submitted-3"}},
+		{"kill-force-json", []string{"kill", a, "-queue=gq", "-force", "-json", "never-submitted-4"}},
 		{"logs-f-unknown", []string{"logs", "-f", "-timeout=2s", a, "-queue=gq", "n2"}},
 		{"logs-unknown", []string{"logs", a, "-queue=gq", "n2"}},
 		{"status-unknown", []string{"status", a, "-queue=gq", "n2"}},
@@ -233,7 +254,7 @@ func TestGoldenClient(t *testing.T) {
 	for _, s := range steps {
 		var stdout, stderr bytes.Buffer
 		code := run(s.args, &stdout, &stderr)
-		out := durationMS.ReplaceAllString(stdout.String(), "duration: N ms")
+		out := steadyJSON(durationMS.ReplaceAllString(stdout.String(), "duration: N ms"))
 		checkGolden(t, s.name, s.args, code, out, stderr.String(), repl...)
 	}
 
@@ -256,6 +277,33 @@ func TestGoldenClient(t *testing.T) {
 		t.Errorf("logs -json printed messages %s, want stdout, stderr, done", got)
 	}
 
+	// submit -wait -json: the task's messages as shipped, the done last,
+	// and the task's exit code. (Its stdout and stderr lines may come in
+	// either order, so this is checked, not compared.)
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"submit", a, "-queue=gq", "-id=g3", "-wait", "-json", "hello.sh", "json"}, &stdout, &stderr); code != 0 || stderr.Len() != 0 {
+		t.Fatalf("submit -wait -json: exit %d\n%s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	for i, line := range lines {
+		var m struct {
+			ID      string `json:"id"`
+			MsgType string `json:"msg_type"`
+			Status  string `json:"status"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("submit -wait -json printed %q: %v", line, err)
+		}
+		last := i == len(lines)-1
+		if m.ID != "g3" || last != (m.MsgType == "done") || last && m.Status != "succeeded" {
+			t.Errorf("submit -wait -json line %d of %d: %s", i+1, len(lines), line)
+		}
+	}
+	if len(lines) != 3 {
+		t.Errorf("submit -wait -json printed %d messages, want stdout, stderr and done:\n%s", len(lines), stdout.String())
+	}
+
 	// A running task: -queued-only leaves it, a kill kills it.
 	run([]string{"submit", a, "-queue=gq", "-id=g2", "long.sh"}, &bytes.Buffer{}, &bytes.Buffer{})
 	observe.Eventually(t, "g2 to print its first line", 10*time.Second, func() bool {
@@ -268,6 +316,7 @@ func TestGoldenClient(t *testing.T) {
 		args []string
 	}{
 		{"kill-queued-only-running", []string{"kill", "-queued-only", a, "-queue=gq", "g2"}},
+		{"kill-queued-only-running-json", []string{"kill", "-queued-only", "-json", a, "-queue=gq", "g2"}},
 		{"kill-running", []string{"kill", a, "-queue=gq", "g2"}},
 		{"logs-f-killed", []string{"logs", "-f", a, "-queue=gq", "g2"}},
 	} {

@@ -354,12 +354,13 @@ func TestManagementServer(t *testing.T) {
 		{"ps", []string{"ps"}},
 		{"ps-killed", []string{"ps", "-state=killed"}},
 		{"ps-bad-state", []string{"ps", "-state=done"}},
+		{"ps-json", []string{"ps", "-json"}},
 	} {
 		var stdout, stderr bytes.Buffer
 		args := append(step.args, cli...)
 		code := run(args, &stdout, &stderr)
 		out := agoRe.ReplaceAllString(strings.ReplaceAll(stdout.String(), id, "EXECUTOR"), "N ago")
-		out = spaces.ReplaceAllString(out, "  ")
+		out = steadyJSON(spaces.ReplaceAllString(out, "  "))
 		checkGolden(t, step.name, args, code, out, stderr.String(), srv.Addr(), "REDIS_ADDR", id, "EXECUTOR")
 	}
 	var stdout, stderr bytes.Buffer

@@ -173,8 +173,11 @@ func (c *client) describeState(ctx context.Context, id string) string {
 		if queued == 1 {
 			tasks = "1 task waits"
 		}
-		s := fmt.Sprintf("has not been taken by an executor (not submitted, still queued, or ended more than status_retention ago); "+
-			"%s in %s; %d of %d executors alive", tasks, c.cfg.QueueName, alive, total)
+		where := "has not been taken by an executor (not submitted, still queued, or ended more than status_retention ago)"
+		if at, err := c.q.SubmittedAt(ctx, id); err == nil && !at.IsZero() {
+			where = "was submitted and has not been taken by an executor yet"
+		}
+		s := fmt.Sprintf("%s; %s in %s; %d of %d executors alive", where, tasks, c.cfg.QueueName, alive, total)
 		if alive == 0 {
 			s += ": none serves this queue; start one with task-job -config=FILE (its queue_name must be " + c.cfg.QueueName + ")"
 		}

@@ -12,6 +12,7 @@
 //	Q:control-taken:<exec>   control messages an executor took and has not handled
 //	Q:control:<executor>     kills forwarded to the executor that runs the task
 //	Q:status:<id>            state of a task id (hash), kept for the retention time
+//	Q:submitted:<id>         an id reserved by a submit through task-job's clients (submit.go), kept for the retention time
 //	Q:kills-ahead            kills for ids not yet taken (sorted set id → expiry), at most MaxKillsAhead
 //	Q:executors              set of registered executors
 //	Q:executor:<executor>    liveness key, renewed every TTL/3

@@ -1,0 +1,112 @@
+package redisqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Submitting through task-job's own clients (the CLI's submit, the
+// management API) reserves the task's id in the same step as the push, so
+// that a second submit of an id still queued — with no status yet, as no
+// executor has claimed it — is refused instead of being pushed as a copy
+// the executor would drop (and whose wait would show the first task's
+// result). A plain RPUSH neither reserves nor looks: the protocol stays as
+// it was, and the executor never reads the reservation, so a reserved task
+// is claimed like any other.
+//
+//	Q:submitted:<id>  string: when the id was submitted (ms), kept status_retention
+
+// SubmittedKey is the key of id's reservation.
+func (q *Queue) SubmittedKey(id string) string { return q.key("submitted", id) }
+
+// SubmitResult says what Submit did.
+type SubmitResult int
+
+const (
+	// IDFree (IDState only): the id is neither used nor reserved.
+	IDFree SubmitResult = iota
+	// Pushed: the id was free; it is reserved now and the task is pushed.
+	Pushed
+	// IDUsed: the id has a status (an executor claimed it, or a kill
+	// cancelled it); nothing was pushed.
+	IDUsed
+	// IDReserved: an earlier submit reserved the id and no executor has
+	// claimed it yet (it is still queued); nothing was pushed.
+	IDReserved
+)
+
+func (r SubmitResult) String() string {
+	switch r {
+	case IDFree:
+		return "id free"
+	case Pushed:
+		return "pushed"
+	case IDUsed:
+		return "id used"
+	case IDReserved:
+		return "id reserved"
+	}
+	return "SubmitResult(" + strconv.Itoa(int(r)) + ")"
+}
+
+// submitScript: KEYS[1] status, KEYS[2] reservation, KEYS[3] task list;
+// ARGV raw, reservation ms, now. Returns 1 pushed, 2 the id has a status, 3
+// the id is reserved. The reservation expires on its own: the status that
+// a claim writes takes over the id's protection from there.
+var submitScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then return 3 end
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return 1
+`)
+
+// Submit pushes raw to list (TubeKey of the task's tube, or the task list)
+// unless id is already used or reserved, and reserves id for the
+// retention time: the check, the reservation and the push are one step in
+// Redis, so of two submits of one id exactly one is pushed.
+func (q *Queue) Submit(ctx context.Context, list, id string, raw []byte) (SubmitResult, error) {
+	ms := strconv.FormatInt(q.opt.Retention.Milliseconds(), 10)
+	n, err := submitScript.Run(ctx, q.rdb, []string{q.StatusKey(id), q.SubmittedKey(id), list}, raw, ms, now()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("queue: submit %q: %w", id, err)
+	}
+	return SubmitResult(n), nil
+}
+
+// IDState says, without changing anything, whether id is free, used or
+// reserved: for an early refusal (before an audit record is written, say);
+// only Submit's answer is final.
+func (q *Queue) IDState(ctx context.Context, id string) (SubmitResult, error) {
+	var st, rs *redis.IntCmd
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		st = p.Exists(ctx, q.StatusKey(id))
+		rs = p.Exists(ctx, q.SubmittedKey(id))
+		return nil
+	})
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("queue: look up id %q: %w", id, err)
+	case st.Val() > 0:
+		return IDUsed, nil
+	case rs.Val() > 0:
+		return IDReserved, nil
+	}
+	return IDFree, nil
+}
+
+// SubmittedAt is when id was reserved by a submit, zero if it is not.
+func (q *Queue) SubmittedAt(ctx context.Context, id string) (time.Time, error) {
+	v, err := q.rdb.Get(ctx, q.SubmittedKey(id)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("queue: reservation of %q: %w", id, err)
+	}
+	return time.UnixMilli(v), nil
+}
