@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/audit/redismirror"
 )
 
 // AuditList is a page of audit records, oldest first (chain order).
@@ -130,7 +131,7 @@ func (s *Server) VerifyAudit(ctx context.Context) (*VerifyReport, error) {
 		out.Break = rep.Break.Error()
 	}
 	if s.opt.AuditStream != "" {
-		mr, err := audit.VerifyAgainstMirror(ctx, s.opt.AuditFile, s.rdb, s.opt.AuditStream)
+		mr, err := redismirror.Verify(ctx, s.opt.AuditFile, s.rdb, s.opt.AuditStream)
 		switch {
 		case err != nil:
 			out.MirrorError = err.Error()

@@ -40,7 +40,7 @@
 // rewrites the tail and recomputes every hash from there on, nor one who
 // deletes the newest records or the whole log: the chain is self-consistent
 // after such a rewrite. The Redis stream copy made by Mirror is what catches
-// those: VerifyAgainstMirror compares every local line with the stream's
+// those: Verify compares every local line with the stream's
 // copy of the same seq. The stream lives on a Redis other clients reach, so
 // give the executor a Redis ACL user that may XADD to it and keep others
 // from deleting it.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/taskjob/task-job/task"
-	"github.com/taskjob/task-job/test/redisserver"
 )
 
 // benchTasks signs n distinct tasks, so that none is a replay.
@@ -39,12 +38,6 @@ func benchVerify(b *testing.B, guard func() ReplayGuard) {
 // MemoryGuard: HMAC, window and replay memory.
 func BenchmarkVerify(b *testing.B) {
 	benchVerify(b, func() ReplayGuard { return NewMemoryGuard(b.N + 1) })
-}
-
-// BenchmarkVerifyRedis adds one round trip to a local redis-server.
-func BenchmarkVerifyRedis(b *testing.B) {
-	srv := redisserver.Start(b)
-	benchVerify(b, func() ReplayGuard { return NewRedisGuard(srv.Client(b), "bench") })
 }
 
 func BenchmarkCanonical(b *testing.B) {

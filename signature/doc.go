@@ -97,7 +97,7 @@
 // A signed task is accepted only during the 2×Window around its ts, so
 // remembering accepted MACs a little longer than that (2×Window + 1m)
 // refuses every replay; after it, a replay is stale anyway. The memory is
-// a ReplayGuard: RedisGuard, shared by every executor on one Redis, is the
+// a ReplayGuard: redisguard.Guard, shared by every executor on one Redis, is the
 // one for production; MemoryGuard protects a single executor only.
 //
 // The executor also refuses an id it has seen within status_retention.

@@ -48,7 +48,7 @@ func (g *MemoryGuard) FirstUse(_ context.Context, keyID, mac string, ttl time.Du
 		return false, nil
 	}
 	if len(g.seen) >= g.max {
-		return false, fmt.Errorf("signature: replay memory full (%d signatures within their ttl); raise its size or use a RedisGuard", g.max)
+		return false, fmt.Errorf("signature: replay memory full (%d signatures within their ttl); raise its size or use a Redis guard (signature/redisguard)", g.max)
 	}
 	exp := now.Add(ttl)
 	g.seen[k] = exp

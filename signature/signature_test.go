@@ -353,7 +353,7 @@ func TestVerifyUnsigned(t *testing.T) {
 	}
 }
 
-// failingGuard reports an error, as a RedisGuard does when Redis is down.
+// failingGuard reports an error, as a Redis guard does when Redis is down.
 type failingGuard struct{}
 
 func (failingGuard) FirstUse(context.Context, string, string, time.Duration) (bool, error) {

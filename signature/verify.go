@@ -44,7 +44,7 @@ type Options struct {
 	Window time.Duration
 	// Replay remembers accepted signatures. Nil means a MemoryGuard of
 	// DefaultMemoryEntries, which protects one executor only: with several
-	// executors on one Redis, pass a RedisGuard.
+	// executors on one Redis, pass a redisguard.Guard.
 	Replay ReplayGuard
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/audit/redismirror"
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/queue/redisqueue"
 )
@@ -267,7 +268,7 @@ func auditVerify(path, addr, stream, password string, db int, stdout, stderr io.
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), auditMirrorTimeout)
 	defer cancel()
-	mrep, err := audit.VerifyAgainstMirror(ctx, path, rdb, stream)
+	mrep, err := redismirror.Verify(ctx, path, rdb, stream)
 	if err != nil {
 		fmt.Fprintf(stdout, "mirror not compared: %v\n", err)
 		return 0

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/audit/redismirror"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
@@ -144,7 +145,7 @@ func TestAuditVerify(t *testing.T) {
 func TestAuditVerifyAgainstMirror(t *testing.T) {
 	srv := redisserver.Start(t)
 	path := auditFixture(t)
-	m := audit.StartMirror(path, srv.Client(t), "audit_test", audit.MirrorOptions{PollInterval: 5 * time.Millisecond})
+	m := redismirror.Start(path, srv.Client(t), "audit_test", redismirror.Options{PollInterval: 5 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := m.Wait(ctx, 7); err != nil {

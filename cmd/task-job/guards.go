@@ -15,11 +15,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/audit/redismirror"
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/sandbox"
 	"github.com/taskjob/task-job/signature"
+	"github.com/taskjob/task-job/signature/redisguard"
 )
 
 // sandboxOptions turns the config's sandbox keys into the Runner's options.
@@ -175,7 +177,7 @@ func openAudit(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger) 
 		log.Info("audit log open (no mirror on this transport)", "file", cfg.AuditFile, "seq", al.Seq())
 		return al, func() { al.Close() }, nil
 	}
-	m := audit.StartMirror(cfg.AuditFile, rdb, cfg.AuditStream, audit.MirrorOptions{
+	m := redismirror.Start(cfg.AuditFile, rdb, cfg.AuditStream, redismirror.Options{
 		Executor: cfg.ExecutorID,
 		OnError:  func(err error) { log.Warn("audit mirror: cannot copy to Redis yet; it catches up later", "error", err) },
 	})
@@ -202,7 +204,7 @@ func newVerifier(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger
 	}
 	var replay signature.ReplayGuard // nil: this process's memory (Kafka, where the status topic's duplicate-id check still holds)
 	if rdb != nil {
-		replay = signature.NewRedisGuard(rdb, cfg.QueueName)
+		replay = redisguard.New(rdb, cfg.QueueName)
 	}
 	v := signature.NewVerifier(keys, signature.Options{Window: cfg.SignatureWindow, Replay: replay})
 	if cfg.RequireSignatures {

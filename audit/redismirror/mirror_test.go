@@ -1,14 +1,17 @@
-package audit
+package redismirror
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
@@ -25,9 +28,9 @@ func TestMirrorCatchesUpAfterOutage(t *testing.T) {
 	srv := redisserver.Start(t, redisserver.Options{Persist: true})
 	rdb := srv.Client(t)
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	l := openLog(t, path, Options{MaxBytes: 8192})
+	l := openLog(t, path, audit.Options{MaxBytes: 8192})
 	const stream = "audit:host-a"
-	m := StartMirror(path, rdb, stream, MirrorOptions{PollInterval: 5 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
+	m := Start(path, rdb, stream, Options{PollInterval: 5 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
 	appendN(t, l, 50)
 	waitMirror(t, m, l.Seq())
 
@@ -45,7 +48,7 @@ func TestMirrorCatchesUpAfterOutage(t *testing.T) {
 
 	// An executor restart: a new mirror resumes after the stream's last entry.
 	appendN(t, l, 20)
-	m2 := StartMirror(path, rdb, stream, MirrorOptions{PollInterval: 5 * time.Millisecond})
+	m2 := Start(path, rdb, stream, Options{PollInterval: 5 * time.Millisecond})
 	waitMirror(t, m2, l.Seq())
 	m2.Close()
 
@@ -62,9 +65,9 @@ func TestMirrorCatchesUpAfterOutage(t *testing.T) {
 	if len(rotatedFiles(t, path)) == 0 {
 		t.Fatal("no rotation happened")
 	}
-	rep, err := VerifyAgainstMirror(ctx, path, rdb, stream)
+	rep, err := Verify(ctx, path, rdb, stream)
 	if err != nil || !rep.OK() || rep.Compared != int(rep.StreamLast) || rep.Missing != 0 {
-		t.Fatalf("VerifyAgainstMirror: %+v %v", rep, err)
+		t.Fatalf("Verify: %+v %v", rep, err)
 	}
 }
 
@@ -76,8 +79,8 @@ func TestMirrorCatchesRewrittenTail(t *testing.T) {
 	ctx := context.Background()
 	setup := func(t *testing.T, stream string) string {
 		path := filepath.Join(t.TempDir(), "audit.jsonl")
-		l := openLog(t, path, Options{})
-		m := StartMirror(path, rdb, stream, MirrorOptions{PollInterval: 5 * time.Millisecond})
+		l := openLog(t, path, audit.Options{})
+		m := Start(path, rdb, stream, Options{PollInterval: 5 * time.Millisecond})
 		appendN(t, l, 20)
 		waitMirror(t, m, 20)
 		m.Close()
@@ -99,7 +102,7 @@ func TestMirrorCatchesRewrittenTail(t *testing.T) {
 		}
 		writeLines(t, path, ls)
 		mustVerify(t, path) // self-consistent
-		rep, err := VerifyAgainstMirror(ctx, path, rdb, "s1")
+		rep, err := Verify(ctx, path, rdb, "s1")
 		if err != nil || rep.Break == nil || rep.Break.Seq != 15 || !strings.Contains(rep.Break.Problem, "rewritten") {
 			t.Fatalf("%+v %v", rep, err)
 		}
@@ -110,7 +113,7 @@ func TestMirrorCatchesRewrittenTail(t *testing.T) {
 		ls := readLines(t, path)
 		writeLines(t, path, ls[:17])
 		mustVerify(t, path)
-		rep, err := VerifyAgainstMirror(ctx, path, rdb, "s2")
+		rep, err := Verify(ctx, path, rdb, "s2")
 		if err != nil || rep.Break == nil || rep.Break.Seq != 18 || !strings.Contains(rep.Break.Problem, "tail was removed") {
 			t.Fatalf("%+v %v", rep, err)
 		}
@@ -119,10 +122,10 @@ func TestMirrorCatchesRewrittenTail(t *testing.T) {
 	t.Run("replaced log", func(t *testing.T) {
 		path := setup(t, "s3")
 		os.Remove(path)
-		l := openLog(t, path, Options{})
+		l := openLog(t, path, audit.Options{})
 		appendN(t, l, 5)
 		var errs []error
-		m := StartMirror(path, rdb, "s3", MirrorOptions{PollInterval: 5 * time.Millisecond, OnError: func(err error) { errs = append(errs, err) }})
+		m := Start(path, rdb, "s3", Options{PollInterval: 5 * time.Millisecond, OnError: func(err error) { errs = append(errs, err) }})
 		deadline := time.Now().Add(5 * time.Second)
 		for m.Err() == nil && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
@@ -143,15 +146,15 @@ func TestMirrorRefusesAnotherExecutorsStream(t *testing.T) {
 	rdb := srv.Client(t)
 	const stream = "q_audit:shared"
 	dir := t.TempDir()
-	la := openLog(t, filepath.Join(dir, "a.jsonl"), Options{Executor: "exec-a"})
-	ma := StartMirror(filepath.Join(dir, "a.jsonl"), rdb, stream, MirrorOptions{Executor: "exec-a", PollInterval: 5 * time.Millisecond})
+	la := openLog(t, filepath.Join(dir, "a.jsonl"), audit.Options{Executor: "exec-a"})
+	ma := Start(filepath.Join(dir, "a.jsonl"), rdb, stream, Options{Executor: "exec-a", PollInterval: 5 * time.Millisecond})
 	appendN(t, la, 5)
 	waitMirror(t, ma, la.Seq())
 	ma.Close()
 
-	lb := openLog(t, filepath.Join(dir, "b.jsonl"), Options{Executor: "exec-b"})
+	lb := openLog(t, filepath.Join(dir, "b.jsonl"), audit.Options{Executor: "exec-b"})
 	appendN(t, lb, 3)
-	mb := StartMirror(filepath.Join(dir, "b.jsonl"), rdb, stream, MirrorOptions{Executor: "exec-b", PollInterval: 5 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
+	mb := Start(filepath.Join(dir, "b.jsonl"), rdb, stream, Options{Executor: "exec-b", PollInterval: 5 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
 	defer mb.Close()
 	for deadline := time.Now().Add(5 * time.Second); mb.Err() == nil && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
@@ -162,4 +165,70 @@ func TestMirrorRefusesAnotherExecutorsStream(t *testing.T) {
 	if n := rdb.XLen(context.Background(), stream).Val(); n != 5 {
 		t.Fatalf("the stream holds %d entries, want exec-a's 5 only", n)
 	}
+}
+
+func openLog(t testing.TB, path string, opts audit.Options) *audit.Log {
+	t.Helper()
+	l, err := audit.Open(path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func appendN(t testing.TB, l *audit.Log, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if err := l.Append(audit.Record{Kind: audit.KindReceived, ID: fmt.Sprint("t", i), Size: i, Digest: audit.DigestOf([]byte{byte(i)})}); err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+	}
+}
+
+func readLines(t testing.TB, path string) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.SplitAfter(data, []byte{'\n'})
+}
+
+func mustVerify(t testing.TB, path string) audit.Report {
+	t.Helper()
+	rep, err := audit.Verify(path)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if rep.Break != nil {
+		t.Fatalf("Verify: unexpected break: %v", rep.Break)
+	}
+	return rep
+}
+
+func rotatedFiles(t testing.TB, path string) []string {
+	t.Helper()
+	m, err := filepath.Glob(path + ".*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func writeLines(t testing.TB, path string, ls [][]byte) {
+	t.Helper()
+	if err := os.WriteFile(path, bytes.Join(ls, nil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rehash recomputes a line's hash after an edit, as a forger would: its
+// "hash" member is the last, `,"hash":"<64 hex>"}`.
+func rehash(line []byte) []byte {
+	const suffixLen = len(`,"hash":"`) + 64 + 2
+	body := bytes.TrimSuffix(line, []byte{'\n'})
+	canon := append(append([]byte{}, body[:len(body)-suffixLen]...), '}')
+	sum := sha256.Sum256(canon)
+	return fmt.Appendf(nil, `%s,"hash":"%x"}`+"\n", canon[:len(canon)-1], sum[:])
 }

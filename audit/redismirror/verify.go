@@ -1,33 +1,38 @@
-package audit
+package redismirror
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/audit"
 )
 
-// MirrorReport is the result of VerifyAgainstMirror.
-type MirrorReport struct {
-	StreamFirst, StreamLast uint64 // seq range the stream holds; 0 when empty
-	Compared                int    // local records found identical in the stream
-	Trimmed                 int    // local records older than the stream's first entry (MAXLEN)
-	NotMirrored             int    // local records newer than the stream's last entry
-	Missing                 int    // local records in the stream's range but not in it
-	Break                   *Break // the first difference, nil when none
+// Report is the result of Verify.
+type Report struct {
+	StreamFirst, StreamLast uint64       // seq range the stream holds; 0 when empty
+	Compared                int          // local records found identical in the stream
+	Trimmed                 int          // local records older than the stream's first entry (MAXLEN)
+	NotMirrored             int          // local records newer than the stream's last entry
+	Missing                 int          // local records in the stream's range but not in it
+	Break                   *audit.Break // the first difference, nil when none
 }
 
 // OK reports whether the local log and the mirror agree.
-func (r MirrorReport) OK() bool { return r.Break == nil }
+func (r Report) OK() bool { return r.Break == nil }
 
-// VerifyAgainstMirror compares every local record with the stream's copy
-// of the same seq. It catches what Verify alone cannot: a tail rewritten
-// with recomputed hashes (lines differ), and records removed from the end
-// of the local log or the whole log replaced (the stream has seqs the log
-// lacks). Local lines that do not parse are left to Verify.
-func VerifyAgainstMirror(ctx context.Context, basePath string, rdb redis.UniversalClient, stream string) (MirrorReport, error) {
-	var rep MirrorReport
+var errStop = errors.New("stop")
+
+// Verify compares every local record with the stream's copy of the same
+// seq. It catches what audit.Verify alone cannot: a tail rewritten with
+// recomputed hashes (lines differ), and records removed from the end of
+// the local log or the whole log replaced (the stream has seqs the log
+// lacks). Local lines that do not parse are left to audit.Verify.
+func Verify(ctx context.Context, basePath string, rdb redis.UniversalClient, stream string) (Report, error) {
+	var rep Report
 	first, err := rdb.XRangeN(ctx, stream, "-", "+", 1).Result()
 	if err != nil {
 		return rep, fmt.Errorf("audit: cannot read the mirror stream %s: %w", stream, err)
@@ -36,11 +41,11 @@ func VerifyAgainstMirror(ctx context.Context, basePath string, rdb redis.Univers
 		if rep.StreamFirst, err = idSeq(first[0].ID); err != nil {
 			return rep, err
 		}
-		if rep.StreamLast, err = LastMirrored(ctx, rdb, stream); err != nil {
+		if rep.StreamLast, err = Last(ctx, rdb, stream); err != nil {
 			return rep, err
 		}
 	}
-	files, err := chainFiles(basePath)
+	files, err := audit.ChainFiles(basePath)
 	if err != nil {
 		return rep, err
 	}
@@ -49,8 +54,8 @@ func VerifyAgainstMirror(ctx context.Context, basePath string, rdb redis.Univers
 	}
 	sc := &streamCursor{ctx: ctx, rdb: rdb, stream: stream}
 	for _, cf := range files {
-		err := lines(cf.Path, func(n int, line []byte, complete bool) error {
-			r, err := ParseLine(line)
+		err := audit.Lines(cf.Path, func(n int, line []byte, complete bool) error {
+			r, err := audit.ParseLine(line)
 			if err != nil || !complete {
 				return nil
 			}
@@ -71,13 +76,13 @@ func VerifyAgainstMirror(ctx context.Context, basePath string, rdb redis.Univers
 				return nil
 			}
 			if e.seq < r.Seq {
-				rep.Break = &Break{File: cf.Path, Line: n, Seq: e.seq,
+				rep.Break = &audit.Break{File: cf.Path, Line: n, Seq: e.seq,
 					Problem: fmt.Sprintf("the mirror holds seq %d, which is not in the local log before this line (seq %d) — it was deleted locally", e.seq, r.Seq)}
 				return errStop
 			}
 			sc.next()
 			if !bytes.Equal(e.line, line) {
-				rep.Break = &Break{File: cf.Path, Line: n, Seq: r.Seq,
+				rep.Break = &audit.Break{File: cf.Path, Line: n, Seq: r.Seq,
 					Problem: "differs from the mirror's copy — the local record was rewritten"}
 				return errStop
 			}
@@ -97,7 +102,7 @@ func VerifyAgainstMirror(ctx context.Context, basePath string, rdb redis.Univers
 	}
 	if ok {
 		last := files[len(files)-1]
-		rep.Break = &Break{File: last.Path, Seq: e.seq,
+		rep.Break = &audit.Break{File: last.Path, Seq: e.seq,
 			Problem: fmt.Sprintf("the mirror holds records up to seq %d that the local log does not have from seq %d on — the local log's tail was removed or the log replaced", rep.StreamLast, e.seq)}
 	}
 	return rep, nil

@@ -1,4 +1,4 @@
-package audit
+package redismirror
 
 import (
 	"bytes"
@@ -16,16 +16,18 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/audit"
 )
 
 // The mirror copies each line of the local file, the source of truth, to a
 // Redis stream as entry ID "<seq>-0" with the single field "line". Explicit
 // IDs make a copy idempotent (Redis refuses an ID at or below the stream's
 // top), let a restarted mirror resume from the stream's last entry, and let
-// VerifyAgainstMirror look records up by seq. Use one stream per log.
+// Verify look records up by seq. Use one stream per log.
 
-// MirrorOptions tune a Mirror. The zero value is usable.
-type MirrorOptions struct {
+// Options tune a Mirror. The zero value is usable.
+type Options struct {
 	// MaxLen caps the stream, approximately (MAXLEN ~); default 1,000,000
 	// entries. 0 keeps the default; -1 keeps everything.
 	MaxLen int64
@@ -48,7 +50,7 @@ type Mirror struct {
 	base   string
 	rdb    redis.UniversalClient
 	stream string
-	opts   MirrorOptions
+	opts   Options
 
 	mirrored atomic.Uint64
 	errMu    sync.Mutex
@@ -57,10 +59,10 @@ type Mirror struct {
 	done     chan struct{}
 }
 
-// StartMirror starts copying the log at basePath to stream. It first asks
+// Start starts copying the log at basePath to stream. It first asks
 // the stream for the last seq it holds and continues after it, so an
 // outage or a restart leaves no gap once Redis answers again.
-func StartMirror(basePath string, rdb redis.UniversalClient, stream string, opts MirrorOptions) *Mirror {
+func Start(basePath string, rdb redis.UniversalClient, stream string, opts Options) *Mirror {
 	if opts.MaxLen == 0 {
 		opts.MaxLen = 1_000_000
 	}
@@ -137,8 +139,8 @@ func (m *Mirror) run(ctx context.Context) {
 	}
 }
 
-// LastMirrored returns the seq of the stream's newest entry, 0 when empty.
-func LastMirrored(ctx context.Context, rdb redis.UniversalClient, stream string) (uint64, error) {
+// Last returns the seq of the stream's newest entry, 0 when empty.
+func Last(ctx context.Context, rdb redis.UniversalClient, stream string) (uint64, error) {
 	msgs, err := rdb.XRevRangeN(ctx, stream, "+", "-", 1).Result()
 	if err != nil {
 		return 0, fmt.Errorf("audit: cannot read the mirror stream %s: %w", stream, err)
@@ -180,7 +182,7 @@ func (m *Mirror) checkOwner(ctx context.Context) error {
 
 // session resumes after the stream's last entry and copies until an error.
 func (m *Mirror) session(ctx context.Context) error {
-	last, err := LastMirrored(ctx, m.rdb, m.stream)
+	last, err := Last(ctx, m.rdb, m.stream)
 	if err != nil {
 		return err
 	}
@@ -188,7 +190,7 @@ func (m *Mirror) session(ctx context.Context) error {
 		return err
 	}
 	m.mirrored.Store(last)
-	files, err := chainFiles(m.base)
+	files, err := audit.ChainFiles(m.base)
 	if err != nil {
 		return err
 	}
@@ -260,7 +262,7 @@ func (t *tailer) drain(ctx context.Context, f *os.File) error {
 }
 
 func (t *tailer) add(ctx context.Context, line []byte) error {
-	r, err := ParseLine(line)
+	r, err := audit.ParseLine(line)
 	if err == nil && r.Seq > t.local {
 		t.local = r.Seq
 	}
@@ -282,7 +284,7 @@ func (t *tailer) flush(ctx context.Context) error {
 	pipe := m.rdb.Pipeline()
 	seqs := make([]uint64, len(t.batch))
 	for i, line := range t.batch {
-		r, _ := ParseLine(line)
+		r, _ := audit.ParseLine(line)
 		seqs[i] = r.Seq
 		a := &redis.XAddArgs{Stream: m.stream, ID: strconv.FormatUint(r.Seq, 10) + "-0", Values: []any{"line", line}}
 		if m.opts.MaxLen > 0 {

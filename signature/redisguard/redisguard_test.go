@@ -1,4 +1,4 @@
-package signature
+package redisguard
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskjob/task-job/signature"
+	"github.com/taskjob/task-job/task"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
@@ -16,7 +18,7 @@ func TestRedisGuard(t *testing.T) {
 	srv := redisserver.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	g := NewRedisGuard(rdb, "Q")
+	g := New(rdb, "Q")
 
 	ok, err := g.FirstUse(ctx, "web", "ab12", 2*time.Second)
 	if err != nil || !ok {
@@ -56,7 +58,7 @@ func TestRedisGuardDown(t *testing.T) {
 	rdb := srv.Client(t)
 	srv.Stop(t)
 	now, _ := fixedClock(t0)
-	v := NewVerifier(testKeyring(t), Options{Now: now, Replay: NewRedisGuard(rdb, "Q")})
+	v := NewVerifier(testKeyring(t), Options{Now: now, Replay: New(rdb, "Q")})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := v.Verify(ctx, signedTask("web", secretA, t0))
@@ -73,8 +75,8 @@ func TestRedisGuardSharedByExecutors(t *testing.T) {
 	ctx := context.Background()
 	now, _ := fixedClock(t0)
 	// Each executor has its own connection.
-	a := NewVerifier(testKeyring(t), Options{Now: now, Replay: NewRedisGuard(srv.Client(t), "Q")})
-	b := NewVerifier(testKeyring(t), Options{Now: now, Replay: NewRedisGuard(srv.Client(t), "Q")})
+	a := NewVerifier(testKeyring(t), Options{Now: now, Replay: New(srv.Client(t), "Q")})
+	b := NewVerifier(testKeyring(t), Options{Now: now, Replay: New(srv.Client(t), "Q")})
 
 	t1 := signedTask("web", secretA, t0)
 	if _, err := a.Verify(ctx, t1); err != nil {
@@ -117,7 +119,7 @@ func TestRedisGuardSharedByExecutors(t *testing.T) {
 	}
 
 	// A deployment with another prefix keeps its own memory.
-	c := NewVerifier(testKeyring(t), Options{Now: now, Replay: NewRedisGuard(srv.Client(t), "other")})
+	c := NewVerifier(testKeyring(t), Options{Now: now, Replay: New(srv.Client(t), "other")})
 	if _, err := c.Verify(ctx, t1); err != nil {
 		t.Fatalf("verifier with another prefix: %v", err)
 	}
@@ -144,4 +146,40 @@ func TestRedisGuardRetry(t *testing.T) {
 	if first != 1 || retried != 1 || other != 0 {
 		t.Fatalf("got %d, %d, %d: want 1 for the setter, 1 for its retry, 0 for another call", first, retried, other)
 	}
+}
+
+// What the tests share with the signature package's own, through its API.
+type (
+	Options  = signature.Options
+	Verifier = signature.Verifier
+)
+
+var (
+	NewVerifier = signature.NewVerifier
+	Sign        = signature.Sign
+	t0          = time.Unix(1764000000, 0)
+	secretA     = []byte("0123456789abcdef0123456789abcdef-a")
+	secretB     = []byte("0123456789abcdef0123456789abcdef-b")
+)
+
+func testKeyring(t testing.TB) *signature.Keyring {
+	k, err := signature.NewKeyring(map[string][]byte{"web": secretA, "ci": secretB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// fixedClock returns a clock reading now, movable by the test.
+func fixedClock(now time.Time) (func() time.Time, func(time.Time)) {
+	return func() time.Time { return now }, func(n time.Time) { now = n }
+}
+
+var ErrReplayed = signature.ErrReplayed
+
+func signedTask(keyID string, secret []byte, at time.Time) *task.Task {
+	tk := &task.Task{ID: "id-1", Type: "deploy", Tube: "fast", Task: task.Spec{
+		Cmdline: "install.sh --env prod", CmdArgs: []string{"feature/x", "", "two words"}, Timeout: 90.5}}
+	Sign(tk, keyID, secret, at)
+	return tk
 }

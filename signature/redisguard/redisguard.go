@@ -1,4 +1,4 @@
-package signature
+package redisguard
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisGuard is a ReplayGuard in Redis: executors sharing one Redis share
+// Guard is a signature.ReplayGuard in Redis: executors sharing one Redis share
 // its memory, so a replay seen by any of them is refused by all. It is the
 // one to use in production.
 //
@@ -20,19 +20,19 @@ import (
 // command whose reply was lost, and finding its own token tells the retry
 // that the first attempt succeeded, so a lost reply does not turn a first
 // use into a false replay.
-type RedisGuard struct {
+type Guard struct {
 	rdb    redis.UniversalClient
 	prefix string
 }
 
-// NewRedisGuard returns a RedisGuard storing its keys under prefix
+// New returns a Guard storing its keys under prefix
 // (the deployment's queue_name, for instance).
-func NewRedisGuard(rdb redis.UniversalClient, prefix string) *RedisGuard {
-	return &RedisGuard{rdb: rdb, prefix: prefix}
+func New(rdb redis.UniversalClient, prefix string) *Guard {
+	return &Guard{rdb: rdb, prefix: prefix}
 }
 
 // Key returns the Redis key that remembers (keyID, mac).
-func (g *RedisGuard) Key(keyID, mac string) string {
+func (g *Guard) Key(keyID, mac string) string {
 	return g.prefix + ":sig:" + keyID + ":" + mac
 }
 
@@ -50,7 +50,7 @@ return 0
 `)
 
 // FirstUse implements ReplayGuard.
-func (g *RedisGuard) FirstUse(ctx context.Context, keyID, mac string, ttl time.Duration) (bool, error) {
+func (g *Guard) FirstUse(ctx context.Context, keyID, mac string, ttl time.Duration) (bool, error) {
 	var tok [16]byte
 	_, _ = rand.Read(tok[:]) // crypto/rand.Read never fails
 	ms := max(ttl.Milliseconds(), 1)
