@@ -342,10 +342,10 @@ func TestListTasksPaging(t *testing.T) {
 	e.rdb.RPush(ctx, names.Tasks, `{"id":"run1","type":"","tube":"","task":{"cmdline":"x.sh"},"sig":{"key":"ci","ts":1764000000,"mac":"00"}}`,
 		`{"id":"run2","type":"","tube":"","task":{"cmdline":"x.sh"}}`)
 	d1, d2 := claim(t, a), claim(t, a)
-	if err := a.NoteRule(ctx, d1, "run1", "deploy"); err != nil {
+	if err := a.NoteRule(ctx, d1, "run1", "deploy", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.NoteRule(ctx, d2, "run2", "build"); err != nil {
+	if err := a.NoteRule(ctx, d2, "run2", "build", nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

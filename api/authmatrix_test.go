@@ -20,6 +20,10 @@ var publicRoutes = map[string]bool{
 	"GET /static/": true, "GET /login": true, "POST /login": true, "POST /logout": true, "/api/": true,
 }
 
+// readPosts are POSTs that change nothing (a policy dry run takes a task
+// in its body, so it is a POST), which the read role may call.
+var readPosts = map[string]bool{"POST /api/v1/policy/check": true, "POST /policy": true}
+
 // matrixCall is one call of the matrix: the path with {id} filled in, and a
 // body and content type where the route needs one to get past parsing.
 type matrixCall struct {
@@ -44,6 +48,10 @@ func callFor(t *testing.T, pattern, id string) matrixCall {
 		c.body, c.ctype = `{"task":{"cmdline":"x.sh"}}`, "application/json"
 	case "POST /tasks":
 		c.body, c.ctype = "cmdline=x.sh", "application/x-www-form-urlencoded"
+	case "POST /api/v1/policy/check":
+		c.body, c.ctype = `{"id":"d","task":{"cmdline":"x.sh"}}`, "application/json"
+	case "POST /policy":
+		c.body, c.ctype = "task=%7B%22id%22%3A%22d%22%2C%22task%22%3A%7B%22cmdline%22%3A%22x.sh%22%7D%7D", "application/x-www-form-urlencoded"
 	}
 	return c
 }
@@ -101,7 +109,7 @@ func (e *env) status(t *testing.T, c matrixCall, hdr ...string) (int, string) {
 // limited to another tube. A route added without a line here fails the
 // test, so none ships unchecked.
 func TestAuthMatrix(t *testing.T) {
-	e := newEnv(t, envOpt{tokens: true, metrics: metrics.New(metrics.Options{Version: "test"})})
+	e := newEnv(t, envOpt{tokens: true, metrics: metrics.New(metrics.Options{Version: "test"}), policy: "rule \"x\" {\n  cmdline = \"x.sh\"\n}\n"})
 	pub := e.publisher("ex")
 	// "other" is in the default tube, which the blue token may not see;
 	// "mine" is blue's.
@@ -128,7 +136,10 @@ func TestAuthMatrix(t *testing.T) {
 		if publicRoutes[rt.pattern] {
 			t.Errorf("%q is in publicRoutes but needs role %s", rt.pattern, rt.role)
 		}
-		write := !strings.HasPrefix(rt.pattern, "GET ")
+		write := !strings.HasPrefix(rt.pattern, "GET ") && !readPosts[rt.pattern]
+		if readPosts[rt.pattern] && rt.role != RoleRead {
+			t.Errorf("%q is a read-only POST but needs role %s", rt.pattern, rt.role)
+		}
 		if write && rt.role <= RoleRead {
 			t.Errorf("%q writes but a read token may call it", rt.pattern)
 		}
@@ -180,7 +191,8 @@ func TestAuthMatrix(t *testing.T) {
 	for _, p := range []string{"GET /api/v1/tasks", "GET /api/v1/tasks/{id}", "GET /api/v1/tasks/{id}/logs",
 		"POST /api/v1/tasks", "POST /api/v1/tasks/{id}/kill", "POST /api/v1/tasks/{id}/retry", "GET /api/v1/executors",
 		"GET /api/v1/queues", "GET /api/v1/audit", "GET /api/v1/audit/verify", "GET /api/v1/events", "GET /metrics",
-		"GET /{$}", "GET /tasks/{id}", "GET /tasks/{id}/output.txt", "POST /tasks", "POST /tasks/{id}/kill", "POST /tasks/{id}/retry"} {
+		"GET /{$}", "GET /tasks/{id}", "GET /tasks/{id}/output.txt", "POST /tasks", "POST /tasks/{id}/kill", "POST /tasks/{id}/retry",
+		"GET /policy", "POST /policy", "POST /api/v1/policy/check"} {
 		if !seen[p] {
 			t.Errorf("%q is not registered", p)
 		}

@@ -53,6 +53,8 @@ type envOpt struct {
 	tokens bool
 	// metrics serves /metrics, and the env's executors report to it.
 	metrics *metrics.Metrics
+	// policy is the source of the policy the server dry-runs ("" = none).
+	policy string
 }
 
 // The tokens of the test: one per role, and one limited to tube "blue".
@@ -80,6 +82,13 @@ func newEnv(t testing.TB, o envOpt) *env {
 	if o.metrics != nil {
 		opt.Metrics = o.metrics.Handler()
 		e.metrics = o.metrics
+	}
+	if o.policy != "" {
+		p, err := policy.Parse([]byte(o.policy), "test.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.Policy = func() *policy.Policy { return p }
 	}
 	if o.tokens {
 		var lines []string

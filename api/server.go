@@ -29,6 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
 )
@@ -52,6 +53,9 @@ type Options struct {
 	// AuditFile is the audit log GET /api/v1/audit reads ("" = none), and
 	// AuditStream its Redis mirror, compared by audit/verify.
 	AuditFile, AuditStream string
+	// Policy returns the policy in force (reloads included), for the
+	// policy dry run; nil, or a nil result, = none loaded.
+	Policy func() *policy.Policy
 	// Metrics serves /metrics; nil = not served.
 	Metrics http.Handler
 	// Secure marks the login cookie Secure (the server speaks TLS).
@@ -150,6 +154,8 @@ func (s *Server) routes() {
 	api("GET /api/v1/audit", RoleRead, s.listAudit)
 	api("GET /api/v1/audit/verify", RoleRead, s.verifyAudit)
 	api("GET /api/v1/events", RoleRead, s.events)
+	// A dry run reads the policy and writes nothing: the read role.
+	api("POST /api/v1/policy/check", RoleRead, s.checkPolicy)
 	api("GET /api/v1/whoami", RoleRead, func(w http.ResponseWriter, r *http.Request, id *Identity) {
 		writeJSON(w, http.StatusOK, map[string]any{"name": id.Name, "role": id.Role.String(), "tubes": id.Tubes})
 	})

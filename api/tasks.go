@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
 )
@@ -36,6 +37,11 @@ type TaskView struct {
 	Timeout float64  `json:"timeout,omitempty"`
 	KeyID   string   `json:"key_id,omitempty"`
 	Rule    string   `json:"rule,omitempty"`
+	// Env is what the rule added to the task's environment, "NAME=value",
+	// as the executor recorded it when the task started: the value of a
+	// name that looks secret, or that the rule lists in secret_env, is
+	// policy.Masked (it was masked before it reached Redis).
+	Env     []string `json:"env,omitempty"`
 	RetryOf string   `json:"retry_of,omitempty"`
 	// Done is the done message, as published.
 	Done json.RawMessage `json:"done,omitempty"`
@@ -262,6 +268,13 @@ func buildView(id string, st map[string]string, raw []byte, retryOf string, clai
 		v.State = task.Queued // a kill is waiting for it
 	case "":
 		v.State = task.Queued
+	}
+	if e := st["env"]; e != "" {
+		var env []string
+		if json.Unmarshal([]byte(e), &env) == nil {
+			// Masked again by name, in case a writer did not.
+			v.Env = policy.MaskEnv(env, nil)
+		}
 	}
 	if u, err := strconv.ParseInt(st["updated"], 10, 64); err == nil {
 		v.Updated = msTime(u)

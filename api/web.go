@@ -50,6 +50,8 @@ func (wb *web) routes() {
 	page("GET /executors", RoleRead, wb.executors)
 	page("GET /queues", RoleRead, wb.queues)
 	page("GET /audit", RoleRead, wb.audit)
+	page("GET /policy", RoleRead, wb.policy)
+	page("POST /policy", RoleRead, wb.checkPolicy) // a dry run: writes nothing
 	page("POST /tasks", RoleAdmin, wb.submit)
 	page("POST /tasks/{id}/kill", RoleOperate, wb.kill)
 	page("POST /tasks/{id}/retry", RoleOperate, wb.retry)

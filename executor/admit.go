@@ -15,12 +15,13 @@ import (
 
 // admission is what the checks before a start decided about a task.
 type admission struct {
-	keyID   string // signing key, "" when unsigned
-	rule    string // the policy rule that allowed it, "" without a policy
-	limits  sandbox.Limits
-	timeout time.Duration // 0 = none
-	env     []string      // added by the rule
-	notes   []string      // adjustments worth telling the submitter
+	keyID    string // signing key, "" when unsigned
+	rule     string // the policy rule that allowed it, "" without a policy
+	limits   sandbox.Limits
+	timeout  time.Duration // 0 = none
+	env      []string      // added by the rule
+	envShown []string      // env with secret values masked, for the status
+	notes    []string      // adjustments worth telling the submitter
 }
 
 // decode parses a delivery once (task.Decode). An oversized one arrives
@@ -118,6 +119,7 @@ func (e *Executor) admit(ctx context.Context, t *task.Task, auth authenticated) 
 	a.rule, a.notes = d.Rule, d.Notes
 	a.timeout = d.Limits.Timeout
 	a.env = d.Limits.Env
+	a.envShown = d.Limits.ShownEnv()
 	a.limits = sandbox.Limits{
 		MemoryBytes: d.Limits.MemoryBytes, CPUCores: d.Limits.CPUCores, Pids: d.Limits.Pids,
 		User: d.Limits.User, Group: d.Limits.Group, Network: d.Limits.Network,

@@ -210,7 +210,7 @@ func (e *Executor) execute(r *run, pr prepared) ending {
 		_, _ = p.Wait()
 		return refused(auditRefusal(err))
 	}
-	e.noteRule(r, pr.rule)
+	e.noteRule(r, pr.rule, pr.envShown)
 	stopWatch := context.AfterFunc(r.ctx, func() {
 		grace := e.opt.KillGrace
 		if errors.Is(context.Cause(r.ctx), ErrFenced) {
@@ -230,16 +230,17 @@ func (e *Executor) execute(r *run, pr prepared) ending {
 
 // noteRule shows the rule that allowed a started task in its status, for
 // the management API's view of running tasks (the done carries it at the
-// end). It runs once the process has started, so it costs the start
-// nothing; a failure only leaves the rule to the done.
-func (e *Executor) noteRule(r *run, rule string) {
+// end), with the env the rule gave it, secret values already masked: no
+// secret reaches Redis. It runs once the process has started, so it costs
+// the start nothing; a failure only leaves the rule to the done.
+func (e *Executor) noteRule(r *run, rule string, env []string) {
 	n, ok := e.opt.Broker.(queue.RuleNoter)
 	if !ok || rule == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
 	defer cancel()
-	if err := n.NoteRule(ctx, r.d, r.id, rule); err != nil && r.ctx.Err() == nil {
+	if err := n.NoteRule(ctx, r.d, r.id, rule, env); err != nil && r.ctx.Err() == nil {
 		e.log.Debug("could not show the rule of a running task", "id", r.id, "error", err)
 	}
 }

@@ -34,7 +34,7 @@
 //
 //   - defaults { ... } — optional, at most one. Limits every rule inherits
 //     unless it sets its own: user, group, memory, cpu, pids, timeout,
-//     network, env.
+//     network, env, secret_env.
 //   - rule "NAME" { ... } — any number. NAME is unique in the file, 1 to 64
 //     characters of letters, digits and . _ : - starting with a letter or
 //     digit; it is what audit records and refusals name.
@@ -71,9 +71,10 @@
 //     write cmd_dir, which the sandbox otherwise shows it read-only (it
 //     always has a private work directory of its own). Every decision of
 //     such a rule says so in Decision.Notes, and so in the audit log.
-//   - user, group, memory, cpu, pids, timeout, network, env: as in defaults
-//     (below); a rule's own value replaces the default, except env, which is
-//     merged (the rule's value wins for a name set in both).
+//   - user, group, memory, cpu, pids, timeout, network, env, secret_env: as
+//     in defaults (below); a rule's own value replaces the default, except
+//     env, which is merged (the rule's value wins for a name set in both),
+//     and secret_env, which is merged.
 //
 // # Limit attributes (defaults and rules)
 //
@@ -103,6 +104,12 @@
 //   - env (map of string to string): variables added to the task's
 //     environment, e.g. env = { LANG = "C.UTF-8", MODE = "ci" }. Names are
 //     letters, digits and _ not starting with a digit; values hold no NUL.
+//   - secret_env (list of strings): names whose values are masked wherever
+//     env is shown to people (the management page and API), on top of the
+//     names that look secret (SecretEnvName: TOKEN, SECRET, PASSWORD, KEY,
+//     AUTH, … anywhere in the name, ignoring case). Merged, not replaced:
+//     a name the defaults list stays secret in every rule. It changes
+//     nothing in what the task gets.
 //
 // Values are literals: variables and functions are refused. In HCL strings
 // a backslash starts an escape, so the regexp \d is written "\\d", and

@@ -31,6 +31,7 @@ func FuzzParse(f *testing.F) {
 		"rule \"x\" {\n  cmdline = [for s in [\"a\"] : s][0]\n  args = [for s in [\"a\", \"b\"] : s]\n  env = { for k in [\"A\"] : k => \"v\" }\n}\n",
 		"rule \"x\" {\n  cmdline = \"a\"\n  args = [\"\\\\d+\"]\n}\n",
 		"rule \"\\u00e9\" { cmdline = \"\\x\" }",
+		"defaults {\n  env = { API_KEY = \"k\", X = \"y\" }\n  secret_env = [\"X\", \"X\"]\n}\nrule \"a\" {\n  cmdline = \"a\"\n  secret_env = [\"Z\", \"9\", 1]\n}\n",
 		"\xff\xfe",
 	} {
 		f.Add([]byte(s))
@@ -115,6 +116,17 @@ func checkLimits(t *testing.T, who string, l Limits, isCap bool) {
 			t.Fatalf("%s: env %q malformed or unsorted", who, l.Env)
 		}
 		prev = k
+	}
+	for i, n := range l.SecretEnv {
+		if !envNameRE.MatchString(n) || i > 0 && n <= l.SecretEnv[i-1] {
+			t.Fatalf("%s: secret_env %q malformed, unsorted or repeated", who, l.SecretEnv)
+		}
+	}
+	for i, kv := range l.ShownEnv() {
+		k, v, _ := strings.Cut(kv, "=")
+		if (SecretEnvName(k, l.SecretEnv) && v != Masked) || !strings.HasPrefix(l.Env[i], k+"=") {
+			t.Fatalf("%s: shown env %q of %q", who, l.ShownEnv(), l.Env)
+		}
 	}
 }
 

@@ -43,6 +43,7 @@ var (
 var limitAttrs = []hcl.AttributeSchema{
 	{Name: "user"}, {Name: "group"}, {Name: "memory"}, {Name: "cpu"},
 	{Name: "pids"}, {Name: "timeout"}, {Name: "network"}, {Name: "env"},
+	{Name: "secret_env"},
 }
 
 var (
@@ -159,6 +160,7 @@ type settings struct {
 	timeout     *time.Duration
 	network     *bool
 	env         map[string]string
+	secretEnv   []string
 }
 
 // merge overlays own on s: own's values win, env is merged by name.
@@ -189,6 +191,11 @@ func (s settings) merge(own settings) Limits {
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		l.Env = append(l.Env, k+"="+env[k])
 	}
+	// secret_env is merged too: a name the defaults call secret stays so.
+	if secret := slices.Concat(s.secretEnv, own.secretEnv); len(secret) > 0 {
+		slices.Sort(secret)
+		l.SecretEnv = slices.Compact(secret)
+	}
 	return l
 }
 
@@ -218,9 +225,13 @@ func (ps *parser) errorf(rng hcl.Range, format string, args ...any) {
 // to the caller.
 func (ps *parser) settings(attrs hcl.Attributes) settings {
 	var s settings
-	for _, name := range []string{"user", "group", "memory", "cpu", "pids", "timeout", "network", "env"} {
+	for _, name := range []string{"user", "group", "memory", "cpu", "pids", "timeout", "network", "env", "secret_env"} {
 		a := attrs[name]
 		if a == nil {
+			continue
+		}
+		if name == "secret_env" {
+			s.secretEnv = ps.secretEnv(a)
 			continue
 		}
 		v, ok := ps.value(a)
@@ -506,6 +517,21 @@ func (ps *parser) strings(a *hcl.Attribute) []strElem {
 			continue
 		}
 		out = append(out, strElem{ev.AsString(), rng})
+	}
+	return out
+}
+
+// secretEnv reads secret_env: a list of variable names whose values are
+// masked wherever env is shown. A name the env does not set is allowed (it
+// may come from the defaults, or a later edit), so is a repeat.
+func (ps *parser) secretEnv(a *hcl.Attribute) []string {
+	out := []string{}
+	for _, e := range ps.strings(a) {
+		if !envNameRE.MatchString(e.s) {
+			ps.errorf(e.rng, "secret_env name %q must be letters, digits and _, not starting with a digit", e.s)
+			continue
+		}
+		out = append(out, e.s)
 	}
 	return out
 }

@@ -28,6 +28,11 @@ type Limits struct {
 	// CmdDirWritable (a rule's cmd_dir_writable) lets the task write
 	// cmd_dir, which the sandbox otherwise shows it read-only.
 	CmdDirWritable bool
+	// SecretEnv names the variables (secret_env, of the defaults and the
+	// rule, sorted) whose values are masked wherever env is shown, on top
+	// of the names that look secret (see SecretEnvName). It changes
+	// nothing in what the task gets.
+	SecretEnv []string
 }
 
 // limitsJSON is the wire form of Limits: the timeout in seconds (what
@@ -42,11 +47,12 @@ type limitsJSON struct {
 	Network        bool     `json:"network"`
 	Env            []string `json:"env,omitempty"`
 	CmdDirWritable bool     `json:"cmd_dir_writable,omitempty"`
+	SecretEnv      []string `json:"secret_env,omitempty"`
 }
 
 // MarshalJSON writes the limits with snake_case names and the timeout in seconds.
 func (l Limits) MarshalJSON() ([]byte, error) {
-	return json.Marshal(limitsJSON{l.User, l.Group, l.MemoryBytes, l.CPUCores, l.Pids, l.Timeout.Seconds(), l.Network, l.Env, l.CmdDirWritable})
+	return json.Marshal(limitsJSON{l.User, l.Group, l.MemoryBytes, l.CPUCores, l.Pids, l.Timeout.Seconds(), l.Network, l.Env, l.CmdDirWritable, l.SecretEnv})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes (e.g. from an audit record).
@@ -55,12 +61,13 @@ func (l *Limits) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*l = Limits{j.User, j.Group, j.MemoryBytes, j.CPUCores, j.Pids, time.Duration(j.TimeoutSeconds * float64(time.Second)), j.Network, j.Env, j.CmdDirWritable}
+	*l = Limits{j.User, j.Group, j.MemoryBytes, j.CPUCores, j.Pids, time.Duration(j.TimeoutSeconds * float64(time.Second)), j.Network, j.Env, j.CmdDirWritable, j.SecretEnv}
 	return nil
 }
 
 func (l Limits) clone() Limits {
 	l.Env = slices.Clone(l.Env)
+	l.SecretEnv = slices.Clone(l.SecretEnv)
 	return l
 }
 

@@ -244,9 +244,11 @@ type Statuses interface {
 // RuleNoter is an optional part of a Broker: it records in a running
 // task's status which policy rule allowed it, so that whoever reads the
 // status (the management API) sees the rule before the done, which carries
-// it too. It takes effect only while the delivery still owns the id.
+// it too, and the env the rule gave the task ("NAME=value", secret values
+// already masked by the caller: see policy.MaskEnv). It takes effect only
+// while the delivery still owns the id.
 type RuleNoter interface {
-	NoteRule(ctx context.Context, d *Delivery, id, rule string) error
+	NoteRule(ctx context.Context, d *Delivery, id, rule string, env []string) error
 }
 
 // Broker is everything an executor needs from its transport.

@@ -17,7 +17,6 @@ import (
 	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/audit/redismirror"
 	"github.com/taskjob/task-job/config"
-	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/sandbox"
 	"github.com/taskjob/task-job/signature"
@@ -131,7 +130,7 @@ func fileDigest(path string) string {
 
 // reloadOnHUP reloads the policy on SIGHUP until ctx ends. A file that does
 // not load keeps the running policy, and the log says why.
-func reloadOnHUP(ctx context.Context, cfg *config.Config, ex *executor.Executor, al *audit.Log, log hclog.Logger) {
+func reloadOnHUP(ctx context.Context, cfg *config.Config, setPolicy func(*policy.Policy), al *audit.Log, log hclog.Logger) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	defer signal.Stop(ch)
@@ -157,7 +156,7 @@ func reloadOnHUP(ctx context.Context, cfg *config.Config, ex *executor.Executor,
 				continue
 			}
 		}
-		ex.SetPolicy(p)
+		setPolicy(p)
 		log.Info("SIGHUP: policy reloaded", "file", cfg.PolicyFile, "rules", p.Rules())
 	}
 }

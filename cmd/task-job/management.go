@@ -17,6 +17,7 @@ import (
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/metrics"
+	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue/redisqueue"
 )
 
@@ -43,6 +44,8 @@ type managementOptions struct {
 	// AuditStream is the Redis copy of the audit file that audit/verify
 	// compares with ("" = none).
 	AuditStream string
+	// Policy is the policy in force, for the policy dry run (nil = none).
+	Policy func() *policy.Policy
 }
 
 // startManagement listens on server_port and serves until stop. It outlives
@@ -82,7 +85,7 @@ func startManagement(ctx context.Context, cfg *config.Config, q *redisqueue.Queu
 	}
 	srv, err = api.New(api.Options{
 		Queue: q, MaxTaskBytes: cfg.MaxTaskBytes, Tokens: tokens,
-		Audit: auditor, AuditFile: cfg.AuditFile, AuditStream: o.AuditStream,
+		Audit: auditor, AuditFile: cfg.AuditFile, AuditStream: o.AuditStream, Policy: o.Policy,
 		Metrics: m.Handler(),
 		Secure:  tlsConf != nil, Logger: log, Version: version,
 	})

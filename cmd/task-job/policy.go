@@ -62,16 +62,12 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	t, err := readPolicyTask(pos[1])
+	c, err := readPolicyTask(p, pos[1])
 	if err != nil {
 		fmt.Fprintf(stderr, "task-job policy check: %v\n", err)
 		return 2
 	}
-	req := policy.Request{Cmdline: t.Task.Cmdline, Args: t.Task.CmdArgs, Timeout: t.Task.Timeout.Duration()}
-	if t.Sig != nil {
-		req.KeyID = t.Sig.Key
-	}
-	d := p.Decide(req)
+	t, req, d := c.Task, c.Request, c.Decision
 	if *asJSON {
 		b, _ := json.MarshalIndent(d, "", "  ")
 		fmt.Fprintf(stdout, "%s\n", b)
@@ -165,7 +161,9 @@ func reportPolicy(file string, p *policy.Policy, perr *policy.Error, asJSON, ver
 	return 0
 }
 
-func readPolicyTask(name string) (*task.Task, error) {
+// readPolicyTask reads the task file and dry-runs it (policy.CheckTask,
+// which the management server's policy page uses too).
+func readPolicyTask(p *policy.Policy, name string) (*policy.Check, error) {
 	var (
 		raw []byte
 		err error
@@ -185,11 +183,11 @@ func readPolicyTask(name string) (*task.Task, error) {
 	if name == "-" {
 		name = "stdin"
 	}
-	t, err := task.Parse(raw, 1<<20)
+	c, err := p.CheckTask(raw, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return t, nil
+	return c, nil
 }
 
 func listPolicyRules(p *policy.Policy, w io.Writer) {

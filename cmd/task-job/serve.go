@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/executor"
 	"github.com/taskjob/task-job/jail"
+	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/sandbox"
@@ -247,6 +249,10 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	if err != nil {
 		return err
 	}
+	// The policy in force, reloads included, for the management server's
+	// dry run; the executor keeps its own.
+	var inForce atomic.Pointer[policy.Policy]
+	inForce.Store(pol)
 	switch {
 	case cfg.Isolation == config.IsolationOff:
 		log.Warn("UNSAFE: isolation is off (\"isolation\": \"off\"): a task's background processes can outlive it")
@@ -277,7 +283,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		if al != nil {
 			auditStream = cfg.AuditStream
 		}
-		if mg, err = startManagement(ctx, cfg, rq, managementOptions{RunsTasks: true, Audit: al, AuditStream: auditStream}, log); err != nil {
+		if mg, err = startManagement(ctx, cfg, rq, managementOptions{RunsTasks: true, Audit: al, AuditStream: auditStream, Policy: inForce.Load}, log); err != nil {
 			return err
 		}
 		defer mg.stop()
@@ -312,7 +318,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	}
 	hupCtx, stopHUP := context.WithCancel(ctx)
 	defer stopHUP()
-	go reloadOnHUP(hupCtx, cfg, ex, al, log)
+	go reloadOnHUP(hupCtx, cfg, func(p *policy.Policy) { ex.SetPolicy(p); inForce.Store(p) }, al, log)
 	if stopNow, ok := ctx.Value(stopNowKey{}).(chan struct{}); ok {
 		served := make(chan struct{})
 		defer close(served)

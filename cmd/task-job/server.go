@@ -13,6 +13,7 @@ import (
 	"github.com/taskjob/task-job/api"
 	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/config"
+	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue/redisqueue"
 )
 
@@ -111,7 +112,16 @@ func server(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		}
 		defer al.Close()
 	}
-	mg, err := startManagement(ctx, cfg, q, managementOptions{Audit: al}, log)
+	// The policy, for the page's dry run only: this process admits no task.
+	// One that does not load leaves the dry run unavailable, not the server.
+	var pol *policy.Policy
+	if cfg.PolicyFile != "" {
+		if pol, err = policy.Load(cfg.PolicyFile); err != nil {
+			log.Warn("policy_file does not load: the policy dry run is unavailable", "file", cfg.PolicyFile, "error", err)
+			pol = nil
+		}
+	}
+	mg, err := startManagement(ctx, cfg, q, managementOptions{Audit: al, Policy: func() *policy.Policy { return pol }}, log)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package redisqueue
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/taskjob/task-job/queue"
@@ -63,24 +64,27 @@ func TestNoteRule(t *testing.T) {
 		t.Fatalf("the second copy was claimed: %v", c)
 	}
 	var _ queue.RuleNoter = q
-	if err := q.NoteRule(ctx, d1, "1", "deploy"); err != nil {
+	if err := q.NoteRule(ctx, d1, "1", "deploy", []string{"LANG=C", "API_KEY=********"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := rdb.HGet(ctx, "q:status:1", "rule").Val(); got != "deploy" {
 		t.Errorf("rule = %q, want deploy", got)
 	}
+	if got := rdb.HGet(ctx, "q:status:1", "env").Val(); got != `["LANG=C","API_KEY=********"]` {
+		t.Errorf("env = %q", got)
+	}
 	// The duplicate's executor, with its own token, changes nothing.
-	if err := qs["b"].NoteRule(ctx, dup, "1", "other"); err != nil {
+	if err := qs["b"].NoteRule(ctx, dup, "1", "other", []string{"X=1"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := rdb.HGet(ctx, "q:status:1", "rule").Val(); got != "deploy" {
-		t.Errorf("after another delivery's note, rule = %q", got)
+	if h := rdb.HGetAll(ctx, "q:status:1").Val(); h["rule"] != "deploy" || strings.Contains(h["env"], "X=1") {
+		t.Errorf("after another delivery's note: %v", h)
 	}
 	// The done keeps the rule; a note after it is ignored.
 	if _, err := q.Publish(ctx, []queue.Message{finish("1", d1, true)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.NoteRule(ctx, d1, "1", "late"); err != nil {
+	if err := q.NoteRule(ctx, d1, "1", "late", nil); err != nil {
 		t.Fatal(err)
 	}
 	if h := rdb.HGetAll(ctx, "q:status:1").Val(); h["rule"] != "deploy" || h["state"] != "succeeded" {
@@ -94,10 +98,10 @@ func TestNoteRule(t *testing.T) {
 	if _, err := qs["b"].Recover(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.NoteRule(ctx, d2, "2", "late"); err != nil {
+	if err := q.NoteRule(ctx, d2, "2", "late", []string{"X=1"}); err != nil {
 		t.Fatal(err)
 	}
-	if h := rdb.HGetAll(ctx, "q:status:2").Val(); h["rule"] != "" || h["state"] != "lost" {
+	if h := rdb.HGetAll(ctx, "q:status:2").Val(); h["rule"] != "" || h["env"] != "" || h["state"] != "lost" {
 		t.Errorf("a lost task got a rule: %v", h)
 	}
 }

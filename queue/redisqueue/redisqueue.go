@@ -25,6 +25,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -310,9 +311,15 @@ func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.
 }
 
 // NoteRule implements queue.RuleNoter: the status hash's rule field, for
-// a running task.
-func (q *Queue) NoteRule(ctx context.Context, d *queue.Delivery, id, rule string) error {
-	if err := noteRuleScript.Run(ctx, q.rdb, []string{q.StatusKey(id)}, q.opt.ExecutorID, d.Token, rule).Err(); err != nil {
+// a running task, and its env field, the masked env as a JSON array ("" =
+// none).
+func (q *Queue) NoteRule(ctx context.Context, d *queue.Delivery, id, rule string, env []string) error {
+	envJSON := ""
+	if len(env) > 0 {
+		b, _ := json.Marshal(env)
+		envJSON = string(b)
+	}
+	if err := noteRuleScript.Run(ctx, q.rdb, []string{q.StatusKey(id)}, q.opt.ExecutorID, d.Token, rule, envJSON).Err(); err != nil {
 		return fmt.Errorf("queue: note the rule of %q: %w", id, err)
 	}
 	return nil

@@ -10,16 +10,20 @@ import "github.com/redis/go-redis/v9"
 //
 // The status hash of an id holds: state (a task.State, or "cancelled" for a
 // kill that arrived while the task was queued), executor, updated, done,
-// and, once the task has started, rule (noteRuleScript).
+// and, once the task has started, rule and env (noteRuleScript).
 
-// noteRuleScript: KEYS[1] status; ARGV executor, delivery token, rule. It
-// writes the rule that allowed the task only while the claim is this
+// noteRuleScript: KEYS[1] status; ARGV executor, delivery token, rule, env
+// (a JSON array of masked "NAME=value", "" = none). It writes the rule
+// that allowed the task, and its env, only while the claim is this
 // delivery's and the task runs: a note late behind the done, or behind a
 // peer's lost report, changes nothing. Returns 1 written, 0 not.
 var noteRuleScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'state', 'executor', 'token')
 if h[1] == 'running' and h[2] == ARGV[1] and h[3] == ARGV[2] then
   redis.call('HSET', KEYS[1], 'rule', ARGV[3])
+  if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[1], 'env', ARGV[4])
+  end
   return 1
 end
 return 0
