@@ -51,7 +51,7 @@ if not token or epoch > token then return 'fenced' end
 if epoch < token then redis.call('SET', KEYS[1], ARGV[1]) end
 `
 
-// headTubeLua sets tube to the tube the head of list L names ('' when it
+// headTubeLua sets tube to the tube the head of list L names (” when it
 // names none, is not JSON, is longer than max bytes — never decoded
 // whole — or names an invalid tube), or nil when L is empty. As takeScript.
 const headTubeLua = `
