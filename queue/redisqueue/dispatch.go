@@ -51,9 +51,10 @@ if not token or epoch > token then return 'fenced' end
 if epoch < token then redis.call('SET', KEYS[1], ARGV[1]) end
 `
 
-// headTubeLua sets tube to the tube the head of list L names (” when it
-// names none, is not JSON, is longer than max bytes — never decoded
-// whole — or names an invalid tube), or nil when L is empty. As takeScript.
+// headTubeLua defines headTube(L, max): the tube the head of list L
+// names, the empty string when it names none, is not JSON, is longer
+// than max bytes (never decoded whole) or names an invalid tube, and nil
+// when L is empty. As takeScript.
 const headTubeLua = `
 local function headTube(L, max)
   local v = redis.call('LINDEX', L, 0)
