@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/queue"
 )
 
 // The dispatcher's side of Redis. A dispatched executor (Options.Dispatched)
@@ -108,15 +110,13 @@ var claimEpochScript = redis.NewScript(fenceLua + `
 return 'ok'
 `)
 
-// ErrFenced: a dispatcher's token is older than one already used, so it
-// no longer leads; nothing was moved.
-var ErrFenced = errors.New("redisqueue: fenced: a newer dispatcher leader has taken over")
+// ErrFenced and the move results are queue's.
+var ErrFenced = queue.ErrFenced
 
-// Move results.
 const (
-	Moved   = "moved"
-	Empty   = "empty"
-	Changed = "changed"
+	Moved   = queue.Moved
+	Empty   = queue.Empty
+	Changed = queue.Changed
 )
 
 // ClaimEpoch makes token the epoch, so that every older leader's move is
