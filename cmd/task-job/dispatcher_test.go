@@ -204,3 +204,23 @@ func countOf(lines []string, s string) int {
 	}
 	return n
 }
+
+// Without a registry the dispatcher and the cordon commands say what to set.
+func TestDispatcherNeedsARegistry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, []byte(`{"cmd_dir": "/tmp"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dispatcher", "-config=" + path}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), `the config sets no "registry"`) {
+		t.Errorf("dispatcher: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	srv := redisserver.Start(t)
+	for _, cmd := range []string{"cordon", "uncordon", "drain"} {
+		out.Reset()
+		errOut.Reset()
+		if code := run([]string{cmd, "-config=" + path, "-redis_addr=" + srv.Addr(), "x"}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), `the config sets no "registry"`) {
+			t.Errorf("%s: exit %d\n%s%s", cmd, code, out.String(), errOut.String())
+		}
+	}
+}
