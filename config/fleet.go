@@ -31,6 +31,11 @@ type Fleet struct {
 	// replaced, and stops taking work at once and its tasks after as long
 	// again.
 	RegistryTTL time.Duration
+	// Dispatched ("dispatched", default false): take only the tasks a
+	// dispatcher assigns to this executor (its list
+	// queue_name:assigned:<executor_id>), not from the shared or tube
+	// lists. Needs registry, where the dispatcher finds it.
+	Dispatched bool
 }
 
 // DefaultRegistryTTL is registry_ttl's default.
@@ -86,6 +91,7 @@ func init() {
 	}
 	fields["registry"] = stringSetter(func(c *Config) *string { return &c.Registry })
 	fields["registry_ttl"] = durationSetter(func(c *Config) *time.Duration { return &c.RegistryTTL })
+	fields["dispatched"] = boolSetter(func(c *Config) *bool { return &c.Dispatched })
 }
 
 // RegistryEndpoints returns the etcd endpoints of Registry (validated).
@@ -152,6 +158,12 @@ func (c *Config) validateFleet(bad func(key, format string, args ...any)) {
 				}
 			}
 		}
+	}
+	if c.Dispatched && c.Registry == "" {
+		bad("dispatched", `needs "registry": a dispatcher assigns work only to the executors it finds registered there`)
+	}
+	if c.Dispatched && c.Transport != "" && c.Transport != TransportRedis {
+		bad("dispatched", "works on the Redis transport only (transport is %q)", c.Transport)
 	}
 	if c.RegistryTTL < 2*time.Second || c.RegistryTTL > 5*time.Minute {
 		bad("registry_ttl", "must be between 2s and 5m, got %v", c.RegistryTTL)

@@ -38,6 +38,7 @@ func TestFleetKeysRefused(t *testing.T) {
 		{`{"registry": "http://h:2379"}`, "want \"etcd://"},
 		{`{"registry": "etcd://h"}`, "is not host:port"},
 		{`{"registry_ttl": "1s"}`, "between 2s and 5m"},
+		{`{"dispatched": true}`, `needs "registry"`},
 	} {
 		_, _, err := Parse("c.json", []byte(tc.json))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -32,6 +32,18 @@ var ErrLivenessLost = errors.New("queue: this executor's liveness had expired")
 // executor's work: ask again shortly.
 var ErrRecovering = errors.New("queue: a peer is recovering this executor's work")
 
+// ErrFenced is a dispatcher's move refused because its fencing token is
+// older than one already used: a newer leader has taken over, and nothing
+// was moved.
+var ErrFenced = errors.New("queue: fenced: a newer dispatcher leader has taken over")
+
+// What a dispatcher's move of a list's head did.
+const (
+	Moved   = "moved"   // the head moved
+	Empty   = "empty"   // the list was empty
+	Changed = "changed" // the head is no longer of the tube expected: look again
+)
+
 // Delivery is one task message taken from the task list. Until it is
 // finished or dropped it stays in this executor's processing list, so a
 // crash cannot lose it.

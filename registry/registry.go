@@ -26,6 +26,9 @@ type Member struct {
 	// Holder tells this process from another with the same id
 	// ("host H pid N").
 	Holder string `json:"holder"`
+	// Dispatched: it takes only what a dispatcher assigns it (its own
+	// list), so only a dispatcher's placement brings it work.
+	Dispatched bool `json:"dispatched,omitempty"`
 	// Incarnation numbers the registrations of one executor: a new one,
 	// larger, each time it registers again after losing its lease. It is
 	// set by the registry, not by the executor.
@@ -46,6 +49,16 @@ type Hooks struct {
 	// Registered: registered again, under a new incarnation, after the
 	// fence. Take work again.
 	Registered func(incarnation int64)
+}
+
+// Cordon marks an executor that a dispatcher must give no new work;
+// with Drain, the work already assigned to it and not yet taken goes
+// back to the shared list too. It is kept until uncordoned, whether the
+// executor is registered or not.
+type Cordon struct {
+	Drain bool   `json:"drain,omitempty"`
+	By    string `json:"by,omitempty"` // who cordoned it: host, pid, user
+	Since string `json:"since"`        // RFC 3339
 }
 
 // Registry lists the members of a fleet.

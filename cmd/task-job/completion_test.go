@@ -31,7 +31,7 @@ func TestCompletionBash(t *testing.T) {
 		want  string
 	}{
 		{[]string{"su"}, "submit"},
-		{[]string{""}, "serve dev submit kill status logs ps executors policy audit doctor server version completion help"},
+		{[]string{""}, "serve dev submit kill status logs ps executors dispatcher cordon uncordon drain policy audit doctor server version completion help"},
 		{[]string{"submit", "-wa"}, "-wait -wait_timeout="},
 		{[]string{"kill", "-q"}, "-queue= -queued-only"},
 		{[]string{"help", "do"}, "doctor"},

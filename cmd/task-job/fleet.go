@@ -31,6 +31,7 @@ func joinRegistry(ctx context.Context, cfg *config.Config, ex *executor.Executor
 	host, _ := os.Hostname()
 	g, err := reg.Register(ctx, registry.Member{
 		ID: cfg.ExecutorID, Host: host, Labels: cfg.Labels, Tubes: cfg.Tubes, Slots: cfg.Concurrency, Version: version,
+		Dispatched: cfg.Dispatched,
 	}, registry.Hooks{
 		Lost:       ex.PauseTaking,
 		Fence:      func() { ex.StopAllLost() },
@@ -40,7 +41,7 @@ func joinRegistry(ctx context.Context, cfg *config.Config, ex *executor.Executor
 		reg.Close()
 		return nil, err
 	}
-	log.Info("registered in the fleet registry", "registry", cfg.Registry, "incarnation", g.Incarnation())
+	log.Info("registered in the fleet registry", "registry", cfg.Registry, "incarnation", g.Incarnation(), "dispatched", cfg.Dispatched)
 	tick, stop := context.WithCancel(context.Background())
 	go func() {
 		t := time.NewTicker(time.Second)

@@ -85,6 +85,33 @@ var helpPages = map[string]helpPage{
 			"server listens, and what confines its tasks.",
 		example: "  task-job executors -config=/etc/task-job/config.json\n  task-job executors -json",
 	},
+	"dispatcher": {
+		usage: "task-job dispatcher -config=FILE [flags]",
+		about: "Runs one dispatcher replica (run two or more: one leads). Replicas elect a\n" +
+			"leader in the config's registry (etcd); the leader moves each task of the\n" +
+			"shared list and the tube lists to one executor that has \"dispatched\": true,\n" +
+			"serves the task's tube and is not cordoned, and gives a lost or drained\n" +
+			"executor's assigned tasks back. Its moves carry its fencing token, so a\n" +
+			"leader that was paused past its lease cannot move a task after its successor.",
+		example: "  task-job dispatcher -config=/etc/task-job/config.json",
+	},
+	"cordon": {
+		usage:   "task-job cordon [flags] ID",
+		about:   "Records in the registry that the dispatcher gives executor ID no new tasks.\nWhat it runs or was assigned already stays (drain gives the assigned back).",
+		example: "  task-job cordon -config=/etc/task-job/config.json host-7",
+	},
+	"uncordon": {
+		usage:   "task-job uncordon [flags] ID",
+		about:   "Removes executor ID's cordon (or drain): the dispatcher assigns it tasks again.\nExit 1 if it was not cordoned.",
+		example: "  task-job uncordon -config=/etc/task-job/config.json host-7",
+	},
+	"drain": {
+		usage: "task-job drain [flags] ID",
+		about: "Cordons executor ID and waits (up to -timeout) until the dispatcher leader has\n" +
+			"given the tasks assigned to it and not yet taken back to the shared list. Its\n" +
+			"running tasks finish. Exit 3 if its list was not empty in time.",
+		example: "  task-job drain -config=/etc/task-job/config.json host-7",
+	},
 	"policy": {
 		usage: "task-job policy check [-json] [-v] [-users=false] POLICY_FILE [TASK_JSON_FILE|-]",
 		about: "Validates POLICY_FILE and prints every problem in it as file:line:col,\n" +

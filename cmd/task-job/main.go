@@ -6,7 +6,7 @@
 //	task-job -config=/tmp/config.json -alsologtostderr
 //
 // Subcommands for people: dev, submit, kill, status, logs, ps, executors,
-// policy, audit, doctor, server, version, completion, help.
+// dispatcher, cordon, uncordon, drain, policy, audit, doctor, server, version, completion, help.
 package main
 
 import (
@@ -43,6 +43,10 @@ func commands() []command {
 		{"logs", "print a task's output by id; -f follows it to its done", runLogs},
 		{"ps", "list running and recent tasks, newest first, with filters", runPs},
 		{"executors", "list the executors: alive, busy, version, what confines their tasks", runExecutors},
+		{"dispatcher", "run a dispatcher replica: the elected leader assigns tasks to dispatched executors", runDispatcher},
+		{"cordon", "give an executor no new tasks from the dispatcher", runCordon},
+		{"uncordon", "let the dispatcher give an executor tasks again", runUncordon},
+		{"drain", "cordon an executor and give its assigned, untaken tasks back", runDrain},
 		{"policy", "check a policy file, and what it decides for a task (policy check)", runPolicy},
 		{"audit", "review the audit log, or -verify its hash chain", runAudit},
 		{"doctor", "check this host and a config: what the executor would enforce, what to fix", runDoctor},

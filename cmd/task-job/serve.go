@@ -228,6 +228,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 			MaxTaskBytes: cfg.MaxTaskBytes,
 			LogsMaxLen:   logsMaxLen(cfg),
 			Tubes:        cfg.Tubes,
+			Dispatched:   cfg.Dispatched,
 		})
 		defer rq.Close()
 		q = rq

@@ -19,6 +19,8 @@
 //	Q:recovering:<executor>  lock held while a peer recovers a dead executor
 //	Q:tube:<tube>            a tube's task list (clients RPUSH tasks with that tube)
 //	Q:tubes                  hash executor → the tubes it serves (JSON list), for status
+//	Q:assigned:<executor>    tasks a dispatcher gave a dispatched executor, not yet taken
+//	Q:dispatch:epoch         the highest dispatcher leader token seen (fences a deposed leader)
 package redisqueue
 
 import (
@@ -83,6 +85,10 @@ type Options struct {
 	// Tubes are the lists Take serves, in priority order (tubes.go); ""
 	// is the untubed task list. Default: that list alone.
 	Tubes []string
+	// Dispatched: Take serves only this executor's assigned list,
+	// Q:assigned:<executor>, which a dispatcher fills (dispatch.go);
+	// Tubes then only say what it serves, for the registry and status.
+	Dispatched bool
 }
 
 // DefaultMaxKillsAhead is the default Options.MaxKillsAhead: 10,000 ids of
@@ -246,7 +252,7 @@ func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
 	keys := append([]string{q.processing(q.opt.ExecutorID)}, q.takeKeys()...)
 	main := 0
 	for i, t := range q.opt.Tubes {
-		if t == "" {
+		if t == "" && !q.opt.Dispatched {
 			main = i + 1
 		}
 	}
@@ -259,6 +265,9 @@ func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
 			return nil, fmt.Errorf("queue: take from %s: %w", q.describeLists(), err)
 		}
 		tube := func(v any) string {
+			if q.opt.Dispatched {
+				return "" // see deliveryTube
+			}
 			i, _ := v.(int64)
 			if i < 1 || int(i) > len(q.opt.Tubes) {
 				return ""
@@ -274,7 +283,11 @@ func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
 			continue
 		case len(res) == 3 && res[0] == "ok":
 			raw, _ := res[1].(string)
-			return &queue.Delivery{Raw: []byte(raw), Taken: time.Now(), Token: token, Tube: tube(res[2])}, nil
+			d := &queue.Delivery{Raw: []byte(raw), Taken: time.Now(), Token: token, Tube: tube(res[2])}
+			if q.opt.Dispatched {
+				d.Tube = q.deliveryTube(d.Raw)
+			}
+			return d, nil
 		case len(res) == 5 && res[0] == "oversized":
 			n, _ := res[1].(int64)
 			prefix, _ := res[2].(string)

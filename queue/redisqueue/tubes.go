@@ -44,6 +44,9 @@ func (q *Queue) tubesKey() string { return q.key("tubes") }
 
 // takeKeys are the lists Take serves, in order.
 func (q *Queue) takeKeys() []string {
+	if q.opt.Dispatched {
+		return []string{q.AssignedKey(q.opt.ExecutorID)}
+	}
 	keys := make([]string, len(q.opt.Tubes))
 	for i, t := range q.opt.Tubes {
 		keys[i] = q.TubeKey(t)

@@ -346,3 +346,50 @@ func (g *Registration) serve(ctx context.Context, sess *concurrency.Session) boo
 		}
 	}
 }
+
+// Prefix is the prefix of every key of this registry.
+func (r *Registry) Prefix() string { return r.opt.Prefix }
+
+// ExecutorsPrefix is the prefix of the member keys.
+func (r *Registry) ExecutorsPrefix() string { return r.opt.Prefix + "executors/" }
+
+// CordonsPrefix is the prefix of the cordon keys,
+// <prefix>cordons/<executor id> → JSON registry.Cordon, kept without a
+// lease (a cordon outlives the executor's registration and a restart).
+func (r *Registry) CordonsPrefix() string { return r.opt.Prefix + "cordons/" }
+
+// SetCordon records c for executor id, replacing an earlier cordon.
+func (r *Registry) SetCordon(ctx context.Context, id string, c registry.Cordon) error {
+	if c.Since == "" {
+		c.Since = time.Now().UTC().Format(time.RFC3339)
+	}
+	val, _ := json.Marshal(c)
+	if _, err := r.cli.Put(ctx, r.CordonsPrefix()+id, string(val)); err != nil {
+		return fmt.Errorf("etcdreg: cordon %q: %w", id, err)
+	}
+	return nil
+}
+
+// Uncordon removes id's cordon; false if it had none.
+func (r *Registry) Uncordon(ctx context.Context, id string) (bool, error) {
+	resp, err := r.cli.Delete(ctx, r.CordonsPrefix()+id)
+	if err != nil {
+		return false, fmt.Errorf("etcdreg: uncordon %q: %w", id, err)
+	}
+	return resp.Deleted > 0, nil
+}
+
+// Cordons lists the cordons, by executor id.
+func (r *Registry) Cordons(ctx context.Context) (map[string]registry.Cordon, error) {
+	resp, err := r.cli.Get(ctx, r.CordonsPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("etcdreg: list cordons: %w", err)
+	}
+	out := make(map[string]registry.Cordon, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var c registry.Cordon
+		_ = json.Unmarshal(kv.Value, &c) // an unreadable cordon still cordons
+		out[strings.TrimPrefix(string(kv.Key), r.CordonsPrefix())] = c
+	}
+	return out, nil
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taskjob/task-job/registry"
+	"github.com/taskjob/task-job/registry/etcdreg"
+	"github.com/taskjob/task-job/registry/etcdreg/etcdtest"
+	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/observe"
+	"github.com/taskjob/task-job/test/redisserver"
+)
+
+// startMain runs this test binary as task-job with args until the test
+// ends (SIGTERM, then SIGKILL), and shows its log if the test failed.
+func startMain(t *testing.T, name string, args ...string) {
+	t.Helper()
+	self, _ := os.Executable()
+	log := &observe.Buffer{}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), mainEnv+"=1", "GORACE=atexit_sleep_ms=0")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, log.String())
+		}
+	})
+}
+
+// Tasks pushed to the shared list reach dispatched executors through the
+// dispatcher: each runs once, with one done. Cordoned executors get
+// nothing; the tasks assigned to a member that is lost are given back and
+// run by another; drain says what it did.
+func TestDispatcherPlacesEachTaskOnce(t *testing.T) {
+	srv := redisserver.Start(t)
+	etcd := etcdtest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ran := filepath.Join(t.TempDir(), "ran")
+	if err := os.WriteFile(filepath.Join(dir, "mark.sh"), []byte("#!/bin/sh\necho \"$1\" >> "+ran+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exA, exB := fmt.Sprintf("da-%d", os.Getpid()), fmt.Sprintf("db-%d", os.Getpid())
+	writeConfig := func(id string) string {
+		cfg, _ := json.Marshal(map[string]any{
+			"redis_addr": srv.Addr(), "queue_name": "dq", "cmd_dir": dir, "executor_id": id, "concurrency": 2,
+			"isolation": "off", "spool_dir": filepath.Join(t.TempDir(), "spool"), "shutdown_grace": "2s",
+			"registry": "etcd://" + etcd.Endpoint(), "registry_ttl": "2s", "dispatched": true,
+		})
+		path := filepath.Join(t.TempDir(), "config.json")
+		if err := os.WriteFile(path, cfg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfgA, cfgB := writeConfig(exA), writeConfig(exB)
+	startMain(t, "executor A", "-config="+cfgA)
+	startMain(t, "executor B", "-config="+cfgB)
+	startMain(t, "dispatcher", "dispatcher", "-config="+cfgA)
+
+	reg, err := etcdreg.New(etcdreg.Options{Endpoints: []string{etcd.Endpoint()}, Prefix: "/task-job/dq/", TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	observe.Eventually(t, "both executors to register", 20*time.Second, func() bool {
+		ms, _ := reg.Members(ctx)
+		return len(ms) == 2
+	})
+
+	// dones reads every done on the logs list, by id.
+	dones := func() map[string][]task.Log {
+		out := map[string][]task.Log{}
+		for _, raw := range rdb.LRange(ctx, "dq_logs", 0, -1).Val() {
+			var l task.Log
+			if json.Unmarshal([]byte(raw), &l) == nil && l.MsgType == task.MsgDone {
+				out[l.ID] = append(out[l.ID], l)
+			}
+		}
+		return out
+	}
+	push := func(ids ...string) {
+		for _, id := range ids {
+			rdb.RPush(ctx, "dq", fmt.Sprintf(`{"id":%q,"type":"t","task":{"cmdline":"mark.sh","cmd_args":[%q]}}`, id, id))
+		}
+	}
+	// check: each id ran once and has one succeeded done, on one of on.
+	check := func(ids []string, on ...string) {
+		t.Helper()
+		observe.Eventually(t, fmt.Sprintf("%d dones", len(ids)), 20*time.Second, func() bool {
+			d := dones()
+			for _, id := range ids {
+				if len(d[id]) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(200 * time.Millisecond) // a second run or done would show by now
+		d := dones()
+		b, _ := os.ReadFile(ran)
+		lines := strings.Fields(string(b))
+		for _, id := range ids {
+			if len(d[id]) != 1 || d[id][0].Result == nil || d[id][0].Status != task.Succeeded {
+				t.Errorf("%s: dones %+v, want one succeeded", id, d[id])
+			} else if !slices.Contains(on, d[id][0].Executor) {
+				t.Errorf("%s ran on %s, want one of %v", id, d[id][0].Executor, on)
+			}
+			if n := countOf(lines, id); n != 1 {
+				t.Errorf("%s ran %d times", id, n)
+			}
+		}
+	}
+
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, fmt.Sprintf("p%d", i))
+	}
+	push(ids...)
+	check(ids, exA, exB)
+	d := dones()
+	perExecutor := map[string]int{}
+	for _, id := range ids {
+		perExecutor[d[id][0].Executor]++
+	}
+	t.Logf("placed: %v", perExecutor)
+
+	// A member that takes nothing gets the next tasks while both
+	// executors are cordoned; once it is lost, they run on A.
+	ghost, err := reg.Register(ctx, registry.Member{ID: "ghost", Tubes: []string{""}, Slots: 10, Dispatched: true}, registry.Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := "-config=" + cfgA
+	for _, id := range []string{exA, exB} {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"cordon", a, id}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "cordoned "+id+": the dispatcher assigns it no new tasks") {
+			t.Fatalf("cordon %s: exit %d\n%s%s", id, code, out.String(), errOut.String())
+		}
+	}
+	lost := []string{"l1", "l2", "l3"}
+	push(lost...)
+	observe.Eventually(t, "the ghost to be assigned the three tasks", 10*time.Second, func() bool {
+		return rdb.LLen(ctx, "dq:assigned:ghost").Val() == 3
+	})
+	var out, errOut bytes.Buffer
+	if code := run([]string{"uncordon", a, exA}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "uncordoned "+exA) {
+		t.Fatalf("uncordon: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := rdb.LLen(ctx, "dq:assigned:ghost").Val(); n != 3 {
+		t.Fatalf("the ghost's tasks moved while it was registered: %d left", n)
+	}
+	if err := ghost.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check(lost, exA)
+
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"drain", a, exB}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "drained "+exB+": cordoned, and its assigned list is empty (0 tasks") {
+		t.Errorf("drain: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"uncordon", a, "nobody"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "nobody was not cordoned") {
+		t.Errorf("uncordon of an executor not cordoned: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+}
+
+func countOf(lines []string, s string) int {
+	n := 0
+	for _, l := range lines {
+		if l == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Without a registry the dispatcher and the cordon commands say what to set.
+func TestDispatcherNeedsARegistry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, []byte(`{"cmd_dir": "/tmp"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dispatcher", "-config=" + path}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), `the config sets no "registry"`) {
+		t.Errorf("dispatcher: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	srv := redisserver.Start(t)
+	for _, cmd := range []string{"cordon", "uncordon", "drain"} {
+		out.Reset()
+		errOut.Reset()
+		if code := run([]string{cmd, "-config=" + path, "-redis_addr=" + srv.Addr(), "x"}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), `the config sets no "registry"`) {
+			t.Errorf("%s: exit %d\n%s%s", cmd, code, out.String(), errOut.String())
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/queue/redisqueue"
+	"github.com/taskjob/task-job/registry"
+	"github.com/taskjob/task-job/registry/etcdreg"
+	"github.com/taskjob/task-job/registry/etcdreg/etcdtest"
+	"github.com/taskjob/task-job/test/observe"
+	"github.com/taskjob/task-job/test/redisserver"
+)
+
+var _ Queue = (*redisqueue.Queue)(nil)
+
+type env struct {
+	t     *testing.T
+	rdb   *redis.Client
+	q     *redisqueue.Queue
+	etcd  string
+	names redisqueue.Names
+}
+
+func newEnv(t *testing.T) *env {
+	srv := redisserver.Start(t)
+	names := redisqueue.Names{Tasks: "dq", Control: "dq_control", Logs: "dq_logs"}
+	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: srv.Addr()}), redisqueue.Options{Names: names})
+	t.Cleanup(func() { q.Close() })
+	return &env{t: t, rdb: srv.Client(t), q: q, etcd: etcdtest.Start(t).Endpoint(), names: names}
+}
+
+func (e *env) registry(endpoint string) *etcdreg.Registry {
+	r, err := etcdreg.New(etcdreg.Options{Endpoints: []string{endpoint}, Prefix: "/task-job/dq/", TTL: time.Second, DialTimeout: time.Second})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// start runs a replica whose etcd client reaches etcd at endpoint.
+func (e *env) start(name, endpoint string) (*Dispatcher, context.CancelFunc) {
+	r := e.registry(endpoint)
+	d := New(Options{Client: r.Client(), Prefix: r.Prefix(), ExecutorsPrefix: r.ExecutorsPrefix(), CordonsPrefix: r.CordonsPrefix(),
+		Queue: e.q, TTL: time.Second, Name: name})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	e.t.Cleanup(stop)
+	return d, stop
+}
+
+// member registers an executor that takes nothing: what is assigned to
+// it stays in its list.
+func (e *env) member(id string, slots int, dispatched bool, tubes ...string) *etcdreg.Registration {
+	if len(tubes) == 0 {
+		tubes = []string{""}
+	}
+	g, err := e.registry(e.etcd).Register(context.Background(), registry.Member{ID: id, Tubes: tubes, Slots: slots, Dispatched: dispatched}, registry.Hooks{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { g.Close(context.Background()) })
+	return g
+}
+
+func (e *env) assigned(id string) []string {
+	return e.rdb.LRange(context.Background(), e.q.AssignedKey(id), 0, -1).Val()
+}
+
+// Two replicas: one leads; when it is cut off from etcd the other leads
+// with a larger token and the first one's moves are refused; when that one
+// stops cleanly, the first (reconnected) leads again, with a larger token
+// still.
+func TestLeaderFailoverFencesTheOldLeader(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	proxy := etcdtest.NewProxy(t, e.etcd)
+	a, _ := e.start("a", proxy.Addr())
+	observe.Eventually(t, "a to lead", 10*time.Second, func() bool { return a.Token() != 0 })
+	b, stopB := e.start("b", e.etcd)
+	time.Sleep(300 * time.Millisecond)
+	if b.Token() != 0 {
+		t.Fatalf("two leaders: a %d, b %d", a.Token(), b.Token())
+	}
+	old := a.Token()
+
+	proxy.Cut() // a is partitioned: its lease expires, b takes over
+	observe.Eventually(t, "b to lead after a was cut off", 10*time.Second, func() bool { return b.Token() != 0 })
+	if b.Token() <= old {
+		t.Fatalf("b's token %d is not above a's %d", b.Token(), old)
+	}
+	e.rdb.RPush(ctx, "dq", `{"id":"t1"}`)
+	if _, err := e.q.MoveHead(ctx, old, "dq", e.q.AssignedKey("x"), "*"); !errors.Is(err, queue.ErrFenced) {
+		t.Fatalf("a move with the deposed leader's token: %v, want fenced", err)
+	}
+	if _, err := e.q.ReturnAssigned(ctx, old, "x"); !errors.Is(err, queue.ErrFenced) {
+		t.Fatalf("a give-back with the deposed leader's token: %v, want fenced", err)
+	}
+	if n := e.rdb.LLen(ctx, "dq").Val(); n != 1 {
+		t.Fatalf("the fenced move moved a task: %d left", n)
+	}
+	observe.Eventually(t, "a to step down", 10*time.Second, func() bool { return a.Token() == 0 })
+
+	proxy.Heal()
+	second := b.Token()
+	stopB() // resigns: a leads at once
+	observe.Eventually(t, "a to lead again", 10*time.Second, func() bool { return a.Token() != 0 })
+	if a.Token() <= second {
+		t.Fatalf("a's new token %d is not above b's %d", a.Token(), second)
+	}
+}
+
+// Placement: only dispatched, uncordoned members that serve a task's tube
+// get it, each at most its slots waiting; a member that leaves has its
+// assigned tasks given back and placed on another.
+func TestPlacementCordonAndLostMember(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	reg := e.registry(e.etcd)
+	e.member("plain", 10, false) // not dispatched: gets nothing
+	e.member("e1", 10, true)
+	g2 := e.member("e2", 4, true, "", "gpu")
+	if err := reg.SetCordon(ctx, "e1", registry.Cordon{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		e.rdb.RPush(ctx, "dq", fmt.Sprintf(`{"id":"u%d"}`, i))
+	}
+	e.rdb.RPush(ctx, "dq", `{"id":"g1","tube":"gpu"}`)
+	e.rdb.RPush(ctx, "dq:tube:gpu", `{"id":"g2","tube":"gpu"}`)
+	e.rdb.RPush(ctx, "dq:tube:cpu", `{"id":"c1","tube":"cpu"}`)
+	d, _ := e.start("d", e.etcd)
+	observe.Eventually(t, "e2 to get its 4 slots' worth", 10*time.Second, func() bool { return len(e.assigned("e2")) == 4 })
+	time.Sleep(200 * time.Millisecond)
+	if got := e.assigned("e1"); len(got) != 0 {
+		t.Errorf("cordoned e1 was assigned %v", got)
+	}
+	if got := e.assigned("plain"); len(got) != 0 {
+		t.Errorf("an executor that is not dispatched was assigned %v", got)
+	}
+	if n := e.rdb.LLen(ctx, "dq:tube:cpu").Val(); n != 1 {
+		t.Errorf("a tube nobody serves lost its task")
+	}
+	if got := len(e.assigned("e2")); got != 4 {
+		t.Errorf("e2 (4 slots) has %d assigned", got)
+	}
+	// The rest waits: in the shared list, the gpu task in its tube's.
+	if n := e.rdb.LLen(ctx, "dq").Val() + e.rdb.LLen(ctx, "dq:tube:gpu").Val(); n != 3 {
+		t.Errorf("%d tasks wait, want 3", n)
+	}
+
+	// e1 back in service, e2 lost: everything ends on e1, but the gpu
+	// tasks, which nobody else serves, wait in their tube.
+	if _, err := reg.Uncordon(ctx, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	observe.Eventually(t, "e1 to take the waiting untubed tasks", 10*time.Second, func() bool {
+		return len(e.assigned("e1")) == 1
+	})
+	if err := g2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	observe.Eventually(t, "e2's tasks to be given back and placed on e1", 10*time.Second, func() bool {
+		return len(e.assigned("e2")) == 0 && len(e.assigned("e1")) == 5 && e.rdb.LLen(ctx, "dq:tube:gpu").Val() == 2
+	})
+	if d.Moves() < 9 {
+		t.Errorf("%d moves", d.Moves())
+	}
+
+	// Drained: e1's waiting tasks go back to the shared list.
+	if err := reg.SetCordon(ctx, "e1", registry.Cordon{Drain: true}); err != nil {
+		t.Fatal(err)
+	}
+	observe.Eventually(t, "drained e1's tasks back in the shared list", 10*time.Second, func() bool {
+		return len(e.assigned("e1")) == 0 && e.rdb.LLen(ctx, "dq").Val() == 5
+	})
+	// In e1's order: u4 came first, then e2's four.
+	if first := e.rdb.LIndex(ctx, "dq", 0).Val(); first != `{"id":"u4"}` {
+		t.Errorf("given back out of order: head %s", first)
+	}
+}
