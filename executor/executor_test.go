@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
 	"github.com/taskjob/task-job/test/observe"
 	"github.com/taskjob/task-job/test/redisserver"
@@ -173,12 +174,19 @@ func TestDuplicateIDRunsOnceAndGetsOneDone(t *testing.T) {
 func TestTakesTaskOnlyWithAFreeSlot(t *testing.T) {
 	c := newCluster(t)
 	c.script("block.sh", `sleep 30`)
-	c.executor("a", func(o *Options) { o.Concurrency = 1 })
+	waits := &waitObserver{}
+	c.executor("a", func(o *Options) { o.Concurrency = 1; o.Observer = waits })
 	c.submit("first", "block.sh", nil, 0)
 	observe.Eventually(t, "first to be taken", 10*time.Second, func() bool {
 		return c.rdb.LLen(context.Background(), names.Tasks).Val() == 0
 	})
-	c.submit("second", "block.sh", nil, 0)
+	// The second is submitted as the API and CLI do, so the queue knows
+	// when it entered: its wait must count the time the slot was busy.
+	raw, _ := json.Marshal(task.Task{ID: "second", Type: "test", Task: task.Spec{Cmdline: "block.sh", CmdArgs: []string{}}})
+	q := redisqueue.New(c.rdb, redisqueue.Options{Names: names, Retention: time.Hour})
+	if st, err := q.Submit(context.Background(), names.Tasks, "second", raw); err != nil || st != redisqueue.Pushed {
+		t.Fatalf("submit second: %v, %v", st, err)
+	}
 	// A busy executor must leave the second task on the list for others; give it
 	// a fair chance to misbehave (several blocking-pop cycles would be needed).
 	time.Sleep(1500 * time.Millisecond) // observing that nothing happens needs a wait
@@ -190,8 +198,37 @@ func TestTakesTaskOnlyWithAFreeSlot(t *testing.T) {
 	observe.Eventually(t, "second to be taken", 10*time.Second, func() bool {
 		return c.rdb.LLen(context.Background(), names.Tasks).Val() == 0
 	})
+	observe.Eventually(t, "second to start", 10*time.Second, func() bool { return len(waits.get()) == 2 })
+	w := waits.get()
+	// The first was plain RPUSHed and taken at once: its wait counts from
+	// the take. The second sat queued for the 1.5 s above.
+	if w[0] > time.Second {
+		t.Errorf("first waited %v, want it taken at once", w[0])
+	}
+	if w[1] < 1200*time.Millisecond {
+		t.Errorf("second waited %v, want at least the 1.5 s it was queued while the only slot was busy", w[1])
+	}
 	c.kill("second")
 	c.done("second", 10*time.Second)
+}
+
+// waitObserver records the waits TaskStarted reports, in start order.
+type waitObserver struct {
+	nopObserver
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (o *waitObserver) TaskStarted(_ string, waited, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.waits = append(o.waits, waited)
+}
+
+func (o *waitObserver) get() []time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]time.Duration(nil), o.waits...)
 }
 
 func TestKillReachesTheRightExecutorAmongThree(t *testing.T) {

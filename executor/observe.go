@@ -12,8 +12,10 @@ import (
 type Observer interface {
 	// TaskReceived: a task was claimed by this executor.
 	TaskReceived(tube string)
-	// TaskStarted: its process started; waited is from being taken off the
-	// task list to the start, setup the sandbox's start-up alone.
+	// TaskStarted: its process started; waited is from its entering the
+	// queue (Delivery.Queued) to the start, or from its being taken off the
+	// task list when the transport does not know when it was queued; setup
+	// is the sandbox's start-up alone.
 	TaskStarted(tube string, waited, setup time.Duration)
 	// TaskEnded: its done was queued.
 	TaskEnded(TaskEnd)

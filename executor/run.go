@@ -198,7 +198,7 @@ func (e *Executor) execute(r *run, pr prepared) ending {
 	if err != nil {
 		return ending{state: task.Failed, reason: "could not start: " + err.Error(), started: started}
 	}
-	e.opt.Observer.TaskStarted(r.tube, started.Sub(r.d.Taken), time.Since(started))
+	e.opt.Observer.TaskStarted(r.tube, started.Sub(queuedSince(r.d)), time.Since(started))
 	e.log.Debug("task started", "id", r.id, "pid", p.Pid(), "program", pr.cmd.Path)
 	enforced := p.Limits()
 	if err := e.record(audit.Record{
@@ -401,4 +401,15 @@ func (e *Executor) kill(id, by string) bool {
 	_ = e.record(audit.Record{Kind: audit.KindControl, ID: id, Action: task.ControlKill, By: by})
 	r.cancel(ErrKilled)
 	return true
+}
+
+// queuedSince is when d's task started waiting: when it entered the queue
+// where the transport knows it, else when this executor took it (a plain
+// RPUSH carries no time). A queue time after the take (clocks apart) is
+// not believed.
+func queuedSince(d *queue.Delivery) time.Time {
+	if !d.Queued.IsZero() && !d.Queued.After(d.Taken) {
+		return d.Queued
+	}
+	return d.Taken
 }

@@ -115,7 +115,7 @@ func New(o Options) *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.005, 4, 10),
 	})
 	m.wait = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "taskjob_task_wait_seconds", Help: "From being taken off the task list to the process start (claim, audit, policy, jail, sandbox).",
+		Name: "taskjob_task_wait_seconds", Help: "From the task entering the queue to its process start. The queue time is known for tasks submitted through the API or CLI and for Kafka records; for a plain RPUSH it is not, and the wait counts from this executor taking the task off the list.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 	})
 	m.setup = prometheus.NewHistogram(prometheus.HistogramOpts{

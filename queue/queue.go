@@ -51,6 +51,10 @@ type Delivery struct {
 	Raw []byte
 	// Taken is when this executor took it.
 	Taken time.Time
+	// Queued is when the task entered the queue, where the transport knows
+	// it (a submit through the API, a Kafka record's timestamp); zero when
+	// it does not (a plain RPUSH carries no time).
+	Queued time.Time
 	// Size is non-zero for a message over max_task_bytes: the transport
 	// removed it without reading it whole, Raw holds only its first
 	// task.PeekBytes, and Size its full length. It is in no processing

@@ -248,7 +248,7 @@ func (q *Queue) Take(ctx context.Context) (*queue.Delivery, error) {
 		return nil, ferr
 	}
 	r := recs[0]
-	d := &queue.Delivery{Raw: r.Value, Taken: time.Now(), Token: q.token()}
+	d := &queue.Delivery{Raw: r.Value, Taken: time.Now(), Queued: r.Timestamp, Token: q.token()}
 	if len(r.Value) > q.opt.MaxTaskBytes {
 		sum := sha1.Sum(r.Value)
 		d.Raw = append([]byte(nil), r.Value[:min(len(r.Value), task.PeekBytes)]...)

@@ -287,6 +287,7 @@ func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
 			if q.opt.Dispatched {
 				d.Tube = q.deliveryTube(d.Raw)
 			}
+			d.Queued = q.queuedAt(ctx, d.Raw)
 			return d, nil
 		case len(res) == 5 && res[0] == "oversized":
 			n, _ := res[1].(int64)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/task"
 )
 
 // Submitting through task-job's own clients (the CLI's submit, the
@@ -16,8 +18,9 @@ import (
 // executor has claimed it — is refused instead of being pushed as a copy
 // the executor would drop (and whose wait would show the first task's
 // result). A plain RPUSH neither reserves nor looks: the protocol stays as
-// it was, and the executor never reads the reservation, so a reserved task
-// is claimed like any other.
+// it was, and a reserved task is claimed like any other: the executor reads
+// the reservation only for the time it was made, so that its wait metric
+// can count the time the task spent queued.
 //
 //	Q:submitted:<id>  string: when the id was submitted (ms), kept status_retention
 
@@ -109,4 +112,19 @@ func (q *Queue) SubmittedAt(ctx context.Context, id string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("queue: reservation of %q: %w", id, err)
 	}
 	return time.UnixMilli(v), nil
+}
+
+// queuedAt is when a taken message was submitted through Submit, zero for
+// a plain RPUSH (or when the reservation cannot be read: the time is only
+// for metrics, the take stands either way).
+func (q *Queue) queuedAt(ctx context.Context, raw []byte) time.Time {
+	id, _ := task.PeekID(raw)
+	if id == "" {
+		return time.Time{}
+	}
+	at, err := q.SubmittedAt(ctx, id)
+	if err != nil {
+		return time.Time{}
+	}
+	return at
 }
