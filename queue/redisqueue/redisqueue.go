@@ -287,7 +287,6 @@ func (q *Queue) takeOnce(ctx context.Context) (*queue.Delivery, error) {
 			if q.opt.Dispatched {
 				d.Tube = q.deliveryTube(d.Raw)
 			}
-			d.Queued = q.queuedAt(ctx, d.Raw)
 			return d, nil
 		case len(res) == 5 && res[0] == "oversized":
 			n, _ := res[1].(int64)
@@ -307,13 +306,20 @@ func (q *Queue) Claim(ctx context.Context, d *queue.Delivery, id string) (queue.
 	}
 	// The recent-task index rides in the same round trip (recent.go); a
 	// server that lost its script cache answers NOSCRIPT, then Run loads it.
+	// So does the read of when the task was submitted (Delivery.Queued,
+	// for the wait metric), set by Submit only.
 	keys := []string{q.StatusKey(id), q.key("kills-ahead")}
 	var res *redis.Cmd
+	var submitted *redis.StringCmd
 	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		res = claimScript.EvalSha(ctx, p, keys, q.opt.ExecutorID, now(), d.Token, id)
 		q.noteRecent(ctx, p, id, d.Raw, false)
+		submitted = p.Get(ctx, q.SubmittedKey(id))
 		return nil
 	})
+	if ms, err := submitted.Int64(); err == nil {
+		d.Queued = time.UnixMilli(ms)
+	}
 	if err := res.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		res = claimScript.Run(ctx, q.rdb, keys, q.opt.ExecutorID, now(), d.Token, id)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskjob/task-job/task"
 )
 
 // Submitting through task-job's own clients (the CLI's submit, the
@@ -114,17 +113,3 @@ func (q *Queue) SubmittedAt(ctx context.Context, id string) (time.Time, error) {
 	return time.UnixMilli(v), nil
 }
 
-// queuedAt is when a taken message was submitted through Submit, zero for
-// a plain RPUSH (or when the reservation cannot be read: the time is only
-// for metrics, the take stands either way).
-func (q *Queue) queuedAt(ctx context.Context, raw []byte) time.Time {
-	id, _ := task.PeekID(raw)
-	if id == "" {
-		return time.Time{}
-	}
-	at, err := q.SubmittedAt(ctx, id)
-	if err != nil {
-		return time.Time{}
-	}
-	return at
-}
