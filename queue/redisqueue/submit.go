@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
 )
 
 // Submitting through task-job's own clients (the CLI's submit, the
@@ -112,4 +111,3 @@ func (q *Queue) SubmittedAt(ctx context.Context, id string) (time.Time, error) {
 	}
 	return time.UnixMilli(v), nil
 }
-
