@@ -22,6 +22,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/spool"
 )
 
 // Byte size units used by defaults and limits.
@@ -47,32 +50,39 @@ const (
 	IsolationOff = "off"
 )
 
-// Defaults that do not depend on the host or on other keys.
+// Defaults that do not depend on the host or on other keys. Where the
+// library that uses a value owns its default, the key refers to it; the
+// package is light enough for config to import (queue, spool). The
+// executor's, the sandbox's and the transports' own defaults are repeated
+// here, because importing those packages would pull the sandbox, the policy
+// language and the Redis and Kafka clients into every user of config;
+// defaults_test.go fails when a copy drifts from its source.
 const (
 	DefaultRedisAddr       = "127.0.0.1:6379"
 	DefaultQueueName       = "queue_job_task"
-	DefaultStatusRetention = 24 * time.Hour
-	DefaultMaxTaskBytes    = 1 * MiB
-	DefaultMaxOutputBytes  = 16 * MiB
-	DefaultMaxLineBytes    = 64 * KiB
+	DefaultStatusRetention = queue.DefaultRetention
+	DefaultMaxTaskBytes    = queue.DefaultMaxTaskBytes
+	DefaultMaxOutputBytes  = 16 * MiB // executor.DefaultMaxOutputBytes
+	DefaultMaxLineBytes    = 64 * KiB // executor.DefaultMaxLineBytes
 	// DefaultMaxOutputMessages and DefaultMaxOutputRate bound the TaskLog
 	// messages of one task: `yes '' | head -n 1000000` ships 100,000 lines
-	// at most, 5,000 a second.
+	// at most, 5,000 a second (executor.DefaultMaxOutputMessages, ...Rate).
 	DefaultMaxOutputMessages = 100000
 	DefaultMaxOutputRate     = 5000
-	DefaultKillGrace         = 5 * time.Second
-	DefaultExecutorTTL       = 5 * time.Second
-	DefaultShutdownGrace     = 30 * time.Second
-	DefaultSpoolMaxBytes     = 1 * GiB
-	DefaultSandboxUser       = "nobody"
-	DefaultSandboxMemory     = 512 * MiB
-	DefaultSandboxCPU        = 1.0
-	DefaultSandboxPids       = 256
-	DefaultSandboxTmpSize    = 64 * MiB
-	DefaultSandboxWorkSize   = 1024 * MiB
+	DefaultKillGrace         = 5 * time.Second  // executor.DefaultKillGrace
+	DefaultExecutorTTL       = queue.DefaultTTL // executor.DefaultTTL too
+	DefaultShutdownGrace     = 30 * time.Second // executor.DefaultShutdownGrace
+	DefaultSpoolMaxBytes     = spool.DefaultDiskBytes
+	DefaultSandboxUser       = "nobody"   // sandbox.DefaultUser
+	DefaultSandboxMemory     = 512 * MiB  // sandbox.DefaultMemoryBytes
+	DefaultSandboxCPU        = 1.0        // sandbox.DefaultCPUCores
+	DefaultSandboxPids       = 256        // sandbox.DefaultPids
+	DefaultSandboxTmpSize    = 64 * MiB   // sandbox.DefaultTmpBytes
+	DefaultSandboxWorkSize   = 1024 * MiB // sandbox.DefaultWorkBytes
 	DefaultAuditMaxBytes     = 100 * MiB
 	DefaultSignatureWindow   = 5 * time.Minute
-	// DefaultLogsMaxLen bounds the shared logs list (logs_max_len).
+	// DefaultLogsMaxLen bounds the shared logs list (logs_max_len);
+	// redisqueue.DefaultLogsMaxLen.
 	DefaultLogsMaxLen = 100000
 )
 

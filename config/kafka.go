@@ -19,7 +19,8 @@ const (
 	TransportKafka = "kafka"
 )
 
-// DefaultKafkaPartitions is kafka_partitions' default.
+// DefaultKafkaPartitions is kafka_partitions' default
+// (kafkaqueue.DefaultPartitions; see config.go on why it is repeated).
 const DefaultKafkaPartitions = 6
 
 // Kafka holds the keys of the Kafka transport ("transport": "kafka").
