@@ -57,25 +57,6 @@ type Kafka struct {
 	CreateTopics bool
 }
 
-func init() {
-	kf := func(c *Config) *Kafka { return &c.Kafka }
-	fields["transport"] = stringSetter(func(c *Config) *string { return &c.Transport })
-	fields["kafka_brokers"] = stringListSetter(func(c *Config) *[]string { return &kf(c).Brokers })
-	fields["kafka_tls"] = boolSetter(func(c *Config) *bool { return &kf(c).TLS })
-	fields["kafka_tls_ca_file"] = stringSetter(func(c *Config) *string { return &kf(c).TLSCAFile })
-	fields["kafka_tls_cert_file"] = stringSetter(func(c *Config) *string { return &kf(c).TLSCertFile })
-	fields["kafka_tls_key_file"] = stringSetter(func(c *Config) *string { return &kf(c).TLSKeyFile })
-	fields["kafka_sasl_mechanism"] = stringSetter(func(c *Config) *string { return &kf(c).SASLMechanism })
-	fields["kafka_sasl_user"] = stringSetter(func(c *Config) *string { return &kf(c).SASLUser })
-	fields["kafka_sasl_password_file"] = stringSetter(func(c *Config) *string { return &kf(c).SASLPasswordFile })
-	fields["kafka_partitions"] = intSetter(func(c *Config) *int { return &kf(c).Partitions })
-	fields["kafka_create_topics"] = boolSetter(func(c *Config) *bool { return &kf(c).CreateTopics })
-}
-
-func defaultKafka() Kafka {
-	return Kafka{Partitions: DefaultKafkaPartitions, CreateTopics: true}
-}
-
 // stringListSetter takes a JSON array of strings; [] is the same as absent.
 func stringListSetter(field func(*Config) *[]string) setter {
 	return func(c *Config, v hujson.ValueTrimmed) error {
