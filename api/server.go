@@ -30,6 +30,7 @@ import (
 
 	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/policy"
+	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
 )
@@ -89,7 +90,7 @@ func New(opt Options) (*Server, error) {
 		return nil, errors.New("api: no queue")
 	}
 	if opt.MaxTaskBytes <= 0 {
-		opt.MaxTaskBytes = 1 << 20
+		opt.MaxTaskBytes = queue.DefaultMaxTaskBytes
 	}
 	if opt.Logger == nil {
 		opt.Logger = hclog.NewNullLogger()

@@ -16,12 +16,14 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/spool"
 )
 
 // Byte size units used by defaults and limits.
@@ -47,32 +49,39 @@ const (
 	IsolationOff = "off"
 )
 
-// Defaults that do not depend on the host or on other keys.
+// Defaults that do not depend on the host or on other keys. Where the
+// library that uses a value owns its default, the key refers to it; the
+// package is light enough for config to import (queue, spool). The
+// executor's, the sandbox's and the transports' own defaults are repeated
+// here, because importing those packages would pull the sandbox, the policy
+// language and the Redis and Kafka clients into every user of config;
+// defaults_test.go fails when a copy drifts from its source.
 const (
 	DefaultRedisAddr       = "127.0.0.1:6379"
 	DefaultQueueName       = "queue_job_task"
-	DefaultStatusRetention = 24 * time.Hour
-	DefaultMaxTaskBytes    = 1 * MiB
-	DefaultMaxOutputBytes  = 16 * MiB
-	DefaultMaxLineBytes    = 64 * KiB
+	DefaultStatusRetention = queue.DefaultRetention
+	DefaultMaxTaskBytes    = queue.DefaultMaxTaskBytes
+	DefaultMaxOutputBytes  = 16 * MiB // executor.DefaultMaxOutputBytes
+	DefaultMaxLineBytes    = 64 * KiB // executor.DefaultMaxLineBytes
 	// DefaultMaxOutputMessages and DefaultMaxOutputRate bound the TaskLog
 	// messages of one task: `yes '' | head -n 1000000` ships 100,000 lines
-	// at most, 5,000 a second.
+	// at most, 5,000 a second (executor.DefaultMaxOutputMessages, ...Rate).
 	DefaultMaxOutputMessages = 100000
 	DefaultMaxOutputRate     = 5000
-	DefaultKillGrace         = 5 * time.Second
-	DefaultExecutorTTL       = 5 * time.Second
-	DefaultShutdownGrace     = 30 * time.Second
-	DefaultSpoolMaxBytes     = 1 * GiB
-	DefaultSandboxUser       = "nobody"
-	DefaultSandboxMemory     = 512 * MiB
-	DefaultSandboxCPU        = 1.0
-	DefaultSandboxPids       = 256
-	DefaultSandboxTmpSize    = 64 * MiB
-	DefaultSandboxWorkSize   = 1024 * MiB
+	DefaultKillGrace         = 5 * time.Second  // executor.DefaultKillGrace
+	DefaultExecutorTTL       = queue.DefaultTTL // executor.DefaultTTL too
+	DefaultShutdownGrace     = 30 * time.Second // executor.DefaultShutdownGrace
+	DefaultSpoolMaxBytes     = spool.DefaultDiskBytes
+	DefaultSandboxUser       = "nobody"   // sandbox.DefaultUser
+	DefaultSandboxMemory     = 512 * MiB  // sandbox.DefaultMemoryBytes
+	DefaultSandboxCPU        = 1.0        // sandbox.DefaultCPUCores
+	DefaultSandboxPids       = 256        // sandbox.DefaultPids
+	DefaultSandboxTmpSize    = 64 * MiB   // sandbox.DefaultTmpBytes
+	DefaultSandboxWorkSize   = 1024 * MiB // sandbox.DefaultWorkBytes
 	DefaultAuditMaxBytes     = 100 * MiB
 	DefaultSignatureWindow   = 5 * time.Minute
-	// DefaultLogsMaxLen bounds the shared logs list (logs_max_len).
+	// DefaultLogsMaxLen bounds the shared logs list (logs_max_len);
+	// redisqueue.DefaultLogsMaxLen.
 	DefaultLogsMaxLen = 100000
 )
 
@@ -262,60 +271,9 @@ func Default() *Config {
 // stay empty until fillDefaults, because some derive from others
 // (queue_control_name from queue_name) and must follow what the file set.
 func newConfig() *Config {
-	return &Config{
-		Concurrency:       min(runtime.NumCPU(), maxDefaultConcurrency),
-		StatusRetention:   DefaultStatusRetention,
-		MaxTaskBytes:      DefaultMaxTaskBytes,
-		MaxOutputBytes:    DefaultMaxOutputBytes,
-		MaxLineBytes:      DefaultMaxLineBytes,
-		MaxOutputMessages: DefaultMaxOutputMessages,
-		MaxOutputRate:     DefaultMaxOutputRate,
-		KillGrace:         DefaultKillGrace,
-		ExecutorTTL:       DefaultExecutorTTL,
-		ShutdownGrace:     DefaultShutdownGrace,
-		SpoolMaxBytes:     DefaultSpoolMaxBytes,
-		SandboxMemory:     DefaultSandboxMemory,
-		SandboxCPU:        DefaultSandboxCPU,
-		SandboxPids:       DefaultSandboxPids,
-		SandboxTmpSize:    DefaultSandboxTmpSize,
-		SandboxWorkSize:   DefaultSandboxWorkSize,
-		AuditMaxBytes:     DefaultAuditMaxBytes,
-		SignatureWindow:   DefaultSignatureWindow,
-		LogsMaxLen:        DefaultLogsMaxLen,
-		Kafka:             defaultKafka(),
-	}
-}
-
-// fillDefaults gives every empty string field its default, in dependency
-// order: QueueName before the names derived from it, ExecutorID and StateDir
-// before SpoolDir and WorkDir.
-func (c *Config) fillDefaults() {
-	setIfEmpty := func(p *string, v string) {
-		if *p == "" {
-			*p = v
-		}
-	}
-	setIfEmpty(&c.RedisAddr, DefaultRedisAddr)
-	setIfEmpty(&c.QueueName, DefaultQueueName)
-	setIfEmpty(&c.QueueControlName, c.QueueName+"_control")
-	setIfEmpty(&c.LogsChannel, c.QueueName+"_logs")
-	setIfEmpty(&c.CmdDir, defaultCmdDir())
-	if c.ExecutorID == "" {
-		// A failure leaves it empty; validate then asks for executor_id.
-		c.ExecutorID, _ = os.Hostname()
-	}
-	setIfEmpty(&c.StateDir, DefaultStateDir())
-	if c.ExecutorID != "" && c.StateDir != "" {
-		// ':' is allowed in ids but not in Windows file names.
-		id := strings.ReplaceAll(c.ExecutorID, ":", "_")
-		setIfEmpty(&c.SpoolDir, filepath.Join(c.StateDir, "spool-"+id))
-		setIfEmpty(&c.WorkDir, filepath.Join(c.StateDir, "work-"+id))
-	}
-	setIfEmpty(&c.Isolation, IsolationAuto)
-	setIfEmpty(&c.SandboxUser, DefaultSandboxUser)
-	setIfEmpty(&c.AuditStream, c.QueueName+"_audit:"+c.ExecutorID)
-	c.fillFleetDefaults()
-	setIfEmpty(&c.Transport, TransportRedis)
+	c := &Config{}
+	c.setDefaults()
+	return c
 }
 
 // defaultCmdDir is "/tmp" as in the original tool; Windows has no /tmp.
@@ -391,102 +349,7 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 		}
 	}
 
-	if c.LogsHTTP != "" {
-		if err := checkHTTPURL(c.LogsHTTP); err != nil {
-			bad("logs_http", "%v", err)
-		}
-	}
-	switch {
-	case c.CmdDir == "":
-		bad("cmd_dir", "must not be empty")
-	case !filepath.IsAbs(c.CmdDir):
-		bad("cmd_dir", "%q is not an absolute path; write the full path, like \"/srv/jobs\"", c.CmdDir)
-	}
-	switch {
-	case c.ExecutorID == "":
-		bad("executor_id", "is empty and the host name could not be read; set executor_id")
-	case !executorIDPattern.MatchString(c.ExecutorID):
-		bad("executor_id", "%q must be 1 to 128 letters, digits or . _ : -", c.ExecutorID)
-	}
-	if c.Concurrency < 1 || c.Concurrency > 1024 {
-		bad("concurrency", "must be between 1 and 1024, got %d", c.Concurrency)
-	}
-	if c.StatusRetention < time.Minute {
-		bad("status_retention", "must be at least 1m, got %v", c.StatusRetention)
-	}
-	if c.MaxTaskBytes < KiB || c.MaxTaskBytes > 64*MiB {
-		bad("max_task_bytes", "must be between 1KiB and 64MiB, got %s", formatBytes(int64(c.MaxTaskBytes)))
-	}
-	if c.MaxOutputBytes < KiB {
-		bad("max_output_bytes", "must be at least 1KiB, got %s", formatBytes(c.MaxOutputBytes))
-	}
-	if c.MaxOutputMessages < 1 {
-		bad("max_output_messages", "must be at least 1, got %d", c.MaxOutputMessages)
-	}
-	if c.MaxOutputRate < 1 {
-		bad("max_output_rate", "must be at least 1 (lines a second per task), got %d", c.MaxOutputRate)
-	}
-	if c.MaxLineBytes < 256 || c.MaxLineBytes > MiB {
-		bad("max_line_bytes", "must be between 256 and 1MiB, got %s", formatBytes(int64(c.MaxLineBytes)))
-	}
-	if c.ExecutorTTL < time.Second || c.ExecutorTTL > 5*time.Minute {
-		bad("executor_ttl", "must be between 1s and 5m, got %v", c.ExecutorTTL)
-	}
-	if c.KillGrace < 0 {
-		bad("kill_grace", "must not be negative, got %v", c.KillGrace)
-	}
-	if c.ShutdownGrace < 0 {
-		bad("shutdown_grace", "must not be negative, got %v", c.ShutdownGrace)
-	}
-	for _, d := range []struct{ key, path string }{{"state_dir", c.StateDir}, {"spool_dir", c.SpoolDir}, {"work_dir", c.WorkDir}} {
-		switch {
-		case d.path == "":
-			bad(d.key, "must not be empty")
-		case !filepath.IsAbs(d.path):
-			bad(d.key, "%q is not an absolute path; write the full path", d.path)
-		}
-	}
-	if c.SpoolMaxBytes < MiB {
-		bad("spool_max_bytes", "must be at least 1MiB, got %s", formatBytes(c.SpoolMaxBytes))
-	}
-	switch c.Isolation {
-	case IsolationAuto, IsolationOn, IsolationOff:
-	default:
-		bad("isolation", "must be \"auto\", \"on\" or \"off\", got %q", c.Isolation)
-	}
-	if c.SandboxMemory < 4*MiB {
-		bad("sandbox_memory", "must be at least 4MiB, got %s", formatBytes(c.SandboxMemory))
-	}
-	if !(c.SandboxCPU >= 0.01 && c.SandboxCPU <= 1024) {
-		bad("sandbox_cpu", "must be between 0.01 and 1024 cores, got %g", c.SandboxCPU)
-	}
-	if c.LogsMaxLen != 0 && c.LogsMaxLen < 100 {
-		bad("logs_max_len", "must be 0 (never trim) or at least 100, got %d", c.LogsMaxLen)
-	}
-	if c.SandboxPids < 1 {
-		bad("sandbox_pids", "must be at least 1, got %d", c.SandboxPids)
-	}
-	if c.SandboxTmpSize < MiB {
-		bad("sandbox_tmp_size", "must be at least 1MiB, got %s", formatBytes(c.SandboxTmpSize))
-	}
-	if c.SandboxWorkSize < MiB {
-		bad("sandbox_work_size", "must be at least 1MiB, got %s", formatBytes(c.SandboxWorkSize))
-	}
-	if strings.TrimSpace(c.SandboxUser) == "" {
-		bad("sandbox_user", "must name a user or a numeric uid")
-	}
-	for _, f := range []struct{ key, path string }{
-		{"sandbox_init", c.SandboxInit}, {"policy_file", c.PolicyFile},
-		{"audit_file", c.AuditFile}, {"signing_keys_dir", c.SigningKeysDir},
-		{"server_tokens_file", c.ServerTokensFile}, {"server_tls_cert", c.ServerTLSCert}, {"server_tls_key", c.ServerTLSKey},
-	} {
-		if f.path != "" && !filepath.IsAbs(f.path) {
-			bad(f.key, "%q is not an absolute path; write the full path", f.path)
-		}
-	}
-	if c.AuditMaxBytes != 0 && c.AuditMaxBytes < MiB {
-		bad("audit_max_bytes", "must be 0 (never rotate) or at least 1MiB, got %s", formatBytes(c.AuditMaxBytes))
-	}
+	c.checkKeys(bad) // each key's own range: the check of its row in keys
 	// The derived default is as valid as queue_name and executor_id, which
 	// are checked (and named) themselves.
 	if c.AuditStream != c.QueueName+"_audit:"+c.ExecutorID && !(baseErr != nil && strings.HasPrefix(c.AuditStream, c.QueueName+"_")) {
@@ -652,30 +515,6 @@ func checkKeyName(s string) error {
 		return fmt.Errorf("%q must not contain spaces or control characters", s)
 	}
 	return nil
-}
-
-// String lists the configuration as config.json keys, for the start-up log.
-// The Redis password is never shown, so that logging a Config (or printing
-// it with %v) cannot leak it.
-func (c Config) String() string {
-	password := ""
-	if c.RedisPassword != "" {
-		password = "<redacted>"
-	}
-	return fmt.Sprintf("server_port=%q server_tokens_file=%q server_tls_cert=%q server_tls_key=%q redis_addr=%q redis_password=%q redis_password_file=%q redis_db=%d "+
-		"queue_name=%q queue_control_name=%q logs=%t logs_channel=%q logs_max_len=%d logs_http=%q cmd_dir=%q "+
-		"executor_id=%q concurrency=%d status_retention=%v max_task_bytes=%s max_output_bytes=%s "+
-		"max_line_bytes=%s kill_grace=%v executor_ttl=%v shutdown_grace=%v state_dir=%q spool_dir=%q spool_max_bytes=%s work_dir=%q isolation=%q "+
-		"sandbox_user=%q sandbox_memory=%s sandbox_cpu=%g sandbox_pids=%d sandbox_network=%t sandbox_tmp_size=%s sandbox_work_size=%s "+
-		"sandbox_chroot=%t sandbox_init=%q policy_file=%q audit_file=%q audit_max_bytes=%s audit_stream=%q "+
-		"signing_keys_dir=%q require_signatures=%t signature_window=%v transport=%q kafka_brokers=%q",
-		c.ServerPort, c.ServerTokensFile, c.ServerTLSCert, c.ServerTLSKey, redactURL(c.RedisAddr), password, c.RedisPasswordFile, c.RedisDB,
-		c.QueueName, c.QueueControlName, c.Logs, c.LogsChannel, c.LogsMaxLen, redactURL(c.LogsHTTP), c.CmdDir,
-		c.ExecutorID, c.Concurrency, c.StatusRetention, formatBytes(int64(c.MaxTaskBytes)), formatBytes(c.MaxOutputBytes),
-		formatBytes(int64(c.MaxLineBytes)), c.KillGrace, c.ExecutorTTL, c.ShutdownGrace, c.StateDir, c.SpoolDir, formatBytes(c.SpoolMaxBytes), c.WorkDir, c.Isolation,
-		c.SandboxUser, formatBytes(c.SandboxMemory), c.SandboxCPU, c.SandboxPids, c.SandboxNetwork, formatBytes(c.SandboxTmpSize), formatBytes(c.SandboxWorkSize),
-		c.SandboxChroot, c.SandboxInit, c.PolicyFile, c.AuditFile, formatBytes(c.AuditMaxBytes), c.AuditStream,
-		c.SigningKeysDir, c.RequireSignatures, c.SignatureWindow, c.Transport, c.Kafka.Brokers)
 }
 
 // redactURL hides a password inside a URL such as redis://user:pw@host.

@@ -52,46 +52,44 @@ var (
 // ValidTube reports whether name may name a tube ("" is the untubed list).
 func ValidTube(name string) bool { return name == "" || tubePattern.MatchString(name) }
 
-func init() {
-	fields["tubes"] = func(c *Config, v hujson.ValueTrimmed) error {
-		arr, ok := v.(*hujson.Array)
-		if !ok {
-			return fmt.Errorf(`must be a list of tube names, like ["build", "deploy"], got %s`, kindName(v))
-		}
-		tubes := []string{}
-		for i, e := range arr.Elements {
-			lit, ok := e.Value.(hujson.Literal)
-			if !ok || e.Value.Kind() != '"' {
-				return fmt.Errorf("element %d must be a tube name in double quotes, got %s", i+1, kindName(e.Value))
-			}
-			tubes = append(tubes, lit.String())
-		}
-		c.Tubes = tubes
-		return nil
+// setTubes is the setter of tubes.
+func setTubes(c *Config, v hujson.ValueTrimmed) error {
+	arr, ok := v.(*hujson.Array)
+	if !ok {
+		return fmt.Errorf(`must be a list of tube names, like ["build", "deploy"], got %s`, kindName(v))
 	}
-	fields["labels"] = func(c *Config, v hujson.ValueTrimmed) error {
-		obj, ok := v.(*hujson.Object)
-		if !ok {
-			return fmt.Errorf(`must be an object of names to values, like {"gpu": "a100"}, got %s`, kindName(v))
+	tubes := []string{}
+	for i, e := range arr.Elements {
+		lit, ok := e.Value.(hujson.Literal)
+		if !ok || e.Value.Kind() != '"' {
+			return fmt.Errorf("element %d must be a tube name in double quotes, got %s", i+1, kindName(e.Value))
 		}
-		labels := map[string]string{}
-		for _, m := range obj.Members {
-			name := m.Name.Value.(hujson.Literal).String()
-			lit, ok := m.Value.Value.(hujson.Literal)
-			if !ok || m.Value.Value.Kind() != '"' {
-				return fmt.Errorf("label %q must have a value in double quotes, got %s", name, kindName(m.Value.Value))
-			}
-			if _, dup := labels[name]; dup {
-				return fmt.Errorf("label %q is set twice; keep one", name)
-			}
-			labels[name] = lit.String()
-		}
-		c.Labels = labels
-		return nil
+		tubes = append(tubes, lit.String())
 	}
-	fields["registry"] = stringSetter(func(c *Config) *string { return &c.Registry })
-	fields["registry_ttl"] = durationSetter(func(c *Config) *time.Duration { return &c.RegistryTTL })
-	fields["dispatched"] = boolSetter(func(c *Config) *bool { return &c.Dispatched })
+	c.Tubes = tubes
+	return nil
+}
+
+// setLabels is the setter of labels.
+func setLabels(c *Config, v hujson.ValueTrimmed) error {
+	obj, ok := v.(*hujson.Object)
+	if !ok {
+		return fmt.Errorf(`must be an object of names to values, like {"gpu": "a100"}, got %s`, kindName(v))
+	}
+	labels := map[string]string{}
+	for _, m := range obj.Members {
+		name := m.Name.Value.(hujson.Literal).String()
+		lit, ok := m.Value.Value.(hujson.Literal)
+		if !ok || m.Value.Value.Kind() != '"' {
+			return fmt.Errorf("label %q must have a value in double quotes, got %s", name, kindName(m.Value.Value))
+		}
+		if _, dup := labels[name]; dup {
+			return fmt.Errorf("label %q is set twice; keep one", name)
+		}
+		labels[name] = lit.String()
+	}
+	c.Labels = labels
+	return nil
 }
 
 // RegistryEndpoints returns the etcd endpoints of Registry (validated).
@@ -101,15 +99,6 @@ func (c *Config) RegistryEndpoints() []string {
 		return nil
 	}
 	return strings.Split(rest, ",")
-}
-
-func (c *Config) fillFleetDefaults() {
-	if c.Tubes == nil {
-		c.Tubes = slices.Clone(DefaultTubes)
-	}
-	if c.RegistryTTL == 0 {
-		c.RegistryTTL = DefaultRegistryTTL
-	}
 }
 
 func (c *Config) validateFleet(bad func(key, format string, args ...any)) {
@@ -164,8 +153,5 @@ func (c *Config) validateFleet(bad func(key, format string, args ...any)) {
 	}
 	if c.Dispatched && c.Transport != "" && c.Transport != TransportRedis {
 		bad("dispatched", "works on the Redis transport only (transport is %q)", c.Transport)
-	}
-	if c.RegistryTTL < 2*time.Second || c.RegistryTTL > 5*time.Minute {
-		bad("registry_ttl", "must be between 2s and 5m, got %v", c.RegistryTTL)
 	}
 }

@@ -19,7 +19,8 @@ const (
 	TransportKafka = "kafka"
 )
 
-// DefaultKafkaPartitions is kafka_partitions' default.
+// DefaultKafkaPartitions is kafka_partitions' default
+// (kafkaqueue.DefaultPartitions; see config.go on why it is repeated).
 const DefaultKafkaPartitions = 6
 
 // Kafka holds the keys of the Kafka transport ("transport": "kafka").
@@ -54,25 +55,6 @@ type Kafka struct {
 	// topics with the documented settings; false only checks that they
 	// exist and says how to create them.
 	CreateTopics bool
-}
-
-func init() {
-	kf := func(c *Config) *Kafka { return &c.Kafka }
-	fields["transport"] = stringSetter(func(c *Config) *string { return &c.Transport })
-	fields["kafka_brokers"] = stringListSetter(func(c *Config) *[]string { return &kf(c).Brokers })
-	fields["kafka_tls"] = boolSetter(func(c *Config) *bool { return &kf(c).TLS })
-	fields["kafka_tls_ca_file"] = stringSetter(func(c *Config) *string { return &kf(c).TLSCAFile })
-	fields["kafka_tls_cert_file"] = stringSetter(func(c *Config) *string { return &kf(c).TLSCertFile })
-	fields["kafka_tls_key_file"] = stringSetter(func(c *Config) *string { return &kf(c).TLSKeyFile })
-	fields["kafka_sasl_mechanism"] = stringSetter(func(c *Config) *string { return &kf(c).SASLMechanism })
-	fields["kafka_sasl_user"] = stringSetter(func(c *Config) *string { return &kf(c).SASLUser })
-	fields["kafka_sasl_password_file"] = stringSetter(func(c *Config) *string { return &kf(c).SASLPasswordFile })
-	fields["kafka_partitions"] = intSetter(func(c *Config) *int { return &kf(c).Partitions })
-	fields["kafka_create_topics"] = boolSetter(func(c *Config) *bool { return &kf(c).CreateTopics })
-}
-
-func defaultKafka() Kafka {
-	return Kafka{Partitions: DefaultKafkaPartitions, CreateTopics: true}
 }
 
 // stringListSetter takes a JSON array of strings; [] is the same as absent.

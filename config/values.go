@@ -18,57 +18,6 @@ import (
 // Configs built in code get the same checks.
 type setter func(c *Config, v hujson.ValueTrimmed) error
 
-// fields maps each config.json key to its setter.
-var fields = map[string]setter{
-	"server_port":         portSetter(func(c *Config) *string { return &c.ServerPort }),
-	"server_tokens_file":  stringSetter(func(c *Config) *string { return &c.ServerTokensFile }),
-	"server_tls_cert":     stringSetter(func(c *Config) *string { return &c.ServerTLSCert }),
-	"server_tls_key":      stringSetter(func(c *Config) *string { return &c.ServerTLSKey }),
-	"redis_addr":          stringSetter(func(c *Config) *string { return &c.RedisAddr }),
-	"redis_password":      stringSetter(func(c *Config) *string { return &c.RedisPassword }),
-	"redis_password_file": stringSetter(func(c *Config) *string { return &c.RedisPasswordFile }),
-	"redis_db":            intSetter(func(c *Config) *int { return &c.RedisDB }),
-	"queue_name":          stringSetter(func(c *Config) *string { return &c.QueueName }),
-	"queue_control_name":  stringSetter(func(c *Config) *string { return &c.QueueControlName }),
-	"logs":                boolSetter(func(c *Config) *bool { return &c.Logs }),
-	"logs_channel":        stringSetter(func(c *Config) *string { return &c.LogsChannel }),
-	"logs_max_len":        intSetter(func(c *Config) *int { return &c.LogsMaxLen }),
-	"logs_http":           stringSetter(func(c *Config) *string { return &c.LogsHTTP }),
-	"cmd_dir":             stringSetter(func(c *Config) *string { return &c.CmdDir }),
-	"executor_id":         stringSetter(func(c *Config) *string { return &c.ExecutorID }),
-	"concurrency":         intSetter(func(c *Config) *int { return &c.Concurrency }),
-	"status_retention":    durationSetter(func(c *Config) *time.Duration { return &c.StatusRetention }),
-	"max_task_bytes":      sizeSetter(func(c *Config) *int { return &c.MaxTaskBytes }),
-	"max_output_bytes":    sizeSetter(func(c *Config) *int64 { return &c.MaxOutputBytes }),
-	"max_line_bytes":      sizeSetter(func(c *Config) *int { return &c.MaxLineBytes }),
-	"max_output_messages": intSetter(func(c *Config) *int { return &c.MaxOutputMessages }),
-	"max_output_rate":     intSetter(func(c *Config) *int { return &c.MaxOutputRate }),
-	"kill_grace":          durationSetter(func(c *Config) *time.Duration { return &c.KillGrace }),
-	"executor_ttl":        durationSetter(func(c *Config) *time.Duration { return &c.ExecutorTTL }),
-	"shutdown_grace":      durationSetter(func(c *Config) *time.Duration { return &c.ShutdownGrace }),
-	"state_dir":           stringSetter(func(c *Config) *string { return &c.StateDir }),
-	"spool_dir":           stringSetter(func(c *Config) *string { return &c.SpoolDir }),
-	"work_dir":            stringSetter(func(c *Config) *string { return &c.WorkDir }),
-	"spool_max_bytes":     sizeSetter(func(c *Config) *int64 { return &c.SpoolMaxBytes }),
-	"isolation":           stringSetter(func(c *Config) *string { return &c.Isolation }),
-	"sandbox_user":        stringSetter(func(c *Config) *string { return &c.SandboxUser }),
-	"sandbox_memory":      sizeSetter(func(c *Config) *int64 { return &c.SandboxMemory }),
-	"sandbox_cpu":         floatSetter(func(c *Config) *float64 { return &c.SandboxCPU }),
-	"sandbox_pids":        intSetter(func(c *Config) *int { return &c.SandboxPids }),
-	"sandbox_network":     boolSetter(func(c *Config) *bool { return &c.SandboxNetwork }),
-	"sandbox_tmp_size":    sizeSetter(func(c *Config) *int64 { return &c.SandboxTmpSize }),
-	"sandbox_work_size":   sizeSetter(func(c *Config) *int64 { return &c.SandboxWorkSize }),
-	"sandbox_chroot":      boolSetter(func(c *Config) *bool { return &c.SandboxChroot }),
-	"sandbox_init":        stringSetter(func(c *Config) *string { return &c.SandboxInit }),
-	"policy_file":         stringSetter(func(c *Config) *string { return &c.PolicyFile }),
-	"audit_file":          stringSetter(func(c *Config) *string { return &c.AuditFile }),
-	"audit_max_bytes":     sizeSetter(func(c *Config) *int64 { return &c.AuditMaxBytes }),
-	"audit_stream":        stringSetter(func(c *Config) *string { return &c.AuditStream }),
-	"signing_keys_dir":    stringSetter(func(c *Config) *string { return &c.SigningKeysDir }),
-	"require_signatures":  boolSetter(func(c *Config) *bool { return &c.RequireSignatures }),
-	"signature_window":    durationSetter(func(c *Config) *time.Duration { return &c.SignatureWindow }),
-}
-
 // kindName names a JSON value's kind the way a user would.
 func kindName(v hujson.ValueTrimmed) string {
 	switch v.Kind() {

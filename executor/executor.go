@@ -32,6 +32,21 @@ var (
 	ErrShutdown = errors.New("executor: executor shutting down")
 )
 
+// Defaults of Options, where the field is zero. config's keys of the same
+// meaning default to these too.
+const (
+	DefaultConcurrency       = 1
+	DefaultMaxTaskBytes      = queue.DefaultMaxTaskBytes
+	DefaultMaxOutputBytes    = 16 << 20
+	DefaultMaxOutputMessages = 100000
+	DefaultMaxOutputRate     = 5000
+	DefaultMaxLineBytes      = 64 << 10
+	DefaultKillGrace         = 5 * time.Second
+	DefaultShutdownGrace     = 30 * time.Second
+	DefaultTTL               = queue.DefaultTTL
+	DefaultSpoolMaxBytes     = spool.DefaultDiskBytes
+)
+
 // Options configure an Executor. Zero values take the documented defaults.
 type Options struct {
 	ExecutorID  string
@@ -83,34 +98,34 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 1
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.MaxTaskBytes <= 0 {
-		o.MaxTaskBytes = 1 << 20
+		o.MaxTaskBytes = DefaultMaxTaskBytes
 	}
 	if o.MaxOutputBytes <= 0 {
-		o.MaxOutputBytes = 16 << 20
+		o.MaxOutputBytes = DefaultMaxOutputBytes
 	}
 	if o.MaxOutputMessages <= 0 {
-		o.MaxOutputMessages = 100000
+		o.MaxOutputMessages = DefaultMaxOutputMessages
 	}
 	if o.MaxOutputRate <= 0 {
-		o.MaxOutputRate = 5000
+		o.MaxOutputRate = DefaultMaxOutputRate
 	}
 	if o.MaxLineBytes <= 0 {
-		o.MaxLineBytes = 64 << 10
+		o.MaxLineBytes = DefaultMaxLineBytes
 	}
 	if o.KillGrace <= 0 {
-		o.KillGrace = 5 * time.Second
+		o.KillGrace = DefaultKillGrace
 	}
 	if o.ShutdownGrace <= 0 {
-		o.ShutdownGrace = 30 * time.Second
+		o.ShutdownGrace = DefaultShutdownGrace
 	}
 	if o.TTL <= 0 {
-		o.TTL = 5 * time.Second
+		o.TTL = DefaultTTL
 	}
 	if o.SpoolMaxBytes <= 0 {
-		o.SpoolMaxBytes = 1 << 30
+		o.SpoolMaxBytes = DefaultSpoolMaxBytes
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()

@@ -37,6 +37,18 @@ var ErrRecovering = errors.New("queue: a peer is recovering this executor's work
 // was moved.
 var ErrFenced = errors.New("queue: fenced: a newer dispatcher leader has taken over")
 
+// Defaults of the transports' options, shared by every transport, the
+// executor and the management API, and referred to by config's keys
+// status_retention, executor_ttl and max_task_bytes.
+const (
+	// DefaultRetention is how long a task's status stays queryable.
+	DefaultRetention = 24 * time.Hour
+	// DefaultTTL is the liveness window of an executor's heartbeat.
+	DefaultTTL = 5 * time.Second
+	// DefaultMaxTaskBytes is the largest task message accepted.
+	DefaultMaxTaskBytes = 1 << 20
+)
+
 // What a dispatcher's move of a list's head did.
 const (
 	Moved   = "moved"   // the head moved

@@ -178,6 +178,22 @@ func joinRedis(ctx context.Context, q queue.Membership, log hclog.Logger) error 
 
 // serve builds an executor from cfg and runs it until ctx ends. ready, if
 // set, is called once the executor is about to serve.
+// executorOptions copies the config keys the executor takes. The objects
+// built at start-up (broker, jail, runner, policy, ...) are the caller's to
+// add. TestExecutorOptionsFromConfig fails when an Options field that a key
+// could set is left zero here.
+func executorOptions(cfg *config.Config) executor.Options {
+	return executor.Options{
+		ExecutorID: cfg.ExecutorID, Concurrency: cfg.Concurrency, Logs: cfg.Logs,
+		MaxTaskBytes: cfg.MaxTaskBytes, MaxOutputBytes: cfg.MaxOutputBytes, MaxLineBytes: cfg.MaxLineBytes,
+		MaxOutputMessages: cfg.MaxOutputMessages, MaxOutputRate: cfg.MaxOutputRate,
+		KillGrace: cfg.KillGrace, ShutdownGrace: cfg.ShutdownGrace, TTL: cfg.ExecutorTTL,
+		LogsHTTP: cfg.LogsHTTP, SpoolDir: cfg.SpoolDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
+		Env:               []string{"PATH=" + taskPath, "HOME=" + cfg.CmdDir, "LANG=C.UTF-8"},
+		RequireSignatures: cfg.RequireSignatures,
+	}
+}
+
 func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func()) error {
 	j, err := jail.New(jail.Options{Dir: cfg.CmdDir, Chroot: cfg.SandboxChroot})
 	if err != nil {
@@ -293,17 +309,10 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		defer publishInfo(ctx, rq, cfg, runner.Describe(), mg.addr(), log)()
 	}
 
-	ex, err := executor.New(executor.Options{
-		ExecutorID: cfg.ExecutorID, Concurrency: cfg.Concurrency, Logs: cfg.Logs,
-		MaxTaskBytes: cfg.MaxTaskBytes, MaxOutputBytes: cfg.MaxOutputBytes, MaxLineBytes: cfg.MaxLineBytes,
-		MaxOutputMessages: cfg.MaxOutputMessages, MaxOutputRate: cfg.MaxOutputRate,
-		KillGrace: cfg.KillGrace, ShutdownGrace: cfg.ShutdownGrace, TTL: cfg.ExecutorTTL,
-		LogsHTTP: cfg.LogsHTTP, SpoolDir: cfg.SpoolDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
-		Env:    []string{"PATH=" + taskPath, "HOME=" + cfg.CmdDir, "LANG=C.UTF-8"},
-		Broker: q, Jail: j, Runner: runner, Logger: log,
-		Policy: pol, Verifier: verifier, RequireSignatures: cfg.RequireSignatures, Audit: al,
-		Observer: mg.Observer(),
-	})
+	opts := executorOptions(cfg)
+	opts.Broker, opts.Jail, opts.Runner, opts.Logger = q, j, runner, log
+	opts.Policy, opts.Verifier, opts.Audit, opts.Observer = pol, verifier, al, mg.Observer()
+	ex, err := executor.New(opts)
 	if err != nil {
 		return err
 	}

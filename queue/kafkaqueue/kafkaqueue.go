@@ -138,21 +138,24 @@ type Queue struct {
 
 var _ queue.Broker = (*Queue)(nil)
 
+// DefaultPartitions is Options.Partitions' default.
+const DefaultPartitions = 6
+
 // New connects to the brokers (ClientOptions gives TLS and SASL), creates
 // or checks the topics and starts reading the status, executors and
 // control topics.
 func New(ctx context.Context, seeds []string, clientOpts []kgo.Opt, opt Options) (*Queue, error) {
 	if opt.Retention <= 0 {
-		opt.Retention = 24 * time.Hour
+		opt.Retention = queue.DefaultRetention
 	}
 	if opt.TTL <= 0 {
-		opt.TTL = 5 * time.Second
+		opt.TTL = queue.DefaultTTL
 	}
 	if opt.MaxTaskBytes <= 0 {
-		opt.MaxTaskBytes = 1 << 20
+		opt.MaxTaskBytes = queue.DefaultMaxTaskBytes
 	}
 	if opt.Partitions <= 0 {
-		opt.Partitions = 6
+		opt.Partitions = DefaultPartitions
 	}
 	if opt.SessionTimeout <= 0 {
 		opt.SessionTimeout = 10 * time.Second

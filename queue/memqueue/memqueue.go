@@ -173,10 +173,10 @@ var _ queue.Broker = (*Queue)(nil)
 // New returns executor opt.ExecutorID's broker on h.
 func (h *Hub) New(opt Options) *Queue {
 	if opt.Retention <= 0 {
-		opt.Retention = 24 * time.Hour
+		opt.Retention = queue.DefaultRetention
 	}
 	if opt.TTL <= 0 {
-		opt.TTL = 5 * time.Second
+		opt.TTL = queue.DefaultTTL
 	}
 	if opt.ScanLimit <= 0 {
 		opt.ScanLimit = 10000
@@ -185,7 +185,7 @@ func (h *Hub) New(opt Options) *Queue {
 		opt.MaxKillsAhead = 10000
 	}
 	if opt.MaxTaskBytes <= 0 {
-		opt.MaxTaskBytes = 1 << 20
+		opt.MaxTaskBytes = queue.DefaultMaxTaskBytes
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])

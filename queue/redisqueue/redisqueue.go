@@ -116,16 +116,16 @@ var _ queue.Broker = (*Queue)(nil)
 // New wraps a connected client. The client is closed by Close.
 func New(rdb redis.UniversalClient, opt Options) *Queue {
 	if opt.Retention <= 0 {
-		opt.Retention = 24 * time.Hour
+		opt.Retention = queue.DefaultRetention
 	}
 	if opt.TTL <= 0 {
-		opt.TTL = 5 * time.Second
+		opt.TTL = queue.DefaultTTL
 	}
 	if opt.ScanLimit <= 0 {
 		opt.ScanLimit = 10000
 	}
 	if opt.MaxTaskBytes <= 0 {
-		opt.MaxTaskBytes = 1 << 20
+		opt.MaxTaskBytes = queue.DefaultMaxTaskBytes
 	}
 	if opt.MaxKillsAhead <= 0 {
 		opt.MaxKillsAhead = DefaultMaxKillsAhead
