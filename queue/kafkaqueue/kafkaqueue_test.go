@@ -127,6 +127,11 @@ func finish(t *testing.T, q *Queue, d *queue.Delivery, id string, claimed bool) 
 }
 
 // dones reads every done in the logs topic.
+// dones counts the dones on the logs topic, read from its start. Every
+// caller expects at least one, so it reads until it has seen a record and
+// then a second more with nothing new (a second done would be caught), or
+// 15 s pass: a fixed 2 s window read nothing on a loaded machine, where a
+// new client takes longer to reach the broker.
 func dones(t *testing.T, c *kfake.Cluster, q *Queue) map[string]int {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(q.topics.Logs),
@@ -135,16 +140,20 @@ func dones(t *testing.T, c *kfake.Cluster, q *Queue) map[string]int {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	out := map[string]int{}
-	for ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+	var last time.Time
+	for ctx.Err() == nil && (last.IsZero() || time.Since(last) < time.Second) {
+		pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			last = time.Now()
 			var l task.Log
 			if json.Unmarshal(r.Value, &l) == nil && l.MsgType == task.MsgDone {
 				out[l.ID]++
 			}
 		})
+		pcancel()
 	}
 	return out
 }
