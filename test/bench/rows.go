@@ -83,7 +83,7 @@ func (b *bench) isolationRows(rep *report, iso isolationCost) {
 		}
 	}
 	rep.notes = append(rep.notes,
-		"Sandbox rows: pid, mount, ipc and uts namespaces, the shared empty network namespace, a cgroup with limits, a read-only system view, private /tmp and /dev, user nobody, no_new_privs, rlimits (what `Describe` prints in the header). Peer rows' ratio is sandbox ÷ peer: below 1 the sandbox is faster.",
+		"Sandbox rows: pid, mount, ipc, uts and network namespaces (the network one made by the helper pool before the task), Landlock where the kernel has it, a cgroup with limits, a read-only system view, private /tmp and /dev, user nobody, no_new_privs, rlimits (what `Describe` prints in the header). Peer rows' ratio is sandbox ÷ peer: below 1 the sandbox is faster.",
 		"The sandbox keeps "+fmt.Sprint(sandbox.DefaultPoolSize)+" pre-started helpers ready (fresh namespaces and cgroup each, one task each); the start+wait rows are interleaved with the peers, so each start finds one ready: they show the path of a task that arrives while the pool is full. The refill runs in this process on the same cores, so its CPU is in every tasks/s row.")
 }
 
