@@ -161,3 +161,23 @@ func TestKillsAheadAreBounded(t *testing.T) {
 		t.Errorf("claim of the newest killed-ahead id = %v, %v; want cancelled", c, err)
 	}
 }
+
+// A kill for a task the dispatcher has put in an executor's assigned list
+// (not yet taken, so no status) is obeyed: the task is cancelled when the
+// executor takes it, never run.
+func TestKillOfAnAssignedTaskCancelsItWhenTaken(t *testing.T) {
+	ctx := context.Background()
+	srv := redisserver.Start(t)
+	rdb := srv.Client(t)
+	q := New(redis.NewClient(&redis.Options{Addr: srv.Addr()}),
+		Options{Names: names, ExecutorID: "a", Retention: time.Hour, TTL: time.Second, Dispatched: true})
+	t.Cleanup(func() { q.Close() })
+	rdb.RPush(ctx, q.AssignedKey("a"), `{"id":"assigned-1","type":"t","task":{"cmdline":"x"}}`)
+	if r, err := q.RouteKill(ctx, "assigned-1"); err != nil || !r.Queued {
+		t.Fatalf("route = %+v, %v", r, err)
+	}
+	d := take(t, q)
+	if c, err := q.Claim(ctx, d, "assigned-1"); err != nil || c != queue.CancelledWhileQueued {
+		t.Errorf("claim of a killed assigned task = %v, %v; want cancelled", c, err)
+	}
+}
