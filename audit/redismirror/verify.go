@@ -100,7 +100,10 @@ func Verify(ctx context.Context, basePath string, rdb redis.UniversalClient, str
 	if err != nil {
 		return rep, err
 	}
-	if ok {
+	// Only what the stream held when the check began counts: on a live log
+	// the mirror goes on copying records the local read counted as not yet
+	// mirrored, and those are no sign of a removed tail.
+	if ok && e.seq <= rep.StreamLast {
 		last := files[len(files)-1]
 		rep.Break = &audit.Break{File: last.Path, Seq: e.seq,
 			Problem: fmt.Sprintf("the mirror holds records up to seq %d that the local log does not have from seq %d on — the local log's tail was removed or the log replaced", rep.StreamLast, e.seq)}
