@@ -227,7 +227,11 @@ func (s *Server) drainThenDone(wt *watcher, emit func([]byte) (bool, error), don
 
 // events is GET /api/v1/events: task state changes, as events named task
 // carrying the task's view — when it is claimed (from the recent index,
-// looked at every second) and when it ends (from the logs feed, at once).
+// looked at every second) and when it ends (from the logs feed). Ends are
+// gathered for up to eventsCoalesce and their views read in one pipeline:
+// at a flood of short tasks a round trip per done is what an open page
+// cost the executors sharing the Redis, and a page loses nothing by
+// seeing a batch 50 ms late.
 func (s *Server) events(w http.ResponseWriter, r *http.Request, id *Identity) {
 	ctx := r.Context()
 	wt := s.hub.watch("")
@@ -245,6 +249,25 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id *Identity) {
 		b, _ := json.Marshal(v)
 		return out.event(0, "task", b)
 	}
+	var (
+		ended []string
+		seen  = map[string]bool{}
+		flush <-chan time.Time
+	)
+	sendEnded := func() error {
+		vs, err := s.Tasks(ctx, ended)
+		ended, flush = ended[:0], nil
+		clear(seen)
+		if err != nil {
+			return nil // the next state change or a reload shows it
+		}
+		for _, v := range vs {
+			if err := send(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	beat := time.NewTicker(sseHeartbeat)
@@ -257,8 +280,19 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id *Identity) {
 			return
 		case raw := <-wt.ch:
 			tid, _ := task.PeekID(raw)
-			v, err := s.Task(ctx, tid)
-			if err == nil && send(v) != nil {
+			if tid == "" || seen[tid] {
+				continue
+			}
+			seen[tid] = true
+			ended = append(ended, tid)
+			if flush == nil {
+				flush = time.After(eventsCoalesce)
+			}
+			if len(ended) >= eventsBatch && sendEnded() != nil {
+				return
+			}
+		case <-flush:
+			if sendEnded() != nil {
 				return
 			}
 		case <-tick.C:
@@ -272,6 +306,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id *Identity) {
 		}
 	}
 }
+
+// eventsCoalesce and eventsBatch bound how long and how many task ends the
+// events stream gathers before it reads their views.
+const (
+	eventsCoalesce = 50 * time.Millisecond
+	eventsBatch    = 256
+)
 
 // newClaims sends the tasks claimed since *since and moves it on.
 func (s *Server) newClaims(ctx context.Context, since *int64, send func(*TaskView) error) error {

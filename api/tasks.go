@@ -355,16 +355,28 @@ func (s *Server) listQueued(ctx context.Context, f TaskFilter, id *Identity) (*T
 
 // Task returns one task's view, nil when nothing is known of it.
 func (s *Server) Task(ctx context.Context, id string) (*TaskView, error) {
-	var score *redis.FloatCmd
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		score = p.ZScore(ctx, s.q.RecentKey(), id)
-		return nil
-	})
-	vs, err := s.loadTasks(ctx, []string{id}, []int64{int64(score.Val())})
+	vs, err := s.Tasks(ctx, []string{id})
 	if err != nil {
 		return nil, err
 	}
 	return vs[0], nil
+}
+
+// Tasks is the view of each of ids, in order, read in two pipelines
+// whatever their number.
+func (s *Server) Tasks(ctx context.Context, ids []string) ([]*TaskView, error) {
+	scores := make([]*redis.FloatCmd, len(ids))
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			scores[i] = p.ZScore(ctx, s.q.RecentKey(), id)
+		}
+		return nil
+	})
+	sc := make([]int64, len(ids))
+	for i := range ids {
+		sc[i] = int64(scores[i].Val())
+	}
+	return s.loadTasks(ctx, ids, sc)
 }
 
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, id *Identity) {

@@ -189,6 +189,8 @@ func runOne(t *testing.T, p Params, seed int64, ta *tally) {
 		}
 		t.Errorf("seed %d (faults %s) broke %s — replay: go test ./test/history/ -run 'TestHistory$' -args -seed=%d -faults=%s\n%stimeline:\n%s",
 			seed, p.Faults, invariantsOf(vs), seed, p.Faults, b.String(), r.timeline(vs))
+	} else if os.Getenv("HISTORY_TIMELINE") != "" {
+		t.Logf("seed %d passed; timeline:\n%s", seed, r.timeline(nil))
 	}
 }
 
