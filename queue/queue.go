@@ -160,15 +160,16 @@ type Tasks interface {
 // Publisher delivers the outbox.
 type Publisher interface {
 	// Publish applies msgs in order, all or none. A retried batch may
-	// deliver its output lines twice (their seq numbers tell); a Finish
-	// never takes effect twice.
+	// deliver its output lines twice while their task runs (their seq
+	// numbers tell); a Finish never takes effect twice.
 	//
 	// It reports, for each message, whether it took effect. An output line
-	// takes effect only while its task is this executor's (its record
-	// names this executor, or there is none): once a peer reported the task lost, its
-	// lines are refused in the same atomic step that would publish them,
-	// so no line can follow the lost done, however long this executor was
-	// paused. A Finish takes effect only while its delivery
+	// takes effect only while its task runs on this executor (its record
+	// says so, or there is none): once the task ended — its done is out,
+	// or a peer reported it lost — its lines are refused in the same
+	// atomic step that would publish them, so no line follows the done,
+	// however long this executor was paused and however often a batch is
+	// retried. A Finish takes effect only while its delivery
 	// still owns the id: false means the done was NOT published because
 	// the id is no longer this delivery's — a peer reported it lost while
 	// this executor was paused or cut off past its TTL (the executor is

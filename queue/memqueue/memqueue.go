@@ -391,8 +391,8 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) ([]bool, erro
 	for i, m := range msgs {
 		if m.Finish == nil {
 			if id, _ := task.PeekID(m.Log); id != "" {
-				if st := q.h.get(id); st != nil && st.executor != q.opt.ExecutorID {
-					continue // the task is no longer this executor's: fenced
+				if st := q.h.get(id); st != nil && (st.executor != q.opt.ExecutorID || st.state != string(task.Running)) {
+					continue // fenced, or ended: a line now would follow its done
 				}
 			}
 			q.h.logs = append(q.h.logs, slices.Clone(m.Log))

@@ -285,21 +285,24 @@ return 0
 // KEYS[2k+1] its log stream; ARGV executor, retention ms, feed channel,
 // then a task index (0: a line of no task) and a line per pair.
 //
-// A line is published only while its task is this executor's — its
-// record names this executor (running here, or ended here: a retried
-// batch repeats lines before their done), or there is no record at all
-// (Redis lost its data; nobody reported the task). Once a peer has reported the task lost (this executor was
-// paused or cut off past its TTL), its lines are refused here, in the
-// same step that would write them: however long the executor was stopped
-// between its own lease check and this call, no line can follow the lost
-// done. Returns a string of '1' (published) and '0' (refused), one per
-// line.
+// A line is published only while its task runs here — its record says
+// running and names this executor — or there is no record at all (Redis
+// lost its data; nobody reported the task). A task that has ended has
+// had its done, so any line for it now is a retried batch's copy (the
+// first attempt applied, its reply lost) or a line from a previous life's
+// spool after the restart reported the task lost: either would follow the
+// done, and whoever reads the list takes the done as the end. Once a peer
+// has reported the task lost (this executor was paused or cut off past its
+// TTL), its lines are refused the same way, in the same step that would
+// write them: however long the executor was stopped between its own lease
+// check and this call, no line can follow the done. Returns a string of
+// '1' (published) and '0' (refused), one per line.
 const linesSource = `
 local n = (#KEYS - 1) / 2
 local ok = {}
 for k = 1, n do
   local h = redis.call('HMGET', KEYS[2*k], 'state', 'executor')
-  ok[k] = (not h[1]) or h[2] == ARGV[1]
+  ok[k] = (not h[1]) or (h[1] == 'running' and h[2] == ARGV[1])
 end
 local lines, per, flags = {}, {}, {}
 for i = 4, #ARGV, 2 do
