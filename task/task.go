@@ -163,7 +163,7 @@ func (t *Task) Validate() error {
 			return invalid("tube %q may hold only letters, digits and - _ . :", t.Tube)
 		}
 	}
-	if err := checkConstraints(t.Constraints); err != nil {
+	if err := CheckConstraints(t.Constraints); err != nil {
 		return err
 	}
 	if strings.TrimSpace(t.Task.Cmdline) == "" {
@@ -197,10 +197,10 @@ func (t *Task) Validate() error {
 	return nil
 }
 
-// checkConstraints applies the rules of config's labels to constraints,
+// CheckConstraints applies the rules of config's labels to constraints,
 // so that a constraint no executor could ever meet is refused at once
 // instead of waiting forever.
-func checkConstraints(c map[string]string) error {
+func CheckConstraints(c map[string]string) error {
 	if len(c) > MaxConstraints {
 		return invalid("constraints has %d entries, over the limit of %d", len(c), MaxConstraints)
 	}

@@ -63,7 +63,7 @@ func runDispatcher(args []string, stdout, stderr io.Writer) int {
 	}
 	q := redisqueue.New(rdb, redisqueue.Options{
 		Names:        redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
-		MaxTaskBytes: cfg.MaxTaskBytes,
+		MaxTaskBytes: cfg.MaxTaskBytes, Retention: cfg.StatusRetention,
 	})
 	defer q.Close()
 	reg, err := etcdreg.New(etcdreg.Options{Endpoints: cfg.RegistryEndpoints(), Prefix: registryPrefix(cfg), TTL: cfg.RegistryTTL})

@@ -5,15 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/api"
+	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/registry"
 	"github.com/taskjob/task-job/registry/etcdreg"
 	"github.com/taskjob/task-job/registry/etcdreg/etcdtest"
@@ -222,5 +229,65 @@ func TestDispatcherNeedsARegistry(t *testing.T) {
 		if code := run([]string{cmd, "-config=" + path, "-redis_addr=" + srv.Addr(), "x"}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), `the config sets no "registry"`) {
 			t.Errorf("%s: exit %d\n%s%s", cmd, code, out.String(), errOut.String())
 		}
+	}
+}
+
+// A task's constraints choose its executor by label through a real
+// dispatcher; one that no executor's labels meet waits, and status, its
+// JSON and GET /api/v1/tasks/{id} say why.
+func TestDispatcherConstraintsAndWaitingReason(t *testing.T) {
+	srv := redisserver.Start(t)
+	etcd := etcdtest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	dir := scripts(t)
+	ex := fmt.Sprintf("dc-%d", os.Getpid())
+	cfg, _ := json.Marshal(map[string]any{
+		"redis_addr": srv.Addr(), "queue_name": "cq", "cmd_dir": dir, "executor_id": ex, "concurrency": 2,
+		"isolation": "off", "spool_dir": filepath.Join(t.TempDir(), "spool"), "shutdown_grace": "2s",
+		"registry": "etcd://" + etcd.Endpoint(), "registry_ttl": "2s", "dispatched": true,
+		"labels": map[string]string{"gpu": "a100"},
+	})
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startMain(t, "executor", "-config="+path)
+	startMain(t, "dispatcher", "dispatcher", "-config="+path)
+
+	rdb.RPush(ctx, "cq", `{"id":"c-h100","type":"t","constraints":{"gpu":"h100"},"task":{"cmdline":"hello.sh"}}`,
+		`{"id":"c-a100","type":"t","constraints":{"gpu":"a100"},"task":{"cmdline":"hello.sh"}}`)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"logs", "-config=" + path, "-f", "-timeout=20s", "c-a100"}, &out, &errOut); code != 0 {
+		t.Fatalf("c-a100 (behind a task nobody can take) did not succeed: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	want := "no registered executor serving the untubed list has the labels it asks for (gpu=h100); serving it: " + ex
+	observe.Eventually(t, "status to say why c-h100 waits", 10*time.Second, func() bool {
+		out.Reset()
+		errOut.Reset()
+		code := run([]string{"status", "-config=" + path, "c-h100"}, &out, &errOut)
+		return code == 0 && strings.Contains(out.String(), "state:    queued\n") && strings.Contains(out.String(), "waiting:  "+want+"\n")
+	})
+	out.Reset()
+	if code := run([]string{"status", "-config=" + path, "-json", "c-h100"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), `"waiting":`+strconv.Quote(want)) {
+		t.Errorf("status -json: exit %d: %s", code, out.String())
+	}
+	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: srv.Addr()}), redisqueue.Options{Names: redisqueue.Names{Tasks: "cq", Control: "cq_control", Logs: "cq_logs"}})
+	defer q.Close()
+	s, err := api.New(api.Options{Queue: q, Version: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	resp, err := http.Get(hs.URL + "/api/v1/tasks/c-h100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v api.TaskView
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || v.State != task.Queued || v.Waiting != want {
+		t.Errorf("GET /api/v1/tasks/c-h100: %d %+v", resp.StatusCode, v)
 	}
 }
