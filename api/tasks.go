@@ -43,6 +43,9 @@ type TaskView struct {
 	// policy.Masked (it was masked before it reached Redis).
 	Env     []string `json:"env,omitempty"`
 	RetryOf string   `json:"retry_of,omitempty"`
+	// Waiting is why a dispatcher has not assigned the task yet (while
+	// it is queued).
+	Waiting string `json:"waiting,omitempty"`
 	// Done is the done message, as published.
 	Done json.RawMessage `json:"done,omitempty"`
 
@@ -262,7 +265,7 @@ func buildView(id string, st map[string]string, raw []byte, retryOf string, clai
 	}
 	// The rule: written by the executor when the task started, and in
 	// the done once it ended (also for tasks that never started).
-	v := &TaskView{ID: id, State: task.State(st["state"]), Executor: st["executor"], Rule: st["rule"], RetryOf: retryOf, Claimed: msTime(claimed)}
+	v := &TaskView{ID: id, State: task.State(st["state"]), Executor: st["executor"], Rule: st["rule"], RetryOf: retryOf, Claimed: msTime(claimed), Waiting: st["waiting"]}
 	switch v.State {
 	case "cancelled":
 		v.State = task.Queued // a kill is waiting for it

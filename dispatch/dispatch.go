@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -39,12 +40,15 @@ type Queue interface {
 	// ClaimEpoch makes token the epoch; queue.ErrFenced if a newer one
 	// was seen.
 	ClaimEpoch(ctx context.Context, token int64) error
-	// PeekTube is the tube the head of list names, false if it is empty.
-	PeekTube(ctx context.Context, list string) (string, bool, error)
-	// MoveHead moves the head of src to the end of dst, fenced by token,
-	// if its tube is still expect ("*": any): queue.Moved, Empty or
+	// Peek describes the first n tasks of list, in order.
+	Peek(ctx context.Context, list string, n int) ([]queue.Head, error)
+	// Move moves the task at index of src to the end of dst, fenced by
+	// token, if its placement key is still expect ("*": any), with note
+	// as its waiting reason ("" clears it): queue.Moved, Empty or
 	// Changed, or queue.ErrFenced.
-	MoveHead(ctx context.Context, token int64, src, dst, expect string) (string, error)
+	Move(ctx context.Context, token int64, src string, index int, dst, expect, note string) (string, error)
+	// NoteWaiting records why tasks of list wait, fenced by token.
+	NoteWaiting(ctx context.Context, token int64, list string, notes []queue.Note) (int, error)
 	// ReturnAssigned gives an executor's assigned tasks back to the head
 	// of the shared list, in order, fenced by token.
 	ReturnAssigned(ctx context.Context, token int64, executor string) (int, error)
@@ -76,6 +80,14 @@ type Dispatcher struct {
 	opt   Options
 	token atomic.Int64 // the token while leading, else 0
 	moves atomic.Int64
+	// noted is, by list, the waiting reasons last written there and
+	// when: the leader's alone (one goroutine), reset at each term.
+	noted map[string]notedAt
+}
+
+type notedAt struct {
+	notes string
+	at    time.Time
 }
 
 // New makes a replica; Run makes it take part.
@@ -236,6 +248,7 @@ func (d *Dispatcher) lead(ctx context.Context, token int64) error {
 		return err
 	}
 	d.token.Store(token)
+	d.noted = map[string]notedAt{}
 	for ctx.Err() == nil {
 		f, rev, err := d.load(ctx)
 		if err != nil {
@@ -325,93 +338,200 @@ func (d *Dispatcher) serve(ctx context.Context, token int64, f *fleet, events cl
 	}
 }
 
-// passBudget bounds the moves of one pass, so that registry events are
-// heard between passes under load.
+// passBudget bounds the tasks one pass looks at, so that registry
+// events are heard between passes under load.
 const passBudget = 1000
 
-// pass moves what it can: true if it moved a task.
+// window is how far into a list the leader looks for a task it can
+// place: a task that no executor can take now (its constraints, or its
+// executors cordoned or full) does not hold up the tasks behind it,
+// which keep their order, unless a whole window of such tasks is ahead.
+const window = 32
+
+// renote is how often the leader writes the same waiting reasons to a
+// list again: the tasks at those places may have changed meanwhile.
+const renote = time.Second
+
+// pass moves what it can: true if it moved a task to an executor. Of the
+// tasks it cannot place, it writes why in their status (waiting).
 func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (bool, error) {
 	q := d.opt.Queue
 	el := f.eligible()
-	if len(el) == 0 {
-		return false, nil
-	}
 	ids := make([]string, len(el))
-	tubes := map[string]bool{"": true}
 	for i, m := range el {
 		ids[i] = m.ID
+	}
+	// Every list some registered executor serves, so that the reason
+	// is written where only cordoned or not dispatched ones do.
+	lists := map[string]bool{"": true}
+	for _, m := range f.members {
 		for _, t := range m.Tubes {
-			tubes[t] = true
+			lists[t] = true
 		}
 	}
-	assigned, err := q.AssignedLens(ctx, ids)
-	if err != nil {
-		return false, err
+	assigned := map[string]int{}
+	if len(ids) > 0 {
+		var err error
+		if assigned, err = q.AssignedLens(ctx, ids); err != nil {
+			return false, err
+		}
 	}
 	moved := false
 	budget := passBudget
-	for _, tube := range slices.Sorted(func(yield func(string) bool) {
-		for t := range tubes {
-			if !yield(t) {
-				return
-			}
-		}
-	}) {
+	for _, tube := range slices.Sorted(maps.Keys(lists)) {
 		src := q.TubeKey(tube)
-		for budget > 0 && ctx.Err() == nil {
+		heads, err := q.Peek(ctx, src, window)
+		if err != nil {
+			return moved, err
+		}
+		var notes []queue.Note
+		why := map[string]string{} // by placement key
+		for i, looks := 0, 0; i < len(heads) && budget > 0 && ctx.Err() == nil; {
 			budget--
-			want, expect := tube, "*"
-			if tube == "" {
-				// The shared list holds tasks of any tube (an old client,
-				// a task given back): its head says which.
-				t, ok, err := q.PeekTube(ctx, src)
-				if err != nil {
-					return moved, err
-				}
-				if !ok {
-					break
-				}
-				want, expect = t, t
-			}
-			dst, chosen := "", ""
-			if m := pick(el, want, assigned); m != nil {
+			h := heads[i]
+			var dst, chosen, note string
+			if m := pick(el, h, assigned); m != nil {
 				dst, chosen = q.AssignedKey(m.ID), m.ID
-			} else if tube == "" && want != "" {
-				// Nobody can take it now: to its tube's list, which is
-				// where it waits, so that it does not hold up the rest.
-				dst = q.TubeKey(want)
 			} else {
-				break // this list waits for a free executor
+				reason, ok := why[h.Key]
+				if !ok {
+					reason = f.why(h)
+					why[h.Key] = reason
+				}
+				if tube != "" || h.Tube == "" {
+					notes = append(notes, queue.Note{Index: i, Key: h.Key, Text: reason})
+					i++
+					continue
+				}
+				// A tubed task in the shared list goes on to its tube's
+				// list, which is where it waits (as an executor's take
+				// does with it).
+				dst, note = q.TubeKey(h.Tube), reason
 			}
-			res, err := q.MoveHead(ctx, token, src, dst, expect)
+			res, err := q.Move(ctx, token, src, i, dst, h.Key, note)
 			if err != nil {
 				return moved, err
 			}
-			switch res {
-			case queue.Moved:
+			if res == queue.Moved {
+				// The tasks before i (and their notes) keep their place.
+				heads = slices.Delete(heads, i, i+1)
 				if chosen != "" {
 					assigned[chosen]++
 					moved = true
 					d.moves.Add(1)
 				}
-			case queue.Changed:
 				continue
-			default:
-				return moved, nil // emptied under us: next pass
 			}
+			// The list changed under us: look again, a few times a pass.
+			if looks++; looks > 2 {
+				break
+			}
+			if heads, err = q.Peek(ctx, src, window); err != nil {
+				return moved, err
+			}
+			i, notes = 0, nil
+		}
+		if err := d.note(ctx, token, src, notes); err != nil {
+			return moved, err
 		}
 	}
 	return moved, nil
 }
 
+// note writes the waiting reasons of one list's tasks, unless the same
+// were written there within renote.
+func (d *Dispatcher) note(ctx context.Context, token int64, list string, notes []queue.Note) error {
+	var b strings.Builder
+	for _, n := range notes {
+		fmt.Fprintf(&b, "%d\x00%s\x00%s\x00", n.Index, n.Key, n.Text)
+	}
+	if prev, ok := d.noted[list]; ok && prev.notes == b.String() && time.Since(prev.at) < renote {
+		return nil
+	}
+	if _, err := d.opt.Queue.NoteWaiting(ctx, token, list, notes); err != nil {
+		return err
+	}
+	d.noted[list] = notedAt{notes: b.String(), at: time.Now()}
+	return nil
+}
+
+// why says why no executor can take a task placed as h now, for its
+// status: the first of no executor serving its tube, none of those with
+// its labels, none of those dispatched, all of those cordoned, all of
+// those full. The words depend on the fleet only, not on counts that
+// change with every task, so that they are not rewritten all the time.
+func (f *fleet) why(h queue.Head) string {
+	what := "the untubed list"
+	if h.Tube != "" {
+		what = fmt.Sprintf("tube %q", h.Tube)
+	}
+	var serving, matching, dispatched, open []string
+	for _, id := range slices.Sorted(maps.Keys(f.members)) {
+		m := f.members[id]
+		if !slices.Contains(m.Tubes, h.Tube) {
+			continue
+		}
+		serving = append(serving, id)
+		if !matches(m.Labels, h.Constraints) {
+			continue
+		}
+		matching = append(matching, id)
+		if !m.Dispatched {
+			continue
+		}
+		dispatched = append(dispatched, id)
+		if _, cordoned := f.cordons[id]; !cordoned {
+			open = append(open, id)
+		}
+	}
+	switch {
+	case len(serving) == 0:
+		return fmt.Sprintf("no registered executor serves %s", what)
+	case len(matching) == 0:
+		return fmt.Sprintf("no registered executor serving %s has the labels it asks for (%s); serving it: %s", what, labelsText(h.Constraints), idList(serving))
+	case len(dispatched) == 0:
+		return fmt.Sprintf("the executors that could take it are not dispatched (they take from the lists themselves): %s", idList(matching))
+	case len(open) == 0:
+		return fmt.Sprintf("every executor that could take it is cordoned: %s", idList(dispatched))
+	}
+	return fmt.Sprintf("every executor that could take it has as many tasks assigned as it has slots: %s", idList(open))
+}
+
+func labelsText(c map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		parts = append(parts, k+"="+c[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// idList names at most five executors, so that a reason stays short.
+func idList(ids []string) string {
+	if len(ids) > 5 {
+		return strings.Join(ids[:5], ", ") + fmt.Sprintf(" and %d more", len(ids)-5)
+	}
+	return strings.Join(ids, ", ")
+}
+
+// matches: labels has every constraint, with its value.
+func matches(labels, constraints map[string]string) bool {
+	for k, v := range constraints {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
 // pick returns the less loaded of two eligible executors chosen at random
-// among those that serve tube and have room (fewer assigned tasks waiting
-// than slots), or nil. Load is (running + assigned) / slots.
-func pick(el []registry.Member, tube string, assigned map[string]int) *registry.Member {
+// among those that serve h's tube, have the labels its constraints ask
+// for and have room (fewer assigned tasks waiting than slots), or nil.
+// Load is (running + assigned) / slots.
+func pick(el []registry.Member, h queue.Head, assigned map[string]int) *registry.Member {
 	var c []*registry.Member
 	for i := range el {
 		m := &el[i]
-		if slices.Contains(m.Tubes, tube) && assigned[m.ID] < slots(m) {
+		if slices.Contains(m.Tubes, h.Tube) && matches(m.Labels, h.Constraints) && assigned[m.ID] < slots(m) {
 			c = append(c, m)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,7 +100,7 @@ func TestLeaderFailoverFencesTheOldLeader(t *testing.T) {
 		t.Fatalf("b's token %d is not above a's %d", b.Token(), old)
 	}
 	e.rdb.RPush(ctx, "dq", `{"id":"t1"}`)
-	if _, err := e.q.MoveHead(ctx, old, "dq", e.q.AssignedKey("x"), "*"); !errors.Is(err, queue.ErrFenced) {
+	if _, err := e.q.Move(ctx, old, "dq", 0, e.q.AssignedKey("x"), "*", ""); !errors.Is(err, queue.ErrFenced) {
 		t.Fatalf("a move with the deposed leader's token: %v, want fenced", err)
 	}
 	if _, err := e.q.ReturnAssigned(ctx, old, "x"); !errors.Is(err, queue.ErrFenced) {
@@ -187,4 +188,111 @@ func TestPlacementCordonAndLostMember(t *testing.T) {
 	if first := e.rdb.LIndex(ctx, "dq", 0).Val(); first != `{"id":"u4"}` {
 		t.Errorf("given back out of order: head %s", first)
 	}
+}
+
+// register adds m to the registry until the test ends.
+func (e *env) register(m registry.Member) *etcdreg.Registration {
+	g, err := e.registry(e.etcd).Register(context.Background(), m, registry.Hooks{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { g.Close(context.Background()) })
+	return g
+}
+
+// waiting is the reason id's status gives for waiting ("" for none).
+func (e *env) waiting(id string) string {
+	st, err := e.q.Status(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if st == nil {
+		return ""
+	}
+	return st.Waiting
+}
+
+// Constraints pick executors by label; a task nobody can take waits with
+// the reason in its status, without holding up the tasks behind it, and
+// loses the reason once it is assigned.
+func TestConstraintsAndWaitingReasons(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	reg := e.registry(e.etcd)
+	e.register(registry.Member{ID: "a", Tubes: []string{""}, Slots: 10, Dispatched: true, Labels: map[string]string{"gpu": "a100", "zone": "b"}})
+	e.register(registry.Member{ID: "b", Tubes: []string{"", "ml"}, Slots: 10, Dispatched: true, Labels: map[string]string{"gpu": "t4"}})
+	e.register(registry.Member{ID: "c", Tubes: []string{"batch"}, Slots: 10})
+	e.register(registry.Member{ID: "d", Tubes: []string{"locked"}, Slots: 10, Dispatched: true})
+	e.register(registry.Member{ID: "f", Tubes: []string{"small"}, Slots: 1, Dispatched: true})
+	if err := reg.SetCordon(ctx, "d", registry.Cordon{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(id, tube, constraints string) string {
+		return fmt.Sprintf(`{"id":%q,"tube":%q,"constraints":%s,"task":{"cmdline":"x"}}`, id, tube, constraints)
+	}
+	e.rdb.RPush(ctx, "dq",
+		msg("h1", "", `{"gpu":"h100"}`), msg("p1", "", `{}`), msg("a1", "", `{"gpu":"a100"}`),
+		msg("t1", "", `{"gpu":"t4"}`), msg("z1", "", `{"gpu":"a100","zone":"c"}`), msg("n1", "nobody", `null`))
+	e.rdb.RPush(ctx, "dq:tube:batch", msg("x1", "batch", `{}`))
+	e.rdb.RPush(ctx, "dq:tube:locked", msg("k1", "locked", `{}`))
+	e.rdb.RPush(ctx, "dq:tube:small", msg("s1", "small", `{}`), msg("s2", "small", `{}`))
+	e.start("d", e.etcd)
+
+	observe.Eventually(t, "the placeable tasks to be assigned", 10*time.Second, func() bool {
+		return len(e.assigned("a"))+len(e.assigned("b")) == 3 && len(e.assigned("f")) == 1
+	})
+	if got := strings.Join(e.assigned("a"), " "); !strings.Contains(got, `"a1"`) || strings.Contains(got, `"t1"`) {
+		t.Errorf("a (gpu=a100) was assigned %s", got)
+	}
+	if got := strings.Join(e.assigned("b"), " "); !strings.Contains(got, `"t1"`) || strings.Contains(got, `"a1"`) {
+		t.Errorf("b (gpu=t4) was assigned %s", got)
+	}
+	want := map[string]string{
+		"h1": `no registered executor serving the untubed list has the labels it asks for (gpu=h100); serving it: a, b`,
+		"z1": `no registered executor serving the untubed list has the labels it asks for (gpu=a100, zone=c); serving it: a, b`,
+		"n1": `no registered executor serves tube "nobody"`,
+		"x1": `the executors that could take it are not dispatched (they take from the lists themselves): c`,
+		"k1": `every executor that could take it is cordoned: d`,
+		"s2": `every executor that could take it has as many tasks assigned as it has slots: f`,
+	}
+	observe.Eventually(t, "every waiting task to say why", 10*time.Second, func() bool {
+		for id, w := range want {
+			if e.waiting(id) != w {
+				return false
+			}
+		}
+		return true
+	})
+	// The two that wait in the shared list kept their order; the tubed
+	// one went on to its tube's list.
+	if got := e.rdb.LRange(ctx, "dq", 0, -1).Val(); len(got) != 2 || !strings.Contains(got[0], `"h1"`) || !strings.Contains(got[1], `"z1"`) {
+		t.Errorf("the shared list holds %v, want h1, z1", got)
+	}
+	if n := e.rdb.LLen(ctx, "dq:tube:nobody").Val(); n != 1 {
+		t.Errorf("the tube nobody serves holds %d tasks", n)
+	}
+	for _, id := range []string{"p1", "a1", "t1", "s1"} {
+		if w := e.waiting(id); w != "" {
+			t.Errorf("assigned %s still says it waits: %q", id, w)
+		}
+	}
+
+	// An executor with the labels asked for arrives, d is uncordoned:
+	// their tasks go, and no longer say they wait.
+	e.register(registry.Member{ID: "g", Tubes: []string{""}, Slots: 10, Dispatched: true, Labels: map[string]string{"gpu": "h100"}})
+	if _, err := reg.Uncordon(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	observe.Eventually(t, "h1 on g and k1 on d", 10*time.Second, func() bool {
+		return len(e.assigned("g")) == 1 && len(e.assigned("d")) == 1
+	})
+	if w := e.waiting("h1"); w != "" {
+		t.Errorf("h1 assigned, still waiting: %q", w)
+	}
+	if w := e.waiting("k1"); w != "" {
+		t.Errorf("k1 assigned, still waiting: %q", w)
+	}
+	observe.Eventually(t, "z1's reason to name g too", 10*time.Second, func() bool {
+		return e.waiting("z1") == strings.Replace(want["z1"], "a, b", "a, b, g", 1)
+	})
 }

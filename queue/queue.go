@@ -53,8 +53,26 @@ const (
 const (
 	Moved   = "moved"   // the head moved
 	Empty   = "empty"   // the list was empty
-	Changed = "changed" // the head is no longer of the tube expected: look again
+	Changed = "changed" // the head's placement is no longer the one expected: look again
 )
+
+// Head is what a dispatcher knows of the task at the head of a list:
+// what placing it depends on, read where the list is (nothing else of the
+// message is sent).
+type Head struct {
+	Tube        string
+	Constraints map[string]string // nil: none
+	// Key stands for Tube and Constraints together; a move that expects
+	// it moves only a head that still has it.
+	Key string
+}
+
+// Note is a dispatcher's waiting reason for the task at Index of a list,
+// written only if the task there still has the placement Key.
+type Note struct {
+	Index     int
+	Key, Text string
+}
 
 // Delivery is one task message taken from the task list. Until it is
 // finished or dropped it stays in this executor's processing list, so a
@@ -260,6 +278,9 @@ type Status struct {
 	State    task.State `json:"state"`
 	Executor string     `json:"executor,omitempty"`
 	Updated  string     `json:"updated,omitempty"`
+	// Waiting is why a dispatcher has not assigned the task yet, while it
+	// is queued; cleared when it is assigned or claimed.
+	Waiting string `json:"waiting,omitempty"`
 	// Done is the done message once the task has ended.
 	Done []byte `json:"-"`
 }

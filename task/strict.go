@@ -12,11 +12,19 @@ type fields map[string]fields
 
 var sigFields = fields{"key": nil, "ts": nil, "mac": nil}
 
+// freeKey marks an object whose keys are data (constraints): any key
+// may appear, but each only once, since readers disagree on which of two
+// copies wins.
+const freeKey = "\x00any"
+
+var constraintFields = fields{freeKey: nil}
+
 var (
 	taskFields = fields{
 		"id": nil, "type": nil, "tube": nil,
-		"task": {"cmdline": nil, "cmd_args": nil, "timeout": nil},
-		"sig":  sigFields,
+		"task":        {"cmdline": nil, "cmd_args": nil, "timeout": nil},
+		"sig":         sigFields,
+		"constraints": constraintFields,
 	}
 	controlFields = fields{"id": nil, "type": nil, "sig": sigFields}
 )
@@ -91,6 +99,13 @@ func (s *scanned) noteKey(seen map[string]string, schema fields, path, k string)
 }
 
 func keyProblem(seen map[string]string, schema fields, path, k string) error {
+	if _, free := schema[freeKey]; free {
+		if _, dup := seen[k]; dup {
+			return invalid("key %q appears twice; each key may appear once", path+k)
+		}
+		seen[k] = k
+		return nil
+	}
 	fold := foldKey(k)
 	if prev, dup := seen[fold]; dup {
 		if prev == k {

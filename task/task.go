@@ -16,12 +16,17 @@ import (
 // Limits on the fields of a task. They keep hostile input from costing more
 // than a small, known amount; each error message names the limit.
 const (
-	MaxIDBytes      = 256
-	MaxTypeBytes    = 256
-	MaxTubeBytes    = 128
-	MaxCmdlineBytes = 64 << 10
-	MaxArgs         = 4096
-	MaxArgsBytes    = 1 << 20
+	MaxIDBytes   = 256
+	MaxTypeBytes = 256
+	MaxTubeBytes = 128
+	// MaxConstraints, MaxConstraintKeyBytes and MaxConstraintValueBytes
+	// match what an executor may declare as labels (config's labels).
+	MaxConstraints          = 64
+	MaxConstraintKeyBytes   = 63
+	MaxConstraintValueBytes = 256
+	MaxCmdlineBytes         = 64 << 10
+	MaxArgs                 = 4096
+	MaxArgsBytes            = 1 << 20
 	// MaxTimeout is ten years: anything longer is a typo, not a wish.
 	MaxTimeout = 10 * 365 * 24 * time.Hour
 )
@@ -55,6 +60,11 @@ type Task struct {
 	// Tube is an optional routing name (a dedicated queue); echoed back.
 	Tube string `json:"tube"`
 	Task Spec   `json:"task"`
+	// Constraints, optional, are labels an executor must have, each with
+	// this value, for a dispatcher to assign it the task ("gpu": "a100").
+	// Absent or empty: any executor serving the tube will do. They choose
+	// where a task runs, not what runs, and no signature covers them.
+	Constraints map[string]string `json:"constraints,omitempty"`
 	// Sig is the optional signature of a signed submission (package
 	// signature defines what it covers). Absent in the original protocol.
 	Sig *Signature `json:"sig,omitempty"`
@@ -153,6 +163,9 @@ func (t *Task) Validate() error {
 			return invalid("tube %q may hold only letters, digits and - _ . :", t.Tube)
 		}
 	}
+	if err := CheckConstraints(t.Constraints); err != nil {
+		return err
+	}
 	if strings.TrimSpace(t.Task.Cmdline) == "" {
 		return invalid("task.cmdline is empty: name a script in cmd_dir, e.g. \"install.sh\"")
 	}
@@ -182,6 +195,37 @@ func (t *Task) Validate() error {
 		return invalid("task.timeout %v is not a number of seconds up to %d", float64(t.Task.Timeout), int64(MaxTimeout/time.Second))
 	}
 	return nil
+}
+
+// CheckConstraints applies the rules of config's labels to constraints,
+// so that a constraint no executor could ever meet is refused at once
+// instead of waiting forever.
+func CheckConstraints(c map[string]string) error {
+	if len(c) > MaxConstraints {
+		return invalid("constraints has %d entries, over the limit of %d", len(c), MaxConstraints)
+	}
+	for k, v := range c {
+		if !constraintKey(k) {
+			return invalid("constraints key %q must be 1 to %d letters, digits or . _ / - (as a label name)", k, MaxConstraintKeyBytes)
+		}
+		if err := checkText("constraints."+k, v, MaxConstraintValueBytes, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func constraintKey(k string) bool {
+	if k == "" || len(k) > MaxConstraintKeyBytes {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '/' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkSig(sig *Signature) error {
@@ -318,6 +362,8 @@ func jsonKind(goKind string) string {
 		return "array of strings"
 	case "struct":
 		return "object"
+	case "map":
+		return "object of strings"
 	case "float64", "int", "int64":
 		return "number"
 	}

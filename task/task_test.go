@@ -3,6 +3,8 @@ package task
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +136,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"id":"a\u202eb","task":{"cmdline":"x"}}`))
 	f.Add([]byte(`{"id":"1","task":{"cmdline":"x","cmdline":"y","CMD_ARGS":[]}}`))
 	f.Add([]byte(`{"id":"1","id":"2","task":{"cmdline":"x"}}`))
+	// Constraints: a label map, a duplicate key, a wrong type, a case
+	// variant of the field.
+	f.Add([]byte(`{"id":"1","constraints":{"gpu":"a100","zone":"b"},"task":{"cmdline":"x"}}`))
+	f.Add([]byte(`{"id":"1","constraints":{"gpu":"a","gpu":"b"},"task":{"cmdline":"x"}}`))
+	f.Add([]byte(`{"id":"1","constraints":{"gpu":1},"task":{"cmdline":"x"}}`))
+	f.Add([]byte(`{"id":"1","CONSTRAINTS":{"gpu":"a"},"constraints":{},"task":{"cmdline":"x"}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, rid, _, err := Decode(raw, 1<<16)
 		id, _ := PeekID(raw)
@@ -153,7 +161,7 @@ func FuzzParse(f *testing.F) {
 		// agrees: no key was matched loosely or shadowed by another.
 		var loose Task
 		if err := json.Unmarshal(raw, &loose); err != nil || loose.ID != got.ID || loose.Task.Cmdline != got.Task.Cmdline ||
-			strings.Join(loose.Task.CmdArgs, "\x00") != strings.Join(got.Task.CmdArgs, "\x00") {
+			strings.Join(loose.Task.CmdArgs, "\x00") != strings.Join(got.Task.CmdArgs, "\x00") || !maps.Equal(loose.Constraints, got.Constraints) {
 			t.Fatalf("encoding/json reads %+v (%v), the strict parse %+v", loose, err, got)
 		}
 		if err := got.Validate(); err != nil {
@@ -276,5 +284,51 @@ func TestDecodeOversizedReadsOnlyAPrefix(t *testing.T) {
 	late := `{"task":{"cmdline":"` + strings.Repeat("x", 2*PeekBytes) + `"},"id":"late"}`
 	if _, id, _, err := Decode([]byte(late), 1024); err == nil || id != "" {
 		t.Fatalf("Decode(oversized, id after the prefix) = %q, %v", id, err)
+	}
+}
+
+// Constraints are optional: absent, null or empty mean none; a string map
+// within the label rules is kept; anything else is refused, saying why.
+func TestParseConstraints(t *testing.T) {
+	for _, raw := range []string{
+		`{"id":"1","task":{"cmdline":"a.sh"}}`,
+		`{"id":"1","constraints":null,"task":{"cmdline":"a.sh"}}`,
+		`{"id":"1","constraints":{},"task":{"cmdline":"a.sh"}}`,
+	} {
+		got, err := Parse([]byte(raw), 0)
+		if err != nil || len(got.Constraints) != 0 {
+			t.Errorf("%s: %+v, %v; want no constraints", raw, got, err)
+		}
+	}
+	got, err := Parse([]byte(`{"id":"1","constraints":{"gpu":"a100","zone":"b","Zone":"c"},"task":{"cmdline":"a.sh"}}`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Constraints) != 3 || got.Constraints["gpu"] != "a100" || got.Constraints["zone"] != "b" || got.Constraints["Zone"] != "c" {
+		t.Errorf("constraints %v", got.Constraints)
+	}
+	many := map[string]string{}
+	for i := range MaxConstraints + 1 {
+		many[fmt.Sprintf("k%d", i)] = "v"
+	}
+	tooMany, _ := json.Marshal(map[string]any{"id": "1", "constraints": many, "task": map[string]string{"cmdline": "a.sh"}})
+	for _, tc := range []struct{ name, raw, want string }{
+		{"not an object", `{"id":"1","constraints":"gpu=a100","task":{"cmdline":"a.sh"}}`, "constraints must be a JSON object of strings"},
+		{"array", `{"id":"1","constraints":["gpu"],"task":{"cmdline":"a.sh"}}`, "constraints must be a JSON object of strings"},
+		{"number value", `{"id":"1","constraints":{"gpu":1},"task":{"cmdline":"a.sh"}}`, "must be a JSON string, not number"},
+		{"object value", `{"id":"1","constraints":{"gpu":{}},"task":{"cmdline":"a.sh"}}`, "must be a JSON string"},
+		{"duplicate key", `{"id":"1","constraints":{"gpu":"a","gpu":"b"},"task":{"cmdline":"a.sh"}}`, `key "constraints.gpu" appears twice`},
+		{"case variant", `{"id":"1","Constraints":{"gpu":"a"},"task":{"cmdline":"a.sh"}}`, `must be spelt "constraints"`},
+		{"bad key", `{"id":"1","constraints":{"g p u":"a"},"task":{"cmdline":"a.sh"}}`, "constraints key \"g p u\" must be 1 to 63"},
+		{"empty key", `{"id":"1","constraints":{"":"a"},"task":{"cmdline":"a.sh"}}`, "constraints key \"\""},
+		{"long key", `{"id":"1","constraints":{"` + strings.Repeat("k", 64) + `":"a"},"task":{"cmdline":"a.sh"}}`, "must be 1 to 63"},
+		{"long value", `{"id":"1","constraints":{"gpu":"` + strings.Repeat("v", 257) + `"},"task":{"cmdline":"a.sh"}}`, "constraints.gpu is 257 bytes, over the limit of 256"},
+		{"control value", `{"id":"1","constraints":{"gpu":"a\nb"},"task":{"cmdline":"a.sh"}}`, "control character"},
+		{"too many", string(tooMany), "constraints has 65 entries, over the limit of 64"},
+	} {
+		_, err := Parse([]byte(tc.raw), 0)
+		if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an invalid error mentioning %q", tc.name, err, tc.want)
+		}
 	}
 }

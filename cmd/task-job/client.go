@@ -367,6 +367,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	if *asJSON {
 		out := map[string]any{"id": st.ID, "state": st.State, "executor": st.Executor, "updated": st.Updated}
+		if st.Waiting != "" {
+			out["waiting"] = st.Waiting
+		}
 		if len(st.Done) > 0 {
 			out["done"] = json.RawMessage(st.Done)
 		}
@@ -375,6 +378,10 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	fmt.Fprintf(stdout, "id:       %s\nstate:    %s\nexecutor: %s\n", st.ID, st.State, st.Executor)
+	if st.Waiting != "" {
+		// The dispatcher's reason for not placing it yet.
+		fmt.Fprintf(stdout, "waiting:  %s\n", st.Waiting)
+	}
 	if len(st.Done) > 0 {
 		var d task.Log
 		if json.Unmarshal(st.Done, &d) == nil && d.Result != nil {

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
 	"time"
 
+	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/dispatch"
 	"github.com/taskjob/task-job/queue/redisqueue"
@@ -63,7 +65,7 @@ func runDispatcher(args []string, stdout, stderr io.Writer) int {
 	}
 	q := redisqueue.New(rdb, redisqueue.Options{
 		Names:        redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
-		MaxTaskBytes: cfg.MaxTaskBytes,
+		MaxTaskBytes: cfg.MaxTaskBytes, Retention: cfg.StatusRetention,
 	})
 	defer q.Close()
 	reg, err := etcdreg.New(etcdreg.Options{Endpoints: cfg.RegistryEndpoints(), Prefix: registryPrefix(cfg), TTL: cfg.RegistryTTL})
@@ -86,29 +88,84 @@ func runDispatcher(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// gov is what cordon, uncordon and drain share: the id, the config's
+// Redis and registry, and the audit log they record in (nil: none).
+type gov struct {
+	*client
+	reg   *etcdreg.Registry
+	id    string
+	audit *audit.Log
+	name  string
+	by    string
+}
+
+func (g *gov) close() {
+	if g.audit != nil {
+		g.audit.Close()
+	}
+	g.reg.Close()
+	g.rdb.Close()
+}
+
+// record writes a control record of what the command does to g.id,
+// before it is done, as the executors and the management API record
+// theirs: the record's executor is the one concerned, By who asked.
+func (g *gov) record(action, reason string) error {
+	if g.audit == nil {
+		return nil
+	}
+	err := g.audit.Append(audit.Record{Kind: audit.KindControl, Executor: g.id, Action: action, By: g.by, Reason: reason})
+	if err != nil {
+		return fmt.Errorf("not done: the audit log cannot be written: %w", err)
+	}
+	return nil
+}
+
 // governance is the shared part of cordon, uncordon and drain: the id,
-// the config, and the registry.
-func governance(name string, args []string, stdout, stderr io.Writer, extra func(cc *clientCommand)) (*client, *etcdreg.Registry, string, int) {
+// the config, the registry and the audit log.
+func governance(name string, args []string, stdout, stderr io.Writer, extra func(cc *clientCommand)) (*gov, int) {
 	cc := newClientCommand(name, stdout, stderr)
 	cc.interspersed = true
+	auditFile := cc.fs.String("audit_file", "", "the audit log to record this in, overriding the config's audit_file (which a running executor holds: one writer per log)")
 	if extra != nil {
 		extra(cc)
 	}
 	c, code := cc.connect(args, 1, 1, "executor id")
 	if c == nil {
-		return nil, nil, "", code
+		return nil, code
 	}
 	if c.cfg.Registry == "" {
 		c.rdb.Close()
-		return nil, nil, "", usageError(stderr, name, `the config sets no "registry": cordons are kept in the fleet's etcd registry; give -config=FILE with "registry": "etcd://host:2379"`)
+		return nil, usageError(stderr, name, `the config sets no "registry": cordons are kept in the fleet's etcd registry; give -config=FILE with "registry": "etcd://host:2379"`)
+	}
+	path := *auditFile
+	if path == "" {
+		path = c.cfg.AuditFile
+	}
+	var al *audit.Log
+	if path != "" {
+		host, _ := os.Hostname()
+		var err error
+		if al, err = audit.Open(path, audit.Options{MaxBytes: c.cfg.AuditMaxBytes, Executor: "cli:" + host}); err != nil {
+			c.rdb.Close()
+			hint := ""
+			if errors.Is(err, audit.ErrLocked) {
+				hint = "; give -audit_file=FILE a log of its own"
+			}
+			fmt.Fprintf(stderr, "task-job %s: not done: the audit log cannot be opened: %v%s\n", name, err, hint)
+			return nil, exitFailed
+		}
 	}
 	reg, err := etcdreg.New(etcdreg.Options{Endpoints: c.cfg.RegistryEndpoints(), Prefix: registryPrefix(c.cfg), DialTimeout: pingTimeout})
 	if err != nil {
+		if al != nil {
+			al.Close()
+		}
 		c.rdb.Close()
 		fmt.Fprintf(stderr, "task-job %s: %v\n", name, err)
-		return nil, nil, "", exitFailed
+		return nil, exitFailed
 	}
-	return c, reg, cc.fs.Arg(0), 0
+	return &gov{client: c, reg: reg, id: cc.fs.Arg(0), audit: al, name: name, by: whoAmI()}, 0
 }
 
 func whoAmI() string {
@@ -145,76 +202,95 @@ func registered(m *registry.Member) string {
 }
 
 func runCordon(args []string, stdout, stderr io.Writer) int {
-	c, reg, id, code := governance("cordon", args, stdout, stderr, nil)
-	if c == nil {
+	g, code := governance("cordon", args, stdout, stderr, nil)
+	if g == nil {
 		return code
 	}
-	defer c.rdb.Close()
-	defer reg.Close()
+	defer g.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	m, err := member(ctx, reg, id)
+	m, err := member(ctx, g.reg, g.id)
 	if err == nil {
-		err = reg.SetCordon(ctx, id, registry.Cordon{By: whoAmI()})
+		err = g.record("cordon", "the dispatcher assigns it no new tasks")
+	}
+	if err == nil {
+		err = g.reg.SetCordon(ctx, g.id, registry.Cordon{By: g.by})
+		g.failed("cordon", err)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "task-job cordon: %v (registry %s)\n", err, c.cfg.Registry)
+		fmt.Fprintf(stderr, "task-job cordon: %v (registry %s)\n", err, g.cfg.Registry)
 		return exitFailed
 	}
-	n := c.rdb.LLen(ctx, c.q.AssignedKey(id)).Val()
+	n := g.rdb.LLen(ctx, g.q.AssignedKey(g.id)).Val()
 	fmt.Fprintf(stdout, "cordoned %s: the dispatcher assigns it no new tasks; the %d already assigned to it stay there (task-job drain %s gives them back); %s\n",
-		id, n, id, registered(m))
+		g.id, n, g.id, registered(m))
 	return exitOK
 }
 
+// failed records that action, recorded as asked, was not done after all.
+func (g *gov) failed(action string, err error) {
+	if err != nil {
+		_ = g.record(action, "not done: "+err.Error())
+	}
+}
+
 func runUncordon(args []string, stdout, stderr io.Writer) int {
-	c, reg, id, code := governance("uncordon", args, stdout, stderr, nil)
-	if c == nil {
+	g, code := governance("uncordon", args, stdout, stderr, nil)
+	if g == nil {
 		return code
 	}
-	defer c.rdb.Close()
-	defer reg.Close()
+	defer g.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	had, err := reg.Uncordon(ctx, id)
+	if err := g.record("uncordon", "the dispatcher may assign it tasks again"); err != nil {
+		fmt.Fprintf(stderr, "task-job uncordon: %v\n", err)
+		return exitFailed
+	}
+	had, err := g.reg.Uncordon(ctx, g.id)
+	g.failed("uncordon", err)
 	if err != nil {
-		fmt.Fprintf(stderr, "task-job uncordon: %v (registry %s)\n", err, c.cfg.Registry)
+		fmt.Fprintf(stderr, "task-job uncordon: %v (registry %s)\n", err, g.cfg.Registry)
 		return exitFailed
 	}
 	if !had {
-		fmt.Fprintf(stderr, "task-job uncordon: %s was not cordoned; nothing changed\n", id)
+		g.failed("uncordon", errors.New("it was not cordoned"))
+		fmt.Fprintf(stderr, "task-job uncordon: %s was not cordoned; nothing changed\n", g.id)
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "uncordoned %s: the dispatcher assigns it tasks again\n", id)
+	fmt.Fprintf(stdout, "uncordoned %s: the dispatcher assigns it tasks again\n", g.id)
 	return exitOK
 }
 
 func runDrain(args []string, stdout, stderr io.Writer) int {
 	var timeout *time.Duration
-	c, reg, id, code := governance("drain", args, stdout, stderr, func(cc *clientCommand) {
+	g, code := governance("drain", args, stdout, stderr, func(cc *clientCommand) {
 		timeout = cc.fs.Duration("timeout", 10*time.Second, "how long to wait for the dispatcher leader to give the assigned tasks back")
 	})
-	if c == nil {
+	if g == nil {
 		return code
 	}
-	defer c.rdb.Close()
-	defer reg.Close()
+	defer g.close()
+	id := g.id
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second+*timeout)
 	defer cancel()
-	m, err := member(ctx, reg, id)
-	before := c.rdb.LLen(ctx, c.q.AssignedKey(id)).Val()
+	m, err := member(ctx, g.reg, id)
+	before := g.rdb.LLen(ctx, g.q.AssignedKey(id)).Val()
 	if err == nil {
-		err = reg.SetCordon(ctx, id, registry.Cordon{Drain: true, By: whoAmI()})
+		err = g.record("drain", "the dispatcher assigns it no new tasks and gives its assigned, untaken ones back; running ones finish")
+	}
+	if err == nil {
+		err = g.reg.SetCordon(ctx, id, registry.Cordon{Drain: true, By: g.by})
+		g.failed("drain", err)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "task-job drain: %v (registry %s)\n", err, c.cfg.Registry)
+		fmt.Fprintf(stderr, "task-job drain: %v (registry %s)\n", err, g.cfg.Registry)
 		return exitFailed
 	}
 	deadline := time.Now().Add(*timeout)
 	for {
-		n, err := c.rdb.LLen(ctx, c.q.AssignedKey(id)).Result()
+		n, err := g.rdb.LLen(ctx, g.q.AssignedKey(id)).Result()
 		if err != nil {
-			fmt.Fprintf(stderr, "task-job drain: cordoned %s, but: %v\n", id, c.redisError(err))
+			fmt.Fprintf(stderr, "task-job drain: cordoned %s, but: %v\n", id, g.redisError(err))
 			return exitFailed
 		}
 		if n == 0 {

@@ -5,15 +5,23 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/api"
+	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/registry"
 	"github.com/taskjob/task-job/registry/etcdreg"
 	"github.com/taskjob/task-job/registry/etcdreg/etcdtest"
@@ -222,5 +230,195 @@ func TestDispatcherNeedsARegistry(t *testing.T) {
 		if code := run([]string{cmd, "-config=" + path, "-redis_addr=" + srv.Addr(), "x"}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), `the config sets no "registry"`) {
 			t.Errorf("%s: exit %d\n%s%s", cmd, code, out.String(), errOut.String())
 		}
+	}
+}
+
+// A task's constraints choose its executor by label through a real
+// dispatcher; one that no executor's labels meet waits, and status, its
+// JSON and GET /api/v1/tasks/{id} say why.
+func TestDispatcherConstraintsAndWaitingReason(t *testing.T) {
+	srv := redisserver.Start(t)
+	etcd := etcdtest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	dir := scripts(t)
+	ex := fmt.Sprintf("dc-%d", os.Getpid())
+	cfg, _ := json.Marshal(map[string]any{
+		"redis_addr": srv.Addr(), "queue_name": "cq", "cmd_dir": dir, "executor_id": ex, "concurrency": 2,
+		"isolation": "off", "spool_dir": filepath.Join(t.TempDir(), "spool"), "shutdown_grace": "2s",
+		"registry": "etcd://" + etcd.Endpoint(), "registry_ttl": "2s", "dispatched": true,
+		"labels": map[string]string{"gpu": "a100"},
+	})
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startMain(t, "executor", "-config="+path)
+	startMain(t, "dispatcher", "dispatcher", "-config="+path)
+
+	rdb.RPush(ctx, "cq", `{"id":"c-h100","type":"t","constraints":{"gpu":"h100"},"task":{"cmdline":"hello.sh"}}`,
+		`{"id":"c-a100","type":"t","constraints":{"gpu":"a100"},"task":{"cmdline":"hello.sh"}}`)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"logs", "-config=" + path, "-f", "-timeout=20s", "c-a100"}, &out, &errOut); code != 0 {
+		t.Fatalf("c-a100 (behind a task nobody can take) did not succeed: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	want := "no registered executor serving the untubed list has the labels it asks for (gpu=h100); serving it: " + ex
+	observe.Eventually(t, "status to say why c-h100 waits", 10*time.Second, func() bool {
+		out.Reset()
+		errOut.Reset()
+		code := run([]string{"status", "-config=" + path, "c-h100"}, &out, &errOut)
+		return code == 0 && strings.Contains(out.String(), "state:    queued\n") && strings.Contains(out.String(), "waiting:  "+want+"\n")
+	})
+	out.Reset()
+	if code := run([]string{"status", "-config=" + path, "-json", "c-h100"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), `"waiting":`+strconv.Quote(want)) {
+		t.Errorf("status -json: exit %d: %s", code, out.String())
+	}
+	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: srv.Addr()}), redisqueue.Options{Names: redisqueue.Names{Tasks: "cq", Control: "cq_control", Logs: "cq_logs"}})
+	defer q.Close()
+	s, err := api.New(api.Options{Queue: q, Version: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	resp, err := http.Get(hs.URL + "/api/v1/tasks/c-h100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v api.TaskView
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || v.State != task.Queued || v.Waiting != want {
+		t.Errorf("GET /api/v1/tasks/c-h100: %d %+v", resp.StatusCode, v)
+	}
+}
+
+// cordon, drain and uncordon are recorded in the audit log before they
+// are done (and refused when it cannot be written), and executors shows
+// each executor's cordon.
+func TestGovernanceIsAuditedAndShown(t *testing.T) {
+	srv := redisserver.Start(t)
+	etcd := etcdtest.Start(t)
+	ctx := context.Background()
+	ex := fmt.Sprintf("gov-%d", os.Getpid())
+	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: srv.Addr()}),
+		redisqueue.Options{Names: redisqueue.Names{Tasks: "gq", Control: "gq_control", Logs: "gq_logs"}, ExecutorID: ex, TTL: 5 * time.Second})
+	defer q.Close()
+	if err := q.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	auditFile := filepath.Join(dir, "audit.log")
+	cfg, _ := json.Marshal(map[string]any{"redis_addr": srv.Addr(), "queue_name": "gq", "registry": "etcd://" + etcd.Endpoint(), "audit_file": auditFile})
+	path := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := "-config=" + path
+	cmd := func(wantCode int, args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != wantCode {
+			t.Fatalf("%v: exit %d, want %d\n%s%s", args, code, wantCode, out.String(), errOut.String())
+		}
+		return out.String() + errOut.String()
+	}
+	// column is the DISPATCH cell of the one executor's row.
+	column := func() string {
+		t.Helper()
+		out := cmd(0, "executors", c)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 2 || !strings.HasSuffix(lines[0], "DISPATCH") {
+			t.Fatalf("executors:\n%s", out)
+		}
+		for _, state := range []string{"cordoned since", "draining since"} {
+			if i := strings.Index(lines[1], state); i >= 0 {
+				return lines[1][i:]
+			}
+		}
+		f := strings.Fields(lines[1])
+		return f[len(f)-1]
+	}
+	records := func() []audit.Record {
+		t.Helper()
+		b, err := os.ReadFile(auditFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []audit.Record
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r audit.Record
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("audit line %q: %v", line, err)
+			}
+			if r.Kind == audit.KindControl {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+
+	if got := column(); got != "ok" {
+		t.Errorf("before any cordon: %q", got)
+	}
+	cmd(0, "cordon", c, ex)
+	if got := column(); !strings.HasPrefix(got, "cordoned since ") || !strings.Contains(got, fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("after cordon: %q", got)
+	}
+	var js struct {
+		Executors []struct {
+			ID     string           `json:"id"`
+			Cordon *registry.Cordon `json:"cordon"`
+		} `json:"executors"`
+	}
+	if err := json.Unmarshal([]byte(cmd(0, "executors", c, "-json")), &js); err != nil || len(js.Executors) != 1 || js.Executors[0].Cordon == nil || js.Executors[0].Cordon.Drain {
+		t.Errorf("executors -json: %+v, %v", js, err)
+	}
+	cmd(0, "drain", c, "-timeout=1s", ex)
+	if got := column(); !strings.HasPrefix(got, "draining since ") {
+		t.Errorf("after drain: %q", got)
+	}
+	cmd(0, "uncordon", c, ex)
+	if got := column(); got != "ok" {
+		t.Errorf("after uncordon: %q", got)
+	}
+	cmd(1, "uncordon", c, ex)
+
+	rs := records()
+	want := []struct{ action, reason string }{
+		{"cordon", "the dispatcher assigns it no new tasks"},
+		{"drain", "the dispatcher assigns it no new tasks and gives"},
+		{"uncordon", "the dispatcher may assign it tasks again"},
+		{"uncordon", "the dispatcher may assign it tasks again"},
+		{"uncordon", "not done: it was not cordoned"},
+	}
+	if len(rs) != len(want) {
+		t.Fatalf("%d control records, want %d: %+v", len(rs), len(want), rs)
+	}
+	for i, w := range want {
+		r := rs[i]
+		if r.Action != w.action || r.Executor != ex || !strings.HasPrefix(r.Reason, w.reason) || !strings.Contains(r.By, fmt.Sprintf("pid %d", os.Getpid())) {
+			t.Errorf("record %d: %+v, want %s of %s: %q", i, r, w.action, ex, w.reason)
+		}
+	}
+	cmd(0, "audit", "-file="+auditFile, "-kind=control") // the file reads back as a valid log
+
+	// Its audit log held by another writer: refused, and nothing changes.
+	held, err := audit.Open(auditFile, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := cmd(1, "cordon", c, ex)
+	held.Close()
+	if !strings.Contains(out, "not done: the audit log cannot be opened") || !strings.Contains(out, "give -audit_file=FILE a log of its own") {
+		t.Errorf("cordon with the audit log held: %s", out)
+	}
+	if got := column(); got != "ok" {
+		t.Errorf("a refused cordon changed the fleet: %q", got)
+	}
+	other := filepath.Join(dir, "governance.log")
+	cmd(0, "cordon", c, "-audit_file="+other, ex)
+	if b, _ := os.ReadFile(other); !strings.Contains(string(b), `"action":"cordon"`) {
+		t.Errorf("-audit_file holds %s", b)
 	}
 }

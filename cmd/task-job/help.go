@@ -82,7 +82,8 @@ var helpPages = map[string]helpPage{
 		usage: "task-job executors [flags]",
 		about: "Lists the executors registered on the queue: alive or not, tasks running\n" +
 			"out of its slots, host, pid, version, since when, where its management\n" +
-			"server listens, and what confines its tasks.",
+			"server listens, and what confines its tasks; with a registry in the config,\n" +
+			"whether the dispatcher gives it work (ok, cordoned or draining, since when, by whom).",
 		example: "  task-job executors -config=/etc/task-job/config.json\n  task-job executors -json",
 	},
 	"dispatcher": {
@@ -97,7 +98,7 @@ var helpPages = map[string]helpPage{
 	},
 	"cordon": {
 		usage:   "task-job cordon [flags] ID",
-		about:   "Records in the registry that the dispatcher gives executor ID no new tasks.\nWhat it runs or was assigned already stays (drain gives the assigned back).",
+		about:   "Records in the registry that the dispatcher gives executor ID no new tasks.\nWhat it runs or was assigned already stays (drain gives the assigned back).\nCordon, uncordon and drain are recorded in the audit log first (audit_file or\n-audit_file; not done if it cannot be written).",
 		example: "  task-job cordon -config=/etc/task-job/config.json host-7",
 	},
 	"uncordon": {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/taskjob/task-job/api"
+	"github.com/taskjob/task-job/registry"
+	"github.com/taskjob/task-job/registry/etcdreg"
 )
 
 // ps and executors read Redis directly, as the other client commands do,
@@ -113,10 +115,21 @@ func runExecutors(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "task-job executors:", c.redisError(err))
 		return exitFailed
 	}
+	cordons, fleetNote := fleetCordons(c)
 	if *asJSON {
-		b, _ := json.Marshal(map[string]any{"executors": exs})
+		rows := make([]executorRow, len(exs))
+		for i, e := range exs {
+			rows[i] = executorRow{ExecutorView: e}
+			if cd, ok := cordons[e.ID]; ok {
+				rows[i].Cordon = &cd
+			}
+		}
+		b, _ := json.Marshal(map[string]any{"executors": rows})
 		fmt.Fprintln(stdout, string(b))
 		return exitOK
+	}
+	if fleetNote != "" {
+		fmt.Fprintln(stderr, "task-job executors: "+fleetNote)
 	}
 	if len(exs) == 0 {
 		fmt.Fprintf(stderr, "task-job executors: none registered on queue %s\n", c.cfg.QueueName)
@@ -124,7 +137,11 @@ func runExecutors(args []string, stdout, stderr io.Writer) int {
 	}
 	now := time.Now()
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tALIVE\tTASKS\tHOST\tPID\tVERSION\tSTARTED\tSERVES\tSANDBOX")
+	head := "ID\tALIVE\tTASKS\tHOST\tPID\tVERSION\tSTARTED\tSERVES\tSANDBOX"
+	if cordons != nil {
+		head += "\tDISPATCH"
+	}
+	fmt.Fprintln(tw, head)
 	for _, e := range exs {
 		alive := "yes"
 		if !e.Alive {
@@ -137,11 +154,54 @@ func runExecutors(args []string, stdout, stderr io.Writer) int {
 		if e.PID > 0 {
 			pid = strconv.Itoa(e.PID)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(e.ID), alive, e.Running, slots, cell(orDash(e.Host)), pid,
+		row := fmt.Sprintf("%s\t%s\t%d/%s\t%s\t%s\t%s\t%s\t%s\t%s", cell(e.ID), alive, e.Running, slots, cell(orDash(e.Host)), pid,
 			cell(orDash(e.Version)), ago(e.Started, now), cell(orDash(e.Serves)), cell(orDash(summary(e.Sandbox))))
+		if cordons != nil {
+			row += "\t" + cordonState(cordons, e.ID)
+		}
+		fmt.Fprintln(tw, row)
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// executorRow is one executor of executors -json: the API's view, and
+// its cordon when the fleet registry holds one.
+type executorRow struct {
+	api.ExecutorView
+	Cordon *registry.Cordon `json:"cordon,omitempty"`
+}
+
+// fleetCordons reads the cordons of the config's registry: nil when it
+// names none (or cannot be read, which note says).
+func fleetCordons(c *client) (cordons map[string]registry.Cordon, note string) {
+	if c.cfg.Registry == "" {
+		return nil, ""
+	}
+	reg, err := etcdreg.New(etcdreg.Options{Endpoints: c.cfg.RegistryEndpoints(), Prefix: registryPrefix(c.cfg), DialTimeout: pingTimeout})
+	if err == nil {
+		defer reg.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cordons, err = reg.Cordons(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Sprintf("cordons not shown: the registry %s cannot be read: %v", c.cfg.Registry, err)
+	}
+	return cordons, ""
+}
+
+// cordonState is the DISPATCH column: whether the dispatcher gives the
+// executor work.
+func cordonState(cordons map[string]registry.Cordon, id string) string {
+	cd, ok := cordons[id]
+	switch {
+	case !ok:
+		return "ok"
+	case cd.Drain:
+		return "draining since " + cell(cd.Since) + " by " + cell(orDash(cd.By))
+	}
+	return "cordoned since " + cell(cd.Since) + " by " + cell(orDash(cd.By))
 }
 
 // connectFlagsOnly is connect for a command that takes no positional

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/task"
 )
 
 // The dispatcher's side of Redis. A dispatched executor (Options.Dispatched)
@@ -53,45 +54,123 @@ if not token or epoch > token then return 'fenced' end
 if epoch < token then redis.call('SET', KEYS[1], ARGV[1]) end
 `
 
-// headTubeLua defines headTube(L, max): the tube the head of list L
-// names, the empty string when it names none, is not JSON, is longer
-// than max bytes (never decoded whole) or names an invalid tube, and nil
-// when L is empty. As takeScript.
-const headTubeLua = `
-local function headTube(L, max)
-  local v = redis.call('LINDEX', L, 0)
-  if not v then return nil end
-  if string.len(v) > max then return '' end
+// taskInfoLua defines taskInfo(v, max): the placement key of the task
+// message v and its id (nil when it has none that could name a status).
+// The placement key is all a dispatcher needs to place the task:
+// "<tube>\n" then "<key>=<value>\n" for each constraint, sorted by key.
+// The tube is "" when the message names none, is not JSON, is longer than
+// max bytes (never decoded) or names an invalid tube (as takeScript);
+// constraints that break the task format's rules count as none, since
+// the executor refuses such a task whoever gets it.
+const taskInfoLua = `
+local function taskInfo(v, max)
+  if string.len(v) > max then return '\n', nil end
   local ok, t = pcall(cjson.decode, v)
-  if not ok or type(t) ~= 'table' or type(t['tube']) ~= 'string' then return '' end
+  if not ok or type(t) ~= 'table' then return '\n', nil end
   local tube = t['tube']
-  if tube == '' or string.len(tube) > 128 or string.find(tube, '[^%w%._:%-]') then return '' end
-  return tube
+  if type(tube) ~= 'string' or string.len(tube) > 128 or string.find(tube, '[^%w%._:%-]') then tube = '' end
+  local key = tube .. '\n'
+  local c = t['constraints']
+  if type(c) == 'table' then
+    local ks, n, bad = {}, 0, false
+    for k, val in pairs(c) do
+      n = n + 1
+      if n > 64 or type(k) ~= 'string' or type(val) ~= 'string' or string.len(k) > 63 or string.len(val) > 256
+        or not string.find(k, '^[%w%._/%-]+$') or string.find(val, '%c') then
+        bad = true
+        break
+      end
+      ks[n] = k
+    end
+    if not bad then
+      table.sort(ks)
+      for _, k in ipairs(ks) do key = key .. k .. '=' .. c[k] .. '\n' end
+    end
+  end
+  local id = t['id']
+  if type(id) ~= 'string' or id == '' or string.len(id) > 256 or string.find(id, '%c') then id = nil end
+  return key, id
 end
 `
 
-// peekTubeScript: KEYS[1] a list; ARGV max bytes. The head's tube, or
-// false when the list is empty. Nothing of the message leaves Redis.
-var peekTubeScript = redis.NewScript(headTubeLua + `
-local t = headTube(KEYS[1], tonumber(ARGV[1]))
-if not t then return false end
-return t
+// noteLua defines note(id, text, prefix, retention): text becomes the
+// "waiting" field of id's status hash, or the field goes when text is
+// empty, only while no executor has claimed the id, so that a note never
+// lands on a task that runs. A hash the note creates expires after the
+// retention, so a task removed by hand leaves nothing behind. The status
+// key is built here from the id, as takeScript builds a tube's key.
+// Returns 1 when it wrote.
+const noteLua = `
+local function note(id, text, prefix, retention)
+  if not id then return 0 end
+  local sk = prefix .. id
+  local h = redis.call('HMGET', sk, 'state', 'waiting')
+  local st = h[1]
+  if st and st ~= 'queued' and st ~= 'cancelled' then return 0 end
+  if text == '' then
+    if h[2] then redis.call('HDEL', sk, 'waiting') return 1 end
+    return 0
+  end
+  if h[2] == text then return 0 end
+  local fresh = redis.call('EXISTS', sk) == 0
+  redis.call('HSET', sk, 'waiting', text)
+  if fresh then redis.call('PEXPIRE', sk, retention) end
+  return 1
+end
+`
+
+// peekScript: KEYS[1] a list; ARGV max bytes, n. The placement keys of
+// its first n tasks, in order. Nothing else of a message leaves Redis.
+var peekScript = redis.NewScript(taskInfoLua + `
+local out = {}
+for i, v in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  out[i] = taskInfo(v, tonumber(ARGV[1]))
+end
+return out
 `)
 
 // moveScript: KEYS[1] epoch, KEYS[2] source list, KEYS[3] destination
-// list; ARGV token, max bytes, expected tube ('*' = whatever it is).
-// Fenced (see fenceLua); then, unless the head's tube is no longer the
-// expected one ('changed': someone put a task back at the head since the
-// caller looked), the head moves to the destination's end. Returns
-// 'moved', 'empty', 'changed' or 'fenced'.
-var moveScript = redis.NewScript(headTubeLua + fenceLua + `
-if ARGV[3] ~= '*' then
-  local t = headTube(KEYS[2], tonumber(ARGV[2]))
-  if not t then return 'empty' end
-  if t ~= ARGV[3] then return 'changed' end
+// list; ARGV token, max bytes, index, expected placement key ('*' =
+// whatever it is), note, status key prefix, retention ms, a value no
+// task message has.
+// Fenced (see fenceLua); then, unless the placement key of the task at
+// index is no longer the expected one ('changed': the list changed since
+// the caller looked), that task moves to the destination's end, with its
+// note (see noteLua; empty when it was assigned). A task behind the head
+// is taken out by overwriting it with the unique value and removing that,
+// so the tasks around it keep their order. Returns 'moved', 'empty'
+// (nothing at index), 'changed' or 'fenced'.
+var moveScript = redis.NewScript(taskInfoLua + noteLua + fenceLua + `
+local i = tonumber(ARGV[3])
+local v = redis.call('LINDEX', KEYS[2], i)
+if not v then return 'empty' end
+local key, id = taskInfo(v, tonumber(ARGV[2]))
+if ARGV[4] ~= '*' and key ~= ARGV[4] then return 'changed' end
+note(id, ARGV[5], ARGV[6], ARGV[7])
+if i == 0 then
+  redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+else
+  redis.call('LSET', KEYS[2], i, ARGV[8])
+  redis.call('LREM', KEYS[2], 1, ARGV[8])
+  redis.call('RPUSH', KEYS[3], v)
 end
-if not redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT') then return 'empty' end
 return 'moved'
+`)
+
+// noteScript: KEYS[1] epoch, KEYS[2] a list; ARGV token, max bytes,
+// status key prefix, retention ms, then index, expected placement key and
+// note for each task to note. Fenced; each task still at its index with
+// that key gets its note (see noteLua). Returns how many were written.
+var noteScript = redis.NewScript(taskInfoLua + noteLua + fenceLua + `
+local n = 0
+for j = 5, #ARGV, 3 do
+  local v = redis.call('LINDEX', KEYS[2], tonumber(ARGV[j]))
+  if v then
+    local key, id = taskInfo(v, tonumber(ARGV[2]))
+    if key == ARGV[j + 1] then n = n + note(id, ARGV[j + 2], ARGV[3], ARGV[4]) end
+  end
+end
+return n
 `)
 
 // returnScript: KEYS[1] epoch, KEYS[2] an assigned list, KEYS[3] the list
@@ -132,24 +211,54 @@ func (q *Queue) ClaimEpoch(ctx context.Context, token int64) error {
 	return nil
 }
 
-// PeekTube returns the tube named by the head of list ("" for none), and
-// false when the list is empty.
-func (q *Queue) PeekTube(ctx context.Context, list string) (string, bool, error) {
-	res, err := peekTubeScript.Run(ctx, q.rdb, []string{list}, q.opt.MaxTaskBytes).Text()
-	if errors.Is(err, redis.Nil) {
-		return "", false, nil
+// Head is what a dispatcher knows of a task in a list: what its
+// placement depends on.
+type Head = queue.Head
+
+// Peek describes the first n tasks of list, in order.
+func (q *Queue) Peek(ctx context.Context, list string, n int) ([]Head, error) {
+	keys, err := peekScript.Run(ctx, q.rdb, []string{list}, q.opt.MaxTaskBytes, n).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("queue: look at the head of %q: %w", list, err)
 	}
-	if err != nil {
-		return "", false, fmt.Errorf("queue: look at the head of %q: %w", list, err)
+	out := make([]Head, len(keys))
+	for i, k := range keys {
+		out[i] = parseHead(k)
 	}
-	return res, true, nil
+	return out, nil
 }
 
-// MoveHead moves the head of src to the end of dst, fenced by token,
-// if its tube is still expect ("*": whatever it is). It returns Moved,
-// Empty or Changed, or ErrFenced.
-func (q *Queue) MoveHead(ctx context.Context, token int64, src, dst, expect string) (string, error) {
-	res, err := moveScript.Run(ctx, q.rdb, []string{q.EpochKey(), src, dst}, token, q.opt.MaxTaskBytes, expect).Text()
+// parseHead reads a placement key (see taskInfoLua). Constraints that
+// the task format refuses (which the script's simpler test can let
+// through) count as none: the executor that gets the task rejects it.
+func parseHead(key string) Head {
+	tube, rest, _ := strings.Cut(key, "\n")
+	h := Head{Tube: tube, Key: key}
+	for line := range strings.SplitSeq(rest, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			if h.Constraints == nil {
+				h.Constraints = map[string]string{}
+			}
+			h.Constraints[k] = v
+		}
+	}
+	if task.CheckConstraints(h.Constraints) != nil {
+		h.Constraints = nil
+	}
+	return h
+}
+
+// moveMark stands in for a task taken from the middle of a list; no
+// task message can be it (it is not JSON).
+const moveMark = "\x00task-job: being moved\x00"
+
+// Move moves the task at index of src to the end of dst, fenced by
+// token, if its placement key is still expect ("*": whatever it is);
+// note becomes the task's waiting reason in its status ("" clears it: it
+// was assigned). It returns Moved, Empty or Changed, or ErrFenced.
+func (q *Queue) Move(ctx context.Context, token int64, src string, index int, dst, expect, note string) (string, error) {
+	res, err := moveScript.Run(ctx, q.rdb, []string{q.EpochKey(), src, dst}, token, q.opt.MaxTaskBytes, index, expect,
+		note, q.StatusKey(""), q.opt.Retention.Milliseconds(), moveMark).Text()
 	if err != nil {
 		return "", fmt.Errorf("queue: move a task from %q to %q: %w", src, dst, err)
 	}
@@ -157,6 +266,30 @@ func (q *Queue) MoveHead(ctx context.Context, token int64, src, dst, expect stri
 		return "", ErrFenced
 	}
 	return res, nil
+}
+
+// Note is queue's.
+type Note = queue.Note
+
+// NoteWaiting writes each note's text as its task's waiting reason,
+// fenced by token; how many it changed.
+func (q *Queue) NoteWaiting(ctx context.Context, token int64, list string, notes []Note) (int, error) {
+	if len(notes) == 0 {
+		return 0, nil
+	}
+	args := []any{token, q.opt.MaxTaskBytes, q.StatusKey(""), q.opt.Retention.Milliseconds()}
+	for _, n := range notes {
+		args = append(args, n.Index, n.Key, n.Text)
+	}
+	res, err := noteScript.Run(ctx, q.rdb, []string{q.EpochKey(), list}, args...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("queue: note why tasks in %q wait: %w", list, err)
+	}
+	if res == "fenced" {
+		return 0, ErrFenced
+	}
+	n, _ := res.(int64)
+	return int(n), nil
 }
 
 // ReturnAssigned moves every task assigned to executor back to the head

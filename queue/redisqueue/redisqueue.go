@@ -785,8 +785,8 @@ func (q *Queue) Status(ctx context.Context, id string) (*queue.Status, error) {
 		return nil, nil
 	}
 	st := task.State(h["state"])
-	if h["state"] == "cancelled" {
-		st = task.Queued
+	if h["state"] == "cancelled" || h["state"] == "" {
+		st = task.Queued // a kill waits for it, or only a dispatcher's note is there
 	}
-	return &queue.Status{ID: id, State: st, Executor: h["executor"], Updated: h["updated"], Done: []byte(h["done"])}, nil
+	return &queue.Status{ID: id, State: st, Executor: h["executor"], Updated: h["updated"], Waiting: h["waiting"], Done: []byte(h["done"])}, nil
 }

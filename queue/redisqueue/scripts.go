@@ -10,7 +10,9 @@ import "github.com/redis/go-redis/v9"
 //
 // The status hash of an id holds: state (a task.State, or "cancelled" for a
 // kill that arrived while the task was queued), executor, updated, done,
-// and, once the task has started, rule and env (noteRuleScript).
+// and, once the task has started, rule and env (noteRuleScript). While it
+// is queued a dispatcher may note why it has not placed it (waiting, see
+// moveScript): the first claim or end of the id removes that note.
 
 // noteRuleScript: KEYS[1] status; ARGV executor, delivery token, rule, env
 // (a JSON array of masked "NAME=value", "" = none). It writes the rule
@@ -57,10 +59,12 @@ if not st then
 end
 if not st or st == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'executor', ARGV[1], 'token', ARGV[3], 'updated', ARGV[2])
+  redis.call('HDEL', KEYS[1], 'waiting')
   redis.call('PERSIST', KEYS[1])
   return 1
 elseif st == 'cancelled' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'executor', ARGV[1], 'token', ARGV[3], 'updated', ARGV[2], 'cancelled', '1')
+  redis.call('HDEL', KEYS[1], 'waiting')
   redis.call('PERSIST', KEYS[1])
   return 3
 end
@@ -93,7 +97,7 @@ if not ok or (ARGV[8] == '1' and removed == 0) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'executor', ARGV[5], 'updated', ARGV[7], 'done', ARGV[2])
-redis.call('HDEL', KEYS[1], 'cancelled')
+redis.call('HDEL', KEYS[1], 'cancelled', 'waiting')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[9], ARGV[2])
