@@ -283,15 +283,16 @@ func TestKafkaExecutors(t *testing.T) {
 	s.mu.Unlock()
 }
 
-// The client commands do not talk to a Redis the config does not name.
+// The commands that read Redis keys with no Kafka counterpart do not talk
+// to a Redis the config does not name.
 func TestClientRefusesKafkaConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(path, []byte(`{"transport": "kafka", "kafka_brokers": ["127.0.0.1:9092"], "cmd_dir": "/"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr strings.Builder
-	if code := run([]string{"status", "-config=" + path, "x"}, &stdout, &stderr); code != exitFailed ||
-		!strings.Contains(stderr.String(), `the client commands speak Redis only so far; produce tasks to the topic "queue_job_task"`) {
+	if code := run([]string{"ps", "-config=" + path}, &stdout, &stderr); code != exitFailed ||
+		!strings.Contains(stderr.String(), `and ps speaks Redis only so far; submit, kill, status and logs work over Kafka`) {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
