@@ -296,3 +296,129 @@ func TestClientRefusesKafkaConfig(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
+
+// clientConfig writes the config a client of the site uses.
+func (s *kafkaSite) clientConfig() string {
+	s.t.Helper()
+	cfg, _ := json.Marshal(map[string]any{
+		"transport": "kafka", "kafka_brokers": s.broker.ListenAddrs(), "queue_name": s.queue,
+		"cmd_dir": s.dir, "executor_ttl": "1s",
+	})
+	path := filepath.Join(s.t.TempDir(), "client.json")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	return path
+}
+
+type cliRun struct {
+	code           int
+	stdout, stderr string
+}
+
+func cli(args ...string) cliRun {
+	var stdout, stderr strings.Builder
+	code := run(args, &stdout, &stderr)
+	return cliRun{code, stdout.String(), stderr.String()}
+}
+
+func (r cliRun) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// TestKafkaClientCommands runs submit, kill, status and logs against an
+// executor on the Kafka transport, as a user would.
+func TestKafkaClientCommands(t *testing.T) {
+	s := newKafkaSite(t)
+	e := s.start("cli")
+	cfg := "-config=" + s.clientConfig()
+
+	// submit -wait prints the task's output and exits with its status.
+	r := cli("submit", cfg, "-id=kw1", "-wait", "hello.sh", "world")
+	if r.code != exitOK || r.stdout != "hello world\n" || !strings.Contains(r.stderr, "to stderr\n") ||
+		!strings.Contains(r.stderr, "done: succeeded (exit 0)") || !strings.Contains(r.stderr, "over Kafka the id was checked against the status topic only") {
+		t.Fatalf("submit -wait of a succeeding task:\n%s", r)
+	}
+	r = cli("submit", cfg, "-id=kf1", "-wait", "fail.sh")
+	if r.code != exitFailed || r.stdout != "failing\n" || !strings.Contains(r.stderr, "done: failed (exit 3)") {
+		t.Fatalf("submit -wait of a failing task:\n%s", r)
+	}
+
+	// The status of a finished task.
+	r = cli("status", cfg, "kw1")
+	if r.code != exitOK || !strings.Contains(r.stdout, "id:       kw1\nstate:    succeeded\nexecutor: "+e.id+"\nexit:     0\n") {
+		t.Fatalf("status of a finished task:\n%s", r)
+	}
+	r = cli("status", cfg, "kf1", "-json")
+	var st struct {
+		State string   `json:"state"`
+		Done  task.Log `json:"done"`
+	}
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &st) != nil || st.State != "failed" || st.Done.Result == nil || st.Done.ExitCode != 3 {
+		t.Fatalf("status -json of a failed task:\n%s", r)
+	}
+
+	// A second submit of an id an executor has claimed is refused.
+	r = cli("submit", cfg, "-id=kw1", "hello.sh", "again")
+	if r.code != exitFailed || !strings.Contains(r.stderr, `id "kw1" is a duplicate`) || !strings.Contains(r.stderr, "ended: succeeded, on executor "+e.id) {
+		t.Fatalf("submit of a used id:\n%s", r)
+	}
+
+	// logs of a finished task, with and without -f.
+	for _, args := range [][]string{{"logs", cfg, "kw1"}, {"logs", cfg, "-f", "kw1"}} {
+		r = cli(args...)
+		if r.code != exitOK || r.stdout != "hello world\n" || !strings.Contains(r.stderr, "to stderr\n") {
+			t.Fatalf("%v of a finished task:\n%s", args, r)
+		}
+	}
+
+	// logs -f of a running task follows it to its done; kill ends it.
+	r = cli("submit", cfg, "-id=kr1", "long.sh")
+	if r.code != exitOK || r.stdout != "kr1\n" {
+		t.Fatalf("submit:\n%s", r)
+	}
+	var out, errs observe.Buffer
+	followed := make(chan int, 1)
+	go func() { followed <- run([]string{"logs", cfg, "-f", "kr1"}, &out, &errs) }()
+	observe.Eventually(t, "logs -f to print the running task's line", 30*time.Second, func() bool { return out.String() == "begun\n" })
+	r = cli("kill", cfg, "kr1")
+	if r.code != exitOK || r.stdout != "kill sent for kr1, running on executor "+e.id+"\n" {
+		t.Fatalf("kill of a running task:\n%s", r)
+	}
+	select {
+	case code := <-followed:
+		if code != exitFailed || !strings.Contains(errs.String(), "done: killed") {
+			t.Fatalf("logs -f of the killed task: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("logs -f did not end at the killed task's done; stdout %q, stderr %q", out.String(), errs.String())
+	}
+	r = cli("status", cfg, "kr1")
+	if r.code != exitOK || !strings.Contains(r.stdout, "state:    killed\n") {
+		t.Fatalf("status of the killed task:\n%s", r)
+	}
+	r = cli("kill", cfg, "kr1")
+	if r.code != exitFailed || !strings.Contains(r.stderr, `task "kr1" already ended (killed); nothing to kill`) {
+		t.Fatalf("kill of an ended task:\n%s", r)
+	}
+
+	// An id nobody submitted: status says so, logs -f gives up at its
+	// -timeout, submit -wait at its -wait_timeout.
+	r = cli("status", cfg, "nosuch")
+	if r.code != exitFailed || !strings.Contains(r.stderr, `task-job status: not known: task "nosuch" has not been claimed by an executor`) ||
+		!strings.Contains(r.stderr, "1 of 1 executors alive") {
+		t.Fatalf("status of an unknown id:\n%s", r)
+	}
+	r = cli("logs", cfg, "-f", "-timeout=2s", "nosuch")
+	if r.code != exitTimeout || !strings.Contains(r.stderr, "gave up after 2s (-timeout)") {
+		t.Fatalf("logs -f of an unknown id:\n%s", r)
+	}
+
+	// Every task got exactly one done.
+	for _, id := range []string{"kw1", "kf1", "kr1"} {
+		s.waitDone(id)
+		if n := len(s.dones(id)); n != 1 {
+			t.Errorf("%s: %d dones", id, n)
+		}
+	}
+}
