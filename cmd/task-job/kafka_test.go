@@ -422,3 +422,34 @@ func TestKafkaClientCommands(t *testing.T) {
 		}
 	}
 }
+
+// Over Kafka the client commands say which brokers they could not use, and
+// which topics are missing, instead of waiting.
+func TestKafkaClientConnectErrors(t *testing.T) {
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	for _, c := range []struct {
+		brokers []string
+		want    string
+	}{
+		{broker.ListenAddrs(), "missing topics nokq, nokq_control, nokq_logs, nokq_status, nokq_executors: an executor creates them"},
+		{[]string{"127.0.0.1:1"}, "cannot use Kafka at 127.0.0.1:1 (kafka_brokers in "},
+	} {
+		cfg, _ := json.Marshal(map[string]any{"transport": "kafka", "kafka_brokers": c.brokers, "queue_name": "nokq", "cmd_dir": "/"})
+		path := filepath.Join(t.TempDir(), "config.json")
+		if err := os.WriteFile(path, cfg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		r := cli("status", "-config="+path, "x")
+		if r.code != exitFailed || !strings.Contains(r.stderr, c.want) || r.stdout != "" {
+			t.Fatalf("brokers %v:\n%s", c.brokers, r)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("brokers %v: took %s to fail", c.brokers, d)
+		}
+	}
+}
