@@ -20,13 +20,16 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/config"
+	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/queue/kafkaqueue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/signature"
 	"github.com/taskjob/task-job/task"
 )
 
-// The client commands speak the same Redis protocol as any container: what
-// they do, a shell with redis-cli can do too.
+// The client commands speak the same protocol as any container: what they
+// do over Redis a shell with redis-cli can do too, and over Kafka any
+// producer and consumer of the topics.
 
 type clientFlags struct {
 	config, redisAddr, queue string
@@ -40,20 +43,34 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 
 type client struct {
 	cfg *config.Config
+	// tr is the transport's client side: what submit, kill, status and
+	// logs need, over Redis or Kafka.
+	tr queue.Client
+	// rdb and q are set over Redis only: the other commands, and the
+	// descriptions of where a task waits, read Redis keys.
 	rdb redis.UniversalClient
 	q   *redisqueue.Queue
-	// addrFrom says where the Redis address came from, for error messages.
+	// kq is set over Kafka only.
+	kq *kafkaqueue.Client
+	// addrFrom says where the Redis address (or the Kafka brokers) came
+	// from, for error messages.
 	addrFrom string
 }
+
+// close closes the transport's connections.
+func (c *client) close() { _ = c.tr.Close() }
 
 // quietRedisOnce silences the Redis client's own log once per process: the
 // setting is global to the client library.
 var quietRedisOnce sync.Once
 
-// pingTimeout bounds the first contact with Redis.
+// pingTimeout bounds the first contact with Redis (or the Kafka brokers).
 const pingTimeout = 3 * time.Second
 
-func (c *clientFlags) connect(stderr io.Writer) (*client, error) {
+// connect reads the config and connects to its transport. Only commands
+// that say kafka (submit, kill, status, logs) may use Kafka; the others
+// read Redis keys that have no Kafka counterpart, and say so.
+func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*client, error) {
 	cfg, err := loadConfig(c.config, hclog.New(&hclog.LoggerOptions{Output: stderr, Level: hclog.Error}))
 	if err != nil {
 		return nil, err
@@ -69,9 +86,11 @@ func (c *clientFlags) connect(stderr io.Writer) (*client, error) {
 		cfg.SetQueueName(c.queue)
 	}
 	if cfg.Transport == config.TransportKafka && c.redisAddr == "" {
-		return nil, fmt.Errorf("%s says \"transport\": \"kafka\", and the client commands speak Redis only so far; "+
-			"produce tasks to the topic %q and kills to %q, and read results from %q (README, Kafka section)",
-			c.config, cfg.QueueName, cfg.QueueControlName, cfg.QueueName+"_status")
+		if !kafka {
+			return nil, fmt.Errorf("%s says \"transport\": \"kafka\", and %s speaks Redis only so far; "+
+				"submit, kill, status and logs work over Kafka (README, Kafka section)", c.config, name)
+		}
+		return connectKafka(cfg, "kafka_brokers in "+c.config)
 	}
 	// The client's own per-attempt lines would bury the one message that
 	// says what to fix.
@@ -91,7 +110,30 @@ func (c *clientFlags) connect(stderr io.Writer) (*client, error) {
 		Names:     redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
 		Retention: cfg.StatusRetention,
 	})
-	return &client{cfg: cfg, rdb: rdb, q: q, addrFrom: from}, nil
+	return &client{cfg: cfg, tr: q, rdb: rdb, q: q, addrFrom: from}, nil
+}
+
+// connectKafka connects the client side of the Kafka transport and checks
+// its topics exist.
+func connectKafka(cfg *config.Config, from string) (*client, error) {
+	k := cfg.Kafka
+	copts, err := kafkaqueue.ClientOptions(kafkaqueue.DialOptions{
+		TLS: k.TLS, TLSCAFile: k.TLSCAFile, TLSCertFile: k.TLSCertFile, TLSKey: k.TLSKeyFile,
+		SASLMechanism: k.SASLMechanism, SASLUser: k.SASLUser, SASLPassword: k.SASLPassword,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+	kq, err := kafkaqueue.NewClient(ctx, k.Brokers, copts, kafkaqueue.ClientConfig{
+		Names:     kafkaqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
+		Retention: cfg.StatusRetention, TTL: cfg.ExecutorTTL, MaxTaskBytes: cfg.MaxTaskBytes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot use Kafka at %s (%s): %w", strings.Join(k.Brokers, ","), from, err)
+	}
+	return &client{cfg: cfg, tr: kq, kq: kq, addrFrom: from}, nil
 }
 
 // clientCommand is the shared shape of the client subcommands: a flag set
@@ -105,8 +147,10 @@ type clientCommand struct {
 	// ("status 101 -json"); not for submit, whose words after CMDLINE are
 	// the task's.
 	interspersed bool
-	stdout       io.Writer
-	stderr       io.Writer
+	// kafka: the command works over Kafka too.
+	kafka  bool
+	stdout io.Writer
+	stderr io.Writer
 }
 
 func newClientCommand(name string, stdout, stderr io.Writer) *clientCommand {
@@ -138,7 +182,7 @@ func (cc *clientCommand) connect(args []string, min, max int, what string) (c *c
 		}
 		return nil, usageError(cc.stderr, cc.name, "want one %s, got %d words: %s", what, n, shellJoin(cc.fs.Args()))
 	}
-	c, err = cc.flags.connect(cc.stderr)
+	c, err = cc.flags.connect(cc.stderr, cc.name, cc.kafka)
 	if err != nil {
 		fmt.Fprintf(cc.stderr, "task-job %s: %v\n", cc.name, err)
 		return nil, exitFailed
@@ -173,6 +217,7 @@ func newID() string {
 
 func runSubmit(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("submit", stdout, stderr)
+	cc.kafka = true
 	id := cc.fs.String("id", "", "task id (default: a random one); an id already used is refused")
 	typ := cc.fs.String("type", "", "task type (free text, echoed back)")
 	tube := cc.fs.String("tube", "", "tube (routing name)")
@@ -185,7 +230,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return code
 	}
-	defer c.rdb.Close()
+	defer c.close()
 	if *id == "" {
 		*id = newID()
 	}
@@ -209,16 +254,22 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	raw, _ := json.Marshal(t)
 	// A task with a tube goes to that tube's list, which only executors
-	// serving the tube take from.
-	list := c.q.TubeKey(t.Tube)
+	// serving the tube take from. Kafka has one tasks topic.
+	var list string
+	if c.q != nil {
+		list = c.q.TubeKey(t.Tube)
+	} else {
+		list = c.kq.Topics().Tasks
+	}
 	// A second task with a known id is never run (and gets no done of its
 	// own): waiting would show the first task's result as if it were this
-	// one's. The check covers an id still queued (reserved by an earlier
-	// submit, not claimed yet), and it is one step with the push: of two
-	// submits of one id, one is refused.
-	res, err := c.q.Submit(ctx, list, *id, raw)
+	// one's. Over Redis the check covers an id still queued (reserved by
+	// an earlier submit, not claimed yet), and it is one step with the
+	// push: of two submits of one id, one is refused. Over Kafka it sees
+	// only ids already claimed or cancelled, which the note says.
+	res, err := c.tr.SubmitTask(ctx, *id, t.Tube, raw)
 	if err != nil {
-		if strings.Contains(err.Error(), "NOPERM") {
+		if c.q != nil && strings.Contains(err.Error(), "NOPERM") {
 			fmt.Fprintf(stderr, "task-job submit: Redis at %s (%s) refused the submit: %v\n"+
 				"  the Redis user needs EVAL and EVALSHA, and keys %s, %s and %s (README, Redis keys)\n",
 				c.cfg.RedisAddr, c.addrFrom, err, list, c.q.StatusKey("*"), c.q.SubmittedKey("*"))
@@ -231,7 +282,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	case redisqueue.Pushed:
 	case redisqueue.IDUsed, redisqueue.IDReserved:
 		first := c.describeTask(ctx, *id)
-		if st, err := c.q.Status(ctx, *id); err == nil && st != nil && st.Executor != "" {
+		if st, err := c.tr.Status(ctx, *id); err == nil && st != nil && st.Executor != "" {
 			first += ", on executor " + st.Executor
 		}
 		fmt.Fprintf(stderr, "task-job submit: id %q is a duplicate: a task with it was already submitted, and a second one would not run; nothing was queued.\n"+
@@ -239,8 +290,15 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 			"  choose another -id (or none, for a random one); see the first with: task-job status %s\n", *id, first, *id)
 		return exitFailed
 	default:
-		fmt.Fprintf(stderr, "task-job submit: unexpected answer from Redis: %v\n", res)
+		fmt.Fprintf(stderr, "task-job submit: unexpected answer from %s: %v\n", c.transportName(), res)
 		return exitFailed
+	}
+	if c.kq != nil {
+		fmt.Fprintf(stderr, "note: over Kafka the id was checked against the status topic only: a task with id %q still waiting in %s, "+
+			"or submitted at the same moment, cannot be seen; if there was one, only the first runs, and this one gets no done of its own\n", *id, list)
+		if t.Tube != "" {
+			fmt.Fprintf(stderr, "note: over Kafka a tube routes nothing: any executor of %s may take the task\n", list)
+		}
 	}
 	if !*wait {
 		if *asJSON {
@@ -267,6 +325,7 @@ type killReport struct {
 func runKill(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("kill", stdout, stderr)
 	cc.interspersed = true
+	cc.kafka = true
 	queuedOnly := cc.fs.Bool("queued-only", false, "cancel the task only if it has not started; a running task is left alone (exit 1)")
 	keyFile := cc.fs.String("key", "", "sign the kill with the secret in this file; its name is the key id (needed with require_signatures)")
 	force := cc.fs.Bool("force", false, "send the kill without looking the task up first (for a Redis user that may only RPUSH)")
@@ -275,19 +334,18 @@ func runKill(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return code
 	}
-	defer c.rdb.Close()
+	defer c.close()
 	ctx := context.Background()
 	id := cc.fs.Arg(0)
 	rep := killReport{ID: id, State: "not looked up"}
 	send := true
 	if !*force {
-		h, err := c.rdb.HMGet(ctx, c.q.StatusKey(id), "state", "executor").Result()
+		state, executor, err := c.tr.State(ctx, id)
 		if err != nil {
 			fmt.Fprintln(stderr, "task-job kill:", c.redisError(err))
 			return exitFailed
 		}
-		state, _ := h[0].(string)
-		rep.Executor, _ = h[1].(string)
+		rep.Executor = executor
 		rep.State = state
 		switch {
 		case state == "" || state == string(task.Queued):
@@ -320,7 +378,7 @@ func runKill(args []string, stdout, stderr io.Writer) int {
 			signature.SignKill(&ctl, key.ID, key.Secret, time.Now())
 		}
 		raw, _ := json.Marshal(ctl)
-		if err := c.rdb.RPush(context.Background(), c.cfg.QueueControlName, raw).Err(); err != nil {
+		if err := c.tr.SendControl(context.Background(), raw); err != nil {
 			fmt.Fprintln(stderr, "task-job kill:", err)
 			return 1
 		}
@@ -348,15 +406,16 @@ func (c *client) reportKill(rep killReport, ok, asJSON bool, stdout, stderr io.W
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("status", stdout, stderr)
 	cc.interspersed = true
+	cc.kafka = true
 	asJSON := cc.fs.Bool("json", false, "print the status record (and the done message) as JSON")
 	c, code := cc.connect(args, 1, 1, "ID")
 	if c == nil {
 		return code
 	}
-	defer c.rdb.Close()
+	defer c.close()
 	ctx := context.Background()
 	id := cc.fs.Arg(0)
-	st, err := c.q.Status(ctx, id)
+	st, err := c.tr.Status(ctx, id)
 	if err != nil {
 		fmt.Fprintln(stderr, "task-job status:", c.redisError(err))
 		return exitFailed
@@ -394,6 +453,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 func runLogs(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("logs", stdout, stderr)
 	cc.interspersed = true
+	cc.kafka = true
 	followFlag := cc.fs.Bool("f", false, "follow: print output as it comes, until the task's done")
 	timeout := cc.fs.Duration("timeout", 0, "with -f, give up after this long (e.g. 5m; 0 = until the done), exit 3")
 	asJSON := cc.fs.Bool("json", false, "print the task's TaskLog messages as JSON lines, as shipped")
@@ -402,7 +462,7 @@ func runLogs(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return code
 	}
-	defer c.rdb.Close()
+	defer c.close()
 	if !*rawFlag && !*asJSON {
 		stdout, stderr = escaping{stdout}, escaping{stderr}
 	}
@@ -412,12 +472,23 @@ func runLogs(args []string, stdout, stderr io.Writer) int {
 	return f.run(ctx, *followFlag)
 }
 
-// redisError says which setting to look at when Redis fails mid-command.
+// redisError says which setting to look at when the transport fails
+// mid-command.
 func (c *client) redisError(err error) error {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return err
 	}
+	if c.kq != nil {
+		return fmt.Errorf("lost Kafka at %s (%s): %w", strings.Join(c.cfg.Kafka.Brokers, ","), c.addrFrom, err)
+	}
 	return fmt.Errorf("lost Redis at %s (%s): %w", c.cfg.RedisAddr, c.addrFrom, err)
+}
+
+func (c *client) transportName() string {
+	if c.kq != nil {
+		return "Kafka"
+	}
+	return "Redis"
 }
 
 // printLine prints one TaskLog message of id: stdout lines to stdout,

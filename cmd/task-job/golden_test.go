@@ -192,6 +192,7 @@ func scripts(t *testing.T) string {
 	for name, body := range map[string]string{
 		"hello.sh": "#!/bin/sh\necho \"hello $1\"\necho 'to stderr' >&2\n",
 		"long.sh":  "#!/bin/sh\necho begun\nexec sleep 60\n",
+		"fail.sh":  "#!/bin/sh\necho failing\nexit 3\n",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)

@@ -283,15 +283,173 @@ func TestKafkaExecutors(t *testing.T) {
 	s.mu.Unlock()
 }
 
-// The client commands do not talk to a Redis the config does not name.
+// The commands that read Redis keys with no Kafka counterpart do not talk
+// to a Redis the config does not name.
 func TestClientRefusesKafkaConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(path, []byte(`{"transport": "kafka", "kafka_brokers": ["127.0.0.1:9092"], "cmd_dir": "/"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr strings.Builder
-	if code := run([]string{"status", "-config=" + path, "x"}, &stdout, &stderr); code != exitFailed ||
-		!strings.Contains(stderr.String(), `the client commands speak Redis only so far; produce tasks to the topic "queue_job_task"`) {
+	if code := run([]string{"ps", "-config=" + path}, &stdout, &stderr); code != exitFailed ||
+		!strings.Contains(stderr.String(), `and ps speaks Redis only so far; submit, kill, status and logs work over Kafka`) {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// clientConfig writes the config a client of the site uses.
+func (s *kafkaSite) clientConfig() string {
+	s.t.Helper()
+	cfg, _ := json.Marshal(map[string]any{
+		"transport": "kafka", "kafka_brokers": s.broker.ListenAddrs(), "queue_name": s.queue,
+		"cmd_dir": s.dir, "executor_ttl": "1s",
+	})
+	path := filepath.Join(s.t.TempDir(), "client.json")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	return path
+}
+
+type cliRun struct {
+	code           int
+	stdout, stderr string
+}
+
+func cli(args ...string) cliRun {
+	var stdout, stderr strings.Builder
+	code := run(args, &stdout, &stderr)
+	return cliRun{code, stdout.String(), stderr.String()}
+}
+
+func (r cliRun) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// TestKafkaClientCommands runs submit, kill, status and logs against an
+// executor on the Kafka transport, as a user would.
+func TestKafkaClientCommands(t *testing.T) {
+	s := newKafkaSite(t)
+	e := s.start("cli")
+	cfg := "-config=" + s.clientConfig()
+
+	// submit -wait prints the task's output and exits with its status.
+	r := cli("submit", cfg, "-id=kw1", "-wait", "hello.sh", "world")
+	if r.code != exitOK || r.stdout != "hello world\n" || !strings.Contains(r.stderr, "to stderr\n") ||
+		!strings.Contains(r.stderr, "done: succeeded (exit 0)") || !strings.Contains(r.stderr, "over Kafka the id was checked against the status topic only") {
+		t.Fatalf("submit -wait of a succeeding task:\n%s", r)
+	}
+	r = cli("submit", cfg, "-id=kf1", "-wait", "fail.sh")
+	if r.code != exitFailed || r.stdout != "failing\n" || !strings.Contains(r.stderr, "done: failed (exit 3)") {
+		t.Fatalf("submit -wait of a failing task:\n%s", r)
+	}
+
+	// The status of a finished task.
+	r = cli("status", cfg, "kw1")
+	if r.code != exitOK || !strings.Contains(r.stdout, "id:       kw1\nstate:    succeeded\nexecutor: "+e.id+"\nexit:     0\n") {
+		t.Fatalf("status of a finished task:\n%s", r)
+	}
+	r = cli("status", cfg, "kf1", "-json")
+	var st struct {
+		State string   `json:"state"`
+		Done  task.Log `json:"done"`
+	}
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &st) != nil || st.State != "failed" || st.Done.Result == nil || st.Done.ExitCode != 3 {
+		t.Fatalf("status -json of a failed task:\n%s", r)
+	}
+
+	// A second submit of an id an executor has claimed is refused.
+	r = cli("submit", cfg, "-id=kw1", "hello.sh", "again")
+	if r.code != exitFailed || !strings.Contains(r.stderr, `id "kw1" is a duplicate`) || !strings.Contains(r.stderr, "ended: succeeded, on executor "+e.id) {
+		t.Fatalf("submit of a used id:\n%s", r)
+	}
+
+	// logs of a finished task, with and without -f.
+	for _, args := range [][]string{{"logs", cfg, "kw1"}, {"logs", cfg, "-f", "kw1"}} {
+		r = cli(args...)
+		if r.code != exitOK || r.stdout != "hello world\n" || !strings.Contains(r.stderr, "to stderr\n") {
+			t.Fatalf("%v of a finished task:\n%s", args, r)
+		}
+	}
+
+	// logs -f of a running task follows it to its done; kill ends it.
+	r = cli("submit", cfg, "-id=kr1", "long.sh")
+	if r.code != exitOK || r.stdout != "kr1\n" {
+		t.Fatalf("submit:\n%s", r)
+	}
+	var out, errs observe.Buffer
+	followed := make(chan int, 1)
+	go func() { followed <- run([]string{"logs", cfg, "-f", "kr1"}, &out, &errs) }()
+	observe.Eventually(t, "logs -f to print the running task's line", 30*time.Second, func() bool { return out.String() == "begun\n" })
+	r = cli("kill", cfg, "kr1")
+	if r.code != exitOK || r.stdout != "kill sent for kr1, running on executor "+e.id+"\n" {
+		t.Fatalf("kill of a running task:\n%s", r)
+	}
+	select {
+	case code := <-followed:
+		if code != exitFailed || !strings.Contains(errs.String(), "done: killed") {
+			t.Fatalf("logs -f of the killed task: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("logs -f did not end at the killed task's done; stdout %q, stderr %q", out.String(), errs.String())
+	}
+	r = cli("status", cfg, "kr1")
+	if r.code != exitOK || !strings.Contains(r.stdout, "state:    killed\n") {
+		t.Fatalf("status of the killed task:\n%s", r)
+	}
+	r = cli("kill", cfg, "kr1")
+	if r.code != exitFailed || !strings.Contains(r.stderr, `task "kr1" already ended (killed); nothing to kill`) {
+		t.Fatalf("kill of an ended task:\n%s", r)
+	}
+
+	// An id nobody submitted: status says so, logs -f gives up at its
+	// -timeout, submit -wait at its -wait_timeout.
+	r = cli("status", cfg, "nosuch")
+	if r.code != exitFailed || !strings.Contains(r.stderr, `task-job status: not known: task "nosuch" has not been claimed by an executor`) ||
+		!strings.Contains(r.stderr, "1 of 1 executors alive") {
+		t.Fatalf("status of an unknown id:\n%s", r)
+	}
+	r = cli("logs", cfg, "-f", "-timeout=2s", "nosuch")
+	if r.code != exitTimeout || !strings.Contains(r.stderr, "gave up after 2s (-timeout)") {
+		t.Fatalf("logs -f of an unknown id:\n%s", r)
+	}
+
+	// Every task got exactly one done.
+	for _, id := range []string{"kw1", "kf1", "kr1"} {
+		s.waitDone(id)
+		if n := len(s.dones(id)); n != 1 {
+			t.Errorf("%s: %d dones", id, n)
+		}
+	}
+}
+
+// Over Kafka the client commands say which brokers they could not use, and
+// which topics are missing, instead of waiting.
+func TestKafkaClientConnectErrors(t *testing.T) {
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	for _, c := range []struct {
+		brokers []string
+		want    string
+	}{
+		{broker.ListenAddrs(), "missing topics nokq, nokq_control, nokq_logs, nokq_status, nokq_executors: an executor creates them"},
+		{[]string{"127.0.0.1:1"}, "cannot use Kafka at 127.0.0.1:1 (kafka_brokers in "},
+	} {
+		cfg, _ := json.Marshal(map[string]any{"transport": "kafka", "kafka_brokers": c.brokers, "queue_name": "nokq", "cmd_dir": "/"})
+		path := filepath.Join(t.TempDir(), "config.json")
+		if err := os.WriteFile(path, cfg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		r := cli("status", "-config="+path, "x")
+		if r.code != exitFailed || !strings.Contains(r.stderr, c.want) || r.stdout != "" {
+			t.Fatalf("brokers %v:\n%s", c.brokers, r)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("brokers %v: took %s to fail", c.brokers, d)
+		}
 	}
 }

@@ -218,7 +218,7 @@ func (cc *clientCommand) connectFlagsOnly(args []string, check func() error) (*c
 			return nil, usageError(cc.stderr, cc.name, "%v", err)
 		}
 	}
-	c, err := cc.flags.connect(cc.stderr)
+	c, err := cc.flags.connect(cc.stderr, cc.name, cc.kafka)
 	if err != nil {
 		fmt.Fprintf(cc.stderr, "task-job %s: %v\n", cc.name, err)
 		return nil, exitFailed

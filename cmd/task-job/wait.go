@@ -49,7 +49,7 @@ func (f *follower) run(ctx context.Context, wait bool) int {
 		if wait {
 			block = readBlock
 		}
-		b, err := f.c.q.ReadLogs(ctx, f.id, f.next, block)
+		b, err := f.c.tr.ReadLogs(ctx, f.id, f.next, block)
 		if err != nil {
 			return f.lost(ctx, err)
 		}
@@ -63,7 +63,7 @@ func (f *follower) run(ctx context.Context, wait bool) int {
 			continue // output is flowing: read on
 		}
 		lastStatus = time.Now()
-		st, err := f.c.q.Status(ctx, f.id)
+		st, err := f.c.tr.Status(ctx, f.id)
 		if err != nil {
 			return f.lost(ctx, err)
 		}
@@ -71,7 +71,7 @@ func (f *follower) run(ctx context.Context, wait bool) int {
 			// Its lines all came before its done: read what is left, then
 			// the done (which the stream may not hold, e.g. for a task
 			// reported lost).
-			rest, err := f.c.q.ReadLogs(ctx, f.id, f.next, 0)
+			rest, err := f.c.tr.ReadLogs(ctx, f.id, f.next, 0)
 			if err != nil {
 				return f.lost(ctx, err)
 			}
@@ -156,6 +156,9 @@ func (f *follower) lost(ctx context.Context, err error) int {
 
 // describeState says in words where a task is, for people waiting on it.
 func (c *client) describeState(ctx context.Context, id string) string {
+	if c.kq != nil {
+		return c.describeKafka(ctx, id)
+	}
 	h, err := c.rdb.HMGet(ctx, c.q.StatusKey(id), "state", "executor").Result()
 	if err != nil {
 		return "its state cannot be read: " + c.redisError(err).Error()
@@ -248,4 +251,49 @@ func (c *client) executorsAlive(ctx context.Context) (alive, total int) {
 		}
 	}
 	return alive, len(live)
+}
+
+// describeKafka is describeState over Kafka: the status topic says whether
+// an executor claimed the task; a task record still waiting in the tasks
+// topic cannot be found by its id, only counted (the executors' group's
+// records not committed yet).
+func (c *client) describeKafka(ctx context.Context, id string) string {
+	state, executor, err := c.kq.State(ctx, id)
+	if err != nil {
+		return "its state cannot be read: " + c.redisError(err).Error()
+	}
+	live, _ := c.kq.Executors(ctx)
+	alive := 0
+	for _, ok := range live {
+		if ok {
+			alive++
+		}
+	}
+	topic := c.kq.Topics().Tasks
+	switch state {
+	case "":
+		s := "has not been claimed by an executor (not submitted, still waiting in the topic " + topic +
+			", or ended more than status_retention ago: over Kafka a waiting task cannot be looked up by its id)"
+		if n, err := c.kq.Waiting(ctx); err == nil {
+			tasks := fmt.Sprintf("%d tasks wait", n)
+			if n == 1 {
+				tasks = "1 task waits"
+			}
+			s += fmt.Sprintf("; %s in %s", tasks, topic)
+		}
+		s += fmt.Sprintf("; %d of %d executors alive", alive, len(live))
+		if alive == 0 {
+			s += ": none serves this queue; start one with task-job -config=FILE (its queue_name must be " + c.cfg.QueueName + ")"
+		}
+		return s
+	case "cancelled":
+		return "was cancelled by a kill before it ran (its record, if it comes, ends as killed when an executor reaches it)"
+	case string(task.Running):
+		s := "is running on executor " + executor
+		if !live[executor] {
+			s += ", which is not alive: a peer will report the task lost"
+		}
+		return s + "; no output so far (output is shipped only when the executor's config has \"logs\": true)"
+	}
+	return "ended: " + state
 }

@@ -14,7 +14,9 @@
 // offset order into the same state: the first claim of an id wins, a kill
 // ahead before the claim cancels it, the first terminal record ends it and
 // later ones lose. A writer learns what its record decided by reading the
-// partition up to its own record's offset. See status.go.
+// partition up to its own record's offset. See status.go. Client
+// (client.go) is the client commands' side: it reads only the partitions
+// that hold one id.
 package kafkaqueue
 
 import (

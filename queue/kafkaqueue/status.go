@@ -52,6 +52,10 @@ type idState struct {
 	endToken string
 	// endOffset is the offset of the record that ended the id.
 	endOffset int64
+	// claimedAt is the winning claim's time (its writer's clock, ms), kept
+	// after the end: a task's lines come after it, so a reader of its
+	// logs starts there instead of at the start of the logs topic.
+	claimedAt int64
 }
 
 const stateCancelled task.State = "cancelled"
@@ -151,11 +155,11 @@ func (v *view) applyStatus(r *kgo.Record) {
 	case kClaim:
 		switch {
 		case st == nil:
-			v.ids[s.ID] = &idState{state: task.Running, exec: s.Exec, token: s.Token, typ: s.Type, updated: s.T}
+			v.ids[s.ID] = &idState{state: task.Running, exec: s.Exec, token: s.Token, typ: s.Type, updated: s.T, claimedAt: s.T}
 		case st.state == stateCancelled:
 			// A kill ahead counts for status_retention after it was sent.
 			cancelled := s.T-st.updated < v.retention.Milliseconds()
-			*st = idState{state: task.Running, exec: s.Exec, token: s.Token, typ: s.Type, updated: s.T, cancelled: cancelled}
+			*st = idState{state: task.Running, exec: s.Exec, token: s.Token, typ: s.Type, updated: s.T, cancelled: cancelled, claimedAt: s.T}
 		}
 		// Otherwise a duplicate: the id is running or ended already.
 	case kFinish:
@@ -170,14 +174,14 @@ func (v *view) applyStatus(r *kgo.Record) {
 		}
 		end := &idState{state: s.State, exec: s.Exec, updated: s.T, done: []byte(s.Done), endOffset: r.Offset}
 		if s.Claimed {
-			end.token, end.endToken, end.typ = s.Token, s.Token, st.typ
+			end.token, end.endToken, end.typ, end.claimedAt = s.Token, s.Token, st.typ, st.claimedAt
 		}
 		v.ids[s.ID] = end
 	case kLost:
 		if st == nil || st.state != task.Running || st.exec != s.Dead || st.token != s.Token {
 			return
 		}
-		v.ids[s.ID] = &idState{state: task.Lost, exec: s.Exec, typ: st.typ, updated: s.T, done: []byte(s.Done), endOffset: r.Offset}
+		v.ids[s.ID] = &idState{state: task.Lost, exec: s.Exec, typ: st.typ, updated: s.T, done: []byte(s.Done), endOffset: r.Offset, claimedAt: st.claimedAt}
 	}
 }
 

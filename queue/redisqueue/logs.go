@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -70,12 +71,7 @@ func (q *Queue) logsMaxLen() int64 {
 }
 
 // LogBatch is what one read of a task's log stream returned.
-type LogBatch struct {
-	// Messages are TaskLog messages of the task, in order.
-	Messages [][]byte
-	// Next is the position to read from next time.
-	Next string
-}
+type LogBatch = queue.LogBatch
 
 // ReadLogs returns id's messages after position from ("" = from the
 // start). With block > 0 it waits up to block for the first new one

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/queue"
 )
 
 // Submitting through task-job's own clients (the CLI's submit, the
@@ -25,35 +27,17 @@ import (
 // SubmittedKey is the key of id's reservation.
 func (q *Queue) SubmittedKey(id string) string { return q.key("submitted", id) }
 
-// SubmitResult says what Submit did.
-type SubmitResult int
+// SubmitResult says what Submit did (queue.SubmitResult, named here as
+// before).
+type SubmitResult = queue.SubmitResult
 
+// The answers of Submit and IDState.
 const (
-	// IDFree (IDState only): the id is neither used nor reserved.
-	IDFree SubmitResult = iota
-	// Pushed: the id was free; it is reserved now and the task is pushed.
-	Pushed
-	// IDUsed: the id has a status (an executor claimed it, or a kill
-	// cancelled it); nothing was pushed.
-	IDUsed
-	// IDReserved: an earlier submit reserved the id and no executor has
-	// claimed it yet (it is still queued); nothing was pushed.
-	IDReserved
+	IDFree     = queue.IDFree
+	Pushed     = queue.Pushed
+	IDUsed     = queue.IDUsed
+	IDReserved = queue.IDReserved
 )
-
-func (r SubmitResult) String() string {
-	switch r {
-	case IDFree:
-		return "id free"
-	case Pushed:
-		return "pushed"
-	case IDUsed:
-		return "id used"
-	case IDReserved:
-		return "id reserved"
-	}
-	return "SubmitResult(" + strconv.Itoa(int(r)) + ")"
-}
 
 // submitScript: KEYS[1] status, KEYS[2] reservation, KEYS[3] task list;
 // ARGV raw, reservation ms, now. Returns 1 pushed, 2 the id has a status, 3
@@ -110,4 +94,29 @@ func (q *Queue) SubmittedAt(ctx context.Context, id string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("queue: reservation of %q: %w", id, err)
 	}
 	return time.UnixMilli(v), nil
+}
+
+// The client commands' side of the protocol (queue.Client), as any
+// container would speak it.
+var _ queue.Client = (*Queue)(nil)
+
+// SubmitTask implements queue.Client: Submit to the tube's list.
+func (q *Queue) SubmitTask(ctx context.Context, id, tube string, raw []byte) (SubmitResult, error) {
+	return q.Submit(ctx, q.TubeKey(tube), id, raw)
+}
+
+// SendControl implements queue.Client: an RPUSH to the control list.
+func (q *Queue) SendControl(ctx context.Context, raw []byte) error {
+	return q.rdb.RPush(ctx, q.opt.Names.Control, raw).Err()
+}
+
+// State implements queue.Client from the status hash.
+func (q *Queue) State(ctx context.Context, id string) (state, executor string, err error) {
+	h, err := q.rdb.HMGet(ctx, q.StatusKey(id), "state", "executor").Result()
+	if err != nil {
+		return "", "", err
+	}
+	state, _ = h[0].(string)
+	executor, _ = h[1].(string)
+	return state, executor, nil
 }
