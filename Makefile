@@ -9,7 +9,7 @@ FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:Fu
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical \
 	./bytesize:FuzzParse ./api:FuzzParseTokens ./api:FuzzQueryFilters ./queue/kafkaqueue:FuzzFold
 
-.PHONY: help deps build cross package test unit history chaos vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
+.PHONY: help deps build cross package test quick unit history chaos vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,13 @@ package: ## build dist/: a .deb for linux and a tarball per OS (go run ./packagi
 	$(GO) run ./packaging -out dist
 
 test: deps lint cross unit history vmtest bench-quick fuzz ## everything CI runs: lint, cross-builds, all tests with -race, the history checker, a short benchmark run, fuzz smoke
+
+# The fast tests: the parsers, policy, jail paths, config, signatures and the
+# broker contract on the in-memory transport;
+# no Redis, sandbox or root needed, a few seconds (`make unit` is the rest).
+QUICK := ./task/ ./policy/ ./jail/ ./config/ ./bytesize/ ./signature/ ./queue/memqueue/
+quick: ## the fast tests only (seconds; no Redis, no root), for the edit-test loop
+	$(GO) test -count=1 $(QUICK)
 
 # Files a test run keeps (the page test's screenshot) go to artefacts/,
 # which CI collects; set TEST_ARTEFACTS to put them elsewhere.

@@ -187,8 +187,10 @@ func runOne(t *testing.T, p Params, seed int64, ta *tally) {
 		for _, v := range vs {
 			b.WriteString("  " + v.String() + "\n")
 		}
-		t.Errorf("seed %d (faults %s) broke %s — replay: go test ./test/history/ -run 'TestHistory$' -args -seed=%d -faults=%s\n%stimeline:\n%s",
-			seed, p.Faults, invariantsOf(vs), seed, p.Faults, b.String(), r.timeline(vs))
+		// The violations are printed again after the timeline: a CI log
+		// that keeps only its tail must still say what broke.
+		t.Errorf("seed %d (faults %s) broke %s — replay: go test ./test/history/ -run 'TestHistory$' -args -seed=%d -faults=%s\n%stimeline:\n%sseed %d broke:\n%s",
+			seed, p.Faults, invariantsOf(vs), seed, p.Faults, b.String(), r.timeline(vs), seed, b.String())
 	} else if os.Getenv("HISTORY_TIMELINE") != "" {
 		t.Logf("seed %d passed; timeline:\n%s", seed, r.timeline(nil))
 	}
