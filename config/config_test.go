@@ -357,7 +357,8 @@ func TestUnknownKey(t *testing.T) {
 		{`"redis-addr": "h:1"`, `test.json:2:1: redis-addr: unknown key; did you mean "redis_addr"?`},
 		{`"Queue_Name": "q"`, `test.json:2:1: Queue_Name: unknown key; did you mean "queue_name"?`},
 		{`"cmddir": "/tmp"`, `test.json:2:1: cmddir: unknown key; did you mean "cmd_dir"?`},
-		{`"policy": "x"`, `test.json:2:1: policy: unknown key; known keys are audit_file, audit_max_bytes, audit_stream, cmd_dir, concurrency, dispatched, executor_id,`},
+		{`"policy": "x"`, `test.json:2:1: policy: unknown key; did you mean "policy_file"?`}, // a prefix
+		{`"xyzzy": "x"`, `test.json:2:1: xyzzy: unknown key; known keys are audit_file, audit_max_bytes, audit_stream, cmd_dir, concurrency, dispatched, executor_id,`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.body, func(t *testing.T) {

@@ -222,6 +222,15 @@ var fields = func() map[string]setter {
 	return m
 }()
 
+// fieldNames lists the config.json keys, for suggestions after a typo.
+var fieldNames = func() []string {
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.name
+	}
+	return names
+}()
+
 // setter returns k.set or the setter its field's type and form call for.
 func (k key) setter() setter {
 	if k.set != nil {

@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/tailscale/hujson"
+
+	"github.com/taskjob/task-job/internal/suggest"
 )
 
 // maxCommaRepairs bounds how many missing commas one file may lack. Real
@@ -163,7 +165,7 @@ func (p *parser) readMembers(obj *hujson.Object) {
 		seen[key] = namePos
 		set, known := fields[key]
 		if !known {
-			if s := suggest(key); s != "" {
+			if s := suggest.Nearest(key, fieldNames); s != "" {
 				p.keyErr(namePos, key, "unknown key; did you mean %q?", s)
 			} else {
 				p.keyErr(namePos, key, "unknown key; known keys are %s", strings.Join(slices.Sorted(maps.Keys(fields)), ", "))

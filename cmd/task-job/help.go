@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/taskjob/task-job/internal/suggest"
 )
 
 // The help of every command lives here, in one place, so that the list,
@@ -307,7 +309,7 @@ func flagSuggestion(err error, fs *flag.FlagSet) string {
 	bad := strings.TrimLeft(strings.TrimPrefix(msg, prefix), "-")
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	if s := closest(bad, names); s != "" {
+	if s := suggest.Nearest(bad, names); s != "" {
 		return " (did you mean -" + s + "?)"
 	}
 	return ""
@@ -315,56 +317,8 @@ func flagSuggestion(err error, fs *flag.FlagSet) string {
 
 // didYouMean is " (did you mean "x"?)" for the closest of names, or "".
 func didYouMean(word string, names []string) string {
-	if s := closest(word, names); s != "" {
+	if s := suggest.Nearest(word, names); s != "" {
 		return fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	return ""
-}
-
-// closest returns the name nearest to word, if it is near enough to be a
-// likely slip: at most 2 edits (3 for long words), or word is a prefix.
-func closest(word string, names []string) string {
-	if word == "" || len(word) > 64 {
-		return ""
-	}
-	w := strings.ReplaceAll(strings.ToLower(word), "-", "_")
-	best, bestDist := "", 1<<30
-	for _, n := range names {
-		d := editDistance(w, strings.ReplaceAll(n, "-", "_"))
-		if len(w) >= 3 && strings.HasPrefix(n, w) {
-			d = min(d, 1)
-		}
-		if d < bestDist || d == bestDist && n < best {
-			best, bestDist = n, d
-		}
-	}
-	limit := 2
-	if len(w) >= 10 {
-		limit = 3
-	}
-	if bestDist > limit || bestDist >= len(w) {
-		return ""
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
