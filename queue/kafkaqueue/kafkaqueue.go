@@ -102,6 +102,10 @@ type Options struct {
 	SessionTimeout time.Duration
 	// Logger hears about topics, commits and waits.
 	Logger hclog.Logger
+	// group names the tasks consumer group instead of "<tasks>-executors":
+	// the contract gives each executor its own, so that a second executor
+	// reads a record the first has not committed, as after a rebalance.
+	group string
 }
 
 // Queue implements queue.Broker on Kafka.

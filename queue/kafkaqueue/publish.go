@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/task"
 )
 
 // logID is the id field of a TaskLog message: its key in the logs topic.
@@ -21,7 +22,12 @@ func logID(b []byte) []byte {
 }
 
 // Publish implements queue.Publisher. Output lines go to the logs topic
-// keyed by task id (a run of them in one produce). A finish is first a
+// keyed by task id (a run of them in one produce), each only while its
+// task runs here by the fold, read up to the status topic's end first: a
+// batch retried after its finish took effect, or a line of a task a peer
+// has reported lost, is refused, so no line follows the task's done. (A
+// lost report written between that read and the produce can still precede
+// the line: Redis checks and appends in one step, a topic cannot.) A finish is first a
 // record in the status topic: the fold decides whether it ends the id
 // (this delivery still owns it) and only then is its done produced to the
 // logs topic, after the task's lines. So a fenced executor's done never
@@ -42,9 +48,20 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) ([]bool, erro
 		}
 		return nil
 	}
+	caughtUp := false
 	for i, m := range msgs {
 		if m.Finish == nil {
-			lines = append(lines, &kgo.Record{Topic: q.topics.Logs, Key: logID(m.Log), Value: m.Log})
+			if !caughtUp {
+				if err := q.view.catchUp(ctx, q.topics.Status); err != nil {
+					return nil, err
+				}
+				caughtUp = true
+			}
+			id := logID(m.Log)
+			if !q.runsHere(string(id)) {
+				continue
+			}
+			lines = append(lines, &kgo.Record{Topic: q.topics.Logs, Key: id, Value: m.Log})
 			applied[i] = true
 			continue
 		}
@@ -61,6 +78,13 @@ func (q *Queue) Publish(ctx context.Context, msgs []queue.Message) ([]bool, erro
 		return nil, err
 	}
 	return applied, nil
+}
+
+// runsHere reports whether a line of id may be published: its task runs
+// on this executor by the fold, or the fold has no record of it.
+func (q *Queue) runsHere(id string) bool {
+	st := q.view.get(id)
+	return st == nil || st.state == task.Running && st.exec == q.opt.ExecutorID
 }
 
 // forgetPublished drops the memory of dones published long ago: a batch

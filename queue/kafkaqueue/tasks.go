@@ -183,8 +183,12 @@ func (q *Queue) group() (*kgo.Client, error) {
 	if q.grp != nil {
 		return q.grp, nil
 	}
+	group := q.topics.Tasks + "-executors"
+	if q.opt.group != "" {
+		group = q.opt.group
+	}
 	grp, err := kgo.NewClient(append(q.base,
-		kgo.ConsumerGroup(q.topics.Tasks+"-executors"),
+		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(q.topics.Tasks),
 		kgo.DisableAutoCommit(),
 		kgo.SessionTimeout(q.opt.SessionTimeout),
