@@ -117,17 +117,14 @@ func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*clien
 // its topics exist.
 func connectKafka(cfg *config.Config, from string) (*client, error) {
 	k := cfg.Kafka
-	copts, err := kafkaqueue.ClientOptions(kafkaqueue.DialOptions{
-		TLS: k.TLS, TLSCAFile: k.TLSCAFile, TLSCertFile: k.TLSCertFile, TLSKey: k.TLSKeyFile,
-		SASLMechanism: k.SASLMechanism, SASLUser: k.SASLUser, SASLPassword: k.SASLPassword,
-	})
+	copts, err := kafkaDialOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 	defer cancel()
 	kq, err := kafkaqueue.NewClient(ctx, k.Brokers, copts, kafkaqueue.ClientConfig{
-		Names:     kafkaqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
+		Names:     kafkaNames(cfg),
 		Retention: cfg.StatusRetention, TTL: cfg.ExecutorTTL, MaxTaskBytes: cfg.MaxTaskBytes,
 	})
 	if err != nil {

@@ -6,25 +6,38 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/queue/kafkaqueue"
 )
+
+// kafkaDialOptions are the connection settings (TLS, SASL) that the
+// executor and the client commands share.
+func kafkaDialOptions(cfg *config.Config) ([]kgo.Opt, error) {
+	k := cfg.Kafka
+	return kafkaqueue.ClientOptions(kafkaqueue.DialOptions{
+		TLS: k.TLS, TLSCAFile: k.TLSCAFile, TLSCertFile: k.TLSCertFile, TLSKey: k.TLSKeyFile,
+		SASLMechanism: k.SASLMechanism, SASLUser: k.SASLUser, SASLPassword: k.SASLPassword,
+	})
+}
+
+// kafkaNames are the config's queue names, which name the topics.
+func kafkaNames(cfg *config.Config) kafkaqueue.Names {
+	return kafkaqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel}
+}
 
 // openKafka connects the Kafka transport ("transport": "kafka"), creating
 // or checking its topics, and retries with a growing pause while the
 // brokers cannot be reached, as the Redis transport does.
 func openKafka(ctx context.Context, cfg *config.Config, log hclog.Logger) (*kafkaqueue.Queue, error) {
 	k := cfg.Kafka
-	copts, err := kafkaqueue.ClientOptions(kafkaqueue.DialOptions{
-		TLS: k.TLS, TLSCAFile: k.TLSCAFile, TLSCertFile: k.TLSCertFile, TLSKey: k.TLSKeyFile,
-		SASLMechanism: k.SASLMechanism, SASLUser: k.SASLUser, SASLPassword: k.SASLPassword,
-	})
+	copts, err := kafkaDialOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
 	opt := kafkaqueue.Options{
-		Names:      kafkaqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
+		Names:      kafkaNames(cfg),
 		ExecutorID: cfg.ExecutorID, Retention: cfg.StatusRetention, TTL: cfg.ExecutorTTL,
 		MaxTaskBytes: cfg.MaxTaskBytes, Partitions: k.Partitions, CreateTopics: k.CreateTopics,
 		Logger: log.Named("kafka"),
