@@ -97,13 +97,27 @@ func send(w *watcher, line []byte) {
 	}
 }
 
+// dispatch hands each message of a feed payload to its watchers. Most
+// messages are output lines no one watches (an open task list follows
+// dones only), so a line is looked into only when someone may want it:
+// the feed's cost is what the executors sharing this machine pay.
 func (h *hub) dispatch(payload string) {
+	h.mu.Lock()
+	idle := len(h.byID) == 0 && len(h.allDone) == 0
+	lines := len(h.byID) > 0
+	h.mu.Unlock()
+	if idle {
+		return
+	}
 	for _, l := range bytes.Split([]byte(payload), []byte{'\n'}) {
+		done := bytes.Contains(l, []byte(`"msg_type":"done"`))
+		if !done && !lines {
+			continue
+		}
 		id, _ := task.PeekID(l)
 		if id == "" {
 			continue
 		}
-		done := bytes.Contains(l, []byte(`"msg_type":"done"`))
 		h.mu.Lock()
 		for w := range h.byID[id] {
 			send(w, l)
