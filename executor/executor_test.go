@@ -548,3 +548,25 @@ func TestTaskStrandedInProcessingListIsPutBack(t *testing.T) {
 		t.Fatalf("held: %+v, %d dones", *d.Result, c.dones("held"))
 	}
 }
+
+// A task ended before its process started says what ended it: the
+// history checker holds a done to its story (a "killed" needs a kill
+// message; a shutdown must say so), and a start that failed because the
+// executor was shutting down is no failure of the task.
+func TestEndingBeforeStartNamesItsCause(t *testing.T) {
+	for _, c := range []struct {
+		cause  error
+		state  task.State
+		reason string
+	}{
+		{ErrKilled, task.Killed, task.KilledBeforeStart},
+		{ErrShutdown, task.Killed, "killed: the executor shut down before the task started"},
+		{ErrTimeout, task.Timeout, "timeout: its timeout ran out before it started"},
+		{ErrFenced, task.Lost, "lost: " + ErrFenced.Error() + "; it was not started"},
+		{ErrRegistrationLost, task.Lost, "lost: " + ErrRegistrationLost.Error() + "; it was not started"},
+	} {
+		if got := beforeStart(fmt.Errorf("wrapped: %w", c.cause)); got.state != c.state || got.reason != c.reason {
+			t.Errorf("before start, %v: %s %q, want %s %q", c.cause, got.state, got.reason, c.state, c.reason)
+		}
+	}
+}

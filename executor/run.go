@@ -128,10 +128,27 @@ func (e *Executor) claimed(r *run, claim queue.Claim, received audit.Record, t *
 		timer := time.AfterFunc(p.timeout, func() { r.cancel(ErrTimeout) })
 		defer timer.Stop()
 	}
-	if r.ctx.Err() != nil {
-		return ending{state: task.Killed, reason: task.KilledBeforeStart}
+	if cause := context.Cause(r.ctx); cause != nil {
+		return beforeStart(cause)
 	}
 	return e.execute(r, p)
+}
+
+// beforeStart is the ending of a task whose context ended before its
+// process started, said as what ended it: a shutdown or a fence is not a
+// kill message, and the done must not claim one was sent.
+func beforeStart(cause error) ending {
+	switch {
+	case errors.Is(cause, ErrShutdown):
+		return ending{state: task.Killed, reason: "killed: the executor shut down before the task started"}
+	case errors.Is(cause, ErrFenced):
+		return ending{state: task.Lost, reason: "lost: " + ErrFenced.Error() + "; it was not started"}
+	case errors.Is(cause, ErrRegistrationLost):
+		return ending{state: task.Lost, reason: "lost: " + ErrRegistrationLost.Error() + "; it was not started"}
+	case errors.Is(cause, ErrTimeout):
+		return ending{state: task.Timeout, reason: "timeout: its timeout ran out before it started"}
+	}
+	return ending{state: task.Killed, reason: task.KilledBeforeStart}
 }
 
 // prepared is a task admitted and resolved, ready to start.
@@ -196,6 +213,12 @@ func (e *Executor) execute(r *run, pr prepared) ending {
 		Stdout: stdout, Stderr: stderr,
 	})
 	if err != nil {
+		if cause := context.Cause(r.ctx); cause != nil {
+			// Ended while it was being started (a shutdown closing the
+			// sandbox, a kill): that, not the start's failure, is what
+			// happened to it.
+			return beforeStart(cause)
+		}
 		return ending{state: task.Failed, reason: "could not start: " + err.Error(), started: started}
 	}
 	e.opt.Observer.TaskStarted(r.tube, started.Sub(queuedSince(r.d)), time.Since(started))
