@@ -67,10 +67,22 @@ func Read(basePath string, f Filter, fn func(Record) error) error {
 	if len(files) == 0 {
 		return fmt.Errorf("audit: no audit log at %s", basePath)
 	}
+	return read(files, fileLines, f, fn)
+}
+
+// linesOf walks the lines of one file of a chain (fileLines for files on
+// disk; a copy elsewhere has its own).
+type linesOf func(cf chainFile, fn func(n int, line []byte, complete bool) error) error
+
+func fileLines(cf chainFile, fn func(n int, line []byte, complete bool) error) error {
+	return lines(cf.Path, fn)
+}
+
+func read(files []chainFile, src linesOf, f Filter, fn func(Record) error) error {
 	var tasks map[string]bool
 	if f.byTask() {
 		tasks = map[string]bool{}
-		err := walk(files, nil, func(r *Record) error {
+		err := walk(files, src, nil, func(r *Record) error {
 			if f.marks(r) && (Filter{ID: f.ID, Since: f.Since, Until: f.Until}).own(r) {
 				tasks[r.ID] = true
 			}
@@ -81,7 +93,7 @@ func Read(basePath string, f Filter, fn func(Record) error) error {
 		}
 	}
 	rerr := &ReadError{}
-	err = walk(files, rerr, func(r *Record) error {
+	err := walk(files, src, rerr, func(r *Record) error {
 		if !f.own(r) || (tasks != nil && !tasks[r.ID]) {
 			return nil
 		}
@@ -96,9 +108,9 @@ func Read(basePath string, f Filter, fn func(Record) error) error {
 	return nil
 }
 
-func walk(files []chainFile, rerr *ReadError, fn func(*Record) error) error {
+func walk(files []chainFile, src linesOf, rerr *ReadError, fn func(*Record) error) error {
 	for _, cf := range files {
-		err := lines(cf.Path, func(n int, line []byte, complete bool) error {
+		err := src(cf, func(n int, line []byte, complete bool) error {
 			r, err := ParseLine(line)
 			if err != nil || !complete {
 				if rerr != nil {

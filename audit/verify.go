@@ -51,19 +51,23 @@ func (b *Break) Error() string {
 // The error is for what prevents checking (no log, unreadable file); a
 // chain that does not verify is reported in Report.Break.
 func Verify(basePath string) (Report, error) {
-	var rep Report
 	files, err := chainFiles(basePath)
 	if err != nil {
-		return rep, err
+		return Report{}, err
 	}
 	if len(files) == 0 {
-		return rep, fmt.Errorf("audit: no audit log at %s", basePath)
+		return Report{}, fmt.Errorf("audit: no audit log at %s", basePath)
 	}
+	return verify(files, fileLines)
+}
+
+func verify(files []chainFile, src linesOf) (Report, error) {
+	var rep Report
 	v := &verifier{rep: &rep}
 	for i, cf := range files {
 		rep.Files++
 		v.startFile(cf, i, files)
-		err := lines(cf.Path, func(n int, line []byte, complete bool) error {
+		err := src(cf, func(n int, line []byte, complete bool) error {
 			return v.line(cf, n, line, complete)
 		})
 		if errors.Is(err, errStop) {

@@ -195,12 +195,26 @@ func (m *Mirror) session(ctx context.Context) error {
 		return err
 	}
 	t := &tailer{m: m, last: last}
+	if err := t.rotated(ctx, files); err != nil {
+		return err
+	}
+	m.setErr(nil)
+	return t.follow(ctx)
+}
+
+// rotated copies what the rotated files among files hold beyond the
+// stream.
+func (t *tailer) rotated(ctx context.Context, files []audit.ChainFile) error {
+	// The file being followed is read on where it was afterwards; what
+	// these files repeat of it is below the stream's top and skipped.
+	f, off, partial := t.f, t.off, t.partial
+	defer func() { t.f, t.off, t.partial = f, off, partial }()
 	for _, cf := range files {
 		if !cf.Rotated {
 			continue
 		}
 		t.local = max(t.local, cf.Last)
-		if cf.Last <= last {
+		if cf.Last <= t.last {
 			continue
 		}
 		f, err := os.Open(cf.Path)
@@ -214,8 +228,7 @@ func (m *Mirror) session(ctx context.Context) error {
 			return err
 		}
 	}
-	m.setErr(nil)
-	return t.follow(ctx)
+	return nil
 }
 
 type tailer struct {
@@ -324,6 +337,18 @@ func (t *tailer) follow(ctx context.Context) error {
 			f, err := os.Open(t.m.base)
 			if err == nil {
 				t.f, t.off, t.partial = f, 0, nil
+				// The log may have rotated more than once since the last
+				// look: every file rotated before this open is listed
+				// now, and copied first, in order, or the records between
+				// the file just finished and this one would never reach
+				// the stream (whose IDs only grow).
+				files, err := audit.ChainFiles(t.m.base)
+				if err != nil {
+					return err
+				}
+				if err := t.rotated(ctx, files); err != nil {
+					return err
+				}
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("audit: mirror: %w", err)
 			}

@@ -232,3 +232,69 @@ func rehash(line []byte) []byte {
 	sum := sha256.Sum256(canon)
 	return fmt.Appendf(nil, `%s,"hash":"%x"}`+"\n", canon[:len(canon)-1], sum[:])
 }
+
+// Where only Redis reaches an executor's log, its mirror is read and
+// verified like the file: the review filters select the same records, the
+// chain verifies across the file's rotations, and a record taken out of
+// the stream breaks it.
+func TestCopyIsReadAndVerifiedLikeTheLog(t *testing.T) {
+	srv := redisserver.Start(t)
+	rdb := srv.Client(t)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openLog(t, path, audit.Options{MaxBytes: 4096}) // rotates
+	const stream = "audit:host-c"
+	m := Start(path, rdb, stream, Options{PollInterval: 5 * time.Millisecond})
+	appendN(t, l, 60)
+	waitMirror(t, m, l.Seq())
+	m.Close()
+	if len(rotatedFiles(t, path)) == 0 {
+		t.Fatal("the log did not rotate; the test needs it to")
+	}
+	c := Copy(context.Background(), rdb, stream)
+	rep, err := audit.VerifyCopy(c)
+	if err != nil || !rep.OK() || rep.Records != int(l.Seq()) || rep.FirstSeq != 1 || rep.LastSeq != l.Seq() {
+		t.Fatalf("VerifyCopy = %+v, %v; want every record (the rotate records too), seq 1-%d, intact", rep, err, l.Seq())
+	}
+	var fromFile, fromCopy []uint64
+	f := audit.Filter{ID: "t7"}
+	if err := audit.Read(path, f, func(r audit.Record) error { fromFile = append(fromFile, r.Seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.ReadCopy(c, f, func(r audit.Record) error { fromCopy = append(fromCopy, r.Seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(fromFile) != 1 || fmt.Sprint(fromFile) != fmt.Sprint(fromCopy) {
+		t.Errorf("id t7: the file gives seqs %v, the copy %v", fromFile, fromCopy)
+	}
+	if err := rdb.XDel(context.Background(), stream, "30-0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = audit.VerifyCopy(c)
+	if err != nil || rep.OK() || !strings.Contains(rep.Break.Error(), "seq jumps from 29 to 31") {
+		t.Errorf("VerifyCopy of a stream with seq 30 taken out = %+v (%v), want a break at the jump", rep, err)
+	}
+}
+
+// A log that rotates several times between two looks of the mirror: the
+// files in between are copied too, in order (the old mirror went from the
+// file it followed to the new current one: 16 of 68 records reached the
+// stream).
+func TestMirrorCopiesEveryFileOfSeveralRotationsBetweenLooks(t *testing.T) {
+	srv := redisserver.Start(t)
+	rdb := srv.Client(t)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openLog(t, path, audit.Options{MaxBytes: 4096})
+	const stream = "audit:host-d"
+	m := Start(path, rdb, stream, Options{PollInterval: 300 * time.Millisecond})
+	defer m.Close()
+	appendN(t, l, 3)
+	waitMirror(t, m, l.Seq())
+	appendN(t, l, 60) // about four rotations, well within one poll
+	if n := len(rotatedFiles(t, path)); n < 3 {
+		t.Fatalf("%d rotations; the test needs several between two looks", n)
+	}
+	waitMirror(t, m, l.Seq())
+	if n, err := rdb.XLen(context.Background(), stream).Result(); err != nil || n != int64(l.Seq()) {
+		t.Errorf("the stream holds %d records (%v), the log %d", n, err, l.Seq())
+	}
+}

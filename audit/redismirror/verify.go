@@ -157,3 +157,24 @@ func (c *streamCursor) peek() (streamEntry, bool, error) {
 }
 
 func (c *streamCursor) next() { c.buf = c.buf[1:] }
+
+// Copy is the mirror stream as a copy of the log, for reading and
+// verifying an executor's log where only Redis reaches it (task-job server
+// on another host): audit.ReadCopy and audit.VerifyCopy walk it. Line
+// numbers are the records' seqs. The stream is MAXLEN-trimmed, so its
+// chain may start after seq 1.
+func Copy(ctx context.Context, rdb redis.UniversalClient, stream string) audit.LinesOf {
+	return audit.LinesOf{Name: stream, Walk: func(fn func(n int, line []byte) error) error {
+		sc := &streamCursor{ctx: ctx, rdb: rdb, stream: stream}
+		for {
+			e, ok, err := sc.peek()
+			if err != nil || !ok {
+				return err
+			}
+			if err := fn(int(e.seq), e.line); err != nil {
+				return err
+			}
+			sc.next()
+		}
+	}}
+}
