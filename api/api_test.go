@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +18,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/audit/redismirror"
 	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/observe"
 )
 
 func TestListenAddr(t *testing.T) {
@@ -658,6 +661,61 @@ func TestAuditEndpoints(t *testing.T) {
 	e.getJSON("/api/v1/audit/verify", "", &rep)
 	if rep.OK || !strings.Contains(rep.Break, "line 2") {
 		t.Errorf("verify after tampering = %+v", rep)
+	}
+}
+
+// A server that reaches an executor's log only through Redis (task-job
+// server on another host) reads and verifies it from its copy there:
+// ?executor=ID on the audit endpoints and the page.
+func TestAuditOfAnotherExecutorFromItsRedisCopy(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	path := filepath.Join(t.TempDir(), "exec-x.audit")
+	al, err := audit.Open(path, audit.Options{Executor: "exec-x", MaxBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer al.Close()
+	stream := names.Tasks + "_audit:exec-x" // the default audit_stream of executor exec-x
+	m := redismirror.Start(path, e.rdb, stream, redismirror.Options{Executor: "exec-x", PollInterval: 5 * time.Millisecond})
+	defer m.Close()
+	for i := range 30 {
+		if err := al.Append(audit.Record{Kind: audit.KindReceived, ID: fmt.Sprint("x", i), Size: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	observe.Eventually(t, "the mirror", 10*time.Second, func() bool { return m.Mirrored() == al.Seq() })
+
+	var l AuditList
+	e.getJSON("/api/v1/audit?executor=exec-x&id=x7", "", &l)
+	if len(l.Records) != 1 || l.Records[0].ID != "x7" || l.Records[0].Executor != "exec-x" {
+		t.Errorf("exec-x's audit, id=x7 = %+v", l)
+	}
+	var rep VerifyReport
+	e.getJSON("/api/v1/audit/verify?executor=exec-x", "", &rep)
+	if !rep.OK || rep.Records != int(al.Seq()) || rep.Source != "redis:"+stream {
+		t.Errorf("verify of exec-x's copy = %+v, want intact, %d records, from %s", rep, al.Seq(), stream)
+	}
+	// The server's own file is still what it reads without the parameter.
+	e.getJSON("/api/v1/audit?id=x7", "", &l)
+	if len(l.Records) != 0 {
+		t.Errorf("the server's own log has exec-x's records: %+v", l)
+	}
+	if code, body := e.do("GET", "/api/v1/audit/verify?executor=nobody", "", nil); code != http.StatusNotFound || !strings.Contains(body, "no audit copy") {
+		t.Errorf("verify of an executor with no copy = %d %s, want 404 saying so", code, body)
+	}
+	if code, body := e.do("GET", "/api/v1/audit?executor=%01x", "", nil); code != http.StatusBadRequest {
+		t.Errorf("a bad executor id = %d %s, want 400", code, body)
+	}
+	if code, body := e.do("GET", "/audit?executor=exec-x&verify=1", "", nil); code != http.StatusOK || !strings.Contains(body, "intact: ") || !strings.Contains(body, "x29") {
+		t.Errorf("the audit page of exec-x = %d, want its records and the verdict intact:\n%s", code, body)
+	}
+	// A record taken out of the copy breaks its chain.
+	if err := e.rdb.XDel(context.Background(), stream, "12-0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.getJSON("/api/v1/audit/verify?executor=exec-x", "", &rep)
+	if rep.OK || !strings.Contains(rep.Break, "seq jumps from 11 to 13") {
+		t.Errorf("verify of a copy missing seq 12 = %+v", rep)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/taskjob/task-job/audit"
 	"github.com/taskjob/task-job/audit/redismirror"
+	"github.com/taskjob/task-job/task"
 )
 
 // AuditList is a page of audit records, oldest first (chain order).
@@ -63,13 +64,50 @@ func auditReadable(id *Identity) error {
 	return nil
 }
 
-// Audit reads the newest limit records that f selects.
-func (s *Server) Audit(f audit.Filter, limit int) (*AuditList, error) {
-	if s.opt.AuditFile == "" {
-		return nil, errorf(http.StatusNotFound, "this server has no audit_file to read; set it in the config")
+// auditExecutor is the ?executor= of the audit endpoints: whose log to
+// read from its Redis copy ("" = this server's own audit_file).
+func auditExecutor(q map[string][]string) (string, error) {
+	v := q["executor"]
+	if len(v) == 0 || v[0] == "" {
+		return "", nil
+	}
+	if err := checkID(v[0]); err != nil {
+		return "", errorf(http.StatusBadRequest, "executor=%q: want an executor id (1 to %d bytes, no control characters)", v[0], task.MaxIDBytes)
+	}
+	return v[0], nil
+}
+
+// auditCopy is the Redis copy of executor's audit log, at the stream name
+// an executor mirrors to unless its audit_stream names another.
+func (s *Server) auditCopy(ctx context.Context, executor string) (audit.LinesOf, error) {
+	stream := s.q.Names().Tasks + "_audit:" + executor
+	n, err := s.rdb.XLen(ctx, stream).Result()
+	if err != nil {
+		return audit.LinesOf{}, errorf(http.StatusServiceUnavailable, "cannot read the audit copy of executor %q (%s): %v", executor, stream, err)
+	}
+	if n == 0 {
+		return audit.LinesOf{}, errorf(http.StatusNotFound, "no audit copy of executor %q in Redis (stream %s is empty): its config needs audit_file, and audit_stream left at its default", executor, stream)
+	}
+	return redismirror.Copy(ctx, s.rdb, stream), nil
+}
+
+// Audit reads the newest limit records that f selects: of this server's
+// audit_file, or with executor set, of that executor's log from its Redis
+// copy (what a server on another host can reach).
+func (s *Server) Audit(ctx context.Context, executor string, f audit.Filter, limit int) (*AuditList, error) {
+	read := func(fn func(audit.Record) error) error { return audit.Read(s.opt.AuditFile, f, fn) }
+	switch {
+	case executor != "":
+		c, err := s.auditCopy(ctx, executor)
+		if err != nil {
+			return nil, err
+		}
+		read = func(fn func(audit.Record) error) error { return audit.ReadCopy(c, f, fn) }
+	case s.opt.AuditFile == "":
+		return nil, errorf(http.StatusNotFound, "this server has no audit_file to read; set it in the config, or read an executor's log from Redis with ?executor=ID")
 	}
 	out := &AuditList{Records: []audit.Record{}}
-	err := audit.Read(s.opt.AuditFile, f, func(r audit.Record) error {
+	err := read(func(r audit.Record) error {
 		if len(out.Records) == limit {
 			out.Records = append(out.Records[:0], out.Records[1:]...)
 			out.Truncated = true
@@ -95,7 +133,12 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, id *Identity)
 		s.fail(w, err)
 		return
 	}
-	l, err := s.Audit(f, limit)
+	executor, err := auditExecutor(r.URL.Query())
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	l, err := s.Audit(r.Context(), executor, f, limit)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -111,14 +154,34 @@ type VerifyReport struct {
 	LastSeq  uint64   `json:"last_seq"`
 	Warnings []string `json:"warnings,omitempty"`
 	Break    string   `json:"break,omitempty"`
+	// Source is what was verified: "file:PATH" or "redis:STREAM".
+	Source string `json:"source"`
 	// Mirror compares the file with its Redis stream copy.
 	MirrorCompared int    `json:"mirror_compared"`
 	MirrorBreak    string `json:"mirror_break,omitempty"`
 	MirrorError    string `json:"mirror_error,omitempty"`
 }
 
-// VerifyAudit checks the chain, and the file against its Redis copy.
-func (s *Server) VerifyAudit(ctx context.Context) (*VerifyReport, error) {
+// VerifyAudit checks the chain, and the file against its Redis copy; with
+// executor set, the chain of that executor's Redis copy (its file, on its
+// own host, is checked there by task-job audit -verify).
+func (s *Server) VerifyAudit(ctx context.Context, executor string) (*VerifyReport, error) {
+	if executor != "" {
+		c, err := s.auditCopy(ctx, executor)
+		if err != nil {
+			return nil, err
+		}
+		rep, err := audit.VerifyCopy(c)
+		if err != nil {
+			return nil, errorf(http.StatusServiceUnavailable, "%v", err)
+		}
+		out := &VerifyReport{OK: rep.OK(), Records: rep.Records, FirstSeq: rep.FirstSeq, LastSeq: rep.LastSeq, Warnings: rep.Warnings,
+			Source: "redis:" + c.Name}
+		if rep.Break != nil {
+			out.Break = rep.Break.Error()
+		}
+		return out, nil
+	}
 	if s.opt.AuditFile == "" {
 		return nil, errorf(http.StatusNotFound, "this server has no audit_file to verify; set it in the config")
 	}
@@ -126,7 +189,8 @@ func (s *Server) VerifyAudit(ctx context.Context) (*VerifyReport, error) {
 	if err != nil {
 		return nil, errorf(http.StatusNotFound, "%v", err)
 	}
-	out := &VerifyReport{OK: rep.OK(), Records: rep.Records, FirstSeq: rep.FirstSeq, LastSeq: rep.LastSeq, Warnings: rep.Warnings}
+	out := &VerifyReport{OK: rep.OK(), Records: rep.Records, FirstSeq: rep.FirstSeq, LastSeq: rep.LastSeq, Warnings: rep.Warnings,
+		Source: "file:" + s.opt.AuditFile}
 	if rep.Break != nil {
 		out.Break = rep.Break.Error()
 	}
@@ -149,7 +213,12 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, id *Identit
 		s.fail(w, err)
 		return
 	}
-	rep, err := s.VerifyAudit(r.Context())
+	executor, err := auditExecutor(r.URL.Query())
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	rep, err := s.VerifyAudit(r.Context(), executor)
 	if err != nil {
 		s.fail(w, err)
 		return

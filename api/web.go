@@ -27,7 +27,7 @@ type web struct {
 }
 
 func newWeb(s *Server) (*web, error) {
-	t, err := template.New("").ParseFS(webFiles, "web/templates/*.html")
+	t, err := template.New("").Funcs(template.FuncMap{"hasPrefix": strings.HasPrefix}).ParseFS(webFiles, "web/templates/*.html")
 	if err != nil {
 		return nil, err
 	}
@@ -245,14 +245,19 @@ func (wb *web) audit(w http.ResponseWriter, r *http.Request, id *Identity) {
 		wb.fail(w, r, id, err)
 		return
 	}
+	executor, err := auditExecutor(r.URL.Query())
+	if err != nil {
+		wb.fail(w, r, id, err)
+		return
+	}
 	var rep *VerifyReport
 	if r.URL.Query().Get("verify") != "" {
-		if rep, err = wb.s.VerifyAudit(r.Context()); err != nil {
+		if rep, err = wb.s.VerifyAudit(r.Context(), executor); err != nil {
 			wb.fail(w, r, id, err)
 			return
 		}
 	}
-	l, err := wb.s.Audit(f, limit)
+	l, err := wb.s.Audit(r.Context(), executor, f, limit)
 	if err != nil {
 		wb.fail(w, r, id, err)
 		return
