@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/queue/redisqueue"
+	"github.com/taskjob/task-job/registry"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -50,6 +51,76 @@ type ExecutorView struct {
 	// yet finished.
 	Running int64 `json:"running"`
 	ExecutorInfo
+	// Fleet is its entry in the fleet registry, when the server reads one.
+	Fleet *FleetView `json:"fleet,omitempty"`
+}
+
+// Fleet is what the server reads of the fleet registry (etcd), when the
+// config names one.
+type Fleet interface {
+	Members(ctx context.Context) ([]registry.Member, error)
+	Cordons(ctx context.Context) (map[string]registry.Cordon, error)
+}
+
+// FleetView is an executor as the fleet registry knows it: registered
+// (its lease alive) or only cordoned.
+type FleetView struct {
+	Registered bool              `json:"registered"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Tubes      []string          `json:"tubes,omitempty"`
+	Dispatched bool              `json:"dispatched,omitempty"`
+	Running    int               `json:"running"`
+	// Cordon, when set, keeps the dispatcher from giving it new work.
+	Cordon *registry.Cordon `json:"cordon,omitempty"`
+}
+
+// fleetTimeout bounds the registry's reads: an etcd outage must not hang
+// the executors page.
+const fleetTimeout = 2 * time.Second
+
+// withFleet adds the registry's view to ex, and executors that only the
+// registry knows (registered before their first Redis heartbeat, or
+// cordoned while away). An unreadable registry is returned as the error,
+// with ex unchanged.
+func (s *Server) withFleet(ctx context.Context, ex []ExecutorView) ([]ExecutorView, error) {
+	if s.opt.Fleet == nil {
+		return ex, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, fleetTimeout)
+	defer cancel()
+	members, err := s.opt.Fleet.Members(ctx)
+	if err != nil {
+		return ex, err
+	}
+	cordons, err := s.opt.Fleet.Cordons(ctx)
+	if err != nil {
+		return ex, err
+	}
+	at := map[string]int{}
+	for i := range ex {
+		at[ex[i].ID] = i
+	}
+	view := func(id string) *FleetView {
+		i, ok := at[id]
+		if !ok {
+			ex = append(ex, ExecutorView{ID: id})
+			i = len(ex) - 1
+			at[id] = i
+		}
+		if ex[i].Fleet == nil {
+			ex[i].Fleet = &FleetView{}
+		}
+		return ex[i].Fleet
+	}
+	for _, m := range members {
+		v := view(m.ID)
+		v.Registered, v.Labels, v.Tubes, v.Dispatched, v.Running = true, m.Labels, m.Tubes, m.Dispatched, m.Running
+	}
+	for id, c := range cordons {
+		view(id).Cordon = &c
+	}
+	sort.Slice(ex, func(i, j int) bool { return ex[i].ID < ex[j].ID })
+	return ex, nil
 }
 
 // Executors lists the registered executors, sorted by id.
@@ -81,13 +152,27 @@ func (s *Server) Executors(ctx context.Context) ([]ExecutorView, error) {
 	return out, nil
 }
 
+// ExecutorsAndFleet is Executors with the fleet registry's view of each;
+// fleetErr says why that view is missing (the list is still whole).
+func (s *Server) ExecutorsAndFleet(ctx context.Context) (ex []ExecutorView, fleetErr, err error) {
+	if ex, err = s.Executors(ctx); err != nil {
+		return nil, nil, err
+	}
+	ex, fleetErr = s.withFleet(ctx, ex)
+	return ex, fleetErr, nil
+}
+
 func (s *Server) listExecutors(w http.ResponseWriter, r *http.Request, _ *Identity) {
-	ex, err := s.Executors(r.Context())
+	ex, fleetErr, err := s.ExecutorsAndFleet(r.Context())
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"executors": ex})
+	body := map[string]any{"executors": ex}
+	if fleetErr != nil {
+		body["fleet_error"] = "the fleet registry cannot be read: " + fleetErr.Error()
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // QueueView is one list of the deployment.

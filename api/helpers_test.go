@@ -55,6 +55,8 @@ type envOpt struct {
 	metrics *metrics.Metrics
 	// policy is the source of the policy the server dry-runs ("" = none).
 	policy string
+	// fleet is the fleet registry the server reads (nil = none).
+	fleet Fleet
 }
 
 // The tokens of the test: one per role, and one limited to tube "blue".
@@ -79,6 +81,7 @@ func newEnv(t testing.TB, o envOpt) *env {
 	t.Cleanup(func() { al.Close() })
 	opt := Options{Queue: e.q, Audit: al, AuditFile: e.auditFile, AuditStream: "queue_job_task_audit", Version: "test",
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})}
+	opt.Fleet = o.fleet
 	if o.metrics != nil {
 		opt.Metrics = o.metrics.Handler()
 		e.metrics = o.metrics

@@ -59,6 +59,8 @@ type Options struct {
 	Policy func() *policy.Policy
 	// Metrics serves /metrics; nil = not served.
 	Metrics http.Handler
+	// Fleet, when set, adds the fleet registry's view to the executors.
+	Fleet Fleet
 	// Secure marks the login cookie Secure (the server speaks TLS).
 	Secure  bool
 	Logger  hclog.Logger

@@ -76,6 +76,7 @@ type view struct {
 	States  []task.State
 	NextURL string
 	Verify  *VerifyReport
+	Fleet   bool // the executors page shows the registry's columns
 }
 
 func (wb *web) render(w http.ResponseWriter, r *http.Request, id *Identity, code int, name, title, nav string, data any, fill func(*view)) {
@@ -218,12 +219,17 @@ func (wb *web) output(w http.ResponseWriter, r *http.Request, id *Identity) {
 }
 
 func (wb *web) executors(w http.ResponseWriter, r *http.Request, id *Identity) {
-	ex, err := wb.s.Executors(r.Context())
+	ex, fleetErr, err := wb.s.ExecutorsAndFleet(r.Context())
 	if err != nil {
 		wb.fail(w, r, id, err)
 		return
 	}
-	wb.render(w, r, id, http.StatusOK, "executors", "Executors", "executors", ex, nil)
+	wb.render(w, r, id, http.StatusOK, "executors", "Executors", "executors", ex, func(v *view) {
+		v.Fleet = wb.s.opt.Fleet != nil
+		if fleetErr != nil {
+			v.Flash = "The fleet registry cannot be read: " + fleetErr.Error()
+		}
+	})
 }
 
 func (wb *web) queues(w http.ResponseWriter, r *http.Request, id *Identity) {

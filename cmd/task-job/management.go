@@ -19,6 +19,7 @@ import (
 	"github.com/taskjob/task-job/metrics"
 	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue/redisqueue"
+	"github.com/taskjob/task-job/registry/etcdreg"
 )
 
 // management is the management server on server_port: the /api/v1
@@ -30,10 +31,11 @@ type management struct {
 	// Addr is the address it listens on.
 	Addr string
 
-	http   *http.Server
-	cancel context.CancelFunc
-	done   chan struct{}
-	log    hclog.Logger
+	http       *http.Server
+	cancel     context.CancelFunc
+	done       chan struct{}
+	log        hclog.Logger
+	closeFleet func()
 }
 
 type managementOptions struct {
@@ -83,18 +85,32 @@ func startManagement(ctx context.Context, cfg *config.Config, q *redisqueue.Queu
 	if o.Audit != nil {
 		auditor = o.Audit // a nil *audit.Log would not be a nil Auditor
 	}
+	var fleet api.Fleet
+	closeFleet := func() {}
+	if cfg.Registry != "" {
+		// The executors page shows the registry too. The client dials
+		// lazily, so an etcd outage shows there, not as a refusal to serve.
+		reg, err := etcdreg.New(etcdreg.Options{Endpoints: cfg.RegistryEndpoints(), Prefix: registryPrefix(cfg), DialTimeout: pingTimeout})
+		if err != nil {
+			log.Warn("the executors page will not show the fleet registry", "registry", cfg.Registry, "error", err)
+		} else {
+			fleet, closeFleet = reg, func() { reg.Close() }
+		}
+	}
 	srv, err = api.New(api.Options{
 		Queue: q, MaxTaskBytes: cfg.MaxTaskBytes, Tokens: tokens,
 		Audit: auditor, AuditFile: cfg.AuditFile, AuditStream: o.AuditStream, Policy: o.Policy,
-		Metrics: m.Handler(),
-		Secure:  tlsConf != nil, Logger: log, Version: version,
+		Metrics: m.Handler(), Fleet: fleet,
+		Secure: tlsConf != nil, Logger: log, Version: version,
 	})
 	if err != nil {
+		closeFleet()
 		return nil, err
 	}
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		closeFleet()
 		return nil, fmt.Errorf("server_port: %w", err)
 	}
 	scheme := "http"
@@ -104,7 +120,7 @@ func startManagement(ctx context.Context, cfg *config.Config, q *redisqueue.Queu
 	addr = ln.Addr().String()
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	mg := &management{Metrics: m, Addr: addr, cancel: cancel, done: make(chan struct{}), log: log}
+	mg := &management{Metrics: m, Addr: addr, cancel: cancel, done: make(chan struct{}), log: log, closeFleet: closeFleet}
 	mg.http = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -183,6 +199,7 @@ func (mg *management) stop() {
 		mg.http.Close()
 	}
 	<-mg.done
+	mg.closeFleet()
 	mg.log.Debug("management server stopped")
 }
 
