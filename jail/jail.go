@@ -18,7 +18,9 @@
 //     and symlink met on the way, must be owned by a trusted uid, and directories must not be
 //     writable by others unless they carry the sticky bit (as /tmp does). That is what makes
 //     running the resolved path later safe: nobody else can swap the file or a directory in
-//     between.
+//     between. What the kernel loads to run the program — the interpreter word's program, a
+//     #! line's interpreter, an ELF loader — passes the same rule, from / (in chroot mode,
+//     inside cmd_dir).
 //
 // Decisions where the contract is silent:
 //   - Interpreter words are checked before files (the contract lists files first). A file named
@@ -244,10 +246,27 @@ func (j *Jail) resolve(cmdline string, args []string) (*Command, error) {
 }
 
 // interpreter returns the program an interpreter word runs. Outside chroot mode that is the
-// configured host path. In chroot mode the same path names a file inside cmd_dir, which must
-// pass rule 5 like any program there, and so must what it loads.
+// configured host path, which must pass rule 5 from / (every directory and symlink on the way
+// trusted), as must what it loads. In chroot mode the same path names a file inside cmd_dir,
+// which must pass rule 5 like any program there, and so must what it loads.
 func (j *Jail) interpreter(word, path string) (string, error) {
 	if !j.chroot {
+		if !permsChecked {
+			return path, nil
+		}
+		prog, err := j.resolveHost(path)
+		if err == nil {
+			err = j.checkLoaders(prog, 0)
+		}
+		if err != nil {
+			var re *RefusedError
+			if errors.As(err, &re) {
+				re.Reason = fmt.Sprintf("interpreter %q (%s) cannot be trusted: %s", word, path, re.Reason)
+			}
+			return "", err
+		}
+		// The configured path, not the resolved one: every symlink on the way was checked,
+		// and argv[0] and the audit log keep the name the operator wrote.
 		return path, nil
 	}
 	prog, _, err := j.resolveFile(strings.TrimPrefix(filepath.ToSlash(path), "/"))
@@ -363,6 +382,9 @@ func (j *Jail) resolveSystem(cmdline string, args []string) (*Command, error) {
 		return nil, refusef("", "system program %s is not executable", prog)
 	}
 	if err := j.checkFile(prog, fi); err != nil {
+		return nil, err
+	}
+	if err := j.checkLoaders(prog, 0); err != nil {
 		return nil, err
 	}
 	return j.command("", prog, words[1:], args), nil

@@ -13,12 +13,12 @@ import (
 // maxLoaders bounds the chain of #! interpreters, as the kernel's own limit does.
 const maxLoaders = 4
 
-// checkLoaders applies rule 5, in chroot mode, to what the kernel loads to run prog: the
-// interpreter of a #! line (and its own, in turn) and an ELF program's loader (PT_INTERP). In
-// chroot mode both are paths inside cmd_dir, where a file no trusted user wrote must not run.
-// Outside chroot mode they are the host's, in directories tasks cannot write.
+// checkLoaders applies rule 5 to what the kernel loads to run prog: the interpreter of a #!
+// line (and its own, in turn) and an ELF program's loader (PT_INTERP). In chroot mode both are
+// paths inside cmd_dir, where a file no trusted user wrote must not run; outside it they are the
+// host's, and pass the same check from / (a #! line may name a directory others can write).
 func (j *Jail) checkLoaders(prog string, depth int) error {
-	if !j.chroot {
+	if !j.chroot && !permsChecked {
 		return nil
 	}
 	if depth >= maxLoaders {
@@ -34,11 +34,20 @@ func (j *Jail) checkLoaders(prog string, depth int) error {
 	if !strings.HasPrefix(loader, "/") {
 		return refusef("", "%s names its interpreter %q by a relative path, which would depend on the working directory; use an absolute path", prog, loader)
 	}
-	resolved, _, err := j.resolveFile(strings.TrimPrefix(loader, "/"))
+	var resolved string
+	if j.chroot {
+		resolved, _, err = j.resolveFile(strings.TrimPrefix(loader, "/"))
+	} else {
+		resolved, err = j.resolveHost(loader)
+	}
 	if err != nil {
 		var re *RefusedError
 		if errors.As(err, &re) {
-			re.Reason = fmt.Sprintf("%s is run by %s, which in chroot mode lies inside cmd_dir and cannot be trusted: %s", prog, loader, re.Reason)
+			where := "on the host"
+			if j.chroot {
+				where = "in chroot mode lies inside cmd_dir and"
+			}
+			re.Reason = fmt.Sprintf("%s is run by %s, which %s cannot be trusted: %s", prog, loader, where, re.Reason)
 		}
 		return err
 	}
