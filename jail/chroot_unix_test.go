@@ -187,6 +187,21 @@ func TestHostLoadersAreChecked(t *testing.T) {
 			t.Errorf("%q runs %s, want %s", tt.cmdline, cmd.Path, tt.path)
 		}
 	}
+	// A pass stands for hostRecheck, then the walk is made again: a file
+	// that changed hands since is refused.
+	lchown(t, shared+"/trusted", nobody)
+	if _, err := j.Resolve("uses-trusted.sh", nil); err != nil {
+		t.Errorf("within hostRecheck of its check: %v", err)
+	}
+	j.hostChecked.Range(func(k, v any) bool {
+		c := v.(hostCheck)
+		c.at = c.at.Add(-hostRecheck)
+		j.hostChecked.Store(k, c)
+		return true
+	})
+	if _, err := j.Resolve("uses-trusted.sh", nil); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "is owned by uid 65534") {
+		t.Errorf("after hostRecheck, an interpreter now owned by nobody: %v, want a refusal", err)
+	}
 	if _, err := j.ResolveSystem(shared+"/planted", nil); !errors.Is(err, ErrRefused) {
 		t.Errorf("a planted system program: %v, want a refusal", err)
 	}

@@ -43,6 +43,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Limits on cmd_args. They keep one task's argv far below the kernel's ARG_MAX, so an exec never
@@ -86,13 +88,25 @@ type Options struct {
 	Chroot bool
 }
 
-// Jail resolves cmdlines against one cmd_dir. It is immutable once made and safe for concurrent use.
+// Jail resolves cmdlines against one cmd_dir. Its settings are fixed once made; it is safe for
+// concurrent use.
 type Jail struct {
 	chroot       bool
 	dir          string   // absolute and free of symlinks
 	chain        []string // every directory from the root down to dir, checked on each Resolve
 	interpreters map[string]string
 	trusted      []int
+	hostChecked  *sync.Map // host program path -> hostCheck, see trustedHost
+}
+
+// hostRecheck is how long a host program's passed check stands (see trustedHost): a chmod of a
+// system directory is noticed within it, and a burst of tasks pays for the walk once.
+const hostRecheck = time.Second
+
+// hostCheck is a host program that passed rule 5 with what it loads, and when.
+type hostCheck struct {
+	resolved string
+	at       time.Time
 }
 
 // New validates Dir exists, is a directory, and itself passes the ownership checks of rule 5.
@@ -116,7 +130,7 @@ func New(opts Options) (*Jail, error) {
 		return nil, fmt.Errorf("jail: cmd_dir %q is not a directory; point cmd_dir at the directory that holds the scripts", opts.Dir)
 	}
 
-	j := &Jail{dir: dir, trusted: slices.Clone(opts.TrustedUIDs), chroot: opts.Chroot}
+	j := &Jail{dir: dir, trusted: slices.Clone(opts.TrustedUIDs), chroot: opts.Chroot, hostChecked: &sync.Map{}}
 	if opts.TrustedUIDs == nil {
 		j.trusted = []int{0, os.Geteuid()}
 	}
@@ -254,11 +268,7 @@ func (j *Jail) interpreter(word, path string) (string, error) {
 		if !permsChecked {
 			return path, nil
 		}
-		prog, err := j.resolveHost(path)
-		if err == nil {
-			err = j.checkLoaders(prog, 0)
-		}
-		if err != nil {
+		if _, err := j.trustedHost(path, 0); err != nil {
 			var re *RefusedError
 			if errors.As(err, &re) {
 				re.Reason = fmt.Sprintf("interpreter %q (%s) cannot be trusted: %s", word, path, re.Reason)
