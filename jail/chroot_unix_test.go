@@ -209,3 +209,26 @@ func TestHostLoadersAreChecked(t *testing.T) {
 		t.Errorf("/usr/bin/id: %+v, %v", cmd, err)
 	}
 }
+
+// FuzzLoaderOf: the loader of whatever bytes a program file holds (a #!
+// line, an ELF file's program headers) is read without a panic, and what it
+// names comes from the file: at most the kernel's limits long.
+func FuzzLoaderOf(f *testing.F) {
+	for _, p := range []string{"/bin/true", "/bin/sh"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b[:min(len(b), 8192)])
+		}
+	}
+	f.Add([]byte("#!/bin/sh -e\necho\n"))
+	f.Add([]byte("\x7fELF\x02\x01\x01"))
+	path := filepath.Join(f.TempDir(), "prog")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		loader, err := loaderOf(path)
+		if err == nil && len(loader) > 4096 {
+			t.Errorf("a loader of %d bytes", len(loader))
+		}
+	})
+}
