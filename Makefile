@@ -5,7 +5,7 @@ PKGS  := ./...
 # Every parser of untrusted input has a fuzz target; `make fuzz` runs each
 # for FUZZTIME (CI: a short smoke run; locally, raise it).
 FUZZTIME ?= 10s
-FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./config:FuzzParse \
+FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./jail:FuzzLoaderOf ./config:FuzzParse \
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical \
 	./bytesize:FuzzParse ./api:FuzzParseTokens ./api:FuzzQueryFilters ./queue/kafkaqueue:FuzzFold
 

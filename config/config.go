@@ -78,6 +78,7 @@ const (
 	DefaultSandboxPids       = 256        // sandbox.DefaultPids
 	DefaultSandboxTmpSize    = 64 * MiB   // sandbox.DefaultTmpBytes
 	DefaultSandboxWorkSize   = 1024 * MiB // sandbox.DefaultWorkBytes
+	DefaultCmdDirMinFree     = 1024 * MiB // executor.DefaultCmdDirMinFree
 	DefaultAuditMaxBytes     = 100 * MiB
 	DefaultSignatureWindow   = 5 * time.Minute
 	// DefaultLogsMaxLen bounds the shared logs list (logs_max_len);
@@ -221,6 +222,11 @@ type Config struct {
 	// SandboxWorkSize ("sandbox_work_size", default 1 GiB) caps each task's
 	// own work directory, a tmpfs whose pages count as the task's memory.
 	SandboxWorkSize int64
+	// CmdDirMinFree ("cmd_dir_min_free", default 1 GiB, at least 1 MiB) is
+	// the free space a task of a cmd_dir_writable rule must leave on
+	// cmd_dir's file system: below it such a task is stopped, or not
+	// started.
+	CmdDirMinFree int64
 	// SandboxChroot ("sandbox_chroot", default false) shows a task only
 	// cmd_dir, as /.
 	SandboxChroot bool

@@ -83,6 +83,7 @@ func TestDefault(t *testing.T) {
 		SandboxPids:       256,
 		SandboxTmpSize:    64 << 20,
 		SandboxWorkSize:   1 << 30,
+		CmdDirMinFree:     1 << 30,
 		AuditMaxBytes:     100 << 20,
 		AuditStream:       "queue_job_task_audit:" + host,
 		SignatureWindow:   5 * time.Minute,
@@ -358,7 +359,7 @@ func TestUnknownKey(t *testing.T) {
 		{`"Queue_Name": "q"`, `test.json:2:1: Queue_Name: unknown key; did you mean "queue_name"?`},
 		{`"cmddir": "/tmp"`, `test.json:2:1: cmddir: unknown key; did you mean "cmd_dir"?`},
 		{`"policy": "x"`, `test.json:2:1: policy: unknown key; did you mean "policy_file"?`}, // a prefix
-		{`"xyzzy": "x"`, `test.json:2:1: xyzzy: unknown key; known keys are audit_file, audit_max_bytes, audit_stream, cmd_dir, concurrency, dispatched, executor_id,`},
+		{`"xyzzy": "x"`, `test.json:2:1: xyzzy: unknown key; known keys are audit_file, audit_max_bytes, audit_stream, cmd_dir, cmd_dir_min_free, concurrency, dispatched, executor_id,`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.body, func(t *testing.T) {

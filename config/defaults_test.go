@@ -24,6 +24,7 @@ func TestDefaultsMatchLibraries(t *testing.T) {
 		{"shutdown_grace", DefaultShutdownGrace, executor.DefaultShutdownGrace},
 		{"executor_ttl", DefaultExecutorTTL, executor.DefaultTTL},
 		{"spool_max_bytes", int64(DefaultSpoolMaxBytes), int64(executor.DefaultSpoolMaxBytes)},
+		{"cmd_dir_min_free", int64(DefaultCmdDirMinFree), int64(executor.DefaultCmdDirMinFree)},
 		{"logs_max_len", DefaultLogsMaxLen, redisqueue.DefaultLogsMaxLen},
 		{"kafka_partitions", DefaultKafkaPartitions, kafkaqueue.DefaultPartitions},
 	} {

@@ -169,6 +169,8 @@ var keys = []key{
 		check: atLeastBytes(MiB)},
 	{name: "sandbox_work_size", field: func(c *Config) any { return &c.SandboxWorkSize }, form: formSize, def: DefaultSandboxWorkSize,
 		check: atLeastBytes(MiB)},
+	{name: "cmd_dir_min_free", field: func(c *Config) any { return &c.CmdDirMinFree }, form: formSize, def: DefaultCmdDirMinFree,
+		check: atLeastBytes(MiB)},
 	{name: "sandbox_chroot", field: func(c *Config) any { return &c.SandboxChroot }},
 	{name: "sandbox_init", field: func(c *Config) any { return &c.SandboxInit }, check: absIfSet},
 	{name: "policy_file", field: func(c *Config) any { return &c.PolicyFile }, check: absIfSet},

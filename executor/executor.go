@@ -30,6 +30,9 @@ var (
 	ErrKilled   = errors.New("executor: killed by a kill message")
 	ErrTimeout  = errors.New("executor: timeout")
 	ErrShutdown = errors.New("executor: executor shutting down")
+	// ErrDiskLow stops a task that may write cmd_dir once the file system
+	// holding it has less than CmdDirMinFree left.
+	ErrDiskLow = errors.New("executor: cmd_dir's file system is under cmd_dir_min_free")
 )
 
 // Defaults of Options, where the field is zero. config's keys of the same
@@ -45,6 +48,7 @@ const (
 	DefaultShutdownGrace     = 30 * time.Second
 	DefaultTTL               = queue.DefaultTTL
 	DefaultSpoolMaxBytes     = spool.DefaultDiskBytes
+	DefaultCmdDirMinFree     = 1 << 30
 )
 
 // Options configure an Executor. Zero values take the documented defaults.
@@ -74,6 +78,12 @@ type Options struct {
 	SpoolMemBytes int64
 	// Env is the whole environment of a task, before the TASK_* variables.
 	Env []string
+	// CmdDirMinFree (default 1 GiB) is the free space a task that may write
+	// cmd_dir (a cmd_dir_writable rule) must leave on cmd_dir's file
+	// system: such a task does not start below it, and is stopped, without
+	// kill_grace, once the space falls below it. Writes there reach the
+	// host's disk, which no tmpfs caps.
+	CmdDirMinFree int64
 
 	// Policy is the whitelist; nil means the jail's rules alone. SetPolicy
 	// replaces it while running.
@@ -117,6 +127,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.KillGrace <= 0 {
 		o.KillGrace = DefaultKillGrace
+	}
+	if o.CmdDirMinFree <= 0 {
+		o.CmdDirMinFree = DefaultCmdDirMinFree
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = DefaultShutdownGrace

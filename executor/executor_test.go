@@ -371,6 +371,24 @@ func TestEmptyLinesCountAgainstTheCaps(t *testing.T) {
 		t.Errorf("blank: done says %d lines / %d bytes dropped, want %d of each", d.OutputDroppedLines, d.OutputDropped, 20000-lines)
 	}
 
+	// max_output_bytes counts the messages shipped, envelope included: an
+	// empty line's message is over 100 bytes, though it carries none.
+	c = newMemCluster(t)
+	c.script("blank.sh", `yes '' | head -n 20000`)
+	c.executor("c", func(o *Options) { o.MaxOutputBytes = 50000 })
+	c.submit("bytes", "blank.sh", nil, 0)
+	d = c.done("bytes", 20*time.Second)
+	lines, notice = 0, false
+	for _, l := range c.messages("bytes") {
+		if l.MsgType == task.MsgStdout {
+			lines++
+		}
+		notice = notice || strings.Contains(l.Data, "max_output_bytes")
+	}
+	if lines == 0 || lines > 50000/100 || !notice || d.OutputDroppedLines != int64(20000-lines) {
+		t.Errorf("bytes: %d empty lines shipped under a 50,000-byte cap, notice %v, %d dropped", lines, notice, d.OutputDroppedLines)
+	}
+
 	// The rate cap drops a burst and lets the task speak again once quiet.
 	c = newMemCluster(t)
 	c.script("burst.sh", `yes '' | head -n 20000; sleep 1.2; echo after`)

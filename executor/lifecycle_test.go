@@ -322,3 +322,42 @@ func TestExecutorStartedDuringAnOutageWaitsAndServes(t *testing.T) {
 		t.Errorf("first: %+v", *d.Result)
 	}
 }
+
+// A task of a cmd_dir_writable rule writes the host's disk, which no tmpfs
+// caps (the attack pass filled 1.9 GB in 4 s): it is stopped once cmd_dir's
+// file system falls under cmd_dir_min_free, and the next does not start.
+// The floor is set just under what is free now, so the test writes tens
+// of MB, not the disk.
+func TestCmdDirWriterIsStoppedAtTheDiskFloor(t *testing.T) {
+	c := newMemCluster(t)
+	big := c.writable("big")
+	c.script("append.sh", `i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/zero >> big || exit 7; i=$((i+1)); done; echo wrote all`)
+	free, ok := freeBytes(c.dir)
+	if !ok {
+		t.Fatal("the free space of cmd_dir's file system cannot be read")
+	}
+	c.executor("disk", func(o *Options) { o.CmdDirMinFree = free - 48<<20 })
+
+	c.submit("fill", "append.sh", nil, 0)
+	d := c.done("fill", 60*time.Second)
+	fi, err := os.Stat(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the filler wrote %d MiB: %s", fi.Size()>>20, d.Reason)
+	if d.Status != task.Failed || !strings.HasPrefix(d.Reason, "disk: ") || !strings.Contains(d.Reason, "cmd_dir_min_free") {
+		t.Errorf("the filler ended %s %q, want failed with a disk: reason", d.Status, d.Reason)
+	}
+	if fi.Size() >= 400<<20 || fi.Size() < 32<<20 {
+		t.Errorf("the filler wrote %d MiB before it was stopped (floor 48 MiB below the free space it found)", fi.Size()>>20)
+	}
+
+	c.submit("again", "append.sh", nil, 0)
+	d = c.done("again", 30*time.Second)
+	if d.Status != task.Failed || !strings.Contains(d.Reason, "does not start below it") {
+		t.Errorf("a writer below the floor: %s %q, want it not started", d.Status, d.Reason)
+	}
+	if fi2, _ := os.Stat(big); fi2.Size() != fi.Size() {
+		t.Errorf("the refused task wrote %d bytes", fi2.Size()-fi.Size())
+	}
+}

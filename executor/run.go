@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -207,6 +208,16 @@ func (e *Executor) execute(r *run, pr prepared) ending {
 	env := append(append([]string(nil), e.opt.Env...), pr.env...)
 	env = append(env, "TASK_ID="+r.id, "TASK_TYPE="+r.typ, "TASK_TUBE="+r.tube)
 	started := time.Now()
+	guardDisk := false
+	if pr.limits.CmdDirWritable {
+		if free, ok := freeBytes(e.opt.Jail.Dir()); ok {
+			if free < e.opt.CmdDirMinFree {
+				return ending{state: task.Failed, reason: "could not start: " + strings.TrimPrefix(diskLow(free, e.opt.CmdDirMinFree).Error(), "executor: ") +
+					"; a task that may write cmd_dir does not start below it", started: started}
+			}
+			guardDisk = true
+		}
+	}
 	p, err := e.opt.Runner.Start(sandbox.Spec{
 		Path: pr.cmd.Path, Args: pr.cmd.Args, Dir: pr.cmd.Dir, Env: env, Confine: e.opt.Jail.Dir(),
 		Name: r.id, Limits: pr.limits,
@@ -236,11 +247,17 @@ func (e *Executor) execute(r *run, pr prepared) ending {
 	e.noteRule(r, pr.rule, pr.envShown)
 	stopWatch := context.AfterFunc(r.ctx, func() {
 		grace := e.opt.KillGrace
-		if errors.Is(context.Cause(r.ctx), ErrFenced) {
+		switch cause := context.Cause(r.ctx); {
+		case errors.Is(cause, ErrFenced):
 			grace = 0 // its peers already reported it lost: end it now
+		case errors.Is(cause, ErrDiskLow):
+			grace = 0 // a grace would be more disk filled
 		}
 		p.Stop(grace)
 	})
+	if guardDisk {
+		defer e.watchDisk(r)()
+	}
 	res, werr := p.Wait()
 	// Only a task we actually stopped ended for the context's cause; one
 	// that exited on its own just before a timeout or kill keeps its status.
@@ -249,6 +266,44 @@ func (e *Executor) execute(r *run, pr prepared) ending {
 	stderr.flush()
 	state, reason := outcome(res, werr, context.Cause(r.ctx), stopped)
 	return ending{state: state, reason: reason, res: &res, started: started}
+}
+
+// diskPoll is how often the free space of cmd_dir's file system is read
+// while a task may write it. Nothing tells of a write, so it is polled: at
+// the attack pass's 475 MB/s a writer passes the floor by about 100 MB.
+const diskPoll = 200 * time.Millisecond
+
+// diskLow is the cause that stops a task for the space left on cmd_dir's
+// file system.
+func diskLow(free, floor int64) error {
+	return fmt.Errorf("%w (%d MiB free, under %d MiB)", ErrDiskLow, free>>20, floor>>20)
+}
+
+// watchDisk stops r once cmd_dir's file system has less than
+// CmdDirMinFree free. The returned stop ends the watch and waits for it.
+func (e *Executor) watchDisk(r *run) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(diskPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-r.ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if free, ok := freeBytes(e.opt.Jail.Dir()); ok && free < e.opt.CmdDirMinFree {
+				r.cancel(diskLow(free, e.opt.CmdDirMinFree))
+				return
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 // noteRule shows the rule that allowed a started task in its status, for
@@ -304,6 +359,8 @@ func outcome(res sandbox.Result, werr, cause error, stopped bool) (task.State, s
 			return task.Killed, "killed: the executor shut down before the task finished"
 		case errors.Is(cause, ErrKilled):
 			return task.Killed, "killed by a kill message"
+		case errors.Is(cause, ErrDiskLow):
+			return task.Failed, "disk: " + strings.TrimPrefix(cause.Error(), "executor: ") + "; the task could write cmd_dir and was stopped"
 		}
 	}
 	oomNote := ""

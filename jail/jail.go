@@ -18,7 +18,9 @@
 //     and symlink met on the way, must be owned by a trusted uid, and directories must not be
 //     writable by others unless they carry the sticky bit (as /tmp does). That is what makes
 //     running the resolved path later safe: nobody else can swap the file or a directory in
-//     between.
+//     between. What the kernel loads to run the program — the interpreter word's program, a
+//     #! line's interpreter, an ELF loader — passes the same rule, from / (in chroot mode,
+//     inside cmd_dir).
 //
 // Decisions where the contract is silent:
 //   - Interpreter words are checked before files (the contract lists files first). A file named
@@ -41,6 +43,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Limits on cmd_args. They keep one task's argv far below the kernel's ARG_MAX, so an exec never
@@ -84,13 +88,25 @@ type Options struct {
 	Chroot bool
 }
 
-// Jail resolves cmdlines against one cmd_dir. It is immutable once made and safe for concurrent use.
+// Jail resolves cmdlines against one cmd_dir. Its settings are fixed once made; it is safe for
+// concurrent use.
 type Jail struct {
 	chroot       bool
 	dir          string   // absolute and free of symlinks
 	chain        []string // every directory from the root down to dir, checked on each Resolve
 	interpreters map[string]string
 	trusted      []int
+	hostChecked  *sync.Map // host program path -> hostCheck, see trustedHost
+}
+
+// hostRecheck is how long a host program's passed check stands (see trustedHost): a chmod of a
+// system directory is noticed within it, and a burst of tasks pays for the walk once.
+const hostRecheck = time.Second
+
+// hostCheck is a host program that passed rule 5 with what it loads, and when.
+type hostCheck struct {
+	resolved string
+	at       time.Time
 }
 
 // New validates Dir exists, is a directory, and itself passes the ownership checks of rule 5.
@@ -114,7 +130,7 @@ func New(opts Options) (*Jail, error) {
 		return nil, fmt.Errorf("jail: cmd_dir %q is not a directory; point cmd_dir at the directory that holds the scripts", opts.Dir)
 	}
 
-	j := &Jail{dir: dir, trusted: slices.Clone(opts.TrustedUIDs), chroot: opts.Chroot}
+	j := &Jail{dir: dir, trusted: slices.Clone(opts.TrustedUIDs), chroot: opts.Chroot, hostChecked: &sync.Map{}}
 	if opts.TrustedUIDs == nil {
 		j.trusted = []int{0, os.Geteuid()}
 	}
@@ -244,10 +260,23 @@ func (j *Jail) resolve(cmdline string, args []string) (*Command, error) {
 }
 
 // interpreter returns the program an interpreter word runs. Outside chroot mode that is the
-// configured host path. In chroot mode the same path names a file inside cmd_dir, which must
-// pass rule 5 like any program there, and so must what it loads.
+// configured host path, which must pass rule 5 from / (every directory and symlink on the way
+// trusted), as must what it loads. In chroot mode the same path names a file inside cmd_dir,
+// which must pass rule 5 like any program there, and so must what it loads.
 func (j *Jail) interpreter(word, path string) (string, error) {
 	if !j.chroot {
+		if !permsChecked {
+			return path, nil
+		}
+		if _, err := j.trustedHost(path, 0); err != nil {
+			var re *RefusedError
+			if errors.As(err, &re) {
+				re.Reason = fmt.Sprintf("interpreter %q (%s) cannot be trusted: %s", word, path, re.Reason)
+			}
+			return "", err
+		}
+		// The configured path, not the resolved one: every symlink on the way was checked,
+		// and argv[0] and the audit log keep the name the operator wrote.
 		return path, nil
 	}
 	prog, _, err := j.resolveFile(strings.TrimPrefix(filepath.ToSlash(path), "/"))
@@ -363,6 +392,9 @@ func (j *Jail) resolveSystem(cmdline string, args []string) (*Command, error) {
 		return nil, refusef("", "system program %s is not executable", prog)
 	}
 	if err := j.checkFile(prog, fi); err != nil {
+		return nil, err
+	}
+	if err := j.checkLoaders(prog, 0); err != nil {
 		return nil, err
 	}
 	return j.command("", prog, words[1:], args), nil

@@ -112,6 +112,79 @@ func (j *Jail) resolveFile(word string) (string, fs.FileInfo, error) {
 	return cur, last, nil
 }
 
+// resolveHost resolves path, an absolute host path the kernel will load outside chroot mode (a
+// configured interpreter, a #! line's, an ELF loader), to the symlink-free path of a trusted
+// regular file (rule 5). Like resolveFile it walks one component at a time, so that every
+// directory and symlink on the way is checked, but from /, since these are the host's files.
+func (j *Jail) resolveHost(path string) (string, error) {
+	if !filepath.IsAbs(path) {
+		return "", refusef("", "%q is not an absolute path", path)
+	}
+	fi, err := os.Lstat("/")
+	if err != nil {
+		return "", &RefusedError{Reason: fmt.Sprintf("/ cannot be checked: %v", err), Err: err}
+	}
+	if err := j.checkDir("/", fi); err != nil {
+		return "", err
+	}
+	var (
+		pending = strings.Split(filepath.ToSlash(path), "/")
+		cur     = "/"
+		last    fs.FileInfo
+		links   = 0
+	)
+	for len(pending) > 0 {
+		c := pending[0]
+		pending = pending[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur, last = filepath.Dir(cur), nil // cur is a real directory, so ".." is exact
+			continue
+		}
+		next := filepath.Join(cur, c)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return "", &RefusedError{Reason: fmt.Sprintf("%s cannot be checked: %v", next, err), Err: err}
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if links++; links > maxSymlinks {
+				return "", refusef("", "%s passes through more than %d symlinks (a loop?)", path, maxSymlinks)
+			}
+			if err := j.checkOwner("symlink "+next, fi); err != nil {
+				return "", err
+			}
+			target, err := os.Readlink(next)
+			if err != nil {
+				return "", &RefusedError{Reason: fmt.Sprintf("%s cannot be checked: %v", next, err), Err: err}
+			}
+			if filepath.IsAbs(target) {
+				cur = "/"
+			}
+			pending = append(strings.Split(filepath.ToSlash(target), "/"), pending...)
+		case fi.IsDir():
+			if err := j.checkDir(next, fi); err != nil {
+				return "", err
+			}
+			cur, last = next, fi
+		default:
+			if len(pending) > 0 {
+				return "", refusef("", "%s cannot be resolved: %s is not a directory", path, next)
+			}
+			cur, last = next, fi
+		}
+	}
+	if last == nil || !last.Mode().IsRegular() {
+		return "", refusef("", "%s is not a regular file", path)
+	}
+	if err := j.checkFile(path, last); err != nil {
+		return "", err
+	}
+	return cur, nil
+}
+
 // beneath reports whether the absolute symlink target lies beneath cmd_dir, and returns the rest
 // of it. It compares text, not resolved paths: a target such as /etc/../tmp/x is refused even if
 // it would land in cmd_dir, because it steps outside on the way.

@@ -32,7 +32,7 @@ func TestTaskCannotTypeIntoTerminal(t *testing.T) {
 			// may open any terminal: it only promises no controlling one.
 			cmd.Env = append(os.Environ(), "SANDBOX_TEST_HELPER=ttyhost", "SANDBOX_TEST_MODE="+mode,
 				"SANDBOX_TEST_PROG="+prog, "SANDBOX_TEST_DIR="+dir, "SANDBOX_TEST_REPORT="+report,
-				"SANDBOX_TEST_CGROUP="+testCgroup()+"-tty")
+				"SANDBOX_TEST_CGROUP="+testCgroup()+"-tty", "SANDBOX_TEST_PTY="+slave.Name())
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 			if err := cmd.Start(); err != nil {
@@ -119,7 +119,7 @@ func init() {
 		var out syncBuffer
 		p, err := r.Start(sandbox.Spec{
 			Path: os.Getenv("SANDBOX_TEST_PROG"), Args: []string{"typist"}, Dir: os.Getenv("SANDBOX_TEST_DIR"),
-			Name: "typist", Env: []string{"SANDBOX_TEST_HELPER=typist", "SANDBOX_TEST_MODE=" + os.Getenv("SANDBOX_TEST_MODE")},
+			Name: "typist", Env: []string{"SANDBOX_TEST_HELPER=typist", "SANDBOX_TEST_MODE=" + os.Getenv("SANDBOX_TEST_MODE"), "SANDBOX_TEST_PTY=" + os.Getenv("SANDBOX_TEST_PTY")},
 			Stdout: &out, Stderr: &out,
 		})
 		if err != nil {
@@ -150,9 +150,11 @@ func init() {
 			fmt.Println("open /dev/tty: ok")
 			fds = append(fds, int(tty.Fd()))
 		}
+		// Only the stand-in's own pty: a broken sandbox must not let this
+		// test type into another terminal on the host.
 		var pts []string
 		if os.Getenv("SANDBOX_TEST_MODE") == "isolated" {
-			pts, _ = filepath.Glob("/dev/pts/[0-9]*")
+			pts = []string{os.Getenv("SANDBOX_TEST_PTY")}
 		}
 		for _, name := range pts {
 			if f, err := os.OpenFile(name, os.O_RDWR|syscall.O_NOCTTY, 0); err == nil {

@@ -238,13 +238,14 @@ func TestDecodeRefusesCaseVariantAndDuplicateKeys(t *testing.T) {
 		{"id and ID", `{"id":"NEW","ID":"signed","task":{"cmdline":"a.sh"}}`, `keys "id" and "ID" differ only in case`, ""},
 		{"ID alone", `{"ID":"up","task":{"cmdline":"a.sh"}}`, `key "ID" must be spelt "id"`, "up"},
 		{"duplicate id", `{"id":"1","id":"2","task":{"cmdline":"a.sh"}}`, `key "id" appears twice`, ""},
-		{"escaped duplicate", `{"id":"1","id":"2","task":{"cmdline":"a.sh"}}`, `key "id" appears twice`, ""},
+		{"escaped duplicate", `{"id":"1","\u0069d":"2","task":{"cmdline":"a.sh"}}`, `key "id" appears twice`, ""},
 		{"nested case", `{"id":"3","task":{"Cmdline":"a.sh"}}`, `key "task.Cmdline" must be spelt "task.cmdline"`, "3"},
 		{"nested duplicate", `{"id":"4","task":{"cmdline":"a.sh","cmdline":"b.sh"}}`, `key "task.cmdline" appears twice`, "4"},
 		{"kelvin sign", `{"id":"5","task":{"cmdline":"a.sh"},"sig":{"Key":"web","ts":1,"mac":"` + mac + `"}}`, `must be spelt "sig.key"`, "5"},
 		{"numeric id", `{"id":101,"task":{"cmdline":"a.sh"}}`, "id must be a JSON string", "101"},
 		{"bidi id", `{"id":"abc\u202egpj.exe","task":{"cmdline":"a.sh"}}`, "bidirectional control character", ""},
 		{"invisible id", `{"id":"a\u200db","task":{"cmdline":"a.sh"}}`, "invisible format character", ""},
+		{"escaped case variant", `{"\u0049D":"7","id":"8","task":{"cmdline":"a.sh"}}`, `must be spelt "id"`, ""},
 		{"bidi type", `{"id":"6","type":"\u2067x","task":{"cmdline":"a.sh"}}`, "bidirectional control character", "6"},
 	}
 	for _, tc := range tests {
@@ -267,7 +268,7 @@ func TestDecodeRefusesCaseVariantAndDuplicateKeys(t *testing.T) {
 	if got, id, typ, err := Decode([]byte(raw), 1<<20); err != nil || id != "101" || typ != "test" || got.Sig.Key != "web" {
 		t.Fatalf("Decode(documented keys) = %+v %q %q %v", got, id, typ, err)
 	}
-	for _, raw := range []string{`{"id":"1","ID":"2","type":"kill"}`, `{"id":"1","type":"kill","Type":"kill"}`, `{"Id":"1","type":"kill"}`} {
+	for _, raw := range []string{`{"id":"1","ID":"2","type":"kill"}`, `{"id":"1","type":"kill","Type":"kill"}`, `{"Id":"1","type":"kill"}`, `{"id":"1","\u0069d":"2","type":"kill"}`, `{"id":"abc\u202e","type":"kill"}`} {
 		if _, err := ParseControl([]byte(raw)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseControl(%s) = %v, want a refusal", raw, err)
 		}

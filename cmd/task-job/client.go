@@ -219,7 +219,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	typ := cc.fs.String("type", "", "task type (free text, echoed back)")
 	tube := cc.fs.String("tube", "", "tube (routing name)")
 	timeout := cc.fs.Float64("timeout", 0, "the task's timeout in seconds (0 = none)")
-	wait := cc.fs.Bool("wait", false, "wait for the done, print the output, exit 0 only if the task succeeded")
+	wait := cc.fs.Bool("wait", false, "wait for the done, print the output (escaped as logs prints it), exit 0 only if the task succeeded")
 	waitTimeout := cc.fs.Duration("wait_timeout", 0, "with -wait, give up waiting after this long (e.g. 30s; 0 = wait for the done), exit 3")
 	asJSON := cc.fs.Bool("json", false, "print {\"id\":...} instead of the id; with -wait, the task's TaskLog messages as JSON lines")
 	keyFile := cc.fs.String("key", "", "sign the task with the secret in this file; its name is the key id (as in signing_keys_dir)")
@@ -305,6 +305,10 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, *id)
 		}
 		return exitOK
+	}
+	if !*asJSON {
+		// The task's output, as logs prints it: escape sequences made visible.
+		stdout, stderr = escaping{stdout}, escaping{stderr}
 	}
 	f := &follower{c: c, cmd: "submit", id: *id, timeout: *waitTimeout, json: *asJSON, stdout: stdout, stderr: stderr, timeoutFlag: "-wait_timeout"}
 	return f.run(ctx, true)
@@ -524,8 +528,9 @@ func printLine(raw []byte, id string, lastSeq *uint64, stdout, stderr io.Writer)
 // escaping writes task output with what a terminal would act on made
 // visible: C0 and C1 control characters (ESC, BEL, CSI…) other than tab
 // and newline, DEL, invalid UTF-8 and bidirectional controls are written
-// as \xNN or \uNNNN. `task-job logs` always writes through it, to a
-// terminal or not (a file is often cat'ed to one later); -raw opts out.
+// as \xNN or \uNNNN. `task-job logs` and `submit -wait` always write
+// through it, to a terminal or not (a file is often cat'ed to one later);
+// logs -raw opts out.
 type escaping struct{ w io.Writer }
 
 func (e escaping) Write(p []byte) (int, error) {

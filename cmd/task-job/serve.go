@@ -188,7 +188,7 @@ func executorOptions(cfg *config.Config) executor.Options {
 		MaxTaskBytes: cfg.MaxTaskBytes, MaxOutputBytes: cfg.MaxOutputBytes, MaxLineBytes: cfg.MaxLineBytes,
 		MaxOutputMessages: cfg.MaxOutputMessages, MaxOutputRate: cfg.MaxOutputRate,
 		KillGrace: cfg.KillGrace, ShutdownGrace: cfg.ShutdownGrace, TTL: cfg.ExecutorTTL,
-		LogsHTTP: cfg.LogsHTTP, SpoolDir: cfg.SpoolDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
+		LogsHTTP: cfg.LogsHTTP, SpoolDir: cfg.SpoolDir, SpoolMaxBytes: cfg.SpoolMaxBytes, CmdDirMinFree: cfg.CmdDirMinFree,
 		Env:               []string{"PATH=" + taskPath, "HOME=" + cfg.CmdDir, "LANG=C.UTF-8"},
 		RequireSignatures: cfg.RequireSignatures,
 	}
