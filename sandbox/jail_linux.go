@@ -461,16 +461,28 @@ type jailSys struct {
 	mntns *os.File
 }
 
-// start launches spec through the helper in new namespaces and its cgroup.
-func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
+// launchPlan is what a task's start is decided to be before anything is
+// done: the helper's setup, the limits in force and cmd_dir.
+type launchPlan struct {
+	cfg     nsinit.Config
+	lim     Limits
+	cred    credential
+	confine string // cmd_dir
+}
+
+// plan checks spec against the jail's settings and turns it into the
+// helper's setup. It changes nothing on the host (it only reads the user
+// and group databases), so every refusal and rewrite is table-tested
+// without root.
+func (j *jailer) plan(spec Spec) (launchPlan, error) {
 	lim := j.effective(spec.Limits)
 	cred, err := j.lookup(lim.User)
 	if err != nil {
-		return err
+		return launchPlan{}, err
 	}
 	if lim.Group != "" {
 		if cred.gid, err = lookupGroup(lim.Group); err != nil {
-			return err
+			return launchPlan{}, err
 		}
 	}
 	confine := spec.Confine
@@ -483,24 +495,13 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 	}
 	switch {
 	case confine == "" || !filepath.IsAbs(confine):
-		return fmt.Errorf("sandbox: the task's directory %q must be an absolute path (cmd_dir)", confine)
+		return launchPlan{}, fmt.Errorf("sandbox: the task's directory %q must be an absolute path (cmd_dir)", confine)
 	case filepath.Clean(confine) == "/":
-		return errors.New("sandbox: cmd_dir / would show the task the whole host; choose a directory of its own")
+		return launchPlan{}, errors.New("sandbox: cmd_dir / would show the task the whole host; choose a directory of its own")
 	case !within(dir, confine):
-		return fmt.Errorf("sandbox: the working directory %s is outside cmd_dir %s", dir, confine)
+		return launchPlan{}, fmt.Errorf("sandbox: the working directory %s is outside cmd_dir %s", dir, confine)
 	case spec.taskDir != "" && within(spec.taskDir, confine):
-		return fmt.Errorf("sandbox: work_dir %s lies inside cmd_dir %s, where tasks would see each other's directories; move work_dir out of it", filepath.Dir(spec.taskDir), confine)
-	}
-	if spec.taskDir != "" {
-		// The task's user owns its directory, and only it.
-		if err := os.Chown(spec.taskDir, int(cred.uid), int(cred.gid)); err != nil {
-			return fmt.Errorf("sandbox: hand the task its work directory: %w", err)
-		}
-		if j.chroot {
-			if err := chrootMountPoint(confine); err != nil {
-				return err
-			}
-		}
+		return launchPlan{}, fmt.Errorf("sandbox: work_dir %s lies inside cmd_dir %s, where tasks would see each other's directories; move work_dir out of it", filepath.Dir(spec.taskDir), confine)
 	}
 	cfg := nsinit.Config{
 		Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: dir,
@@ -519,13 +520,34 @@ func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
 		// chroot mode resolves interpreters inside cmd_dir instead).
 		switch {
 		case filepath.IsAbs(spec.Path) && !within(spec.Path, confine):
-			return fmt.Errorf("sandbox: in chroot mode the task sees only cmd_dir %s, so %s would run an unchecked file inside it; name a program inside cmd_dir (the jail's chroot mode does so for interpreters)", confine, spec.Path)
+			return launchPlan{}, fmt.Errorf("sandbox: in chroot mode the task sees only cmd_dir %s, so %s would run an unchecked file inside it; name a program inside cmd_dir (the jail's chroot mode does so for interpreters)", confine, spec.Path)
 		case lim.CmdDirWritable:
-			return errors.New("sandbox: cmd_dir_writable is refused in chroot mode: cmd_dir holds the tasks' interpreters and libraries there, so a task that wrote it could plant code for the next one")
+			return launchPlan{}, errors.New("sandbox: cmd_dir_writable is refused in chroot mode: cmd_dir holds the tasks' interpreters and libraries there, so a task that wrote it could plant code for the next one")
 		}
 		cfg.RootMode = nsinit.RootChroot
 		cfg.Path = "/" + strings.TrimPrefix(rel(confine, spec.Path), "/")
 		cfg.Dir = "/" + rel(confine, dir)
+	}
+	return launchPlan{cfg: cfg, lim: lim, cred: cred, confine: confine}, nil
+}
+
+// start launches spec through the helper in new namespaces and its cgroup.
+func (j *jailer) start(p *Process, spec Spec, stdio [3]*os.File) (err error) {
+	pl, err := j.plan(spec)
+	if err != nil {
+		return err
+	}
+	cfg, lim := pl.cfg, pl.lim
+	if spec.taskDir != "" {
+		// The task's user owns its directory, and only it.
+		if err := os.Chown(spec.taskDir, int(pl.cred.uid), int(pl.cred.gid)); err != nil {
+			return fmt.Errorf("sandbox: hand the task its work directory: %w", err)
+		}
+		if j.chroot {
+			if err := chrootMountPoint(pl.confine); err != nil {
+				return err
+			}
+		}
 	}
 
 	if h := j.pool.take(); h != nil {
