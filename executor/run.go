@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,12 +180,7 @@ func (e *Executor) prepare(r *run, t *task.Task, perr error, auth authenticated)
 		return reject(why)
 	}
 	r.rule = adm.rule
-	resolve := e.opt.Jail.Resolve
-	if adm.rule != "" && systemProgram(t.Task.Cmdline) {
-		// A rule named this absolute path word for word (SPEC §3.4).
-		resolve = e.opt.Jail.ResolveSystem
-	}
-	cmd, err := resolve(t.Task.Cmdline, t.Task.CmdArgs)
+	cmd, err := e.opt.Jail.ResolveAllowed(t.Task.Cmdline, t.Task.CmdArgs, adm.rule != "")
 	if err != nil {
 		return reject(err.Error())
 	}
@@ -321,13 +315,6 @@ func (e *Executor) noteRule(r *run, rule string, env []string) {
 	if err := n.NoteRule(ctx, r.d, r.id, rule, env); err != nil && r.ctx.Err() == nil {
 		e.log.Debug("could not show the rule of a running task", "id", r.id, "error", err)
 	}
-}
-
-// systemProgram reports whether a cmdline names its program by absolute
-// path, which only a policy rule can allow.
-func systemProgram(cmdline string) bool {
-	words, err := jail.Split(cmdline)
-	return err == nil && len(words) > 0 && filepath.IsAbs(words[0])
 }
 
 // auditRefusal is the reason given for a task not run because its audit

@@ -337,6 +337,20 @@ func isName(s string) bool {
 	return s != ""
 }
 
+// ResolveAllowed resolves the cmdline of a task that admission allowed:
+// when a policy rule allowed it (byRule) and its first word is an absolute
+// path, as the system program that rule named word for word (SPEC §3.4,
+// ResolveSystem); anything else by SPEC §3 rules 1–5 (Resolve), which
+// refuse absolute paths.
+func (j *Jail) ResolveAllowed(cmdline string, args []string, byRule bool) (*Command, error) {
+	if byRule {
+		if words, err := Split(cmdline); err == nil && len(words) > 0 && filepath.IsAbs(words[0]) {
+			return j.ResolveSystem(cmdline, args)
+		}
+	}
+	return j.Resolve(cmdline, args)
+}
+
 // ResolveSystem resolves a cmdline whose first word is an absolute path to
 // a system program, which only a policy rule naming it word for word may
 // allow (SPEC §3.4): the caller must have checked that. The program must be

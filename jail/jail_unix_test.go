@@ -466,6 +466,14 @@ func TestResolveSystem(t *testing.T) {
 	if cmd.Path != env || strings.Join(cmd.Args, " ") != env+" true x" || cmd.Dir != j.Dir() {
 		t.Errorf("command = %+v", cmd)
 	}
+	// What admission allowed: by a rule, the system program; without one
+	// (no policy), the absolute path is refused like any other.
+	if cmd, err := j.ResolveAllowed(env+" true", nil, true); err != nil || cmd.Path != env {
+		t.Errorf("ResolveAllowed by a rule = %+v, %v; want the system program", cmd, err)
+	}
+	if _, err := j.ResolveAllowed(env+" true", nil, false); err == nil {
+		t.Error("ResolveAllowed without a rule allowed an absolute path")
+	}
 	mine := filepath.Join(t.TempDir(), "prog")
 	if err := os.WriteFile(mine, []byte("#!/bin/sh\n"), 0o777); err != nil {
 		t.Fatal(err)

@@ -262,11 +262,7 @@ func (d *doctor) checkCmdDir() {
 		return
 	}
 	for _, r := range d.policy.RuleList() {
-		resolve := j.Resolve
-		if filepath.IsAbs(r.Cmdline) {
-			resolve = j.ResolveSystem
-		}
-		if _, err := resolve(r.Cmdline, nil); err != nil {
+		if _, err := j.ResolveAllowed(r.Cmdline, nil, true); err != nil {
 			d.warn("cmd_dir", "install the script owned by root and writable only by it: install -m 755 SCRIPT "+j.Dir()+"/",
 				"rule %q: %v (its tasks are rejected until then)", r.Name, err)
 		}
