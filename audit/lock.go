@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
+
+	"github.com/taskjob/task-job/internal/pidlock"
 )
 
 // ErrLocked: another process writes this audit log. Two writers would
@@ -21,22 +21,18 @@ var ErrLocked = errors.New("audit: the log has another writer")
 func lockWriter(path string) (*os.File, error) {
 	dir, base := filepath.Split(path)
 	name := filepath.Join(dir, "."+base+".lock")
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, &WriteError{Path: name, Op: "open", Err: err}
-	}
-	if err := lockFile(f); err != nil {
-		b, _ := os.ReadFile(name)
-		f.Close()
-		holder := strings.TrimSpace(string(b))
+	f, err := pidlock.Lock(name)
+	var held *pidlock.HeldError
+	switch {
+	case errors.As(err, &held):
+		holder := held.Holder
 		if holder == "" {
 			holder = "another process"
 		}
 		return nil, fmt.Errorf("%w: %s is being written by %s (lock %s); give each executor its own audit_file",
 			ErrLocked, path, holder, name)
-	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte("pid "+strconv.Itoa(os.Getpid())+"\n"), 0)
+	case err != nil:
+		return nil, &WriteError{Path: name, Op: "open", Err: err}
 	}
 	return f, nil
 }

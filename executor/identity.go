@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/taskjob/task-job/internal/pidlock"
 )
 
 // ErrIdentityHeld: another process on this host holds the executor id.
@@ -34,22 +35,18 @@ func LockIdentity(dir, id string) (*Identity, error) {
 		return nil, fmt.Errorf("executor: create the state directory for the executor id lock: %w", err)
 	}
 	path := filepath.Join(dir, "executor-"+strings.ReplaceAll(id, "/", "_")+".lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("executor: open the executor id lock: %w", err)
-	}
-	if err := lockFile(f); err != nil {
-		b, _ := os.ReadFile(path)
-		f.Close()
-		holder := strings.TrimSpace(string(b))
+	f, err := pidlock.Lock(path)
+	var held *pidlock.HeldError
+	switch {
+	case errors.As(err, &held):
+		holder := held.Holder
 		if holder == "" {
 			holder = "a process that has not written its pid yet"
 		}
 		return nil, fmt.Errorf("%w: executor_id %q is in use by %s (lock %s); give each executor on a host its own executor_id, or stop the other one",
 			ErrIdentityHeld, id, holder, path)
-	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte("pid "+strconv.Itoa(os.Getpid())+"\n"), 0)
+	case err != nil:
+		return nil, fmt.Errorf("executor: open the executor id lock: %w", err)
 	}
 	return &Identity{f: f, path: path}, nil
 }

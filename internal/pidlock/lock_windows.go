@@ -1,4 +1,4 @@
-package executor
+package pidlock
 
 import (
 	"os"
