@@ -103,8 +103,15 @@ func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*clien
 	defer cancel()
 	if err := redisqueue.Ping(ctx, rdb); err != nil {
 		rdb.Close()
+		if fix := redisFix(err); fix != "" {
+			if c.config == "" && !strings.Contains(cfg.RedisAddr, "://") {
+				// A bare host:port carries no password, user or database.
+				fix += "; those settings are read from the config given with -config=FILE, and none was given"
+			}
+			return nil, fmt.Errorf("Redis at %s (%s) answers but refuses this connection: %w\n  %s", redactAddr(cfg.RedisAddr), from, errors.Unwrap(err), fix)
+		}
 		return nil, fmt.Errorf("cannot reach Redis at %s (%s): %w\n"+
-			"  start Redis there, or give the right address with -redis_addr=HOST:PORT (or redis_addr in the config)", cfg.RedisAddr, from, err)
+			"  start Redis there, or give the right address with -redis_addr=HOST:PORT (or redis_addr in the config)", redactAddr(cfg.RedisAddr), from, err)
 	}
 	q := redisqueue.New(rdb, redisqueue.Options{
 		Names:     redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
@@ -272,7 +279,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 		if c.q != nil && strings.Contains(err.Error(), "NOPERM") {
 			fmt.Fprintf(stderr, "task-job submit: Redis at %s (%s) refused the submit: %v\n"+
 				"  the Redis user needs EVAL and EVALSHA, and keys %s, %s and %s (README, Redis keys)\n",
-				c.cfg.RedisAddr, c.addrFrom, err, list, c.q.StatusKey("*"), c.q.SubmittedKey("*"))
+				redactAddr(c.cfg.RedisAddr), c.addrFrom, err, list, c.q.StatusKey("*"), c.q.SubmittedKey("*"))
 			return exitFailed
 		}
 		fmt.Fprintln(stderr, "task-job submit:", c.redisError(err))
@@ -481,7 +488,7 @@ func (c *client) redisError(err error) error {
 	if c.kq != nil {
 		return fmt.Errorf("lost Kafka at %s (%s): %w", strings.Join(c.cfg.Kafka.Brokers, ","), c.addrFrom, err)
 	}
-	return fmt.Errorf("lost Redis at %s (%s): %w", c.cfg.RedisAddr, c.addrFrom, err)
+	return fmt.Errorf("lost Redis at %s (%s): %w", redactAddr(c.cfg.RedisAddr), c.addrFrom, err)
 }
 
 func (c *client) transportName() string {

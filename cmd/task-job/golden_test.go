@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -368,5 +369,42 @@ func TestExecutorWaitsForRedis(t *testing.T) {
 	srv.Restart(t)
 	observe.Eventually(t, "the executor to serve once Redis is up", 30*time.Second, func() bool {
 		return strings.Contains(e.log.String(), "Redis answers now") && strings.Contains(e.log.String(), "executor serving")
+	})
+}
+
+// A Redis that answers but refuses the connection as configured (no
+// password, a wrong one, a database it lacks) is named as such, with the
+// setting to fix, not as an address to correct; a password in a redis://
+// URL is not printed back. The executor retries it and says the same.
+func TestGoldenRedisRefuses(t *testing.T) {
+	srv := redisserver.Start(t)
+	if err := srv.Client(t).ConfigSet(context.Background(), "requirepass", "s3cret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	cfg := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(pw, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(`{"redis_addr": "`+srv.Addr()+`", "redis_password_file": "password"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct {
+		name string
+		args []string
+	}{
+		{"redis-no-password", []string{"status", "-redis_addr=" + srv.Addr(), "101"}},
+		{"redis-wrong-password", []string{"status", "-config=" + cfg, "101"}},
+		{"redis-wrong-password-url", []string{"status", "-redis_addr=redis://:wrong@" + srv.Addr(), "101"}},
+		{"redis-no-such-db", []string{"status", "-redis_addr=redis://:s3cret@" + srv.Addr() + "/99", "101"}},
+	} {
+		golden(t, s.name, s.args, srv.Addr(), "REDIS_ADDR", dir, "TMPDIR")
+	}
+
+	e := launchExecutor(t, srv, "refused", scripts(t), true)
+	want := "Redis answers but refuses this connection; retrying in 1s (attempt 1; stop with SIGTERM or Ctrl-C; this Redis needs a password: set redis_password_file"
+	observe.Eventually(t, "the executor to name the password", 20*time.Second, func() bool {
+		return strings.Contains(e.log.String(), want)
 	})
 }

@@ -345,7 +345,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		return err
 	}
 	defer leave()
-	log.Info("serving", "redis_addr", cfg.RedisAddr, "queue", cfg.QueueName, "control", cfg.QueueControlName,
+	log.Info("serving", "redis_addr", redactAddr(cfg.RedisAddr), "queue", cfg.QueueName, "control", cfg.QueueControlName,
 		"logs_channel", cfg.LogsChannel, "cmd_dir", cfg.CmdDir, "executor_id", cfg.ExecutorID)
 	if ready != nil {
 		ready()
@@ -377,15 +377,21 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, addr string, l
 		cancel()
 		if err == nil {
 			if attempt > 1 {
-				log.Info("Redis answers now; starting", "redis_addr", addr, "attempts", attempt)
+				log.Info("Redis answers now; starting", "redis_addr", redactAddr(addr), "attempts", attempt)
 			}
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn(fmt.Sprintf("Redis is not reachable; retrying in %s (attempt %d; stop with SIGTERM or Ctrl-C; check redis_addr and that Redis runs)", pause, attempt),
-			"redis_addr", addr, "error", err)
+		// A refused password is retried too (an operator may be adding the
+		// ACL user now), but the line names the setting to fix.
+		what, fix := "Redis is not reachable", "check redis_addr and that Redis runs"
+		if f := redisFix(err); f != "" {
+			what, fix = "Redis answers but refuses this connection", f
+		}
+		log.Warn(fmt.Sprintf("%s; retrying in %s (attempt %d; stop with SIGTERM or Ctrl-C; %s)", what, pause, attempt, fix),
+			"redis_addr", redactAddr(addr), "error", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
