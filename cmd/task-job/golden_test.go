@@ -92,6 +92,8 @@ func TestGoldenOffline(t *testing.T) {
 		{"unknown-executor-flag", []string{"-confg=/etc/task-job/config.json"}},
 		{"command-after-flags", []string{"-config=/etc/task-job/config.json", "submit", "-wait", "hello.sh", "big world"}},
 		{"word-after-flags", []string{"-config=/etc/task-job/config.json", "srve"}},
+		{"command-after-its-flag", []string{"-config=/etc/task-job/config.json", "-wait", "submit", "hello.sh"}},
+		{"command-after-log-flags", []string{"-config=/etc/task-job/config.json", "-alsologtostderr", "-log_dir", "/var/log/task-job", "logs", "-f", "101"}},
 		{"version", []string{"version"}},
 		{"kill-no-id", []string{"kill"}},
 		{"status-two-ids", []string{"status", "101", "102"}},
@@ -115,6 +117,20 @@ func TestGoldenOffline(t *testing.T) {
 		run([]string{c.name, "-h"}, &out, &out)
 		if !strings.HasPrefix(out.String(), "task-job "+c.name+": ") || !strings.Contains(out.String(), "\nexample:\n  task-job ") {
 			t.Errorf("%s -h is not its help page with an example:\n%s", c.name, out.String())
+		}
+	}
+	// The command line suggested for a command after the executor's flags
+	// is one that command takes: its -h, here, prints its help.
+	for _, c := range commands() {
+		var out bytes.Buffer
+		if code := run([]string{"-config=/etc/task-job/config.json", "-alsologtostderr", "-log_dir", "/var/log/task-job", c.name, "-h"}, &out, &out); code != exitUsage {
+			t.Errorf("%s after the executor's flags: exit %d, want %d", c.name, code, exitUsage)
+		}
+		_, line, ok := strings.Cut(out.String(), "Did you mean:\n  task-job ")
+		line, _, _ = strings.Cut(line, "\n")
+		var help bytes.Buffer
+		if !ok || run(strings.Fields(line), &help, &help) != 0 || !strings.HasPrefix(help.String(), "task-job "+c.name+": ") {
+			t.Errorf("%s after the executor's flags suggests a line it refuses:\n%s---\n%s", c.name, out.String(), help.String())
 		}
 	}
 	// "help X" is "X -h".
