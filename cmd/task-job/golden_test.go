@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -344,25 +345,41 @@ func TestGoldenClient(t *testing.T) {
 	}
 }
 
-// A wait whose Redis goes away ends, non-zero, saying so.
+// A wait whose Redis goes away ends, non-zero, saying so: logs -f, and
+// submit -wait of a task no executor has taken.
 func TestGoldenLostRedis(t *testing.T) {
 	srv := redisserver.Start(t)
-	args := []string{"logs", "-f", "-redis_addr=" + srv.Addr(), "-queue=lost", "l1"}
-	var stdout, stderr observe.Buffer
-	codeCh := make(chan int, 1)
-	go func() { codeCh <- run(args, &stdout, &stderr) }()
-	observe.Eventually(t, "logs -f to wait", 10*time.Second, func() bool {
-		return strings.Contains(stderr.String(), "still waiting")
-	})
-	srv.Stop(t)
-	var code int
-	select {
-	case code = <-codeCh:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("logs -f did not end when Redis went away:\n%s", stderr.String())
+	a := "-redis_addr=" + srv.Addr()
+	waits := []struct {
+		name string
+		args []string
+	}{
+		{"logs-f-lost-redis", []string{"logs", "-f", a, "-queue=lost", "l1"}},
+		{"submit-wait-lost-redis", []string{"submit", "-wait", a, "-queue=lost2", "-id=l2", "hello.sh"}},
 	}
-	errText := lostError.ReplaceAllString(stderr.String(), "(-redis_addr): ERROR\n")
-	checkGolden(t, "logs-f-lost-redis", args, code, stdout.String(), errText, srv.Addr(), "REDIS_ADDR")
+	type result struct {
+		code           int
+		stdout, stderr *observe.Buffer
+	}
+	results := make([]chan result, len(waits))
+	for i, w := range waits {
+		results[i] = make(chan result, 1)
+		stdout, stderr := &observe.Buffer{}, &observe.Buffer{}
+		go func() { results[i] <- result{run(w.args, stdout, stderr), stdout, stderr} }()
+		observe.Eventually(t, w.name+" to wait", 10*time.Second, func() bool {
+			return strings.Contains(stderr.String(), "still waiting")
+		})
+	}
+	srv.Stop(t)
+	for i, w := range waits {
+		select {
+		case r := <-results[i]:
+			errText := lostError.ReplaceAllString(r.stderr.String(), "(-redis_addr): ERROR\n")
+			checkGolden(t, w.name, w.args, r.code, r.stdout.String(), errText, srv.Addr(), "REDIS_ADDR")
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not end when Redis went away", w.name)
+		}
+	}
 }
 
 // An executor started while Redis is down keeps retrying, says so at every
@@ -423,4 +440,28 @@ func TestGoldenRedisRefuses(t *testing.T) {
 	observe.Eventually(t, "the executor to name the password", 20*time.Second, func() bool {
 		return strings.Contains(e.log.String(), want)
 	})
+}
+
+// As a separate process, where the Redis client's own log would reach
+// stderr, an unreachable Redis prints the same lines as in the golden
+// file and nothing more.
+func TestGoldenBadRedisProcess(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"submit", "-redis_addr=127.0.0.1:1", "hello.sh"}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), mainEnv+"=1", "GORACE=atexit_sleep_ms=0")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	code := 0
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) {
+			t.Fatal(err)
+		}
+		code = exit.ExitCode()
+	}
+	checkGolden(t, "submit-bad-redis", args, code, stdout.String(), stderr.String())
 }
