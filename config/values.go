@@ -174,20 +174,6 @@ func sizeSetter[T int | int64](field func(*Config) *T) setter {
 	}
 }
 
-// formatBytes prints n in the largest binary unit that divides it, so that
-// messages echo sizes the way the user wrote them.
-func formatBytes(n int64) string {
-	for _, u := range []struct {
-		name string
-		size int64
-	}{{"GiB", GiB}, {"MiB", MiB}, {"KiB", KiB}} {
-		if n != 0 && n%u.size == 0 {
-			return strconv.FormatInt(n/u.size, 10) + u.name
-		}
-	}
-	return strconv.FormatInt(n, 10) + " bytes"
-}
-
 // suggest returns the known key closest to an unknown one, or "" when none
 // is close enough to be a likely typo. Case and '-' versus '_' are ignored
 // first, since those are the usual slips.
