@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -464,4 +465,45 @@ func TestGoldenBadRedisProcess(t *testing.T) {
 		code = exit.ExitCode()
 	}
 	checkGolden(t, "submit-bad-redis", args, code, stdout.String(), stderr.String())
+}
+
+// A follower whose task's executor dies after some output is told so
+// instead of waiting in silence, and told that no one is left to report
+// the task lost.
+func TestGoldenExecutorGone(t *testing.T) {
+	srv := redisserver.Start(t)
+	dir := scripts(t)
+	if err := os.WriteFile(filepath.Join(dir, "pid.sh"), []byte("#!/bin/sh\necho $$ > \"$1\"\necho begun\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := startExecutor(t, srv, "gone", dir, true)
+	a := "-redis_addr=" + srv.Addr()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	run([]string{"submit", a, "-queue=gone", "-id=d1", "pid.sh", pidFile}, &bytes.Buffer{}, &bytes.Buffer{})
+	observe.Eventually(t, "d1 to print its first line", 10*time.Second, func() bool {
+		var out bytes.Buffer
+		run([]string{"logs", a, "-queue=gone", "d1"}, &out, &out)
+		return strings.Contains(out.String(), "begun")
+	})
+	// The executor dies as a power cut would take it; its task (not
+	// sandboxed here) is left running, so it is ended by its pid.
+	_ = e.cmd.Process.Kill()
+	<-e.done
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	observe.Eventually(t, "the executor's heartbeat to expire", 20*time.Second, func() bool {
+		var out bytes.Buffer
+		run([]string{"logs", "-f", "-timeout=1ms", a, "-queue=gone", "d1"}, &out, &out)
+		return strings.Contains(out.String(), "which is not alive")
+	})
+	args := []string{"logs", "-f", "-timeout=2s", a, "-queue=gone", "d1"}
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	checkGolden(t, "logs-f-executor-gone", args, code, stdout.String(), stderr.String(),
+		srv.Addr(), "REDIS_ADDR", fmt.Sprintf("cli-%d-%s", os.Getpid(), t.Name()), "EXECUTOR")
 }
