@@ -300,6 +300,14 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "task-job submit: unexpected answer from %s: %v\n", c.transportName(), res)
 		return exitFailed
 	}
+	if c.q != nil {
+		// The kill said so when it was sent; the submit is where the
+		// surprise would come.
+		if until, err := c.q.KillAheadUntil(ctx, *id); err == nil && !until.IsZero() {
+			fmt.Fprintf(stderr, "note: a kill for id %q was sent before this submit and holds until %s: the task is cancelled, not run, when an executor takes it\n",
+				*id, until.UTC().Format(time.RFC3339))
+		}
+	}
 	if c.kq != nil {
 		fmt.Fprintf(stderr, "note: over Kafka the id was checked against the status topic only: a task with id %q still waiting in %s, "+
 			"or submitted at the same moment, cannot be seen; if there was one, only the first runs, and this one gets no done of its own\n", *id, list)

@@ -226,6 +226,7 @@ var (
 	jsonNumbers = regexp.MustCompile(`"(seq|duration_ms|cpu_ms|max_rss_bytes|output_bytes)":\d+`)
 	jsonTimes   = regexp.MustCompile(`"(time|started_at|ended_at|updated|claimed)":"[^"]*"`)
 	lostError   = regexp.MustCompile(`\(-redis_addr\): .*\n`)
+	holdsUntil  = regexp.MustCompile(`holds until \S+:`)
 )
 
 // steadyJSON replaces the times and measures in -json output with fixed
@@ -278,8 +279,19 @@ func TestGoldenClient(t *testing.T) {
 		checkGolden(t, s.name, s.args, code, out, stderr.String(), repl...)
 	}
 
-	// -json: one TaskLog message per line, as shipped.
+	// A submit of an id that a kill went ahead of says that it will not
+	// run, once the executor has taken the kill (it is sent, not written).
+	observe.Eventually(t, "the kill for never-submitted to be held", 10*time.Second, func() bool {
+		return srv.Client(t).ZScore(context.Background(), "gq:kills-ahead", "never-submitted").Err() == nil
+	})
+	afterKill := []string{"submit", a, "-queue=gq", "-id=never-submitted", "-wait", "hello.sh"}
 	var stdout, stderr bytes.Buffer
+	code := run(afterKill, &stdout, &stderr)
+	checkGolden(t, "submit-after-kill", afterKill, code, stdout.String(), holdsUntil.ReplaceAllString(stderr.String(), "holds until TIME:"), repl...)
+
+	// -json: one TaskLog message per line, as shipped.
+	stdout.Reset()
+	stderr.Reset()
 	if code := run([]string{"logs", "-json", a, "-queue=gq", "g1"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("logs -json: exit %d\n%s", code, stderr.String())
 	}
