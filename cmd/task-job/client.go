@@ -155,9 +155,12 @@ type clientCommand struct {
 	// the task's.
 	interspersed bool
 	// kafka: the command works over Kafka too.
-	kafka  bool
-	stdout io.Writer
-	stderr io.Writer
+	kafka bool
+	// checkArgs, if set, looks at the parsed words before any connection;
+	// a non-zero code ends the command.
+	checkArgs func(args []string) int
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 func newClientCommand(name string, stdout, stderr io.Writer) *clientCommand {
@@ -188,6 +191,11 @@ func (cc *clientCommand) connect(args []string, min, max int, what string) (c *c
 			return nil, usageError(cc.stderr, cc.name, "missing %s", what)
 		}
 		return nil, usageError(cc.stderr, cc.name, "want one %s, got %d words: %s", what, n, shellJoin(cc.fs.Args()))
+	}
+	if cc.checkArgs != nil {
+		if code := cc.checkArgs(args); code != 0 {
+			return nil, code
+		}
 	}
 	c, err = cc.flags.connect(cc.stderr, cc.name, cc.kafka)
 	if err != nil {
@@ -233,6 +241,22 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	waitTimeout := cc.fs.Duration("wait_timeout", 0, "with -wait, give up waiting after this long (e.g. 30s; 0 = wait for the done), exit 3")
 	asJSON := cc.fs.Bool("json", false, "print {\"id\":...} instead of the id; with -wait, the task's TaskLog messages as JSON lines")
 	keyFile := cc.fs.String("key", "", "sign the task with the secret in this file; its name is the key id (as in signing_keys_dir)")
+	cc.checkArgs = func(args []string) int {
+		pos := cc.fs.Args()
+		if n := len(args) - len(pos); n > 0 && args[n-1] == "--" {
+			return 0 // "--" before CMDLINE: every word after it is the task's
+		}
+		for _, w := range pos[1:] {
+			name, _, _ := strings.Cut(strings.TrimLeft(w, "-"), "=")
+			if strings.HasPrefix(w, "-") && name != "" && cc.fs.Lookup(name) != nil {
+				// It would silently become the task's argument, and the
+				// submit would not do what the flag says.
+				return usageError(stderr, "submit", "%s after CMDLINE %s is the task's argument, not submit's flag: put it before %s, "+
+					"or write -- before CMDLINE to pass it to the task", w, pos[0], pos[0])
+			}
+		}
+		return 0
+	}
 	c, code := cc.connect(args, 1, -1, "CMDLINE")
 	if c == nil {
 		return code

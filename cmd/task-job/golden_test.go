@@ -91,6 +91,7 @@ func TestGoldenOffline(t *testing.T) {
 		{"help-unknown", []string{"help", "sumbit"}},
 		{"unknown-command", []string{"statsu", "101"}},
 		{"unknown-flag", []string{"submit", "-wiat", "hello.sh"}},
+		{"submit-flag-after-cmdline", []string{"submit", "-config=/etc/task-job/config.json", "hello.sh", "big world", "-wait"}},
 		{"unknown-executor-flag", []string{"-confg=/etc/task-job/config.json"}},
 		{"command-after-flags", []string{"-config=/etc/task-job/config.json", "submit", "-wait", "hello.sh", "big world"}},
 		{"word-after-flags", []string{"-config=/etc/task-job/config.json", "srve"}},
@@ -250,6 +251,7 @@ func TestGoldenClient(t *testing.T) {
 	}{
 		{"submit-wait", []string{"submit", a, "-queue=gq", "-id=g1", "-wait", "hello.sh", "big world"}},
 		{"submit-duplicate-id", []string{"submit", a, "-queue=gq", "-id=g1", "-wait", "hello.sh", "again"}},
+		{"submit-dashdash", []string{"submit", a, "-queue=gq", "-id=g4", "-wait", "--", "hello.sh", "-wait"}},
 		{"logs", []string{"logs", a, "-queue=gq", "g1"}},
 		{"status", []string{"status", a, "-queue=gq", "g1"}},
 		{"kill-ended", []string{"kill", a, "-queue=gq", "g1"}},

@@ -40,9 +40,11 @@ var helpPages = map[string]helpPage{
 		usage: "task-job submit [flags] CMDLINE [ARG...]",
 		about: "Pushes one task onto the queue. CMDLINE is one word or a quoted command\n" +
 			"line; each ARG becomes one cmd_args entry. Flags come before CMDLINE:\n" +
-			"anything after it belongs to the task. Prints the task id; with -wait,\n" +
-			"prints the task's output instead and exits 0 only if it succeeded\n" +
-			"(1 it did not, 3 gave up waiting after -wait_timeout).",
+			"anything after it belongs to the task, and one of submit's own flags\n" +
+			"there is refused as a likely slip (write -- before CMDLINE to pass it\n" +
+			"to the task). Prints the task id; with -wait, prints the task's output\n" +
+			"instead and exits 0 only if it succeeded (1 it did not, 3 gave up\n" +
+			"waiting after -wait_timeout).",
 		example: "  task-job submit -config=/etc/task-job/config.json -wait install.sh feature/homestead\n" +
 			"  task-job submit -redis_addr=10.0.0.5:6379 -queue=jobs -id=101 -timeout=3600 install.sh feature/x",
 	},
