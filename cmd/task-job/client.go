@@ -298,6 +298,14 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	// an earlier submit, not claimed yet), and it is one step with the
 	// push: of two submits of one id, one is refused. Over Kafka it sees
 	// only ids already claimed or cancelled, which the note says.
+	// A kill sent for the id before any executor took it cancels the task
+	// at its claim. The kill said so, to whoever sent it; the submit is
+	// where it would surprise. Looked up before the push, since the claim
+	// that honours the kill also clears it.
+	var killAhead time.Time
+	if c.q != nil {
+		killAhead, _ = c.q.KillAheadUntil(ctx, *id)
+	}
 	res, err := c.tr.SubmitTask(ctx, *id, t.Tube, raw)
 	if err != nil {
 		if c.q != nil && strings.Contains(err.Error(), "NOPERM") {
@@ -324,13 +332,9 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "task-job submit: unexpected answer from %s: %v\n", c.transportName(), res)
 		return exitFailed
 	}
-	if c.q != nil {
-		// The kill said so when it was sent; the submit is where the
-		// surprise would come.
-		if until, err := c.q.KillAheadUntil(ctx, *id); err == nil && !until.IsZero() {
-			fmt.Fprintf(stderr, "note: a kill for id %q was sent before this submit and holds until %s: the task is cancelled, not run, when an executor takes it\n",
-				*id, until.UTC().Format(time.RFC3339))
-		}
+	if !killAhead.IsZero() {
+		fmt.Fprintf(stderr, "note: a kill for id %q was sent before this submit and holds until %s: the task is cancelled, not run, when an executor takes it\n",
+			*id, killAhead.UTC().Format(time.RFC3339))
 	}
 	if c.kq != nil {
 		fmt.Fprintf(stderr, "note: over Kafka the id was checked against the status topic only: a task with id %q still waiting in %s, "+
