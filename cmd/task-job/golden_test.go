@@ -91,6 +91,7 @@ func TestGoldenOffline(t *testing.T) {
 		{"help-unknown", []string{"help", "sumbit"}},
 		{"unknown-command", []string{"statsu", "101"}},
 		{"unknown-flag", []string{"submit", "-wiat", "hello.sh"}},
+		{"submit-timeout-duration", []string{"submit", "-wait", "-timeout=30s", "hello.sh"}},
 		{"submit-flag-after-cmdline", []string{"submit", "-config=/etc/task-job/config.json", "hello.sh", "big world", "-wait"}},
 		{"unknown-executor-flag", []string{"-confg=/etc/task-job/config.json"}},
 		{"command-after-flags", []string{"-config=/etc/task-job/config.json", "submit", "-wait", "hello.sh", "big world"}},

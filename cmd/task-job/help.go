@@ -303,6 +303,11 @@ func usageError(stderr io.Writer, name, format string, a ...any) int {
 func flagSuggestion(err error, fs *flag.FlagSet) string {
 	const prefix = "flag provided but not defined: "
 	msg := err.Error()
+	// submit's -timeout is the task's (seconds), while logs' -timeout is
+	// the wait's (a duration): "submit -timeout=30s" meant the wait.
+	if strings.HasPrefix(msg, `invalid value "`) && strings.Contains(msg, `" for flag -timeout:`) && fs.Lookup("wait_timeout") != nil {
+		return " (-timeout is the task's own timeout, in seconds; to give up waiting use -wait_timeout, e.g. -wait_timeout=30s)"
+	}
 	if !strings.HasPrefix(msg, prefix) {
 		return ""
 	}
