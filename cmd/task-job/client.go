@@ -394,7 +394,11 @@ func runKill(args []string, stdout, stderr io.Writer) int {
 		case state == "" || state == string(task.Queued):
 			rep.State = "unknown"
 			rep.Message = fmt.Sprintf("task %q is not known yet: no executor has taken it (it may still be queued, or not be submitted yet). "+
-				"It is cancelled if it arrives within status_retention (%s in this config; the executor's own setting decides).", id, c.cfg.StatusRetention)
+				"It is cancelled if it arrives within status_retention (%s in this config; the executor's own setting decides)", id, c.cfg.StatusRetention)
+			if c.q != nil {
+				rep.Message += fmt.Sprintf(", unless more than %d kills for ids not taken yet are sent meanwhile (Redis keeps the newest)", redisqueue.DefaultMaxKillsAhead)
+			}
+			rep.Message += "."
 		case state == "cancelled":
 			send = false
 			rep.Message = fmt.Sprintf("task %q is already cancelled: a kill reached it before it ran; nothing more to do", id)
