@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/taskjob/task-job/bytesize"
 	"github.com/taskjob/task-job/policy"
 )
 
@@ -187,13 +189,13 @@ func TestKeys(t *testing.T) {
 		{body: `"max_task_bytes": 2048`, get: func(c *Config) any { return c.MaxTaskBytes }, want: 2048},
 		{body: `"max_task_bytes": "1KiB"`, get: func(c *Config) any { return c.MaxTaskBytes }, want: 1024},
 		{body: `"max_task_bytes": "64MiB"`, get: func(c *Config) any { return c.MaxTaskBytes }, want: 64 << 20},
-		{body: `"max_task_bytes": "1KB"`, err: `max_task_bytes: must be between 1KiB and 64MiB, got 1000 bytes`},
+		{body: `"max_task_bytes": "1KB"`, err: `max_task_bytes: must be between 1KiB and 64MiB, got 1000B`},
 		{body: `"max_task_bytes": "65MiB"`, err: `max_task_bytes: must be between 1KiB and 64MiB, got 65MiB`},
 		{body: `"max_task_bytes": true`, err: `max_task_bytes: must be a size like "16MiB" or a number of bytes, got a boolean`},
 
 		{body: `"max_output_bytes": "1GB"`, get: func(c *Config) any { return c.MaxOutputBytes }, want: int64(1e9)},
 		{body: `"max_output_bytes": "16 mib"`, get: func(c *Config) any { return c.MaxOutputBytes }, want: int64(16 << 20)},
-		{body: `"max_output_bytes": "100"`, err: `max_output_bytes: must be at least 1KiB, got 100 bytes`},
+		{body: `"max_output_bytes": "100"`, err: `max_output_bytes: must be at least 1KiB, got 100B`},
 		{body: `"max_output_bytes": -5`, err: `max_output_bytes: -5 must not be negative`},
 		{body: `"max_output_bytes": "16M"`, err: `max_output_bytes: size "16M" has an unknown unit "M"`},
 		{body: `"max_output_bytes": "1.5GiB"`, get: func(c *Config) any { return c.MaxOutputBytes }, want: int64(3 << 29)},
@@ -202,7 +204,7 @@ func TestKeys(t *testing.T) {
 
 		{body: `"max_line_bytes": "256"`, get: func(c *Config) any { return c.MaxLineBytes }, want: 256},
 		{body: `"max_line_bytes": "1MiB"`, get: func(c *Config) any { return c.MaxLineBytes }, want: 1 << 20},
-		{body: `"max_line_bytes": 255`, err: `max_line_bytes: must be between 256 and 1MiB, got 255 bytes`},
+		{body: `"max_line_bytes": 255`, err: `max_line_bytes: must be between 256 and 1MiB, got 255B`},
 		{body: `"max_line_bytes": "2MiB"`, err: `max_line_bytes: must be between 256 and 1MiB, got 2MiB`},
 
 		{body: `"kill_grace": "0s"`, get: func(c *Config) any { return c.KillGrace }, want: time.Duration(0)},
@@ -720,6 +722,29 @@ func TestSizesAgreeWithPolicy(t *testing.T) {
 			t.Errorf("%q: policy reads %d bytes, config says %v", in, want, cerr)
 		} else if c.SpoolMaxBytes != want {
 			t.Errorf("%q: policy reads %d bytes, config %d", in, want, c.SpoolMaxBytes)
+		}
+	}
+}
+
+// A size that String shows, or an error message quotes, reads back as the
+// same number of bytes: one writer, the parser's (it once wrote
+// "1000 bytes", which no size field takes).
+func TestSizesShownReadBack(t *testing.T) {
+	for _, n := range []int64{1000, 1 << 20, 3 << 20, 1<<20 + 1, 5 << 30} {
+		c := Default()
+		c.SpoolMaxBytes = n
+		// One word, then the next key or the end: String is key=value pairs.
+		shown := regexp.MustCompile(`spool_max_bytes=(\S+)(?: [a-z_]+=|$)`).FindStringSubmatch(c.String())
+		if shown == nil {
+			t.Fatalf("String does not show spool_max_bytes=%d as one word: %s", n, c.String())
+		}
+		if n >= 1<<20 { // spool_max_bytes' range
+			if back, _, err := parseBody(t, `"spool_max_bytes": `+strconv.Quote(shown[1])); err != nil || back.SpoolMaxBytes != n {
+				t.Errorf("%d bytes shown as %q do not read back in config.json: %v", n, shown[1], err)
+			}
+		}
+		if got, err := bytesize.Parse(shown[1]); err != nil || got != n {
+			t.Errorf("%d bytes shown as %q: bytesize.Parse = %d, %v", n, shown[1], got, err)
 		}
 	}
 }

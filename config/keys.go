@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskjob/task-job/bytesize"
 )
 
 // key is one config.json key: the one place that says which Config field
@@ -116,7 +118,7 @@ var keys = []key{
 		})},
 	{name: "max_task_bytes", field: func(c *Config) any { return &c.MaxTaskBytes }, form: formSize, def: DefaultMaxTaskBytes,
 		check: checkOf(func(n int) string {
-			return failIf(n < KiB || n > 64*MiB, "must be between 1KiB and 64MiB, got %s", formatBytes(int64(n)))
+			return failIf(n < KiB || n > 64*MiB, "must be between 1KiB and 64MiB, got %s", bytesize.Format(int64(n)))
 		})},
 	{name: "max_output_bytes", field: func(c *Config) any { return &c.MaxOutputBytes }, form: formSize, def: DefaultMaxOutputBytes,
 		check: atLeastBytes(KiB)},
@@ -128,7 +130,7 @@ var keys = []key{
 		})},
 	{name: "max_line_bytes", field: func(c *Config) any { return &c.MaxLineBytes }, form: formSize, def: DefaultMaxLineBytes,
 		check: checkOf(func(n int) string {
-			return failIf(n < 256 || n > MiB, "must be between 256 and 1MiB, got %s", formatBytes(int64(n)))
+			return failIf(n < 256 || n > MiB, "must be between 256 and 1MiB, got %s", bytesize.Format(int64(n)))
 		})},
 	{name: "kill_grace", field: func(c *Config) any { return &c.KillGrace }, def: DefaultKillGrace, check: notNegative},
 	{name: "executor_ttl", field: func(c *Config) any { return &c.ExecutorTTL }, def: DefaultExecutorTTL,
@@ -177,7 +179,7 @@ var keys = []key{
 	{name: "audit_file", field: func(c *Config) any { return &c.AuditFile }, check: absIfSet},
 	{name: "audit_max_bytes", field: func(c *Config) any { return &c.AuditMaxBytes }, form: formSize, def: DefaultAuditMaxBytes,
 		check: checkOf(func(n int64) string {
-			return failIf(n != 0 && n < MiB, "must be 0 (never rotate) or at least 1MiB, got %s", formatBytes(n))
+			return failIf(n != 0 && n < MiB, "must be 0 (never rotate) or at least 1MiB, got %s", bytesize.Format(n))
 		})},
 	{name: "audit_stream", field: func(c *Config) any { return &c.AuditStream },
 		fill: func(c *Config) any { return c.QueueName + "_audit:" + c.ExecutorID }},
@@ -352,11 +354,11 @@ func (k key) format(c *Config) string {
 		return strconv.Quote(s)
 	case *int:
 		if k.form == formSize {
-			return formatBytes(int64(*v))
+			return bytesize.Format(int64(*v))
 		}
 		return strconv.Itoa(*v)
 	case *int64:
-		return formatBytes(*v)
+		return bytesize.Format(*v)
 	case *float64:
 		return fmt.Sprintf("%g", *v)
 	case *bool:
@@ -431,7 +433,7 @@ var notNegative = checkOf(func(d time.Duration) string {
 
 func atLeastBytes(limit int64) func(any) string {
 	return checkOf(func(n int64) string {
-		return failIf(n < limit, "must be at least %s, got %s", formatBytes(limit), formatBytes(n))
+		return failIf(n < limit, "must be at least %s, got %s", bytesize.Format(limit), bytesize.Format(n))
 	})
 }
 

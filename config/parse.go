@@ -17,6 +17,7 @@ import (
 
 	"github.com/tailscale/hujson"
 
+	"github.com/taskjob/task-job/bytesize"
 	"github.com/taskjob/task-job/internal/suggest"
 )
 
@@ -129,7 +130,7 @@ func (p *parser) warn(pos Pos, format string, args ...any) {
 // parse reads the content into p.cfg, recording every problem.
 func (p *parser) parse() {
 	if len(p.data) > MaxFileBytes {
-		p.fileErr("the file is larger than %s; is it really the config file?", formatBytes(MaxFileBytes))
+		p.fileErr("the file is larger than %s; is it really the config file?", bytesize.Format(MaxFileBytes))
 		return
 	}
 	if len(bytes.TrimSpace(p.data)) == 0 {
@@ -288,7 +289,7 @@ func readPassword(path string) (string, fs.FileMode, error) {
 		return "", 0, err
 	}
 	if len(data) > maxPasswordFileBytes {
-		return "", 0, fmt.Errorf("%s is larger than %s, too large for a password", path, formatBytes(maxPasswordFileBytes))
+		return "", 0, fmt.Errorf("%s is larger than %s, too large for a password", path, bytesize.Format(maxPasswordFileBytes))
 	}
 	return strings.TrimRight(string(data), "\r\n"), fi.Mode(), nil
 }

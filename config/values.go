@@ -173,17 +173,3 @@ func sizeSetter[T int | int64](field func(*Config) *T) setter {
 		return nil
 	}
 }
-
-// formatBytes prints n in the largest binary unit that divides it, so that
-// messages echo sizes the way the user wrote them.
-func formatBytes(n int64) string {
-	for _, u := range []struct {
-		name string
-		size int64
-	}{{"GiB", GiB}, {"MiB", MiB}, {"KiB", KiB}} {
-		if n != 0 && n%u.size == 0 {
-			return strconv.FormatInt(n/u.size, 10) + u.name
-		}
-	}
-	return strconv.FormatInt(n, 10) + " bytes"
-}

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/taskjob/task-job/bytesize"
 	"github.com/taskjob/task-job/sandbox/cgroup"
 	"github.com/taskjob/task-job/sandbox/nsinit"
 )
@@ -230,7 +231,7 @@ func (j *jailer) describe() string {
 		b.WriteString("). ")
 	} else {
 		fmt.Fprintf(&b, "%s; default limits memory %s, cpu %g, pids %d. ", j.cg.Describe(),
-			formatBytes(j.defaults.MemoryBytes), j.defaults.CPUCores, j.defaults.Pids)
+			bytesize.Format(j.defaults.MemoryBytes), j.defaults.CPUCores, j.defaults.Pids)
 	}
 	b.WriteString("Namespaces pid, mount, ipc, uts, net (loopback only unless allowed); ")
 	if j.chroot {
@@ -251,7 +252,7 @@ func (j *jailer) describe() string {
 		seccomp = "NO seccomp filter on " + runtime.GOARCH
 	}
 	fmt.Fprintf(&b, "user %s by default, no_new_privs, %s, rlimits fsize %s nofile %d core 0; setup by %s",
-		j.defaults.User, seccomp, formatBytes(j.rlimits.FileBytes), j.rlimits.OpenFiles, j.initPath)
+		j.defaults.User, seccomp, bytesize.Format(j.rlimits.FileBytes), j.rlimits.OpenFiles, j.initPath)
 	if j.initArgv0 != InitName {
 		b.WriteString(" (re-executing itself: install " + InitName + " next to it to save ~2 ms per task)")
 	}
@@ -728,18 +729,6 @@ func rel(base, path string) string {
 		return ""
 	}
 	return r
-}
-
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return strconv.FormatInt(n>>30, 10) + "GiB"
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return strconv.FormatInt(n>>20, 10) + "MiB"
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return strconv.FormatInt(n>>10, 10) + "KiB"
-	}
-	return strconv.FormatInt(n, 10) + "B"
 }
 
 // helperEnv keeps the helper's Go runtime small: one P and no collector

@@ -72,9 +72,39 @@ func TestBuildShLinuxFindsItsHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := redisserver.Start(t)
-	id := fmt.Sprintf("build-%d-%s", os.Getpid(), t.Name())
+	log := startBuilt(t, bin, srv, "built", dir)
+	for _, want := range []string{"sandbox helper: " + helper, "setup by " + helper} {
+		if !strings.Contains(log.String(), want) {
+			t.Fatalf("the start-up log does not say %q", want)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"submit", "-redis_addr=" + srv.Addr(), "-queue=built", "-wait", "-wait_timeout=30s", "hello.sh", "built"}, &stdout, &stderr); code != 0 ||
+		stdout.String() != "hello built\n" || !strings.Contains(stderr.String(), "done: succeeded") {
+		t.Fatalf("a task through the built helper: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+
+	// The same binary alone, without its helper, says so at start-up and
+	// where it looked, rather than falling back silently.
+	alone := filepath.Join(t.TempDir(), filepath.Base(bin))
+	if err := exec.Command("cp", bin, alone).Run(); err != nil {
+		t.Fatal(err)
+	}
+	aloneLog := startBuilt(t, alone, srv, "alone", dir)
+	want := "no sandbox helper found: every task's setup re-executes task-job itself"
+	looked := filepath.Join(filepath.Dir(alone), "task-job-init-linux-"+runtime.GOARCH)
+	if !strings.Contains(aloneLog.String(), want) || !strings.Contains(aloneLog.String(), looked) {
+		t.Errorf("the binary without its helper does not say %q naming %s:\n%s", want, looked, aloneLog.String())
+	}
+}
+
+// startBuilt runs a built binary as an executor serving queue on srv with
+// the sandbox on, stops it at cleanup, and returns its log once it serves.
+func startBuilt(t *testing.T, bin string, srv *redisserver.Server, queue, dir string) *observe.Buffer {
+	t.Helper()
+	id := fmt.Sprintf("build-%d-%s-%s", os.Getpid(), t.Name(), queue)
 	cfg, _ := json.Marshal(map[string]any{
-		"redis_addr": srv.Addr(), "queue_name": "built", "cmd_dir": dir, "executor_id": id, "isolation": "on",
+		"redis_addr": srv.Addr(), "queue_name": queue, "cmd_dir": dir, "executor_id": id, "isolation": "on",
 		"logs": true, "spool_dir": filepath.Join(t.TempDir(), "spool"), "shutdown_grace": "2s",
 	})
 	cfgPath := filepath.Join(t.TempDir(), "config.json")
@@ -98,20 +128,11 @@ func TestBuildShLinuxFindsItsHelper(t *testing.T) {
 			<-exited
 		}
 		if t.Failed() {
-			t.Logf("executor log:\n%s", log.String())
+			t.Logf("executor %s log:\n%s", bin, log.String())
 		}
 	})
 	observe.Eventually(t, "the built executor to serve", 30*time.Second, func() bool {
 		return strings.Contains(log.String(), "executor serving")
 	})
-	for _, want := range []string{"sandbox helper: " + helper, "setup by " + helper} {
-		if !strings.Contains(log.String(), want) {
-			t.Fatalf("the start-up log does not say %q", want)
-		}
-	}
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"submit", "-redis_addr=" + srv.Addr(), "-queue=built", "-wait", "-wait_timeout=30s", "hello.sh", "built"}, &stdout, &stderr); code != 0 ||
-		stdout.String() != "hello built\n" || !strings.Contains(stderr.String(), "done: succeeded") {
-		t.Fatalf("a task through the built helper: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
+	return log
 }

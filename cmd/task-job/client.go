@@ -103,8 +103,15 @@ func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*clien
 	defer cancel()
 	if err := redisqueue.Ping(ctx, rdb); err != nil {
 		rdb.Close()
+		if fix := redisFix(err); fix != "" {
+			if c.config == "" && !strings.Contains(cfg.RedisAddr, "://") {
+				// A bare host:port carries no password, user or database.
+				fix += "; those settings are read from the config given with -config=FILE, and none was given"
+			}
+			return nil, fmt.Errorf("Redis at %s (%s) answers but refuses this connection: %w\n  %s", redactAddr(cfg.RedisAddr), from, errors.Unwrap(err), fix)
+		}
 		return nil, fmt.Errorf("cannot reach Redis at %s (%s): %w\n"+
-			"  start Redis there, or give the right address with -redis_addr=HOST:PORT (or redis_addr in the config)", cfg.RedisAddr, from, err)
+			"  start Redis there, or give the right address with -redis_addr=HOST:PORT (or redis_addr in the config)", redactAddr(cfg.RedisAddr), from, err)
 	}
 	q := redisqueue.New(rdb, redisqueue.Options{
 		Names:     redisqueue.Names{Tasks: cfg.QueueName, Control: cfg.QueueControlName, Logs: cfg.LogsChannel},
@@ -145,9 +152,12 @@ type clientCommand struct {
 	// the task's.
 	interspersed bool
 	// kafka: the command works over Kafka too.
-	kafka  bool
-	stdout io.Writer
-	stderr io.Writer
+	kafka bool
+	// checkArgs, if set, looks at the parsed words before any connection;
+	// a non-zero code ends the command.
+	checkArgs func(args []string) int
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 func newClientCommand(name string, stdout, stderr io.Writer) *clientCommand {
@@ -178,6 +188,11 @@ func (cc *clientCommand) connect(args []string, min, max int, what string) (c *c
 			return nil, usageError(cc.stderr, cc.name, "missing %s", what)
 		}
 		return nil, usageError(cc.stderr, cc.name, "want one %s, got %d words: %s", what, n, shellJoin(cc.fs.Args()))
+	}
+	if cc.checkArgs != nil {
+		if code := cc.checkArgs(args); code != 0 {
+			return nil, code
+		}
 	}
 	c, err = cc.flags.connect(cc.stderr, cc.name, cc.kafka)
 	if err != nil {
@@ -223,6 +238,22 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	waitTimeout := cc.fs.Duration("wait_timeout", 0, "with -wait, give up waiting after this long (e.g. 30s; 0 = wait for the done), exit 3")
 	asJSON := cc.fs.Bool("json", false, "print {\"id\":...} instead of the id; with -wait, the task's TaskLog messages as JSON lines")
 	keyFile := cc.fs.String("key", "", "sign the task with the secret in this file; its name is the key id (as in signing_keys_dir)")
+	cc.checkArgs = func(args []string) int {
+		pos := cc.fs.Args()
+		if n := len(args) - len(pos); n > 0 && args[n-1] == "--" {
+			return 0 // "--" before CMDLINE: every word after it is the task's
+		}
+		for _, w := range pos[1:] {
+			name, _, _ := strings.Cut(strings.TrimLeft(w, "-"), "=")
+			if strings.HasPrefix(w, "-") && name != "" && cc.fs.Lookup(name) != nil {
+				// It would silently become the task's argument, and the
+				// submit would not do what the flag says.
+				return usageError(stderr, "submit", "%s after CMDLINE %s is the task's argument, not submit's flag: put it before %s, "+
+					"or write -- before CMDLINE to pass it to the task", w, pos[0], pos[0])
+			}
+		}
+		return 0
+	}
 	c, code := cc.connect(args, 1, -1, "CMDLINE")
 	if c == nil {
 		return code
@@ -264,12 +295,20 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	// an earlier submit, not claimed yet), and it is one step with the
 	// push: of two submits of one id, one is refused. Over Kafka it sees
 	// only ids already claimed or cancelled, which the note says.
+	// A kill sent for the id before any executor took it cancels the task
+	// at its claim. The kill said so, to whoever sent it; the submit is
+	// where it would surprise. Looked up before the push, since the claim
+	// that honours the kill also clears it.
+	var killAhead time.Time
+	if c.q != nil {
+		killAhead, _ = c.q.KillAheadUntil(ctx, *id)
+	}
 	res, err := c.tr.SubmitTask(ctx, *id, t.Tube, raw)
 	if err != nil {
 		if c.q != nil && strings.Contains(err.Error(), "NOPERM") {
 			fmt.Fprintf(stderr, "task-job submit: Redis at %s (%s) refused the submit: %v\n"+
 				"  the Redis user needs EVAL and EVALSHA, and keys %s, %s and %s (README, Redis keys)\n",
-				c.cfg.RedisAddr, c.addrFrom, err, list, c.q.StatusKey("*"), c.q.SubmittedKey("*"))
+				redactAddr(c.cfg.RedisAddr), c.addrFrom, err, list, c.q.StatusKey("*"), c.q.SubmittedKey("*"))
 			return exitFailed
 		}
 		fmt.Fprintln(stderr, "task-job submit:", c.redisError(err))
@@ -289,6 +328,10 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "task-job submit: unexpected answer from %s: %v\n", c.transportName(), res)
 		return exitFailed
+	}
+	if !killAhead.IsZero() {
+		fmt.Fprintf(stderr, "note: a kill for id %q was sent before this submit and holds until %s: the task is cancelled, not run, when an executor takes it\n",
+			*id, killAhead.UTC().Format(time.RFC3339))
 	}
 	if c.kq != nil {
 		fmt.Fprintf(stderr, "note: over Kafka the id was checked against the status topic only: a task with id %q still waiting in %s, "+
@@ -352,7 +395,11 @@ func runKill(args []string, stdout, stderr io.Writer) int {
 		case state == "" || state == string(task.Queued):
 			rep.State = "unknown"
 			rep.Message = fmt.Sprintf("task %q is not known yet: no executor has taken it (it may still be queued, or not be submitted yet). "+
-				"It is cancelled if it arrives within status_retention (%s in this config; the executor's own setting decides).", id, c.cfg.StatusRetention)
+				"It is cancelled if it arrives within status_retention (%s in this config; the executor's own setting decides)", id, c.cfg.StatusRetention)
+			if c.q != nil {
+				rep.Message += fmt.Sprintf(", unless more than %d kills for ids not taken yet are sent meanwhile (Redis keeps the newest)", redisqueue.DefaultMaxKillsAhead)
+			}
+			rep.Message += "."
 		case state == "cancelled":
 			send = false
 			rep.Message = fmt.Sprintf("task %q is already cancelled: a kill reached it before it ran; nothing more to do", id)
@@ -482,7 +529,7 @@ func (c *client) redisError(err error) error {
 	if c.kq != nil {
 		return fmt.Errorf("lost Kafka at %s (%s): %w", strings.Join(c.cfg.Kafka.Brokers, ","), c.addrFrom, err)
 	}
-	return fmt.Errorf("lost Redis at %s (%s): %w", c.cfg.RedisAddr, c.addrFrom, err)
+	return fmt.Errorf("lost Redis at %s (%s): %w", redactAddr(c.cfg.RedisAddr), c.addrFrom, err)
 }
 
 func (c *client) transportName() string {

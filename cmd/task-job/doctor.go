@@ -301,13 +301,9 @@ func (d *doctor) checkRedis() bool {
 	// A user that may not PING is connected all the same: the ACL check
 	// below says what it may not do.
 	if err := rdb.Ping(ctx).Err(); err != nil && !isNoPerm(err) {
-		msg := err.Error()
-		fix := "check redis_addr, and that Redis runs there and this host may reach it (systemctl status redis-server)"
-		switch {
-		case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
-			fix = "check the password in redis_password_file and the user in redis_addr (redis://USER@host:port); the executor's user is in examples/redis/users.acl"
-		case strings.Contains(msg, "NOAUTH"):
-			fix = "this Redis needs a password: set redis_password_file (and the ACL user in redis_addr: redis://USER@host:port)"
+		fix := redisFix(err)
+		if fix == "" {
+			fix = "check redis_addr, and that Redis runs there and this host may reach it (systemctl status redis-server)"
 		}
 		d.fail("redis", fix, "%s does not answer as the executor would connect: %v (the executor would retry until it does; no task can arrive meanwhile)", redactAddr(d.cfg.RedisAddr), err)
 		return false
@@ -323,6 +319,24 @@ func (d *doctor) checkRedis() bool {
 			"Redis asked for no password: whoever reaches %s can take, forge and delete tasks and results", redactAddr(d.cfg.RedisAddr))
 	}
 	return true
+}
+
+// redisFix names the setting to fix when Redis answers but refuses the
+// connection as configured (its password, user or database); "" when
+// Redis did not answer, which is the address's (or Redis's) fault.
+func redisFix(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
+		return "check the password in redis_password_file and the user in redis_addr (redis://USER@host:port); the executor's user is in examples/redis/users.acl"
+	case strings.Contains(msg, "NOAUTH"):
+		return "this Redis needs a password: set redis_password_file (and the ACL user in redis_addr: redis://USER@host:port)"
+	case strings.Contains(msg, "without any password configured"):
+		return "this Redis has no password: remove redis_password_file (or the password in redis_addr), or set one in Redis"
+	case strings.Contains(msg, "DB index is out of range"):
+		return "redis_db (or the /DB of a redis:// URL) is beyond the databases this Redis has"
+	}
+	return ""
 }
 
 // redactAddr hides a password in a redis:// URL.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,9 +91,13 @@ func TestGoldenOffline(t *testing.T) {
 		{"help-unknown", []string{"help", "sumbit"}},
 		{"unknown-command", []string{"statsu", "101"}},
 		{"unknown-flag", []string{"submit", "-wiat", "hello.sh"}},
+		{"submit-timeout-duration", []string{"submit", "-wait", "-timeout=30s", "hello.sh"}},
+		{"submit-flag-after-cmdline", []string{"submit", "-config=/etc/task-job/config.json", "hello.sh", "big world", "-wait"}},
 		{"unknown-executor-flag", []string{"-confg=/etc/task-job/config.json"}},
 		{"command-after-flags", []string{"-config=/etc/task-job/config.json", "submit", "-wait", "hello.sh", "big world"}},
 		{"word-after-flags", []string{"-config=/etc/task-job/config.json", "srve"}},
+		{"command-after-its-flag", []string{"-config=/etc/task-job/config.json", "-wait", "submit", "hello.sh"}},
+		{"command-after-log-flags", []string{"-config=/etc/task-job/config.json", "-alsologtostderr", "-log_dir", "/var/log/task-job", "logs", "-f", "101"}},
 		{"version", []string{"version"}},
 		{"kill-no-id", []string{"kill"}},
 		{"status-two-ids", []string{"status", "101", "102"}},
@@ -114,6 +121,20 @@ func TestGoldenOffline(t *testing.T) {
 		run([]string{c.name, "-h"}, &out, &out)
 		if !strings.HasPrefix(out.String(), "task-job "+c.name+": ") || !strings.Contains(out.String(), "\nexample:\n  task-job ") {
 			t.Errorf("%s -h is not its help page with an example:\n%s", c.name, out.String())
+		}
+	}
+	// The command line suggested for a command after the executor's flags
+	// is one that command takes: its -h, here, prints its help.
+	for _, c := range commands() {
+		var out bytes.Buffer
+		if code := run([]string{"-config=/etc/task-job/config.json", "-alsologtostderr", "-log_dir", "/var/log/task-job", c.name, "-h"}, &out, &out); code != exitUsage {
+			t.Errorf("%s after the executor's flags: exit %d, want %d", c.name, code, exitUsage)
+		}
+		_, line, ok := strings.Cut(out.String(), "Did you mean:\n  task-job ")
+		line, _, _ = strings.Cut(line, "\n")
+		var help bytes.Buffer
+		if !ok || run(strings.Fields(line), &help, &help) != 0 || !strings.HasPrefix(help.String(), "task-job "+c.name+": ") {
+			t.Errorf("%s after the executor's flags suggests a line it refuses:\n%s---\n%s", c.name, out.String(), help.String())
 		}
 	}
 	// "help X" is "X -h".
@@ -207,6 +228,7 @@ var (
 	jsonNumbers = regexp.MustCompile(`"(seq|duration_ms|cpu_ms|max_rss_bytes|output_bytes)":\d+`)
 	jsonTimes   = regexp.MustCompile(`"(time|started_at|ended_at|updated|claimed)":"[^"]*"`)
 	lostError   = regexp.MustCompile(`\(-redis_addr\): .*\n`)
+	holdsUntil  = regexp.MustCompile(`holds until \S+:`)
 )
 
 // steadyJSON replaces the times and measures in -json output with fixed
@@ -230,6 +252,7 @@ func TestGoldenClient(t *testing.T) {
 	}{
 		{"submit-wait", []string{"submit", a, "-queue=gq", "-id=g1", "-wait", "hello.sh", "big world"}},
 		{"submit-duplicate-id", []string{"submit", a, "-queue=gq", "-id=g1", "-wait", "hello.sh", "again"}},
+		{"submit-dashdash", []string{"submit", a, "-queue=gq", "-id=g4", "-wait", "--", "hello.sh", "-wait"}},
 		{"logs", []string{"logs", a, "-queue=gq", "g1"}},
 		{"status", []string{"status", a, "-queue=gq", "g1"}},
 		{"kill-ended", []string{"kill", a, "-queue=gq", "g1"}},
@@ -259,8 +282,19 @@ func TestGoldenClient(t *testing.T) {
 		checkGolden(t, s.name, s.args, code, out, stderr.String(), repl...)
 	}
 
-	// -json: one TaskLog message per line, as shipped.
+	// A submit of an id that a kill went ahead of says that it will not
+	// run, once the executor has taken the kill (it is sent, not written).
+	observe.Eventually(t, "the kill for never-submitted to be held", 10*time.Second, func() bool {
+		return srv.Client(t).ZScore(context.Background(), "gq:kills-ahead", "never-submitted").Err() == nil
+	})
+	afterKill := []string{"submit", a, "-queue=gq", "-id=never-submitted", "-wait", "hello.sh"}
 	var stdout, stderr bytes.Buffer
+	code := run(afterKill, &stdout, &stderr)
+	checkGolden(t, "submit-after-kill", afterKill, code, stdout.String(), holdsUntil.ReplaceAllString(stderr.String(), "holds until TIME:"), repl...)
+
+	// -json: one TaskLog message per line, as shipped.
+	stdout.Reset()
+	stderr.Reset()
 	if code := run([]string{"logs", "-json", a, "-queue=gq", "g1"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("logs -json: exit %d\n%s", code, stderr.String())
 	}
@@ -327,25 +361,41 @@ func TestGoldenClient(t *testing.T) {
 	}
 }
 
-// A wait whose Redis goes away ends, non-zero, saying so.
+// A wait whose Redis goes away ends, non-zero, saying so: logs -f, and
+// submit -wait of a task no executor has taken.
 func TestGoldenLostRedis(t *testing.T) {
 	srv := redisserver.Start(t)
-	args := []string{"logs", "-f", "-redis_addr=" + srv.Addr(), "-queue=lost", "l1"}
-	var stdout, stderr observe.Buffer
-	codeCh := make(chan int, 1)
-	go func() { codeCh <- run(args, &stdout, &stderr) }()
-	observe.Eventually(t, "logs -f to wait", 10*time.Second, func() bool {
-		return strings.Contains(stderr.String(), "still waiting")
-	})
-	srv.Stop(t)
-	var code int
-	select {
-	case code = <-codeCh:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("logs -f did not end when Redis went away:\n%s", stderr.String())
+	a := "-redis_addr=" + srv.Addr()
+	waits := []struct {
+		name string
+		args []string
+	}{
+		{"logs-f-lost-redis", []string{"logs", "-f", a, "-queue=lost", "l1"}},
+		{"submit-wait-lost-redis", []string{"submit", "-wait", a, "-queue=lost2", "-id=l2", "hello.sh"}},
 	}
-	errText := lostError.ReplaceAllString(stderr.String(), "(-redis_addr): ERROR\n")
-	checkGolden(t, "logs-f-lost-redis", args, code, stdout.String(), errText, srv.Addr(), "REDIS_ADDR")
+	type result struct {
+		code           int
+		stdout, stderr *observe.Buffer
+	}
+	results := make([]chan result, len(waits))
+	for i, w := range waits {
+		results[i] = make(chan result, 1)
+		stdout, stderr := &observe.Buffer{}, &observe.Buffer{}
+		go func() { results[i] <- result{run(w.args, stdout, stderr), stdout, stderr} }()
+		observe.Eventually(t, w.name+" to wait", 10*time.Second, func() bool {
+			return strings.Contains(stderr.String(), "still waiting")
+		})
+	}
+	srv.Stop(t)
+	for i, w := range waits {
+		select {
+		case r := <-results[i]:
+			errText := lostError.ReplaceAllString(r.stderr.String(), "(-redis_addr): ERROR\n")
+			checkGolden(t, w.name, w.args, r.code, r.stdout.String(), errText, srv.Addr(), "REDIS_ADDR")
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not end when Redis went away", w.name)
+		}
+	}
 }
 
 // An executor started while Redis is down keeps retrying, says so at every
@@ -369,4 +419,108 @@ func TestExecutorWaitsForRedis(t *testing.T) {
 	observe.Eventually(t, "the executor to serve once Redis is up", 30*time.Second, func() bool {
 		return strings.Contains(e.log.String(), "Redis answers now") && strings.Contains(e.log.String(), "executor serving")
 	})
+}
+
+// A Redis that answers but refuses the connection as configured (no
+// password, a wrong one, a database it lacks) is named as such, with the
+// setting to fix, not as an address to correct; a password in a redis://
+// URL is not printed back. The executor retries it and says the same.
+func TestGoldenRedisRefuses(t *testing.T) {
+	srv := redisserver.Start(t)
+	if err := srv.Client(t).ConfigSet(context.Background(), "requirepass", "s3cret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	cfg := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(pw, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(`{"redis_addr": "`+srv.Addr()+`", "redis_password_file": "password"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct {
+		name string
+		args []string
+	}{
+		{"redis-no-password", []string{"status", "-redis_addr=" + srv.Addr(), "101"}},
+		{"redis-wrong-password", []string{"status", "-config=" + cfg, "101"}},
+		{"redis-wrong-password-url", []string{"status", "-redis_addr=redis://:wrong@" + srv.Addr(), "101"}},
+		{"redis-no-such-db", []string{"status", "-redis_addr=redis://:s3cret@" + srv.Addr() + "/99", "101"}},
+	} {
+		golden(t, s.name, s.args, srv.Addr(), "REDIS_ADDR", dir, "TMPDIR")
+	}
+
+	e := launchExecutor(t, srv, "refused", scripts(t), true)
+	want := "Redis answers but refuses this connection; retrying in 1s (attempt 1; stop with SIGTERM or Ctrl-C; this Redis needs a password: set redis_password_file"
+	observe.Eventually(t, "the executor to name the password", 20*time.Second, func() bool {
+		return strings.Contains(e.log.String(), want)
+	})
+}
+
+// As a separate process, where the Redis client's own log would reach
+// stderr, an unreachable Redis prints the same lines as in the golden
+// file and nothing more.
+func TestGoldenBadRedisProcess(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"submit", "-redis_addr=127.0.0.1:1", "hello.sh"}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), mainEnv+"=1", "GORACE=atexit_sleep_ms=0")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	code := 0
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) {
+			t.Fatal(err)
+		}
+		code = exit.ExitCode()
+	}
+	checkGolden(t, "submit-bad-redis", args, code, stdout.String(), stderr.String())
+}
+
+// A follower whose task's executor dies after some output is told so
+// instead of waiting in silence, and told that no one is left to report
+// the task lost.
+func TestGoldenExecutorGone(t *testing.T) {
+	srv := redisserver.Start(t)
+	dir := scripts(t)
+	if err := os.WriteFile(filepath.Join(dir, "pid.sh"), []byte("#!/bin/sh\necho $$ > \"$1\"\necho begun\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := startExecutor(t, srv, "gone", dir, true)
+	a := "-redis_addr=" + srv.Addr()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	run([]string{"submit", a, "-queue=gone", "-id=d1", "pid.sh", pidFile}, &bytes.Buffer{}, &bytes.Buffer{})
+	observe.Eventually(t, "d1 to print its first line", 10*time.Second, func() bool {
+		var out bytes.Buffer
+		run([]string{"logs", a, "-queue=gone", "d1"}, &out, &out)
+		return strings.Contains(out.String(), "begun")
+	})
+	// The executor dies as a power cut would take it; its task (not
+	// sandboxed here) is left running, so it is ended by its pid.
+	_ = e.cmd.Process.Kill()
+	<-e.done
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				if p, err := os.FindProcess(pid); err == nil {
+					_ = p.Kill()
+				}
+			}
+		}
+	})
+	observe.Eventually(t, "the executor's heartbeat to expire", 20*time.Second, func() bool {
+		var out bytes.Buffer
+		run([]string{"logs", "-f", "-timeout=1ms", a, "-queue=gone", "d1"}, &out, &out)
+		return strings.Contains(out.String(), "which is not alive")
+	})
+	args := []string{"logs", "-f", "-timeout=2s", a, "-queue=gone", "d1"}
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	checkGolden(t, "logs-f-executor-gone", args, code, stdout.String(), stderr.String(),
+		srv.Addr(), "REDIS_ADDR", fmt.Sprintf("cli-%d-%s", os.Getpid(), t.Name()), "EXECUTOR")
 }

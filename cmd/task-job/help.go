@@ -42,9 +42,11 @@ var helpPages = map[string]helpPage{
 		usage: "task-job submit [flags] CMDLINE [ARG...]",
 		about: "Pushes one task onto the queue. CMDLINE is one word or a quoted command\n" +
 			"line; each ARG becomes one cmd_args entry. Flags come before CMDLINE:\n" +
-			"anything after it belongs to the task. Prints the task id; with -wait,\n" +
-			"prints the task's output instead and exits 0 only if it succeeded\n" +
-			"(1 it did not, 3 gave up waiting after -wait_timeout).",
+			"anything after it belongs to the task, and one of submit's own flags\n" +
+			"there is refused as a likely slip (write -- before CMDLINE to pass it\n" +
+			"to the task). Prints the task id; with -wait, prints the task's output\n" +
+			"instead and exits 0 only if it succeeded (1 it did not, 3 gave up\n" +
+			"waiting after -wait_timeout).",
 		example: "  task-job submit -config=/etc/task-job/config.json -wait install.sh feature/homestead\n" +
 			"  task-job submit -redis_addr=10.0.0.5:6379 -queue=jobs -id=101 -timeout=3600 install.sh feature/x",
 	},
@@ -303,6 +305,11 @@ func usageError(stderr io.Writer, name, format string, a ...any) int {
 func flagSuggestion(err error, fs *flag.FlagSet) string {
 	const prefix = "flag provided but not defined: "
 	msg := err.Error()
+	// submit's -timeout is the task's (seconds), while logs' -timeout is
+	// the wait's (a duration): "submit -timeout=30s" meant the wait.
+	if strings.HasPrefix(msg, `invalid value "`) && strings.Contains(msg, `" for flag -timeout:`) && fs.Lookup("wait_timeout") != nil {
+		return " (-timeout is the task's own timeout, in seconds; to give up waiting use -wait_timeout, e.g. -wait_timeout=30s)"
+	}
 	if !strings.HasPrefix(msg, prefix) {
 		return ""
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -58,15 +61,18 @@ func runServeCommand(args []string, stdout, stderr io.Writer) int {
 func runExecutor(name string, args []string, stdout, stderr io.Writer) int {
 	var configPath string
 	fs, lf := serveFlags(name, &configPath)
+	// Looked for before parsing: a command's own flag before its name
+	// (task-job -config=X -wait submit ...) would fail the parse first.
+	if i := commandWord(fs, args); i >= 0 {
+		return commandAfterFlags(fs, args, i, stderr)
+	}
 	log, closer, code := parseWithLog(fs, lf, "serve", args, stdout, stderr)
 	if log == nil {
 		return code
 	}
 	defer closer.Close()
 	if fs.NArg() > 0 {
-		// The original tool ignored such words; here they would start an
-		// executor that the user did not mean to start.
-		return strayWords(args, fs.Args(), stderr)
+		return strayWords(fs.Args(), stderr)
 	}
 
 	cfg, err := loadConfig(configPath, log)
@@ -86,19 +92,98 @@ func runExecutor(name string, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// strayWords refuses words after the executor's flags, and when the first
-// is a command (task-job -config=X submit ...) says how to write it.
-func strayWords(args, rest []string, stderr io.Writer) int {
-	word := rest[0]
-	flags := args[:len(args)-len(rest)]
-	for _, c := range commands() {
-		if c.name == word {
-			suggestion := append(append([]string{"task-job", word}, flags...), rest[1:]...)
-			fmt.Fprintf(stderr, "task-job: %q after the flags: a command comes first; the executor was not started.\n"+
-				"Did you mean:\n  %s\n", word, shellJoin(suggestion))
-			return exitUsage
+// commandWord is the index in the executor's args of a command's name, or
+// -1: the first word that is not a flag or a flag's value. A flag the
+// executor does not know is taken to have no separate value.
+func commandWord(fs *flag.FlagSet, args []string) int {
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		if w == "--" {
+			continue
+		}
+		if !strings.HasPrefix(w, "-") || w == "-" {
+			if slices.Contains(commandNames(), w) {
+				return i
+			}
+			return -1
+		}
+		if takesSeparateValue(fs, w) {
+			i++
 		}
 	}
+	return -1
+}
+
+// takesSeparateValue says whether flag word w (as "-name", "--name" or
+// "-name=value") is followed by its value as the next word.
+func takesSeparateValue(fs *flag.FlagSet, w string) bool {
+	name, _, hasValue := strings.Cut(strings.TrimLeft(w, "-"), "=")
+	f := fs.Lookup(name)
+	if hasValue || f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
+}
+
+// takesFlags is the set of flags command name defines, read from its help
+// page: each command builds its flag set as it runs.
+func takesFlags(name string) map[string]bool {
+	var help bytes.Buffer
+	for _, c := range commands() {
+		if c.name == name {
+			c.run([]string{"-h"}, &help, &help)
+		}
+	}
+	flags := map[string]bool{}
+	for _, m := range flagLine.FindAllStringSubmatch(help.String(), -1) {
+		flags[m[1]] = true
+	}
+	return flags
+}
+
+// flagLine is a flag's first line in a help page (flag.PrintDefaults).
+var flagLine = regexp.MustCompile(`(?m)^  -([^\s=]+)`)
+
+// commandAfterFlags refuses a command's name after the executor's flags
+// (task-job -config=X submit ...), which would otherwise start an executor
+// the user did not mean to start, and says how to write it: the command
+// first, then the other words in their order, less the executor's flags
+// that the command does not take.
+func commandAfterFlags(fs *flag.FlagSet, args []string, at int, stderr io.Writer) int {
+	name := args[at]
+	takes := takesFlags(name)
+	line := []string{"task-job", name}
+	var dropped []string
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		if i == at {
+			continue
+		}
+		flagName, _, _ := strings.Cut(strings.TrimLeft(w, "-"), "=")
+		if i < at && strings.HasPrefix(w, "-") && w != "--" && fs.Lookup(flagName) != nil && !takes[flagName] {
+			if takesSeparateValue(fs, w) && i+1 < at {
+				i++
+				w += " " + args[i]
+			}
+			dropped = append(dropped, w)
+			continue
+		}
+		line = append(line, w)
+	}
+	fmt.Fprintf(stderr, "task-job: %q after the flags: a command comes first; the executor was not started.\n"+
+		"Did you mean:\n  %s\n", name, shellJoin(line))
+	if len(dropped) > 0 {
+		fmt.Fprintf(stderr, "(left out: %s, which %s does not take)\n", strings.Join(dropped, " "), name)
+	}
+	return exitUsage
+}
+
+// strayWords refuses words after the executor's flags: the original tool
+// ignored them, and here they would start an executor that the user did
+// not mean to start.
+func strayWords(rest []string, stderr io.Writer) int {
+	word := rest[0]
 	fmt.Fprintf(stderr, "task-job: unexpected argument %q: the executor takes only flags, and a command comes first%s; the executor was not started.\n"+
 		"Run 'task-job help' for the list of commands.\n", word, didYouMean(word, commandNames()))
 	return exitUsage
@@ -345,7 +430,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 		return err
 	}
 	defer leave()
-	log.Info("serving", "redis_addr", cfg.RedisAddr, "queue", cfg.QueueName, "control", cfg.QueueControlName,
+	log.Info("serving", "redis_addr", redactAddr(cfg.RedisAddr), "queue", cfg.QueueName, "control", cfg.QueueControlName,
 		"logs_channel", cfg.LogsChannel, "cmd_dir", cfg.CmdDir, "executor_id", cfg.ExecutorID)
 	if ready != nil {
 		ready()
@@ -377,15 +462,21 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, addr string, l
 		cancel()
 		if err == nil {
 			if attempt > 1 {
-				log.Info("Redis answers now; starting", "redis_addr", addr, "attempts", attempt)
+				log.Info("Redis answers now; starting", "redis_addr", redactAddr(addr), "attempts", attempt)
 			}
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn(fmt.Sprintf("Redis is not reachable; retrying in %s (attempt %d; stop with SIGTERM or Ctrl-C; check redis_addr and that Redis runs)", pause, attempt),
-			"redis_addr", addr, "error", err)
+		// A refused password is retried too (an operator may be adding the
+		// ACL user now), but the line names the setting to fix.
+		what, fix := "Redis is not reachable", "check redis_addr and that Redis runs"
+		if f := redisFix(err); f != "" {
+			what, fix = "Redis answers but refuses this connection", f
+		}
+		log.Warn(fmt.Sprintf("%s; retrying in %s (attempt %d; stop with SIGTERM or Ctrl-C; %s)", what, pause, attempt, fix),
+			"redis_addr", redactAddr(addr), "error", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

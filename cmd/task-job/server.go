@@ -126,7 +126,7 @@ func server(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		return err
 	}
 	defer mg.stop()
-	log.Info("serving the management API only: this process runs no task", "redis_addr", cfg.RedisAddr, "queue", cfg.QueueName, "pid", os.Getpid())
+	log.Info("serving the management API only: this process runs no task", "redis_addr", redactAddr(cfg.RedisAddr), "queue", cfg.QueueName, "pid", os.Getpid())
 	<-ctx.Done()
 	return nil
 }

@@ -23,6 +23,23 @@ var (
 	readBlock = time.Second
 )
 
+// Parts of a running task's description that a follower adjusts: output
+// it has printed makes the first untrue, and the second is why a wait
+// gone quiet after output is worth a word.
+const (
+	noOutputYet    = "; no output so far (output is shipped only when the executor's config has \"logs\": true)"
+	runnerNotAlive = ", which is not alive"
+)
+
+// runnerGone says what becomes of a running task whose executor is not
+// alive, given how many executors are.
+func runnerGone(alive int) string {
+	if alive == 0 {
+		return runnerNotAlive + ", nor is any other executor: the task is reported lost when one starts"
+	}
+	return runnerNotAlive + ": a peer will report the task lost"
+}
+
 // follower prints one task's messages from its log stream.
 type follower struct {
 	c              *client
@@ -35,7 +52,17 @@ type follower struct {
 	next       string // stream position
 	lastSeq    uint64
 	lines      int // output lines printed
+	lastOutput time.Time
 	lastNotice string
+}
+
+// describe is describeTask, less what the lines printed have made untrue.
+func (f *follower) describe(ctx context.Context) string {
+	d := f.c.describeTask(ctx, f.id)
+	if f.lines > 0 {
+		d = strings.Replace(d, noOutputYet, "", 1)
+	}
+	return d
 }
 
 // run prints what the task's stream holds, then (wait) follows it to the
@@ -94,11 +121,13 @@ func (f *follower) run(ctx context.Context, wait bool) int {
 		}
 		waited := time.Since(start)
 		if f.timeout > 0 && waited >= f.timeout {
-			fmt.Fprintf(f.stderr, "task-job %s: gave up after %s (%s): %s\n", f.cmd, f.timeout, f.timeoutFlag, f.c.describeTask(ctx, f.id))
+			fmt.Fprintf(f.stderr, "task-job %s: gave up after %s (%s): %s\n", f.cmd, f.timeout, f.timeoutFlag, f.describe(ctx))
 			return exitTimeout
 		}
-		if waited >= noticeAfter && f.lines == 0 {
-			if d := f.c.describeTask(ctx, f.id); d != f.lastNotice {
+		// Before any output, say where the task is; after some, a quiet
+		// task is its own business unless its executor is gone.
+		if waited >= noticeAfter && (f.lines == 0 || time.Since(f.lastOutput) >= noticeAfter) {
+			if d := f.describe(ctx); d != f.lastNotice && (f.lines == 0 || strings.Contains(d, runnerNotAlive)) {
 				fmt.Fprintf(f.stderr, "task-job %s: still waiting: %s\n", f.cmd, d)
 				f.lastNotice = d
 			}
@@ -122,6 +151,7 @@ func (f *follower) print(raw []byte) (done bool, code int) {
 		fmt.Fprintln(f.stdout, string(raw))
 		if l.MsgType != task.MsgDone {
 			f.lines++
+			f.lastOutput = time.Now()
 			return false, 0
 		}
 		return true, doneCode(&l)
@@ -130,6 +160,7 @@ func (f *follower) print(raw []byte) (done bool, code int) {
 	done, code = printLine(raw, f.id, &f.lastSeq, f.stdout, f.stderr)
 	if !done && (l.Seq == 0 || l.Seq > before) && (l.MsgType == task.MsgStdout || l.MsgType == task.MsgStderr) {
 		f.lines++
+		f.lastOutput = time.Now()
 	}
 	if done && f.lines == 0 && l.Result != nil && l.OutputBytes > 0 {
 		fmt.Fprintf(f.stderr, "note: the task wrote %d bytes of output, but none was shipped: the executor's config has \"logs\": false "+
@@ -190,9 +221,9 @@ func (c *client) describeState(ctx context.Context, id string) string {
 	case string(task.Running):
 		s := "is running on executor " + executor
 		if live, err := c.q.Executors(ctx); err == nil && !live[executor] {
-			s += ", which is not alive: a peer will report the task lost"
+			s += runnerGone(alive)
 		}
-		return s + "; no output so far (output is shipped only when the executor's config has \"logs\": true)"
+		return s + noOutputYet
 	}
 	return "ended: " + state
 }
@@ -291,9 +322,9 @@ func (c *client) describeKafka(ctx context.Context, id string) string {
 	case string(task.Running):
 		s := "is running on executor " + executor
 		if !live[executor] {
-			s += ", which is not alive: a peer will report the task lost"
+			s += runnerGone(alive)
 		}
-		return s + "; no output so far (output is shipped only when the executor's config has \"logs\": true)"
+		return s + noOutputYet
 	}
 	return "ended: " + state
 }

@@ -96,6 +96,23 @@ func (q *Queue) SubmittedAt(ctx context.Context, id string) (time.Time, error) {
 	return time.UnixMilli(v), nil
 }
 
+// KillAheadUntil is when a kill sent for id before any executor took it
+// stops holding (Q:kills-ahead), zero if none is pending: a task submitted
+// with that id is cancelled when it is taken.
+func (q *Queue) KillAheadUntil(ctx context.Context, id string) (time.Time, error) {
+	ms, err := q.rdb.ZScore(ctx, q.key("kills-ahead"), id).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("queue: kills ahead of %q: %w", id, err)
+	}
+	if until := time.UnixMilli(int64(ms)); until.After(time.Now()) {
+		return until, nil
+	}
+	return time.Time{}, nil
+}
+
 // The client commands' side of the protocol (queue.Client), as any
 // container would speak it.
 var _ queue.Client = (*Queue)(nil)
