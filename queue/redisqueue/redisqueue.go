@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -554,18 +555,60 @@ func (q *Queue) Forward(ctx context.Context, executor string, raw []byte) error 
 	return nil
 }
 
-// RemoveQueued implements queue.Controls with a bounded scan of the task
-// list from its head. The scan runs in Redis (findQueuedScript), a page at
-// a time, and returns only a message that is within max_task_bytes and
-// contains the id, so a list holding huge messages is never read whole.
-// A message it misses (an id written with JSON escapes) is still
-// cancelled, when it is taken: the kill is remembered (RouteKill).
+// RemoveQueued implements queue.Controls with a bounded scan of every
+// list a queued task can wait in: the task list, the tube lists the live
+// executors serve, and the executors' assigned lists (where a dispatcher
+// put it). Each scan runs in Redis (findQueuedScript), a page at a time,
+// and returns only a message that is within max_task_bytes and contains
+// the id, so a list holding huge messages is never read whole. A message
+// it misses (an id written with JSON escapes, a tube nobody serves) is
+// still cancelled, when it is taken: the kill is remembered (RouteKill).
 func (q *Queue) RemoveQueued(ctx context.Context, id string, f func(raw []byte) *queue.Finish) (bool, error) {
+	lists, err := q.waitingLists(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, list := range lists {
+		if removed, err := q.removeFrom(ctx, list, id, f); removed || err != nil {
+			return removed, err
+		}
+	}
+	return false, nil
+}
+
+// waitingLists names the lists a task can wait in, the task list first:
+// every tube's list (TubeStates, served or not: a killed task must not
+// wait for a server to get its done) and the executors' assigned lists.
+func (q *Queue) waitingLists(ctx context.Context) ([]string, error) {
+	tubes, err := q.TubeStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	execs, err := q.rdb.SMembers(ctx, q.ExecutorsKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list the executors: %w", err)
+	}
+	lists := []string{q.opt.Names.Tasks}
+	for _, t := range tubes {
+		if t.Key != q.opt.Names.Tasks {
+			lists = append(lists, t.Key)
+		}
+	}
+	sort.Strings(execs)
+	for _, e := range execs {
+		lists = append(lists, q.AssignedKey(e))
+	}
+	return lists, nil
+}
+
+// removeFrom finds id's message in list and, if found, ends it with f's
+// finish and takes it out, in one step.
+func (q *Queue) removeFrom(ctx context.Context, list, id string, f func(raw []byte) *queue.Finish) (bool, error) {
 	const page = 500
 	for start := 0; start < q.opt.ScanLimit; {
-		res, err := findQueuedScript.Run(ctx, q.rdb, []string{q.opt.Names.Tasks}, id, q.opt.MaxTaskBytes, start, page).Slice()
+		res, err := findQueuedScript.Run(ctx, q.rdb, []string{list}, id, q.opt.MaxTaskBytes, start, page).Slice()
 		if err != nil {
-			return false, fmt.Errorf("queue: scan %q: %w", q.opt.Names.Tasks, err)
+			return false, fmt.Errorf("queue: scan %q: %w", list, err)
 		}
 		if len(res) < 2 {
 			return false, nil // the end of the list
@@ -581,7 +624,7 @@ func (q *Queue) RemoveQueued(ctx context.Context, id string, f func(raw []byte) 
 		}
 		fin := f([]byte(it))
 		n, err := finishScript.Run(ctx, q.rdb,
-			[]string{q.StatusKey(id), q.opt.Names.Logs, q.opt.Names.Tasks},
+			[]string{q.StatusKey(id), q.opt.Names.Logs, list},
 			string(fin.State), fin.Done, it, strconv.FormatInt(q.opt.Retention.Milliseconds(), 10),
 			q.opt.ExecutorID, "0", now(), "1", q.opt.Names.Logs, "").Int()
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/task"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
@@ -174,5 +175,34 @@ func TestRecoverRequeuesToTheTube(t *testing.T) {
 	}
 	if got := rdb.LRange(ctx, "q:tube:build", 0, -1).Val(); !reflect.DeepEqual(got, []string{`{"id":"r1","tube":"build"}`}) {
 		t.Errorf("q:tube:build = %q", got)
+	}
+}
+
+// A kill reaches a queued task wherever it waits: in a tube's list (served
+// or not) or in an executor's assigned list, where a dispatcher put it. It
+// ends at once, killed, with its done, instead of when someone takes it.
+func TestRemoveQueuedFindsTubesAndAssignedLists(t *testing.T) {
+	srv := redisserver.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	q := tubeQueue(t, srv, "rq", "build", "")
+	takeNow(t, q) // announces what it serves
+	d := tubeQueue(t, srv, "rq-dispatched")
+	rdb.RPush(ctx, "q:tube:build", `{"id":"b1","tube":"build"}`)
+	rdb.RPush(ctx, "q:tube:nobody", `{"id":"n1","tube":"nobody"}`)
+	rdb.RPush(ctx, d.AssignedKey(d.opt.ExecutorID), `{"id":"a1"}`)
+	for _, c := range []struct{ id, list string }{{"b1", "q:tube:build"}, {"n1", "q:tube:nobody"}, {"a1", d.AssignedKey(d.opt.ExecutorID)}} {
+		removed, err := q.RemoveQueued(ctx, c.id, func(raw []byte) *queue.Finish {
+			return &queue.Finish{ID: c.id, State: task.Killed, Done: []byte(`{"id":"` + c.id + `","msg_type":"done"}`), Raw: raw}
+		})
+		if err != nil || !removed {
+			t.Errorf("RemoveQueued(%s) = %v, %v; want it taken out of %s", c.id, removed, err, c.list)
+		}
+		if n := rdb.LLen(ctx, c.list).Val(); n != 0 {
+			t.Errorf("%s still holds %d after the kill of %s", c.list, n, c.id)
+		}
+		if st, _ := q.Status(ctx, c.id); st == nil || st.State != task.Killed {
+			t.Errorf("status of %s = %+v, want killed", c.id, st)
+		}
 	}
 }
