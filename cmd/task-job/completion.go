@@ -11,7 +11,7 @@ import (
 
 // "task-job completion bash" prints a bash completion script: the commands,
 // and each command's flags as its help page lists them, so the two cannot
-// drift apart. zsh can load it too (autoload -U bashcompinit && bashcompinit).
+// drift apart. "task-job completion zsh" prints zsh's from the same lists.
 
 func runCompletion(args []string, stdout, stderr io.Writer) int {
 	fs := quietFlagSet("task-job completion")
