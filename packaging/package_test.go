@@ -169,6 +169,8 @@ func TestDebLayout(t *testing.T) {
 		"/var/lib/task-job/cmd":                            "drwxr-xr-x",
 		"/var/lib/task-job/spool":                          "drwx------",
 		"/var/lib/task-job/audit":                          "drwx------",
+		BashCompletionPath:                                 "-rw-r--r--",
+		ZshCompletionPath:                                  "-rw-r--r--",
 	} {
 		e, ok := got[path]
 		if !ok {
@@ -200,6 +202,13 @@ func TestDebLayout(t *testing.T) {
 	root := t.TempDir()
 	if out, err := exec.Command("dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	}
+	// The completion scripts are the packaged binary's own.
+	for shell, p := range map[string]string{"bash": BashCompletionPath, "zsh": ZshCompletionPath} {
+		want, err := exec.Command(filepath.Join(root, "usr/bin/task-job"), "completion", shell).Output()
+		if got := readFile(t, filepath.Join(root, p)); err != nil || got != string(want) || !strings.Contains(got, "task-job") {
+			t.Errorf("%s is not what task-job completion %s prints (%v):\n%s", p, shell, err, got)
+		}
 	}
 	cfgPath := filepath.Join(root, "etc/task-job/config.json")
 	writeFile(t, cfgPath, strings.ReplaceAll(readFile(t, cfgPath), `"/var/lib/task-job`, `"`+root+`/var/lib/task-job`), 0o644)
