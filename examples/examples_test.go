@@ -18,6 +18,7 @@ import (
 
 	"github.com/taskjob/task-job/signature"
 	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/containershell"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
@@ -166,16 +167,41 @@ func TestACLExecutorUserKeepsToItsPrefix(t *testing.T) {
 	}
 }
 
+// shell runs one of the examples' scripts: with the host's sh, or with
+// busybox sh and only busybox's applets, redis-cli and openssl on its PATH,
+// as in the compose file's redis:7-alpine containers.
+type shell struct {
+	name string
+	cmd  func(t *testing.T, env []string, script string, args ...string) *exec.Cmd
+}
+
+var shells = []shell{
+	{"host sh", func(t *testing.T, env []string, script string, args ...string) *exec.Cmd {
+		cmd := exec.Command("sh", append([]string{script}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		return cmd
+	}},
+	{"alpine sh", func(t *testing.T, env []string, script string, args ...string) *exec.Cmd {
+		return containershell.Command(containershell.Env(t, env, "redis-cli", "openssl"), script, args...)
+	}},
+}
+
+// eachShell runs f under every shell.
+func eachShell(t *testing.T, f func(t *testing.T, sh shell)) {
+	for _, sh := range shells {
+		t.Run(sh.name, func(t *testing.T) { f(t, sh) })
+	}
+}
+
 // sign runs sign.sh with sh, as the container does.
-func sign(t *testing.T, env []string, args ...string) []byte {
+func (sh shell) sign(t *testing.T, env []string, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command("sh", append([]string{"sign.sh"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := sh.cmd(t, env, "sign.sh", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("sign.sh %v: %v\n%s", args, err, stderr.Bytes())
+		t.Fatalf("sign.sh %v under %s: %v\n%s", args, sh.name, err, stderr.Bytes())
 	}
 	return out
 }
@@ -194,7 +220,9 @@ func keyDir(t *testing.T, id string, secret []byte) (dir, file string) {
 	return dir, file
 }
 
-func TestSignScriptIsAcceptedByTheVerifier(t *testing.T) {
+func TestSignScriptIsAcceptedByTheVerifier(t *testing.T) { eachShell(t, signIsAccepted) }
+
+func signIsAccepted(t *testing.T, sh shell) {
 	// Secrets as operators make them: base64 text with the newline echo
 	// adds, and raw bytes holding NUL, CR and LF in the middle.
 	raw := []byte("\x00\x01\n\r\x7f\xff0123456789abcdefghijklmnopqrstuvwxyz")
@@ -210,7 +238,7 @@ func TestSignScriptIsAcceptedByTheVerifier(t *testing.T) {
 				t.Fatal(err)
 			}
 			now := time.Now()
-			out := sign(t, []string{"KEY_ID=web", "KEY_FILE=" + file, "TYPE=test", "TUBE=build", "TIMEOUT=90"},
+			out := sh.sign(t, []string{"KEY_ID=web", "KEY_FILE=" + file, "TYPE=test", "TUBE=build", "TIMEOUT=90"},
 				"web-7", "report.sh", "2026-01-31", "two words", "")
 			tk, err := task.Parse(bytes.TrimSpace(out), 1<<20)
 			if err != nil {
@@ -234,8 +262,12 @@ func TestSignScriptIsAcceptedByTheVerifier(t *testing.T) {
 }
 
 func TestSignScriptMatchesTheREADMEExample(t *testing.T) {
+	eachShell(t, func(t *testing.T, sh shell) { signMatchesREADME(t, sh) })
+}
+
+func signMatchesREADME(t *testing.T, sh shell) {
 	_, file := keyDir(t, "web", []byte("hNq3vYt0Lw8rXc2Pz5KmB7dFg1JsE9aUo4iR6eVbQyM="))
-	out := sign(t, []string{"KEY_ID=web", "KEY_FILE=" + file, "TYPE=test", "TIMEOUT=3600", "TS=1764000000"},
+	out := sh.sign(t, []string{"KEY_ID=web", "KEY_FILE=" + file, "TYPE=test", "TIMEOUT=3600", "TS=1764000000"},
 		"101", "install.sh", "feature/homestead")
 	want := `{"id":"101","type":"test","tube":"","task":{"cmdline":"install.sh","cmd_args":["feature/homestead"],"timeout":3600},` +
 		`"sig":{"key":"web","ts":1764000000,"mac":"40aa30eaeb2bfd75b2311405160ed21fcf368e23070050cb985c9f65f4f5791e"}}`
@@ -244,17 +276,17 @@ func TestSignScriptMatchesTheREADMEExample(t *testing.T) {
 	}
 }
 
-func TestSignScriptRefusesWhatItCannotQuote(t *testing.T) {
-	for _, arg := range []string{`a"b`, `a\b`, "a\tb", "a\nb"} {
-		cmd := exec.Command("sh", "sign.sh", "web-1", "x.sh", arg)
-		cmd.Env = append(os.Environ(), "SIGN=no")
-		out, err := cmd.CombinedOutput()
+func TestSignScriptRefusesWhatItCannotQuote(t *testing.T) { eachShell(t, signRefuses) }
+
+func signRefuses(t *testing.T, sh shell) {
+	for _, arg := range []string{`a"b`, `a\b`, "a\tb", "a\nb", "a\x01b", "a\x7fb"} {
+		out, err := sh.cmd(t, []string{"SIGN=no"}, "sign.sh", "web-1", "x.sh", arg).CombinedOutput()
 		if err == nil {
 			t.Errorf("sign.sh accepted %q: %s", arg, out)
 		}
 	}
 	// Unsigned, a plain argument passes and parses.
-	out := sign(t, []string{"SIGN=no"}, "web-1", "hello.sh", "x y")
+	out := sh.sign(t, []string{"SIGN=no"}, "web-1", "hello.sh", "x y")
 	if tk, err := task.Parse(bytes.TrimSpace(out), 1<<20); err != nil || tk.Sig != nil || tk.Task.CmdArgs[0] != "x y" {
 		t.Errorf("unsigned task %s: %+v, %v", out, tk, err)
 	}

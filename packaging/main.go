@@ -18,6 +18,8 @@
 //	/usr/lib/systemd/system/task-job.service      the unit (see files/task-job.service)
 //	/var/lib/task-job/{cmd,spool,audit}           cmd_dir, the spool and the audit log
 //	/usr/share/doc/task-job/                      README.md and the container examples
+//	/usr/share/bash-completion/completions/task-job, /usr/share/zsh/vendor-completions/_task-job
+//	                                              tab completion, found by bash and zsh without setup
 package main
 
 import (
@@ -67,6 +69,10 @@ const (
 	AuditDir  = StateDir + "/audit"
 	ConfigRel = "config.json"
 	PolicyRel = "policy.hcl"
+	// Where bash-completion and Debian's zsh look for a command's
+	// completion without any setup.
+	BashCompletionPath = "/usr/share/bash-completion/completions/task-job"
+	ZshCompletionPath  = "/usr/share/zsh/vendor-completions/_task-job"
 )
 
 func main() {
@@ -260,6 +266,19 @@ func Deb(opts Options, taskJob, initBin string) (string, error) {
 		c.Type = files.TypeConfig // listed in conffiles: dpkg keeps local edits
 		return c
 	}
+	completions := map[string]string{"bash": BashCompletionPath, "zsh": ZshCompletionPath}
+	var completionFiles files.Contents
+	for shell, to := range completions {
+		script, err := completionScript(opts.Root, taskJob, shell)
+		if err != nil {
+			return "", err
+		}
+		from := filepath.Join(stage, "completion."+shell)
+		if err := os.WriteFile(from, script, 0o644); err != nil {
+			return "", err
+		}
+		completionFiles = append(completionFiles, file(from, to, 0o644))
+	}
 	contents := files.Contents{
 		file(taskJob, path.Join(BinDir, "task-job"), 0o755),
 		file(initBin, path.Join(BinDir, sandbox.InitName), 0o755),
@@ -274,6 +293,7 @@ func Deb(opts Options, taskJob, initBin string) (string, error) {
 		dir(AuditDir, 0o700),
 		file(filepath.Join(opts.Root, "README.md"), path.Join(DocDir, "README.md"), 0o644),
 	}
+	contents = append(contents, completionFiles...)
 	ex, err := exampleFiles(opts.Root)
 	if err != nil {
 		return "", err
@@ -324,6 +344,25 @@ func Deb(opts Options, taskJob, initBin string) (string, error) {
 		return "", fmt.Errorf("build the .deb: %w", err)
 	}
 	return out, f.Close()
+}
+
+// completionScript is what "task-job completion SHELL" prints, from the
+// packaged binary; one built for another architecture cannot run here, and
+// then the same source prints it through go run (the script does not
+// depend on the architecture).
+func completionScript(root, taskJob, shell string) ([]byte, error) {
+	out, err := exec.Command(taskJob, "completion", shell).Output()
+	if err == nil {
+		return out, nil
+	}
+	cmd := exec.Command("go", "run", "./cmd/task-job", "completion", shell)
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if out, err = cmd.Output(); err != nil {
+		return nil, fmt.Errorf("task-job completion %s: %v\n%s", shell, err, stderr.Bytes())
+	}
+	return out, nil
 }
 
 // exampleFiles lists examples/ (relative paths), skipping Go test files

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taskjob/task-job/config"
+	"github.com/taskjob/task-job/test/containershell"
 	"github.com/taskjob/task-job/test/observe"
 	"github.com/taskjob/task-job/test/redisserver"
 )
@@ -168,6 +169,8 @@ func TestDebLayout(t *testing.T) {
 		"/var/lib/task-job/cmd":                            "drwxr-xr-x",
 		"/var/lib/task-job/spool":                          "drwx------",
 		"/var/lib/task-job/audit":                          "drwx------",
+		BashCompletionPath:                                 "-rw-r--r--",
+		ZshCompletionPath:                                  "-rw-r--r--",
 	} {
 		e, ok := got[path]
 		if !ok {
@@ -199,6 +202,13 @@ func TestDebLayout(t *testing.T) {
 	root := t.TempDir()
 	if out, err := exec.Command("dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	}
+	// The completion scripts are the packaged binary's own.
+	for shell, p := range map[string]string{"bash": BashCompletionPath, "zsh": ZshCompletionPath} {
+		want, err := exec.Command(filepath.Join(root, "usr/bin/task-job"), "completion", shell).Output()
+		if got := readFile(t, filepath.Join(root, p)); err != nil || got != string(want) || !strings.Contains(got, "task-job") {
+			t.Errorf("%s is not what task-job completion %s prints (%v):\n%s", p, shell, err, got)
+		}
 	}
 	cfgPath := filepath.Join(root, "etc/task-job/config.json")
 	writeFile(t, cfgPath, strings.ReplaceAll(readFile(t, cfgPath), `"/var/lib/task-job`, `"`+root+`/var/lib/task-job`), 0o644)
@@ -271,7 +281,8 @@ func unitValue(t *testing.T, unit, key string) string {
 // runs the executor from the installed paths, with the unit's ExecStart,
 // capability bounding set and no_new_privs, against a real redis-server
 // that enforces the example ACL file; a container-side submit.sh, signing
-// its task, gets its output and its done; SIGTERM stops the executor.
+// its task in an Alpine container's shell, gets its output and its done;
+// SIGTERM stops the executor.
 func TestInstallUpgradeServe(t *testing.T) {
 	needRoot(t)
 	b := linuxBinaries(t)
@@ -482,10 +493,14 @@ func serveInstalled(t *testing.T, root, unit string) {
 		t.Errorf("doctor beside the running executor: %v (want exit 1 and an executor_id FAIL)\n%s", err, out)
 	}
 
-	// The container side: submit.sh as the ACL user web, signing its task.
-	sub := exec.Command("sh", "../examples/submit.sh", "greet.sh", "world")
-	sub.Env = append(os.Environ(), "REDIS_HOST=127.0.0.1", fmt.Sprintf("REDIS_PORT=%d", rs.Port()), "REDIS_USER=web",
-		"REDISCLI_AUTH=web-CHANGE-ME", "KEY_ID=web", "KEY_FILE="+at("etc/task-job/keys/web"), "WAIT=60")
+	// The container side: submit.sh as the ACL user web, signing its task,
+	// in the shell of the compose file's Alpine containers (busybox, with
+	// redis-cli and openssl the only other programs).
+	container := func(env ...string) []string {
+		return containershell.Env(t, append(os.Environ(), env...), "redis-cli", "openssl")
+	}
+	sub := containershell.Command(container("REDIS_HOST=127.0.0.1", fmt.Sprintf("REDIS_PORT=%d", rs.Port()), "REDIS_USER=web",
+		"REDISCLI_AUTH=web-CHANGE-ME", "KEY_ID=web", "KEY_FILE="+at("etc/task-job/keys/web"), "WAIT=60"), "../examples/submit.sh", "greet.sh", "world")
 	out, err := sub.CombinedOutput()
 	if err != nil {
 		t.Fatalf("submit.sh: %v\n%s\nexecutor log:\n%s", err, out, log.String())
@@ -500,9 +515,8 @@ func serveInstalled(t *testing.T, root, unit string) {
 	// the upgrade, is in force. A message no key vouches for claims no id
 	// and gets no done (so a forger cannot answer for another's id); the
 	// executor logs and audits the drop.
-	sub = exec.Command("sh", "../examples/submit.sh", "greet.sh", "world")
-	sub.Env = append(os.Environ(), "REDIS_HOST=127.0.0.1", fmt.Sprintf("REDIS_PORT=%d", rs.Port()), "REDIS_USER=web",
-		"REDISCLI_AUTH=web-CHANGE-ME", "WAIT=3")
+	sub = containershell.Command(container("REDIS_HOST=127.0.0.1", fmt.Sprintf("REDIS_PORT=%d", rs.Port()), "REDIS_USER=web",
+		"REDISCLI_AUTH=web-CHANGE-ME", "WAIT=3"), "../examples/submit.sh", "greet.sh", "world")
 	if out, err := sub.CombinedOutput(); err == nil || strings.Contains(string(out), `"status":"succeeded"`) {
 		t.Errorf("an unsigned task was answered or ran: %v\n%s", err, out)
 	}

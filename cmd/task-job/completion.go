@@ -11,7 +11,7 @@ import (
 
 // "task-job completion bash" prints a bash completion script: the commands,
 // and each command's flags as its help page lists them, so the two cannot
-// drift apart. zsh can load it too (autoload -U bashcompinit && bashcompinit).
+// drift apart. "task-job completion zsh" prints zsh's from the same lists.
 
 func runCompletion(args []string, stdout, stderr io.Writer) int {
 	fs := quietFlagSet("task-job completion")
@@ -21,11 +21,27 @@ func runCompletion(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 {
 		return usageError(stderr, "completion", "want one shell, got %d words", fs.NArg())
 	}
-	if shell := fs.Arg(0); shell != "bash" {
-		return usageError(stderr, "completion", "unknown shell %q%s (only bash; zsh loads it through bashcompinit)", shell, didYouMean(shell, []string{"bash"}))
+	switch shell := fs.Arg(0); shell {
+	case "bash":
+		fmt.Fprint(stdout, bashCompletion())
+	case "zsh":
+		fmt.Fprint(stdout, zshCompletion())
+	default:
+		return usageError(stderr, "completion", "unknown shell %q%s (bash or zsh)", shell, didYouMean(shell, shells))
 	}
-	fmt.Fprint(stdout, bashCompletion())
 	return exitOK
+}
+
+// shells are the ones completion writes a script for.
+var shells = []string{"bash", "zsh"}
+
+// completionNames is what the first word may be: the commands and help.
+func completionNames() []string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	return append(names, "help")
 }
 
 // helpFlag matches a flag line of a help page: "  -name", "  -name type" or
@@ -73,11 +89,7 @@ _task_job() {
 	done
 	case $cmd in
 `)
-	var names []string
-	for _, c := range commands() {
-		names = append(names, c.name)
-	}
-	names = append(names, "help")
+	names := completionNames()
 	for _, c := range commands() {
 		name := c.name
 		if name == "serve" {
@@ -92,7 +104,7 @@ _task_job() {
 			b.WriteString("\t\t[[ $cur != -* && \" ${COMP_WORDS[*]:1:COMP_CWORD-1} \" != *' check '* ]] && words=check\n")
 		}
 		if c.name == "completion" {
-			b.WriteString("\t\t[[ $cur != -* ]] && words=bash\n")
+			fmt.Fprintf(&b, "\t\t[[ $cur != -* ]] && words=%q\n", strings.Join(shells, " "))
 		}
 		b.WriteString("\t\t;;\n")
 	}
@@ -106,5 +118,65 @@ _task_job() {
 }
 complete -o default -F _task_job task-job
 `)
+	return b.String()
+}
+
+// zshCompletion is a native zsh completion function, from the same
+// commands and help pages as bash's. zsh does not split words at "=", so a
+// flag's value is completed by dropping the "-name=" prefix (compset).
+func zshCompletion() string {
+	var b strings.Builder
+	b.WriteString(`#compdef task-job
+# zsh completion for task-job. Install, as a file in $fpath:
+#   task-job completion zsh > /usr/local/share/zsh/site-functions/_task-job
+# or, for one shell (after compinit):  source <(task-job completion zsh)
+# The function has the file's name: autoloaded, the file's first run
+# defines it in place of itself and calls it; sourced, it registers it.
+_task-job() {
+	local cmd= i
+	local -a flags
+	for ((i = 2; i < CURRENT; i++)); do
+		[[ $words[i] == -* ]] && continue
+		cmd=$words[i]
+		break
+	done
+	# A value after -flag=: files.
+	if [[ $PREFIX == -*=* ]]; then
+		compset -P '*='
+		_files
+		return
+	fi
+	case $cmd in
+`)
+	for _, c := range commands() {
+		name := c.name
+		if name == "serve" {
+			name = "serve | ''"
+		}
+		fmt.Fprintf(&b, "\t%s) flags=(%s) ;;\n", name, strings.Join(commandFlags(c), " "))
+	}
+	fmt.Fprintf(&b, `	help) ;;
+	*) return 1 ;;
+	esac
+	if [[ $PREFIX == -* ]]; then
+		# A flag that takes a value is offered as "-name=", with no space after.
+		compadd -S '' -- ${(M)flags:#*=}
+		compadd -- ${flags:#*=}
+		return
+	fi
+	case $cmd in
+	'') (( CURRENT == 2 )) && compadd -- %s ;;
+	help) (( CURRENT == 3 )) && compadd -- %s ;;
+	completion) compadd -- %s ;;
+	policy) if (( ${words[(I)check]} == 0 || ${words[(I)check]} >= CURRENT )); then compadd -- check; else _files; fi ;;
+	*) _files ;;
+	esac
+}
+if [[ $funcstack[1] == _task-job ]]; then
+	_task-job "$@"
+else
+	compdef _task-job task-job
+fi
+`, strings.Join(completionNames(), " "), strings.Join(completionNames()[:len(completionNames())-1], " "), strings.Join(shells, " "))
 	return b.String()
 }

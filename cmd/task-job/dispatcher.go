@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,44 @@ type gov struct {
 	audit *audit.Log
 	name  string
 	by    string
+	json  bool
+}
+
+// govReport is what cordon, uncordon and drain print with -json.
+type govReport struct {
+	Executor string `json:"executor"`
+	Action   string `json:"action"`
+	// Assigned: cordon, the tasks still in the executor's assigned list;
+	// drain, those that waited there when it began.
+	Assigned *int64 `json:"assigned,omitempty"`
+	// Registered: cordon and drain looked the executor up in the
+	// registry; Member is its entry there, if any.
+	Registered *bool      `json:"registered,omitempty"`
+	Member     *govMember `json:"member,omitempty"`
+	Message    string     `json:"message"`
+}
+
+type govMember struct {
+	Dispatched bool `json:"dispatched"`
+	Running    int  `json:"running"`
+	Slots      int  `json:"slots"`
+}
+
+// report prints what was done: the message, or with -json the record.
+func (g *gov) report(stdout io.Writer, rep govReport, m *registry.Member, found bool) {
+	if found {
+		registered := m != nil
+		rep.Registered = &registered
+		if m != nil {
+			rep.Member = &govMember{Dispatched: m.Dispatched, Running: m.Running, Slots: m.Slots}
+		}
+	}
+	if g.json {
+		b, _ := json.Marshal(rep)
+		fmt.Fprintln(stdout, string(b))
+		return
+	}
+	fmt.Fprintln(stdout, rep.Message)
 }
 
 func (g *gov) close() {
@@ -127,6 +166,7 @@ func governance(name string, args []string, stdout, stderr io.Writer, extra func
 	cc := newClientCommand(name, stdout, stderr)
 	cc.interspersed = true
 	auditFile := cc.fs.String("audit_file", "", "the audit log to record this in, overriding the config's audit_file (which a running executor holds: one writer per log)")
+	asJSON := cc.fs.Bool("json", false, "print what was done as one JSON object (errors stay on stderr)")
 	if extra != nil {
 		extra(cc)
 	}
@@ -165,7 +205,7 @@ func governance(name string, args []string, stdout, stderr io.Writer, extra func
 		fmt.Fprintf(stderr, "task-job %s: %v\n", name, err)
 		return nil, exitFailed
 	}
-	return &gov{client: c, reg: reg, id: cc.fs.Arg(0), audit: al, name: name, by: whoAmI()}, 0
+	return &gov{client: c, reg: reg, id: cc.fs.Arg(0), audit: al, name: name, by: whoAmI(), json: *asJSON}, 0
 }
 
 func whoAmI() string {
@@ -222,8 +262,9 @@ func runCordon(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	n := g.rdb.LLen(ctx, g.q.AssignedKey(g.id)).Val()
-	fmt.Fprintf(stdout, "cordoned %s: the dispatcher assigns it no new tasks; the %d already assigned to it stay there (task-job drain %s gives them back); %s\n",
-		g.id, n, g.id, registered(m))
+	g.report(stdout, govReport{Executor: g.id, Action: "cordon", Assigned: &n,
+		Message: fmt.Sprintf("cordoned %s: the dispatcher assigns it no new tasks; the %d already assigned to it stay there (task-job drain %s gives them back); %s",
+			g.id, n, g.id, registered(m))}, m, true)
 	return exitOK
 }
 
@@ -257,7 +298,7 @@ func runUncordon(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "task-job uncordon: %s was not cordoned; nothing changed\n", g.id)
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "uncordoned %s: the dispatcher assigns it tasks again\n", g.id)
+	g.report(stdout, govReport{Executor: g.id, Action: "uncordon", Message: fmt.Sprintf("uncordoned %s: the dispatcher assigns it tasks again", g.id)}, nil, false)
 	return exitOK
 }
 
@@ -294,8 +335,9 @@ func runDrain(args []string, stdout, stderr io.Writer) int {
 			return exitFailed
 		}
 		if n == 0 {
-			fmt.Fprintf(stdout, "drained %s: cordoned, and its assigned list is empty (%d tasks waited there: given back to the shared list, or taken by it first); %s\n",
-				id, before, registered(m))
+			g.report(stdout, govReport{Executor: id, Action: "drain", Assigned: &before,
+				Message: fmt.Sprintf("drained %s: cordoned, and its assigned list is empty (%d tasks waited there: given back to the shared list, or taken by it first); %s",
+					id, before, registered(m))}, m, true)
 			return exitOK
 		}
 		if time.Now().After(deadline) {

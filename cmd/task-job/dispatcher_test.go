@@ -374,11 +374,27 @@ func TestGovernanceIsAuditedAndShown(t *testing.T) {
 	if err := json.Unmarshal([]byte(cmd(0, "executors", c, "-json")), &js); err != nil || len(js.Executors) != 1 || js.Executors[0].Cordon == nil || js.Executors[0].Cordon.Drain {
 		t.Errorf("executors -json: %+v, %v", js, err)
 	}
-	cmd(0, "drain", c, "-timeout=1s", ex)
+	// -json: one object on stdout, the text's message in it.
+	report := func(out string) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal([]byte(out), &m); err != nil || strings.Count(out, "\n") != 1 {
+			t.Fatalf("-json printed %q: %v", out, err)
+		}
+		return m
+	}
+	r := report(cmd(0, "drain", c, "-timeout=1s", "-json", ex))
+	if r["executor"] != ex || r["action"] != "drain" || r["assigned"] != 0.0 || r["registered"] != false || r["member"] != nil ||
+		!strings.HasPrefix(r["message"].(string), "drained "+ex+": cordoned") {
+		t.Errorf("drain -json: %v", r)
+	}
 	if got := column(); !strings.HasPrefix(got, "draining since ") {
 		t.Errorf("after drain: %q", got)
 	}
-	cmd(0, "uncordon", c, ex)
+	r = report(cmd(0, "uncordon", c, "-json", ex))
+	if _, ok := r["registered"]; r["executor"] != ex || r["action"] != "uncordon" || ok || r["message"] != "uncordoned "+ex+": the dispatcher assigns it tasks again" {
+		t.Errorf("uncordon -json: %v", r)
+	}
 	if got := column(); got != "ok" {
 		t.Errorf("after uncordon: %q", got)
 	}
@@ -417,7 +433,22 @@ func TestGovernanceIsAuditedAndShown(t *testing.T) {
 		t.Errorf("a refused cordon changed the fleet: %q", got)
 	}
 	other := filepath.Join(dir, "governance.log")
-	cmd(0, "cordon", c, "-audit_file="+other, ex)
+	// A dispatched member, as the registry holds it, is in the record.
+	reg, err := etcdreg.New(etcdreg.Options{Endpoints: []string{etcd.Endpoint()}, Prefix: "/task-job/gq/", TTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	lease, err := reg.Register(ctx, registry.Member{ID: ex, Tubes: []string{""}, Slots: 4, Dispatched: true}, registry.Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Close(ctx)
+	r = report(cmd(0, "cordon", c, "-audit_file="+other, "-json", ex))
+	if m, _ := r["member"].(map[string]any); r["action"] != "cordon" || r["assigned"] != 0.0 || r["registered"] != true ||
+		m["dispatched"] != true || m["slots"] != 4.0 || m["running"] != 0.0 || !strings.HasPrefix(r["message"].(string), "cordoned "+ex) {
+		t.Errorf("cordon -json: %v", r)
+	}
 	if b, _ := os.ReadFile(other); !strings.Contains(string(b), `"action":"cordon"`) {
 		t.Errorf("-audit_file holds %s", b)
 	}

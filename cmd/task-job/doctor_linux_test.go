@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -512,4 +513,136 @@ func TestDoctorCgroupV2(t *testing.T) {
 	// ...and a more local one masks the one of the same name.
 	unit(filepath.Join(etc, "task-job.service.d"), "vendor.conf", "[Service]\nDelegate=no\n")
 	want(shell, statusWarn, "does not set Delegate=yes", true)
+}
+
+// TestDoctorREADMETranscripts: the two doctor outputs the README shows are
+// what doctor prints for the setups the README describes: as root on the
+// packaged layout (the shipped config and policy, users.acl's executor
+// user, one key, the policy's hello.sh installed), and as nobody with a password-less Redis, "isolation":
+// "auto" and no policy, audit file or keys. Paths are the installed ones,
+// so this test lays them out under a scratch root and strips it.
+func TestDoctorREADMETranscripts(t *testing.T) {
+	h := newDoctorHost(t)
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	transcript := func(who string) string {
+		t.Helper()
+		head := "```\ntask-job doctor: /etc/task-job/config.json, as " + who + " on linux/amd64\n"
+		i := bytes.Index(readme, []byte(head))
+		if i < 0 {
+			t.Fatalf("the README shows no doctor output as %s (a block starting %q)", who, head)
+		}
+		rest := readme[i+4:]
+		return string(rest[:bytes.Index(rest, []byte("```"))])
+	}
+
+	root := t.TempDir()
+	// nobody runs the binary and reads the config: every directory above
+	// the scratch root is searchable, as /usr and /etc are.
+	for d := root; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		chmod(t, d, 0o755)
+	}
+	at := func(p string) string { return filepath.Join(root, p) }
+	for d, mode := range map[string]os.FileMode{
+		"usr/bin": 0o755, "etc/task-job/keys": 0o700, "var/lib/task-job/cmd": 0o755,
+		"var/lib/task-job/audit": 0o700, "var/lib/task-job/spool": 0o700, "run/task-job": 0o755,
+	} {
+		if err := os.MkdirAll(at(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		chmod(t, at(d), mode)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for src, dst := range map[string]string{self: "usr/bin/task-job", h.helper: "usr/bin/task-job-init"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, at(dst), string(b), 0o755)
+	}
+	policy, err := os.ReadFile("../../packaging/files/policy.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, at("etc/task-job/policy.hcl"), string(policy), 0o644)
+	writeFile(t, at("etc/task-job/redis-password"), aclExecutorPassword+"\n", 0o600)
+	writeFile(t, at("etc/task-job/keys/web"), "0123456789abcdef0123456789abcdef0123456789abcdef\n", 0o600)
+	writeFile(t, at("var/lib/task-job/cmd/hello.sh"), "#!/bin/sh\necho hello\n", 0o755) // the shipped policy's one rule
+
+	id := badIDChars.ReplaceAllString(fmt.Sprintf("readme-%d", os.Getpid()), "_")
+	shipped, err := os.ReadFile("../../packaging/files/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The operator's edits the README's "Enabling" asks for.
+	cfg := string(shipped)
+	for from, to := range map[string]string{
+		`"redis_addr": "127.0.0.1:6379",`: fmt.Sprintf(`"redis_addr": "redis://task-job@%s", "executor_id": %q, "state_dir": "/run/task-job",`, h.acl.Addr(), id),
+		`// "redis_password_file"`:        `"redis_password_file"`,
+		`// "signing_keys_dir"`:           `"signing_keys_dir"`,
+		`"require_signatures": false`:     `"require_signatures": true`,
+	} {
+		if !strings.Contains(cfg, from) {
+			t.Fatalf("the shipped config.json has no %q", from)
+		}
+		cfg = strings.Replace(cfg, from, to, 1)
+	}
+	cfg = strings.ReplaceAll(cfg, `"/var/lib/task-job`, `"`+root+`/var/lib/task-job`)
+	cfg = strings.ReplaceAll(cfg, `"/etc/task-job`, `"`+root+`/etc/task-job`)
+	cfg = strings.ReplaceAll(cfg, `"/run/task-job`, `"`+root+`/run/task-job`)
+	packaged := at("etc/task-job/config.json")
+	writeFile(t, packaged, cfg, 0o644)
+
+	// doctor runs the installed copy of this binary, as a process of its
+	// own: the helper is found next to it, and nobody's run is nobody's.
+	doctor := func(asNobody bool, config string) (string, int) {
+		t.Helper()
+		args := []string{at("usr/bin/task-job"), "doctor", "-config=" + config}
+		if asNobody {
+			args = append([]string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"}, args...)
+		}
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), mainEnv+"=1", "GORACE=atexit_sleep_ms=0")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	installed := func(out string, addr, readmeAddr string) string {
+		return strings.NewReplacer(root, "", addr, readmeAddr, id, "host-a", "linux/"+runtime.GOARCH, "linux/amd64").Replace(out)
+	}
+
+	t.Run("root", func(t *testing.T) {
+		out, code := doctor(false, packaged)
+		if got, want := installed(out, h.acl.Addr(), "127.0.0.1:6379"), transcript("root"); code != 0 || got != want {
+			t.Errorf("exit %d, want 0; doctor as root prints (scratch root stripped):\n%s\nthe README shows:\n%s", code, got, want)
+		}
+	})
+	t.Run("nobody", func(t *testing.T) {
+		open := redisserver.Start(t)
+		body, _ := json.Marshal(map[string]any{"redis_addr": open.Addr(), "executor_id": id, "isolation": "auto",
+			"cmd_dir": at("var/lib/task-job/cmd"), "state_dir": at("run/task-job")})
+		plain := at("etc/task-job/nobody.json")
+		writeFile(t, plain, string(body), 0o644)
+		out, code := doctor(true, plain)
+		got := strings.ReplaceAll(installed(out, open.Addr(), "127.0.0.1:6399"), "/etc/task-job/nobody.json", "/etc/task-job/config.json")
+		if want := transcript("nobody"); code != 0 || got != want {
+			t.Errorf("exit %d, want 0; doctor as nobody prints (scratch root stripped):\n%s\nthe README shows:\n%s", code, got, want)
+		}
+		// With the packaged config it stops at the password file, as the
+		// README says after the transcript.
+		out, code = doctor(true, packaged)
+		if code != exitFailed || !regexp.MustCompile(`(?s)\nFAIL  config .*redis_password_file: [^\n]*permission denied`).MatchString(out) {
+			t.Errorf("doctor as nobody on the packaged config: exit %d, want 1 and a FAIL config naming the password file\n%s", code, out)
+		}
+	})
 }

@@ -149,10 +149,11 @@ var helpPages = map[string]helpPage{
 		example: "  task-job doctor\n  task-job doctor -config=/etc/task-job/config.json -json | jq 'select(.status != \"OK\")'",
 	},
 	"completion": {
-		usage: "task-job completion bash",
-		about: "Prints a bash completion script: commands, each command's flags, and files\n" +
-			"after a flag's \"=\". zsh loads it through bashcompinit.",
-		example: "  task-job completion bash > /etc/bash_completion.d/task-job\n  source <(task-job completion bash)",
+		usage: "task-job completion bash|zsh",
+		about: "Prints a completion script for bash or zsh: commands, each command's flags,\n" +
+			"and files after a flag's \"=\".",
+		example: "  task-job completion bash > /etc/bash_completion.d/task-job\n  source <(task-job completion bash)\n" +
+			"  task-job completion zsh > /usr/local/share/zsh/site-functions/_task-job",
 	},
 	"server": {
 		usage: "task-job server -config=FILE [-server_port=PORT] [flags]\n       task-job server -new-token NAME ROLE",

@@ -52,7 +52,7 @@ func commands() []command {
 		{"doctor", "check this host and a config: what the executor would enforce, what to fix", runDoctor},
 		{"server", "serve the management API, web page and /metrics alone, running no task", runServer},
 		{"version", "print the version, commit and build date", runVersion},
-		{"completion", "print a shell completion script: task-job completion bash", runCompletion},
+		{"completion", "print a bash or zsh completion script: task-job completion bash|zsh", runCompletion},
 	}
 }
 
