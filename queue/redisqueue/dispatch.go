@@ -31,6 +31,11 @@ func (q *Queue) AssignedKey(executor string) string { return q.key("assigned", e
 // EpochKey holds the highest dispatcher token seen.
 func (q *Queue) EpochKey() string { return q.key("dispatch", "epoch") }
 
+// RefusedKey counts the writes the epoch refused: each is a deposed
+// leader that acted late, which an operator (or a test) can see only here,
+// since that leader may be gone before it logs why.
+func (q *Queue) RefusedKey() string { return q.key("dispatch", "refused") }
+
 // deliveryTube is the tube a dispatched executor's task returns to when
 // it is put back: the one its message names, as requeueKey has it.
 func (q *Queue) deliveryTube(raw []byte) string {
@@ -44,13 +49,16 @@ func (q *Queue) deliveryTube(raw []byte) string {
 }
 
 // fenceLua checks ARGV[1], the caller's token, against the epoch in
-// KEYS[1]: an older one ends the script with 'fenced'; a newer one is
-// stored. Tokens are decimal integers below 2^53 (etcd revisions), which
+// KEYS[1]: an older one is counted in the last key (RefusedKey) and ends
+// the script with 'fenced'; a newer one is stored. Tokens are decimal integers below 2^53 (etcd revisions), which
 // Lua's numbers hold exactly.
 const fenceLua = `
 local epoch = tonumber(redis.call('GET', KEYS[1]) or '0')
 local token = tonumber(ARGV[1])
-if not token or epoch > token then return 'fenced' end
+if not token or epoch > token then
+  redis.call('INCR', KEYS[#KEYS])
+  return 'fenced'
+end
 if epoch < token then redis.call('SET', KEYS[1], ARGV[1]) end
 `
 
@@ -130,7 +138,7 @@ return out
 `)
 
 // moveScript: KEYS[1] epoch, KEYS[2] source list, KEYS[3] destination
-// list; ARGV token, max bytes, index, expected placement key ('*' =
+// list, KEYS[4] refused; ARGV token, max bytes, index, expected placement key ('*' =
 // whatever it is), note, status key prefix, retention ms, a value no
 // task message has.
 // Fenced (see fenceLua); then, unless the placement key of the task at
@@ -157,7 +165,7 @@ end
 return 'moved'
 `)
 
-// noteScript: KEYS[1] epoch, KEYS[2] a list; ARGV token, max bytes,
+// noteScript: KEYS[1] epoch, KEYS[2] a list, KEYS[3] refused; ARGV token, max bytes,
 // status key prefix, retention ms, then index, expected placement key and
 // note for each task to note. Fenced; each task still at its index with
 // that key gets its note (see noteLua). Returns how many were written.
@@ -174,7 +182,7 @@ return n
 `)
 
 // returnScript: KEYS[1] epoch, KEYS[2] an assigned list, KEYS[3] the list
-// it goes back to; ARGV token. Fenced; then the whole assigned list goes
+// it goes back to, KEYS[4] refused; ARGV token. Fenced; then the whole assigned list goes
 // to the head of KEYS[3], in its order. Returns how many moved, or
 // 'fenced'.
 var returnScript = redis.NewScript(fenceLua + `
@@ -183,7 +191,7 @@ while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
 return n
 `)
 
-// claimEpochScript: KEYS[1] epoch; ARGV token. Fenced; 'ok' once the
+// claimEpochScript: KEYS[1] epoch, KEYS[2] refused; ARGV token. Fenced; 'ok' once the
 // epoch is the token.
 var claimEpochScript = redis.NewScript(fenceLua + `
 return 'ok'
@@ -201,7 +209,7 @@ const (
 // ClaimEpoch makes token the epoch, so that every older leader's move is
 // refused from now on; ErrFenced if a newer token was seen.
 func (q *Queue) ClaimEpoch(ctx context.Context, token int64) error {
-	res, err := claimEpochScript.Run(ctx, q.rdb, []string{q.EpochKey()}, token).Text()
+	res, err := claimEpochScript.Run(ctx, q.rdb, []string{q.EpochKey(), q.RefusedKey()}, token).Text()
 	if err != nil {
 		return fmt.Errorf("queue: claim the dispatch epoch: %w", err)
 	}
@@ -257,7 +265,7 @@ const moveMark = "\x00task-job: being moved\x00"
 // note becomes the task's waiting reason in its status ("" clears it: it
 // was assigned). It returns Moved, Empty or Changed, or ErrFenced.
 func (q *Queue) Move(ctx context.Context, token int64, src string, index int, dst, expect, note string) (string, error) {
-	res, err := moveScript.Run(ctx, q.rdb, []string{q.EpochKey(), src, dst}, token, q.opt.MaxTaskBytes, index, expect,
+	res, err := moveScript.Run(ctx, q.rdb, []string{q.EpochKey(), src, dst, q.RefusedKey()}, token, q.opt.MaxTaskBytes, index, expect,
 		note, q.StatusKey(""), q.opt.Retention.Milliseconds(), moveMark).Text()
 	if err != nil {
 		return "", fmt.Errorf("queue: move a task from %q to %q: %w", src, dst, err)
@@ -281,7 +289,7 @@ func (q *Queue) NoteWaiting(ctx context.Context, token int64, list string, notes
 	for _, n := range notes {
 		args = append(args, n.Index, n.Key, n.Text)
 	}
-	res, err := noteScript.Run(ctx, q.rdb, []string{q.EpochKey(), list}, args...).Result()
+	res, err := noteScript.Run(ctx, q.rdb, []string{q.EpochKey(), list, q.RefusedKey()}, args...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("queue: note why tasks in %q wait: %w", list, err)
 	}
@@ -295,7 +303,7 @@ func (q *Queue) NoteWaiting(ctx context.Context, token int64, list string, notes
 // ReturnAssigned moves every task assigned to executor back to the head
 // of the untubed list, in order, fenced by token; how many it moved.
 func (q *Queue) ReturnAssigned(ctx context.Context, token int64, executor string) (int, error) {
-	res, err := returnScript.Run(ctx, q.rdb, []string{q.EpochKey(), q.AssignedKey(executor), q.opt.Names.Tasks}, token).Result()
+	res, err := returnScript.Run(ctx, q.rdb, []string{q.EpochKey(), q.AssignedKey(executor), q.opt.Names.Tasks, q.RefusedKey()}, token).Result()
 	if err != nil {
 		return 0, fmt.Errorf("queue: give back the tasks assigned to %s: %w", executor, err)
 	}

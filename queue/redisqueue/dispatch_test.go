@@ -52,6 +52,9 @@ func TestFencedMoveRefusesAnOldToken(t *testing.T) {
 	if res, err := q.Move(ctx, 200, "q", 0, dst, "*", ""); err != nil || res != Moved {
 		t.Fatalf("move with token 200: %q, %v", res, err)
 	}
+	if got := rdb.Get(ctx, q.RefusedKey()).Val(); got != "4" {
+		t.Errorf("refused count %q after four refused calls", got)
+	}
 	// Given back to the head of q, in order.
 	if n, err := q.ReturnAssigned(ctx, 200, "ex1"); err != nil || n != 2 {
 		t.Fatalf("return: %d, %v", n, err)
