@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -236,6 +238,8 @@ func TestDispatcherLeaderPausedPastItsLeaseIsFenced(t *testing.T) {
 	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// Before startMain's cleanup, which a stopped process would ignore.
+	t.Cleanup(func() { _ = paused.cmd.Process.Signal(syscall.SIGCONT) })
 	observe.Eventually(t, "the other replica to lead", 30*time.Second, func() bool { return strings.Contains(successor.log.String(), leadingLine) })
 	if e := p.epoch(); e <= first {
 		t.Fatalf("the successor leads but the epoch is %d, was %d", e, first)

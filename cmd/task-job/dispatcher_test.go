@@ -37,8 +37,7 @@ type mainProcess struct {
 }
 
 // startMain runs this test binary as task-job with args until the test
-// ends (SIGCONT in case the test stopped it, SIGTERM, then SIGKILL), and
-// shows its log if the test failed.
+// ends (SIGTERM, then SIGKILL), and shows its log if the test failed.
 func startMain(t *testing.T, name string, args ...string) *mainProcess {
 	t.Helper()
 	self, _ := os.Executable()
@@ -52,7 +51,6 @@ func startMain(t *testing.T, name string, args ...string) *mainProcess {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
