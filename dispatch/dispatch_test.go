@@ -29,12 +29,15 @@ type env struct {
 	names redisqueue.Names
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvOn(t, etcdtest.Start(t).Endpoint()) }
+
+// newEnvOn is newEnv with the etcd at endpoint.
+func newEnvOn(t *testing.T, endpoint string) *env {
 	srv := redisserver.Start(t)
 	names := redisqueue.Names{Tasks: "dq", Control: "dq_control", Logs: "dq_logs"}
 	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: srv.Addr()}), redisqueue.Options{Names: names})
 	t.Cleanup(func() { q.Close() })
-	return &env{t: t, rdb: srv.Client(t), q: q, etcd: etcdtest.Start(t).Endpoint(), names: names}
+	return &env{t: t, rdb: srv.Client(t), q: q, etcd: endpoint, names: names}
 }
 
 func (e *env) registry(endpoint string) *etcdreg.Registry {
@@ -80,9 +83,13 @@ func (e *env) assigned(id string) []string {
 // Two replicas: one leads; when it is cut off from etcd the other leads
 // with a larger token and the first one's moves are refused; when that one
 // stops cleanly, the first (reconnected) leads again, with a larger token
-// still.
+// still. Against the embedded etcd and Debian's etcd-server.
 func TestLeaderFailoverFencesTheOldLeader(t *testing.T) {
-	e := newEnv(t)
+	t.Run("embedded", func(t *testing.T) { testLeaderFailover(t, newEnv(t)) })
+	t.Run("etcd-server", func(t *testing.T) { testLeaderFailover(t, newEnvOn(t, etcdtest.StartProcess(t).Endpoint())) })
+}
+
+func testLeaderFailover(t *testing.T, e *env) {
 	ctx := context.Background()
 	proxy := etcdtest.NewProxy(t, e.etcd)
 	a, _ := e.start("a", proxy.Addr())
