@@ -54,6 +54,9 @@ type Queue interface {
 	ReturnAssigned(ctx context.Context, token int64, executor string) (int, error)
 	AssignedLens(ctx context.Context, executors []string) (map[string]int, error)
 	AssignedExecutors(ctx context.Context) ([]string, error)
+	// WaitForTask blocks until list holds a task (true) or a timeout of
+	// its own passes (false), changing nothing.
+	WaitForTask(ctx context.Context, list string) (bool, error)
 }
 
 // Options configure a Dispatcher.
@@ -69,8 +72,9 @@ type Options struct {
 	TTL time.Duration
 	// Name is this replica's, stored in its election key.
 	Name string
-	// Poll is how long the leader waits before looking at empty lists
-	// again (default 10 ms).
+	// Poll is how long the leader waits before looking at its lists
+	// again when it moved nothing (default 10 ms); a push to an empty
+	// shared list wakes it at once.
 	Poll   time.Duration
 	Logger hclog.Logger
 }
@@ -297,13 +301,40 @@ func (d *Dispatcher) serve(ctx context.Context, token int64, f *fleet, events cl
 	if err := sweep(); err != nil {
 		return err
 	}
+	// While the shared list is empty, a waiter blocks on it, so that a
+	// task pushed there (the common path) is placed at once instead of
+	// at the next poll. The waiter is armed after each pass that found
+	// the list empty, and not otherwise: blocking on a list that holds
+	// tasks nobody can take would return at once, again and again.
+	arm, wake := make(chan struct{}, 1), make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-arm:
+			}
+			if got, _ := q.WaitForTask(ctx, q.TubeKey("")); got {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
 	lastSweep := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		moved, err := d.pass(ctx, token, f)
+		moved, sharedEmpty, err := d.pass(ctx, token, f)
 		if err != nil {
 			return err
+		}
+		if sharedEmpty {
+			select {
+			case arm <- struct{}{}:
+			default:
+			}
 		}
 		if time.Since(lastSweep) > sweepEvery {
 			if err := sweep(); err != nil {
@@ -321,6 +352,8 @@ func (d *Dispatcher) serve(ctx context.Context, token int64, f *fleet, events cl
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-timer.C:
+				waiting = false
+			case <-wake:
 				waiting = false
 			case resp, ok := <-events:
 				if !ok || resp.Err() != nil {
@@ -352,9 +385,10 @@ const window = 32
 // list again: the tasks at those places may have changed meanwhile.
 const renote = time.Second
 
-// pass moves what it can: true if it moved a task to an executor. Of the
+// pass moves what it can: moved if it moved a task to an executor,
+// sharedEmpty if the shared list held nothing when it looked. Of the
 // tasks it cannot place, it writes why in their status (waiting).
-func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (bool, error) {
+func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved, sharedEmpty bool, err error) {
 	q := d.opt.Queue
 	el := f.eligible()
 	ids := make([]string, len(el))
@@ -371,18 +405,19 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (bool, err
 	}
 	assigned := map[string]int{}
 	if len(ids) > 0 {
-		var err error
 		if assigned, err = q.AssignedLens(ctx, ids); err != nil {
-			return false, err
+			return false, false, err
 		}
 	}
-	moved := false
 	budget := passBudget
 	for _, tube := range slices.Sorted(maps.Keys(lists)) {
 		src := q.TubeKey(tube)
 		heads, err := q.Peek(ctx, src, window)
 		if err != nil {
-			return moved, err
+			return moved, false, err
+		}
+		if tube == "" && len(heads) == 0 {
+			sharedEmpty = true
 		}
 		var notes []queue.Note
 		why := map[string]string{} // by placement key
@@ -410,7 +445,7 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (bool, err
 			}
 			res, err := q.Move(ctx, token, src, i, dst, h.Key, note)
 			if err != nil {
-				return moved, err
+				return moved, false, err
 			}
 			if res == queue.Moved {
 				// The tasks before i (and their notes) keep their place.
@@ -427,15 +462,15 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (bool, err
 				break
 			}
 			if heads, err = q.Peek(ctx, src, window); err != nil {
-				return moved, err
+				return moved, false, err
 			}
 			i, notes = 0, nil
 		}
 		if err := d.note(ctx, token, src, notes); err != nil {
-			return moved, err
+			return moved, false, err
 		}
 	}
-	return moved, nil
+	return moved, sharedEmpty, nil
 }
 
 // note writes the waiting reasons of one list's tasks, unless the same

@@ -51,9 +51,14 @@ func (e *env) registry(endpoint string) *etcdreg.Registry {
 
 // start runs a replica whose etcd client reaches etcd at endpoint.
 func (e *env) start(name, endpoint string) (*Dispatcher, context.CancelFunc) {
+	return e.startPolling(name, endpoint, 0)
+}
+
+// startPolling is start with the leader's Poll (0: the default).
+func (e *env) startPolling(name, endpoint string, poll time.Duration) (*Dispatcher, context.CancelFunc) {
 	r := e.registry(endpoint)
 	d := New(Options{Client: r.Client(), Prefix: r.Prefix(), ExecutorsPrefix: r.ExecutorsPrefix(), CordonsPrefix: r.CordonsPrefix(),
-		Queue: e.q, TTL: time.Second, Name: name})
+		Queue: e.q, TTL: time.Second, Name: name, Poll: poll})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
@@ -302,4 +307,28 @@ func TestConstraintsAndWaitingReasons(t *testing.T) {
 	observe.Eventually(t, "z1's reason to name g too", 10*time.Second, func() bool {
 		return e.waiting("z1") == strings.Replace(want["z1"], "a, b", "a, b, g", 1)
 	})
+}
+
+// A push to the empty shared list wakes an idle leader at once, however
+// long its poll: each of a few tasks pushed one at a time is assigned
+// well within the poll.
+func TestIdleLeaderWakesOnAPush(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.member("e1", 100, true)
+	const poll = 20 * time.Second
+	d, _ := e.startPolling("d", e.etcd, poll)
+	observe.Eventually(t, "d to lead", 10*time.Second, func() bool { return d.Token() != 0 })
+	for i := range 3 {
+		time.Sleep(300 * time.Millisecond) // idle: its last pass found nothing
+		start := time.Now()
+		e.rdb.RPush(ctx, "dq", fmt.Sprintf(`{"id":"w%d"}`, i))
+		observe.Eventually(t, fmt.Sprintf("task %d to be assigned", i), poll/2, func() bool { return len(e.assigned("e1")) == i+1 })
+		if took := time.Since(start); took > poll/4 {
+			t.Errorf("task %d assigned after %v: the leader waited for its poll (%v)", i, took, poll)
+		}
+	}
+	if n := e.rdb.LLen(ctx, "dq").Val(); n != 0 {
+		t.Errorf("%d tasks left in the shared list", n)
+	}
 }

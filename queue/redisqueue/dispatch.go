@@ -314,6 +314,21 @@ func (q *Queue) ReturnAssigned(ctx context.Context, token int64, executor string
 	return int(n), nil
 }
 
+// WaitForTask blocks until list holds a task, for up to BlockTimeout;
+// false when none came. It changes nothing: BLMOVE from the list's tail
+// to its own tail is the one blocking command that wakes on a push and
+// leaves every task where it was.
+func (q *Queue) WaitForTask(ctx context.Context, list string) (bool, error) {
+	err := q.rdb.BLMove(ctx, list, list, "RIGHT", "RIGHT", BlockTimeout).Err()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("queue: wait for a task in %q: %w", list, err)
+	}
+	return true, nil
+}
+
 // AssignedLens returns how many tasks wait in each executor's assigned
 // list.
 func (q *Queue) AssignedLens(ctx context.Context, executors []string) (map[string]int, error) {
