@@ -42,11 +42,10 @@ type Queue interface {
 	ClaimEpoch(ctx context.Context, token int64) error
 	// Peek describes the first n tasks of list, in order.
 	Peek(ctx context.Context, list string, n int) ([]queue.Head, error)
-	// Move moves the task at index of src to the end of dst, fenced by
-	// token, if its placement key is still expect ("*": any), with note
-	// as its waiting reason ("" clears it): queue.Moved, Empty or
-	// Changed, or queue.ErrFenced.
-	Move(ctx context.Context, token int64, src string, index int, dst, expect, note string) (string, error)
+	// MoveMany makes each move of ops in turn, from src, fenced by
+	// token, in one round trip: queue.Moved, Empty or Changed for each,
+	// or queue.ErrFenced and nothing moved.
+	MoveMany(ctx context.Context, token int64, src string, ops []queue.MoveOp) ([]string, error)
 	// NoteWaiting records why tasks of list wait, fenced by token.
 	NoteWaiting(ctx context.Context, token int64, list string, notes []queue.Note) (int, error)
 	// ReturnAssigned gives an executor's assigned tasks back to the head
@@ -421,13 +420,25 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved, sh
 		}
 		var notes []queue.Note
 		why := map[string]string{} // by placement key
-		for i, looks := 0, 0; i < len(heads) && budget > 0 && ctx.Err() == nil; {
-			budget--
-			h := heads[i]
-			var dst, chosen, note string
-			if m := pick(el, h, assigned); m != nil {
-				dst, chosen = q.AssignedKey(m.ID), m.ID
-			} else {
+		for looks := 0; len(heads) > 0 && budget > 0 && ctx.Err() == nil; looks++ {
+			// Every head is planned as if the moves before it succeed,
+			// and one script makes the moves in turn: a round trip per
+			// window, not per task.
+			var ops []queue.MoveOp
+			var chosen []string // by op: the executor, or "" for a tube's list
+			notes = nil
+			i := 0 // h's index once the planned moves before it are made
+			for _, h := range heads {
+				if budget == 0 {
+					break
+				}
+				budget--
+				if m := pick(el, h, assigned); m != nil {
+					ops = append(ops, queue.MoveOp{Index: i, Dst: q.AssignedKey(m.ID), Expect: h.Key})
+					chosen = append(chosen, m.ID)
+					assigned[m.ID]++
+					continue
+				}
 				reason, ok := why[h.Key]
 				if !ok {
 					reason = f.why(h)
@@ -441,30 +452,42 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved, sh
 				// A tubed task in the shared list goes on to its tube's
 				// list, which is where it waits (as an executor's take
 				// does with it).
-				dst, note = q.TubeKey(h.Tube), reason
+				ops = append(ops, queue.MoveOp{Index: i, Dst: q.TubeKey(h.Tube), Expect: h.Key, Note: reason})
+				chosen = append(chosen, "")
 			}
-			res, err := q.Move(ctx, token, src, i, dst, h.Key, note)
+			if len(ops) == 0 {
+				break
+			}
+			res, err := q.MoveMany(ctx, token, src, ops)
 			if err != nil {
 				return moved, false, err
 			}
-			if res == queue.Moved {
-				// The tasks before i (and their notes) keep their place.
-				heads = slices.Delete(heads, i, i+1)
-				if chosen != "" {
-					assigned[chosen]++
-					moved = true
-					d.moves.Add(1)
+			// A move whose task is no longer the one planned for moves
+			// nothing, and the moves after it may then find another task
+			// at their index: each moves only a task with the placement
+			// key it was planned for, so it goes where that key may go.
+			// The notes are written under the same check.
+			all := true
+			for k, r := range res {
+				if r == queue.Moved {
+					if chosen[k] != "" {
+						moved = true
+						d.moves.Add(1)
+					}
+					continue
 				}
-				continue
+				all = false
+				if chosen[k] != "" {
+					assigned[chosen[k]]--
+				}
 			}
 			// The list changed under us: look again, a few times a pass.
-			if looks++; looks > 2 {
+			if all || looks >= 2 {
 				break
 			}
 			if heads, err = q.Peek(ctx, src, window); err != nil {
 				return moved, false, err
 			}
-			i, notes = 0, nil
 		}
 		if err := d.note(ctx, token, src, notes); err != nil {
 			return moved, false, err

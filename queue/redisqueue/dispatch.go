@@ -137,32 +137,52 @@ end
 return out
 `)
 
-// moveScript: KEYS[1] epoch, KEYS[2] source list, KEYS[3] destination
-// list, KEYS[4] refused; ARGV token, max bytes, index, expected placement key ('*' =
-// whatever it is), note, status key prefix, retention ms, a value no
-// task message has.
-// Fenced (see fenceLua); then, unless the placement key of the task at
-// index is no longer the expected one ('changed': the list changed since
-// the caller looked), that task moves to the destination's end, with its
-// note (see noteLua; empty when it was assigned). A task behind the head
-// is taken out by overwriting it with the unique value and removing that,
-// so the tasks around it keep their order. Returns 'moved', 'empty'
-// (nothing at index), 'changed' or 'fenced'.
-var moveScript = redis.NewScript(taskInfoLua + noteLua + fenceLua + `
-local i = tonumber(ARGV[3])
-local v = redis.call('LINDEX', KEYS[2], i)
-if not v then return 'empty' end
-local key, id = taskInfo(v, tonumber(ARGV[2]))
-if ARGV[4] ~= '*' and key ~= ARGV[4] then return 'changed' end
-note(id, ARGV[5], ARGV[6], ARGV[7])
-if i == 0 then
-  redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
-else
-  redis.call('LSET', KEYS[2], i, ARGV[8])
-  redis.call('LREM', KEYS[2], 1, ARGV[8])
-  redis.call('RPUSH', KEYS[3], v)
+// moveLua defines moveOne(src, dst, i, expect, note, max, prefix,
+// retention, mark): unless the placement key of the task at index i of
+// src is no longer expect ('*' = whatever it is; 'changed': the list
+// changed since the caller looked), that task moves to the end of dst,
+// with its note (see noteLua; empty when it was assigned). A task behind
+// the head is taken out by overwriting it with mark, a value no task
+// message has, and removing that, so the tasks around it keep their
+// order. Returns 'moved', 'empty' (nothing at i) or 'changed'.
+const moveLua = `
+local function moveOne(src, dst, i, expect, text, max, prefix, retention, mark)
+  local v = redis.call('LINDEX', src, i)
+  if not v then return 'empty' end
+  local key, id = taskInfo(v, max)
+  if expect ~= '*' and key ~= expect then return 'changed' end
+  note(id, text, prefix, retention)
+  if i == 0 then
+    redis.call('LMOVE', src, dst, 'LEFT', 'RIGHT')
+  else
+    redis.call('LSET', src, i, mark)
+    redis.call('LREM', src, 1, mark)
+    redis.call('RPUSH', dst, v)
+  end
+  return 'moved'
 end
-return 'moved'
+`
+
+// moveScript: KEYS[1] epoch, KEYS[2] source list, KEYS[3] destination
+// list, KEYS[4] refused; ARGV token, max bytes, index, expected placement
+// key, note, status key prefix, retention ms, the mark (see moveLua).
+// Fenced (see fenceLua); then moveOne.
+var moveScript = redis.NewScript(taskInfoLua + noteLua + fenceLua + moveLua + `
+return moveOne(KEYS[2], KEYS[3], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[2]), ARGV[6], ARGV[7], ARGV[8])
+`)
+
+// moveManyScript: KEYS[1] epoch, KEYS[2] source list, then the
+// destination lists, last refused; ARGV token, max bytes, status key
+// prefix, retention ms, the mark, then for each move its index, its
+// destination's place in KEYS, expected placement key and note. Fenced
+// once; then moveOne for each move in turn. Returns their results.
+var moveManyScript = redis.NewScript(taskInfoLua + noteLua + fenceLua + moveLua + `
+local out = {}
+for j = 6, #ARGV, 4 do
+  out[#out + 1] = moveOne(KEYS[2], KEYS[tonumber(ARGV[j + 1])], tonumber(ARGV[j]), ARGV[j + 2], ARGV[j + 3],
+    tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5])
+end
+return out
 `)
 
 // noteScript: KEYS[1] epoch, KEYS[2] a list, KEYS[3] refused; ARGV token, max bytes,
@@ -274,6 +294,47 @@ func (q *Queue) Move(ctx context.Context, token int64, src string, index int, ds
 		return "", ErrFenced
 	}
 	return res, nil
+}
+
+// MoveOp is queue's.
+type MoveOp = queue.MoveOp
+
+// MoveMany makes each of ops in turn, as Move would, from src, fenced by
+// token, in one round trip: each one's result (Moved, Empty or Changed),
+// in order, or ErrFenced and nothing moved.
+func (q *Queue) MoveMany(ctx context.Context, token int64, src string, ops []MoveOp) ([]string, error) {
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	keys := []string{q.EpochKey(), src}
+	place := map[string]int{} // destination → its place in KEYS (Lua's, from 1)
+	args := []any{token, q.opt.MaxTaskBytes, q.StatusKey(""), q.opt.Retention.Milliseconds(), moveMark}
+	for _, op := range ops {
+		k, ok := place[op.Dst]
+		if !ok {
+			keys = append(keys, op.Dst)
+			k = len(keys)
+			place[op.Dst] = k
+		}
+		args = append(args, op.Index, k, op.Expect, op.Note)
+	}
+	keys = append(keys, q.RefusedKey())
+	res, err := moveManyScript.Run(ctx, q.rdb, keys, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: move %d tasks from %q: %w", len(ops), src, err)
+	}
+	if res == "fenced" {
+		return nil, ErrFenced
+	}
+	raw, _ := res.([]any)
+	out := make([]string, len(raw))
+	for i, r := range raw {
+		out[i], _ = r.(string)
+	}
+	if len(out) != len(ops) {
+		return nil, fmt.Errorf("queue: move %d tasks from %q: %d results", len(ops), src, len(out))
+	}
+	return out, nil
 }
 
 // Note is queue's.
