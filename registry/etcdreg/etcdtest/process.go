@@ -34,8 +34,14 @@ type Process struct {
 // program it skips the test, or fails it in CI (observe.Binary).
 func StartProcess(t testing.TB) *Process {
 	t.Helper()
-	p := &Process{t: t, bin: observe.Binary(t, "etcd", "apt-get install etcd-server"), dir: filepath.Join(t.TempDir(), "etcd"),
-		client: freeURL(t), peer: freeURL(t), log: &observe.Buffer{}}
+	p := &Process{t: t, bin: observe.Binary(t, "etcd", "apt-get install etcd-server"), dir: filepath.Join(t.TempDir(), "etcd"), log: &observe.Buffer{}}
+	var err error
+	if p.client, err = freeURL(); err == nil {
+		p.peer, err = freeURL()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
