@@ -140,7 +140,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 // term is one session: campaign, then lead until the session or ctx ends.
 func (d *Dispatcher) term(ctx context.Context) error {
-	sess, err := concurrency.NewSession(d.opt.Client, concurrency.WithTTL(int(max(d.opt.TTL/time.Second, 1))), concurrency.WithContext(ctx))
+	// The lease is kept alive by a context of its own, not ctx: when ctx
+	// ends the replica resigns and revokes it (sess.Close), so that its
+	// successor leads at once. Had the session ended with ctx, it would
+	// look lost and be left to expire, a whole TTL without a leader.
+	lease, err := d.opt.Client.Grant(ctx, int64(max(d.opt.TTL/time.Second, 1)))
+	if err != nil {
+		return fmt.Errorf("open a lease: %w", err)
+	}
+	sess, err := concurrency.NewSession(d.opt.Client, concurrency.WithLease(lease.ID), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return fmt.Errorf("open a lease: %w", err)
 	}

@@ -51,14 +51,18 @@ func (e *env) registry(endpoint string) *etcdreg.Registry {
 
 // start runs a replica whose etcd client reaches etcd at endpoint.
 func (e *env) start(name, endpoint string) (*Dispatcher, context.CancelFunc) {
-	return e.startPolling(name, endpoint, 0)
+	return e.startWith(name, endpoint, nil)
 }
 
-// startPolling is start with the leader's Poll (0: the default).
-func (e *env) startPolling(name, endpoint string, poll time.Duration) (*Dispatcher, context.CancelFunc) {
+// startWith is start with options changed by set (a 1 s TTL before).
+func (e *env) startWith(name, endpoint string, set func(*Options)) (*Dispatcher, context.CancelFunc) {
 	r := e.registry(endpoint)
-	d := New(Options{Client: r.Client(), Prefix: r.Prefix(), ExecutorsPrefix: r.ExecutorsPrefix(), CordonsPrefix: r.CordonsPrefix(),
-		Queue: e.q, TTL: time.Second, Name: name, Poll: poll})
+	opt := Options{Client: r.Client(), Prefix: r.Prefix(), ExecutorsPrefix: r.ExecutorsPrefix(), CordonsPrefix: r.CordonsPrefix(),
+		Queue: e.q, TTL: time.Second, Name: name}
+	if set != nil {
+		set(&opt)
+	}
+	d := New(opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
@@ -317,7 +321,7 @@ func TestIdleLeaderWakesOnAPush(t *testing.T) {
 	ctx := context.Background()
 	e.member("e1", 100, true)
 	const poll = 20 * time.Second
-	d, _ := e.startPolling("d", e.etcd, poll)
+	d, _ := e.startWith("d", e.etcd, func(o *Options) { o.Poll = poll })
 	observe.Eventually(t, "d to lead", 10*time.Second, func() bool { return d.Token() != 0 })
 	for i := range 3 {
 		time.Sleep(300 * time.Millisecond) // idle: its last pass found nothing
@@ -330,5 +334,23 @@ func TestIdleLeaderWakesOnAPush(t *testing.T) {
 	}
 	if n := e.rdb.LLen(ctx, "dq").Val(); n != 0 {
 		t.Errorf("%d tasks left in the shared list", n)
+	}
+}
+
+// A leader that stops resigns (its lease revoked), so the other replica
+// leads at once, not a lease later.
+func TestStoppedLeaderResigns(t *testing.T) {
+	e := newEnv(t)
+	const ttl = 10 * time.Second
+	long := func(o *Options) { o.TTL = ttl }
+	a, stopA := e.startWith("a", e.etcd, long)
+	observe.Eventually(t, "a to lead", 10*time.Second, func() bool { return a.Token() != 0 })
+	b, _ := e.startWith("b", e.etcd, long)
+	time.Sleep(300 * time.Millisecond)
+	stopped := time.Now()
+	stopA()
+	observe.Eventually(t, "b to lead", 2*ttl, func() bool { return b.Token() != 0 })
+	if took := time.Since(stopped); took > ttl/2 {
+		t.Errorf("b led %v after a stopped: a did not resign (lease %v)", took, ttl)
 	}
 }
