@@ -51,7 +51,9 @@ type Queue interface {
 	// ReturnAssigned gives an executor's assigned tasks back to the head
 	// of the shared list, in order, fenced by token.
 	ReturnAssigned(ctx context.Context, token int64, executor string) (int, error)
-	AssignedLens(ctx context.Context, executors []string) (map[string]int, error)
+	// PeekCounting is Peek, and how many tasks wait in each executor's
+	// assigned list, in one round trip.
+	PeekCounting(ctx context.Context, list string, n int, executors []string) ([]queue.Head, map[string]int, error)
 	AssignedExecutors(ctx context.Context) ([]string, error)
 	// WaitForTask blocks until list holds a task (true) or a timeout of
 	// its own passes (false), changing nothing.
@@ -410,16 +412,19 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved, sh
 			lists[t] = true
 		}
 	}
-	assigned := map[string]int{}
-	if len(ids) > 0 {
-		if assigned, err = q.AssignedLens(ctx, ids); err != nil {
-			return false, false, err
-		}
-	}
+	// The assigned counts come with the first list's heads: a task pushed
+	// to an idle leader waits for two round trips before its move, not
+	// three.
+	var assigned map[string]int
 	budget := passBudget
 	for _, tube := range slices.Sorted(maps.Keys(lists)) {
 		src := q.TubeKey(tube)
-		heads, err := q.Peek(ctx, src, window)
+		var heads []queue.Head
+		if assigned == nil {
+			heads, assigned, err = q.PeekCounting(ctx, src, window, ids)
+		} else {
+			heads, err = q.Peek(ctx, src, window)
+		}
 		if err != nil {
 			return moved, false, err
 		}

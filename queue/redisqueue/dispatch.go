@@ -137,6 +137,19 @@ end
 return out
 `)
 
+// peekCountScript: KEYS[1] a list, then executors' assigned lists; ARGV
+// max bytes, n. As peekScript, and the lengths of the assigned lists: what
+// a dispatcher's pass starts from, in one round trip.
+var peekCountScript = redis.NewScript(taskInfoLua + `
+local heads = {}
+for i, v in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  heads[i] = taskInfo(v, tonumber(ARGV[1]))
+end
+local lens = {}
+for j = 2, #KEYS do lens[j - 1] = redis.call('LLEN', KEYS[j]) end
+return {heads, lens}
+`)
+
 // moveLua defines moveOne(src, dst, i, expect, note, max, prefix,
 // retention, mark): unless the placement key of the task at index i of
 // src is no longer expect ('*' = whatever it is; 'changed': the list
@@ -254,6 +267,34 @@ func (q *Queue) Peek(ctx context.Context, list string, n int) ([]Head, error) {
 		out[i] = parseHead(k)
 	}
 	return out, nil
+}
+
+// PeekCounting is Peek, and how many tasks wait in each executor's
+// assigned list (AssignedLens), in one round trip.
+func (q *Queue) PeekCounting(ctx context.Context, list string, n int, executors []string) ([]Head, map[string]int, error) {
+	keys := []string{list}
+	for _, ex := range executors {
+		keys = append(keys, q.AssignedKey(ex))
+	}
+	res, err := peekCountScript.Run(ctx, q.rdb, keys, q.opt.MaxTaskBytes, n).Slice()
+	if err != nil || len(res) != 2 {
+		return nil, nil, fmt.Errorf("queue: look at the head of %q and count the assigned tasks: %v (%d parts)", list, err, len(res))
+	}
+	raw, _ := res[0].([]any)
+	heads := make([]Head, len(raw))
+	for i, r := range raw {
+		k, _ := r.(string)
+		heads[i] = parseHead(k)
+	}
+	lens, _ := res[1].([]any)
+	counts := make(map[string]int, len(executors))
+	for i, ex := range executors {
+		if i < len(lens) {
+			n, _ := lens[i].(int64)
+			counts[ex] = int(n)
+		}
+	}
+	return heads, counts, nil
 }
 
 // parseHead reads a placement key (see taskInfoLua). Constraints that

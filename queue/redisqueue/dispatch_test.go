@@ -239,6 +239,10 @@ func TestMoveManyInTurn(t *testing.T) {
 	if got := rdb.LRange(ctx, y, 0, -1).Val(); !reflect.DeepEqual(got, []string{`{"id":"c"}`}) {
 		t.Errorf("y = %v", got)
 	}
+	heads, counts, err := q.PeekCounting(ctx, "q", 32, []string{"x", "y", "z"})
+	if err != nil || len(heads) != 1 || heads[0].Tube != "gpu" || !reflect.DeepEqual(counts, map[string]int{"x": 2, "y": 1, "z": 0}) {
+		t.Errorf("PeekCounting: %+v %v %v", heads, counts, err)
+	}
 	if err := q.ClaimEpoch(ctx, 20); err != nil {
 		t.Fatal(err)
 	}
