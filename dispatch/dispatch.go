@@ -146,11 +146,14 @@ func (d *Dispatcher) term(ctx context.Context) error {
 	// ends the replica resigns and revokes it (sess.Close), so that its
 	// successor leads at once. Had the session ended with ctx, it would
 	// look lost and be left to expire, a whole TTL without a leader.
-	lease, err := d.opt.Client.Grant(ctx, int64(max(d.opt.TTL/time.Second, 1)))
+	// The TTL also bounds how long Close tries to revoke it.
+	ttl := int(max(d.opt.TTL/time.Second, 1))
+	lease, err := d.opt.Client.Grant(ctx, int64(ttl))
 	if err != nil {
 		return fmt.Errorf("open a lease: %w", err)
 	}
-	sess, err := concurrency.NewSession(d.opt.Client, concurrency.WithLease(lease.ID), concurrency.WithContext(context.WithoutCancel(ctx)))
+	sess, err := concurrency.NewSession(d.opt.Client, concurrency.WithLease(lease.ID), concurrency.WithTTL(ttl),
+		concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return fmt.Errorf("open a lease: %w", err)
 	}
