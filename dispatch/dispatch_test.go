@@ -354,3 +354,18 @@ func TestStoppedLeaderResigns(t *testing.T) {
 		t.Errorf("b led %v after a stopped: a did not resign (lease %v)", took, ttl)
 	}
 }
+
+// A leader cut off from etcd still stops within a few seconds: it gives
+// up resigning and revoking once its lease would have expired anyway.
+func TestLeaderCutOffFromEtcdStopsPromptly(t *testing.T) {
+	e := newEnv(t)
+	proxy := etcdtest.NewProxy(t, e.etcd)
+	a, stopA := e.start("a", proxy.Addr())
+	observe.Eventually(t, "a to lead", 10*time.Second, func() bool { return a.Token() != 0 })
+	proxy.Cut()
+	start := time.Now()
+	stopA()
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("stopping a leader cut off from etcd took %v", took)
+	}
+}
