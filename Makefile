@@ -14,9 +14,9 @@ FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:Fu
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-deps: ## install what the tests and the benchmark need (redis, the sandbox peers bubblewrap, runc, crun, busybox for the container-side scripts, zsh for its completion test, and chromium for the page test) with apt-get when missing
+deps: ## install what the tests and the benchmark need (redis, etcd-server for the fleet tests, the sandbox peers bubblewrap, runc, crun, busybox for the container-side scripts, zsh for its completion test, and chromium for the page test) with apt-get when missing
 	@missing=""; \
-	for cp in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools busybox:busybox-static zsh:zsh bwrap:bubblewrap runc:runc crun:crun systemd-analyze:systemd openssl:openssl setpriv:util-linux chromium:chromium; do \
+	for cp in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools etcd:etcd-server busybox:busybox-static zsh:zsh bwrap:bubblewrap runc:runc crun:crun systemd-analyze:systemd openssl:openssl setpriv:util-linux chromium:chromium; do \
 		command -v $${cp%%:*} >/dev/null || missing="$$missing $${cp##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -42,18 +42,22 @@ type Queue interface {
 	ClaimEpoch(ctx context.Context, token int64) error
 	// Peek describes the first n tasks of list, in order.
 	Peek(ctx context.Context, list string, n int) ([]queue.Head, error)
-	// Move moves the task at index of src to the end of dst, fenced by
-	// token, if its placement key is still expect ("*": any), with note
-	// as its waiting reason ("" clears it): queue.Moved, Empty or
-	// Changed, or queue.ErrFenced.
-	Move(ctx context.Context, token int64, src string, index int, dst, expect, note string) (string, error)
+	// MoveMany makes each move of ops in turn, from src, fenced by
+	// token, in one round trip: queue.Moved, Empty or Changed for each,
+	// or queue.ErrFenced and nothing moved.
+	MoveMany(ctx context.Context, token int64, src string, ops []queue.MoveOp) ([]string, error)
 	// NoteWaiting records why tasks of list wait, fenced by token.
 	NoteWaiting(ctx context.Context, token int64, list string, notes []queue.Note) (int, error)
 	// ReturnAssigned gives an executor's assigned tasks back to the head
 	// of the shared list, in order, fenced by token.
 	ReturnAssigned(ctx context.Context, token int64, executor string) (int, error)
-	AssignedLens(ctx context.Context, executors []string) (map[string]int, error)
+	// PeekCounting is Peek, and how many tasks wait in each executor's
+	// assigned list, in one round trip.
+	PeekCounting(ctx context.Context, list string, n int, executors []string) ([]queue.Head, map[string]int, error)
 	AssignedExecutors(ctx context.Context) ([]string, error)
+	// WaitForTask blocks until list holds a task (true) or a timeout of
+	// its own passes (false), changing nothing.
+	WaitForTask(ctx context.Context, list string) (bool, error)
 }
 
 // Options configure a Dispatcher.
@@ -69,8 +73,9 @@ type Options struct {
 	TTL time.Duration
 	// Name is this replica's, stored in its election key.
 	Name string
-	// Poll is how long the leader waits before looking at empty lists
-	// again (default 10 ms).
+	// Poll is how long the leader waits before looking at its lists
+	// again when it moved nothing (default 10 ms); a push to an empty
+	// shared list wakes it at once.
 	Poll   time.Duration
 	Logger hclog.Logger
 }
@@ -137,7 +142,18 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 // term is one session: campaign, then lead until the session or ctx ends.
 func (d *Dispatcher) term(ctx context.Context) error {
-	sess, err := concurrency.NewSession(d.opt.Client, concurrency.WithTTL(int(max(d.opt.TTL/time.Second, 1))), concurrency.WithContext(ctx))
+	// The lease is kept alive by a context of its own, not ctx: when ctx
+	// ends the replica resigns and revokes it (sess.Close), so that its
+	// successor leads at once. Had the session ended with ctx, it would
+	// look lost and be left to expire, a whole TTL without a leader.
+	// The TTL also bounds how long Close tries to revoke it.
+	ttl := int(max(d.opt.TTL/time.Second, 1))
+	lease, err := d.opt.Client.Grant(ctx, int64(ttl))
+	if err != nil {
+		return fmt.Errorf("open a lease: %w", err)
+	}
+	sess, err := concurrency.NewSession(d.opt.Client, concurrency.WithLease(lease.ID), concurrency.WithTTL(ttl),
+		concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return fmt.Errorf("open a lease: %w", err)
 	}
@@ -297,13 +313,40 @@ func (d *Dispatcher) serve(ctx context.Context, token int64, f *fleet, events cl
 	if err := sweep(); err != nil {
 		return err
 	}
+	// While the shared list is empty, a waiter blocks on it, so that a
+	// task pushed there (the common path) is placed at once instead of
+	// at the next poll. The waiter is armed after each pass that found
+	// the list empty, and not otherwise: blocking on a list that holds
+	// tasks nobody can take would return at once, again and again.
+	arm, wake := make(chan struct{}, 1), make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-arm:
+			}
+			if got, _ := q.WaitForTask(ctx, q.TubeKey("")); got {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
 	lastSweep := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		moved, err := d.pass(ctx, token, f)
+		moved, sharedEmpty, err := d.pass(ctx, token, f)
 		if err != nil {
 			return err
+		}
+		if sharedEmpty {
+			select {
+			case arm <- struct{}{}:
+			default:
+			}
 		}
 		if time.Since(lastSweep) > sweepEvery {
 			if err := sweep(); err != nil {
@@ -321,6 +364,8 @@ func (d *Dispatcher) serve(ctx context.Context, token int64, f *fleet, events cl
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-timer.C:
+				waiting = false
+			case <-wake:
 				waiting = false
 			case resp, ok := <-events:
 				if !ok || resp.Err() != nil {
@@ -352,9 +397,10 @@ const window = 32
 // list again: the tasks at those places may have changed meanwhile.
 const renote = time.Second
 
-// pass moves what it can: true if it moved a task to an executor. Of the
+// pass moves what it can: moved if it moved a task to an executor,
+// sharedEmpty if the shared list held nothing when it looked. Of the
 // tasks it cannot place, it writes why in their status (waiting).
-func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (bool, error) {
+func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved, sharedEmpty bool, err error) {
 	q := d.opt.Queue
 	el := f.eligible()
 	ids := make([]string, len(el))
@@ -369,30 +415,46 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (bool, err
 			lists[t] = true
 		}
 	}
-	assigned := map[string]int{}
-	if len(ids) > 0 {
-		var err error
-		if assigned, err = q.AssignedLens(ctx, ids); err != nil {
-			return false, err
-		}
-	}
-	moved := false
+	// The assigned counts come with the first list's heads: a task pushed
+	// to an idle leader waits for two round trips before its move, not
+	// three.
+	var assigned map[string]int
 	budget := passBudget
 	for _, tube := range slices.Sorted(maps.Keys(lists)) {
 		src := q.TubeKey(tube)
-		heads, err := q.Peek(ctx, src, window)
+		var heads []queue.Head
+		if assigned == nil {
+			heads, assigned, err = q.PeekCounting(ctx, src, window, ids)
+		} else {
+			heads, err = q.Peek(ctx, src, window)
+		}
 		if err != nil {
-			return moved, err
+			return moved, false, err
+		}
+		if tube == "" && len(heads) == 0 {
+			sharedEmpty = true
 		}
 		var notes []queue.Note
 		why := map[string]string{} // by placement key
-		for i, looks := 0, 0; i < len(heads) && budget > 0 && ctx.Err() == nil; {
-			budget--
-			h := heads[i]
-			var dst, chosen, note string
-			if m := pick(el, h, assigned); m != nil {
-				dst, chosen = q.AssignedKey(m.ID), m.ID
-			} else {
+		for looks := 0; len(heads) > 0 && budget > 0 && ctx.Err() == nil; looks++ {
+			// Every head is planned as if the moves before it succeed,
+			// and one script makes the moves in turn: a round trip per
+			// window, not per task.
+			var ops []queue.MoveOp
+			var chosen []string // by op: the executor, or "" for a tube's list
+			notes = nil
+			i := 0 // h's index once the planned moves before it are made
+			for _, h := range heads {
+				if budget == 0 {
+					break
+				}
+				budget--
+				if m := pick(el, h, assigned); m != nil {
+					ops = append(ops, queue.MoveOp{Index: i, Dst: q.AssignedKey(m.ID), Expect: h.Key})
+					chosen = append(chosen, m.ID)
+					assigned[m.ID]++
+					continue
+				}
 				reason, ok := why[h.Key]
 				if !ok {
 					reason = f.why(h)
@@ -406,36 +468,48 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (bool, err
 				// A tubed task in the shared list goes on to its tube's
 				// list, which is where it waits (as an executor's take
 				// does with it).
-				dst, note = q.TubeKey(h.Tube), reason
+				ops = append(ops, queue.MoveOp{Index: i, Dst: q.TubeKey(h.Tube), Expect: h.Key, Note: reason})
+				chosen = append(chosen, "")
 			}
-			res, err := q.Move(ctx, token, src, i, dst, h.Key, note)
+			if len(ops) == 0 {
+				break
+			}
+			res, err := q.MoveMany(ctx, token, src, ops)
 			if err != nil {
-				return moved, err
+				return moved, false, err
 			}
-			if res == queue.Moved {
-				// The tasks before i (and their notes) keep their place.
-				heads = slices.Delete(heads, i, i+1)
-				if chosen != "" {
-					assigned[chosen]++
-					moved = true
-					d.moves.Add(1)
+			// A move whose task is no longer the one planned for moves
+			// nothing, and the moves after it may then find another task
+			// at their index: each moves only a task with the placement
+			// key it was planned for, so it goes where that key may go.
+			// The notes are written under the same check.
+			all := true
+			for k, r := range res {
+				if r == queue.Moved {
+					if chosen[k] != "" {
+						moved = true
+						d.moves.Add(1)
+					}
+					continue
 				}
-				continue
+				all = false
+				if chosen[k] != "" {
+					assigned[chosen[k]]--
+				}
 			}
 			// The list changed under us: look again, a few times a pass.
-			if looks++; looks > 2 {
+			if all || looks >= 2 {
 				break
 			}
 			if heads, err = q.Peek(ctx, src, window); err != nil {
-				return moved, err
+				return moved, false, err
 			}
-			i, notes = 0, nil
 		}
 		if err := d.note(ctx, token, src, notes); err != nil {
-			return moved, err
+			return moved, false, err
 		}
 	}
-	return moved, nil
+	return moved, sharedEmpty, nil
 }
 
 // note writes the waiting reasons of one list's tasks, unless the same

@@ -29,12 +29,15 @@ type env struct {
 	names redisqueue.Names
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvOn(t, etcdtest.Start(t).Endpoint()) }
+
+// newEnvOn is newEnv with the etcd at endpoint.
+func newEnvOn(t *testing.T, endpoint string) *env {
 	srv := redisserver.Start(t)
 	names := redisqueue.Names{Tasks: "dq", Control: "dq_control", Logs: "dq_logs"}
 	q := redisqueue.New(redis.NewClient(&redis.Options{Addr: srv.Addr()}), redisqueue.Options{Names: names})
 	t.Cleanup(func() { q.Close() })
-	return &env{t: t, rdb: srv.Client(t), q: q, etcd: etcdtest.Start(t).Endpoint(), names: names}
+	return &env{t: t, rdb: srv.Client(t), q: q, etcd: endpoint, names: names}
 }
 
 func (e *env) registry(endpoint string) *etcdreg.Registry {
@@ -48,9 +51,18 @@ func (e *env) registry(endpoint string) *etcdreg.Registry {
 
 // start runs a replica whose etcd client reaches etcd at endpoint.
 func (e *env) start(name, endpoint string) (*Dispatcher, context.CancelFunc) {
+	return e.startWith(name, endpoint, nil)
+}
+
+// startWith is start with options changed by set (a 1 s TTL before).
+func (e *env) startWith(name, endpoint string, set func(*Options)) (*Dispatcher, context.CancelFunc) {
 	r := e.registry(endpoint)
-	d := New(Options{Client: r.Client(), Prefix: r.Prefix(), ExecutorsPrefix: r.ExecutorsPrefix(), CordonsPrefix: r.CordonsPrefix(),
-		Queue: e.q, TTL: time.Second, Name: name})
+	opt := Options{Client: r.Client(), Prefix: r.Prefix(), ExecutorsPrefix: r.ExecutorsPrefix(), CordonsPrefix: r.CordonsPrefix(),
+		Queue: e.q, TTL: time.Second, Name: name}
+	if set != nil {
+		set(&opt)
+	}
+	d := New(opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
@@ -80,9 +92,13 @@ func (e *env) assigned(id string) []string {
 // Two replicas: one leads; when it is cut off from etcd the other leads
 // with a larger token and the first one's moves are refused; when that one
 // stops cleanly, the first (reconnected) leads again, with a larger token
-// still.
+// still. Against the embedded etcd and Debian's etcd-server.
 func TestLeaderFailoverFencesTheOldLeader(t *testing.T) {
-	e := newEnv(t)
+	t.Run("embedded", func(t *testing.T) { testLeaderFailover(t, newEnv(t)) })
+	t.Run("etcd-server", func(t *testing.T) { testLeaderFailover(t, newEnvOn(t, etcdtest.StartProcess(t).Endpoint())) })
+}
+
+func testLeaderFailover(t *testing.T, e *env) {
 	ctx := context.Background()
 	proxy := etcdtest.NewProxy(t, e.etcd)
 	a, _ := e.start("a", proxy.Addr())
@@ -295,4 +311,61 @@ func TestConstraintsAndWaitingReasons(t *testing.T) {
 	observe.Eventually(t, "z1's reason to name g too", 10*time.Second, func() bool {
 		return e.waiting("z1") == strings.Replace(want["z1"], "a, b", "a, b, g", 1)
 	})
+}
+
+// A push to the empty shared list wakes an idle leader at once, however
+// long its poll: each of a few tasks pushed one at a time is assigned
+// well within the poll.
+func TestIdleLeaderWakesOnAPush(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.member("e1", 100, true)
+	const poll = 20 * time.Second
+	d, _ := e.startWith("d", e.etcd, func(o *Options) { o.Poll = poll })
+	observe.Eventually(t, "d to lead", 10*time.Second, func() bool { return d.Token() != 0 })
+	for i := range 3 {
+		time.Sleep(300 * time.Millisecond) // idle: its last pass found nothing
+		start := time.Now()
+		e.rdb.RPush(ctx, "dq", fmt.Sprintf(`{"id":"w%d"}`, i))
+		observe.Eventually(t, fmt.Sprintf("task %d to be assigned", i), poll/2, func() bool { return len(e.assigned("e1")) == i+1 })
+		if took := time.Since(start); took > poll/4 {
+			t.Errorf("task %d assigned after %v: the leader waited for its poll (%v)", i, took, poll)
+		}
+	}
+	if n := e.rdb.LLen(ctx, "dq").Val(); n != 0 {
+		t.Errorf("%d tasks left in the shared list", n)
+	}
+}
+
+// A leader that stops resigns (its lease revoked), so the other replica
+// leads at once, not a lease later.
+func TestStoppedLeaderResigns(t *testing.T) {
+	e := newEnv(t)
+	const ttl = 10 * time.Second
+	long := func(o *Options) { o.TTL = ttl }
+	a, stopA := e.startWith("a", e.etcd, long)
+	observe.Eventually(t, "a to lead", 10*time.Second, func() bool { return a.Token() != 0 })
+	b, _ := e.startWith("b", e.etcd, long)
+	time.Sleep(300 * time.Millisecond)
+	stopped := time.Now()
+	stopA()
+	observe.Eventually(t, "b to lead", 2*ttl, func() bool { return b.Token() != 0 })
+	if took := time.Since(stopped); took > ttl/2 {
+		t.Errorf("b led %v after a stopped: a did not resign (lease %v)", took, ttl)
+	}
+}
+
+// A leader cut off from etcd still stops within a few seconds: it gives
+// up resigning and revoking once its lease would have expired anyway.
+func TestLeaderCutOffFromEtcdStopsPromptly(t *testing.T) {
+	e := newEnv(t)
+	proxy := etcdtest.NewProxy(t, e.etcd)
+	a, stopA := e.start("a", proxy.Addr())
+	observe.Eventually(t, "a to lead", 10*time.Second, func() bool { return a.Token() != 0 })
+	proxy.Cut()
+	start := time.Now()
+	stopA()
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("stopping a leader cut off from etcd took %v", took)
+	}
 }

@@ -56,6 +56,15 @@ const (
 	Changed = "changed" // the head's placement is no longer the one expected: look again
 )
 
+// MoveOp is one of the moves a dispatcher asks for in one round trip:
+// the task at Index (counted in the list as the moves before it left it)
+// goes to the end of Dst if its placement key is still Expect ("*": any),
+// with Note as its waiting reason ("" clears it).
+type MoveOp struct {
+	Index             int
+	Dst, Expect, Note string
+}
+
 // Head is what a dispatcher knows of the task at the head of a list:
 // what placing it depends on, read where the list is (nothing else of the
 // message is sent).

@@ -30,9 +30,15 @@ import (
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
+// mainProcess is this test binary started as task-job by startMain.
+type mainProcess struct {
+	cmd *exec.Cmd
+	log *observe.Buffer
+}
+
 // startMain runs this test binary as task-job with args until the test
 // ends (SIGTERM, then SIGKILL), and shows its log if the test failed.
-func startMain(t *testing.T, name string, args ...string) {
+func startMain(t *testing.T, name string, args ...string) *mainProcess {
 	t.Helper()
 	self, _ := os.Executable()
 	log := &observe.Buffer{}
@@ -56,6 +62,7 @@ func startMain(t *testing.T, name string, args ...string) {
 			t.Logf("%s log:\n%s", name, log.String())
 		}
 	})
+	return &mainProcess{cmd: cmd, log: log}
 }
 
 // Tasks pushed to the shared list reach dispatched executors through the

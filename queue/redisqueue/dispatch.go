@@ -31,6 +31,11 @@ func (q *Queue) AssignedKey(executor string) string { return q.key("assigned", e
 // EpochKey holds the highest dispatcher token seen.
 func (q *Queue) EpochKey() string { return q.key("dispatch", "epoch") }
 
+// RefusedKey counts the writes the epoch refused: each is a deposed
+// leader that acted late, which an operator (or a test) can see only here,
+// since that leader may be gone before it logs why.
+func (q *Queue) RefusedKey() string { return q.key("dispatch", "refused") }
+
 // deliveryTube is the tube a dispatched executor's task returns to when
 // it is put back: the one its message names, as requeueKey has it.
 func (q *Queue) deliveryTube(raw []byte) string {
@@ -44,13 +49,16 @@ func (q *Queue) deliveryTube(raw []byte) string {
 }
 
 // fenceLua checks ARGV[1], the caller's token, against the epoch in
-// KEYS[1]: an older one ends the script with 'fenced'; a newer one is
-// stored. Tokens are decimal integers below 2^53 (etcd revisions), which
+// KEYS[1]: an older one is counted in the last key (RefusedKey) and ends
+// the script with 'fenced'; a newer one is stored. Tokens are decimal integers below 2^53 (etcd revisions), which
 // Lua's numbers hold exactly.
 const fenceLua = `
 local epoch = tonumber(redis.call('GET', KEYS[1]) or '0')
 local token = tonumber(ARGV[1])
-if not token or epoch > token then return 'fenced' end
+if not token or epoch > token then
+  redis.call('INCR', KEYS[#KEYS])
+  return 'fenced'
+end
 if epoch < token then redis.call('SET', KEYS[1], ARGV[1]) end
 `
 
@@ -129,35 +137,68 @@ end
 return out
 `)
 
-// moveScript: KEYS[1] epoch, KEYS[2] source list, KEYS[3] destination
-// list; ARGV token, max bytes, index, expected placement key ('*' =
-// whatever it is), note, status key prefix, retention ms, a value no
-// task message has.
-// Fenced (see fenceLua); then, unless the placement key of the task at
-// index is no longer the expected one ('changed': the list changed since
-// the caller looked), that task moves to the destination's end, with its
-// note (see noteLua; empty when it was assigned). A task behind the head
-// is taken out by overwriting it with the unique value and removing that,
-// so the tasks around it keep their order. Returns 'moved', 'empty'
-// (nothing at index), 'changed' or 'fenced'.
-var moveScript = redis.NewScript(taskInfoLua + noteLua + fenceLua + `
-local i = tonumber(ARGV[3])
-local v = redis.call('LINDEX', KEYS[2], i)
-if not v then return 'empty' end
-local key, id = taskInfo(v, tonumber(ARGV[2]))
-if ARGV[4] ~= '*' and key ~= ARGV[4] then return 'changed' end
-note(id, ARGV[5], ARGV[6], ARGV[7])
-if i == 0 then
-  redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
-else
-  redis.call('LSET', KEYS[2], i, ARGV[8])
-  redis.call('LREM', KEYS[2], 1, ARGV[8])
-  redis.call('RPUSH', KEYS[3], v)
+// peekCountScript: KEYS[1] a list, then executors' assigned lists; ARGV
+// max bytes, n. As peekScript, and the lengths of the assigned lists: what
+// a dispatcher's pass starts from, in one round trip.
+var peekCountScript = redis.NewScript(taskInfoLua + `
+local heads = {}
+for i, v in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  heads[i] = taskInfo(v, tonumber(ARGV[1]))
 end
-return 'moved'
+local lens = {}
+for j = 2, #KEYS do lens[j - 1] = redis.call('LLEN', KEYS[j]) end
+return {heads, lens}
 `)
 
-// noteScript: KEYS[1] epoch, KEYS[2] a list; ARGV token, max bytes,
+// moveLua defines moveOne(src, dst, i, expect, note, max, prefix,
+// retention, mark): unless the placement key of the task at index i of
+// src is no longer expect ('*' = whatever it is; 'changed': the list
+// changed since the caller looked), that task moves to the end of dst,
+// with its note (see noteLua; empty when it was assigned). A task behind
+// the head is taken out by overwriting it with mark, a value no task
+// message has, and removing that, so the tasks around it keep their
+// order. Returns 'moved', 'empty' (nothing at i) or 'changed'.
+const moveLua = `
+local function moveOne(src, dst, i, expect, text, max, prefix, retention, mark)
+  local v = redis.call('LINDEX', src, i)
+  if not v then return 'empty' end
+  local key, id = taskInfo(v, max)
+  if expect ~= '*' and key ~= expect then return 'changed' end
+  note(id, text, prefix, retention)
+  if i == 0 then
+    redis.call('LMOVE', src, dst, 'LEFT', 'RIGHT')
+  else
+    redis.call('LSET', src, i, mark)
+    redis.call('LREM', src, 1, mark)
+    redis.call('RPUSH', dst, v)
+  end
+  return 'moved'
+end
+`
+
+// moveScript: KEYS[1] epoch, KEYS[2] source list, KEYS[3] destination
+// list, KEYS[4] refused; ARGV token, max bytes, index, expected placement
+// key, note, status key prefix, retention ms, the mark (see moveLua).
+// Fenced (see fenceLua); then moveOne.
+var moveScript = redis.NewScript(taskInfoLua + noteLua + fenceLua + moveLua + `
+return moveOne(KEYS[2], KEYS[3], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[2]), ARGV[6], ARGV[7], ARGV[8])
+`)
+
+// moveManyScript: KEYS[1] epoch, KEYS[2] source list, then the
+// destination lists, last refused; ARGV token, max bytes, status key
+// prefix, retention ms, the mark, then for each move its index, its
+// destination's place in KEYS, expected placement key and note. Fenced
+// once; then moveOne for each move in turn. Returns their results.
+var moveManyScript = redis.NewScript(taskInfoLua + noteLua + fenceLua + moveLua + `
+local out = {}
+for j = 6, #ARGV, 4 do
+  out[#out + 1] = moveOne(KEYS[2], KEYS[tonumber(ARGV[j + 1])], tonumber(ARGV[j]), ARGV[j + 2], ARGV[j + 3],
+    tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5])
+end
+return out
+`)
+
+// noteScript: KEYS[1] epoch, KEYS[2] a list, KEYS[3] refused; ARGV token, max bytes,
 // status key prefix, retention ms, then index, expected placement key and
 // note for each task to note. Fenced; each task still at its index with
 // that key gets its note (see noteLua). Returns how many were written.
@@ -174,7 +215,7 @@ return n
 `)
 
 // returnScript: KEYS[1] epoch, KEYS[2] an assigned list, KEYS[3] the list
-// it goes back to; ARGV token. Fenced; then the whole assigned list goes
+// it goes back to, KEYS[4] refused; ARGV token. Fenced; then the whole assigned list goes
 // to the head of KEYS[3], in its order. Returns how many moved, or
 // 'fenced'.
 var returnScript = redis.NewScript(fenceLua + `
@@ -183,7 +224,7 @@ while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
 return n
 `)
 
-// claimEpochScript: KEYS[1] epoch; ARGV token. Fenced; 'ok' once the
+// claimEpochScript: KEYS[1] epoch, KEYS[2] refused; ARGV token. Fenced; 'ok' once the
 // epoch is the token.
 var claimEpochScript = redis.NewScript(fenceLua + `
 return 'ok'
@@ -201,7 +242,7 @@ const (
 // ClaimEpoch makes token the epoch, so that every older leader's move is
 // refused from now on; ErrFenced if a newer token was seen.
 func (q *Queue) ClaimEpoch(ctx context.Context, token int64) error {
-	res, err := claimEpochScript.Run(ctx, q.rdb, []string{q.EpochKey()}, token).Text()
+	res, err := claimEpochScript.Run(ctx, q.rdb, []string{q.EpochKey(), q.RefusedKey()}, token).Text()
 	if err != nil {
 		return fmt.Errorf("queue: claim the dispatch epoch: %w", err)
 	}
@@ -226,6 +267,34 @@ func (q *Queue) Peek(ctx context.Context, list string, n int) ([]Head, error) {
 		out[i] = parseHead(k)
 	}
 	return out, nil
+}
+
+// PeekCounting is Peek, and how many tasks wait in each executor's
+// assigned list (AssignedLens), in one round trip.
+func (q *Queue) PeekCounting(ctx context.Context, list string, n int, executors []string) ([]Head, map[string]int, error) {
+	keys := []string{list}
+	for _, ex := range executors {
+		keys = append(keys, q.AssignedKey(ex))
+	}
+	res, err := peekCountScript.Run(ctx, q.rdb, keys, q.opt.MaxTaskBytes, n).Slice()
+	if err != nil || len(res) != 2 {
+		return nil, nil, fmt.Errorf("queue: look at the head of %q and count the assigned tasks: %v (%d parts)", list, err, len(res))
+	}
+	raw, _ := res[0].([]any)
+	heads := make([]Head, len(raw))
+	for i, r := range raw {
+		k, _ := r.(string)
+		heads[i] = parseHead(k)
+	}
+	lens, _ := res[1].([]any)
+	counts := make(map[string]int, len(executors))
+	for i, ex := range executors {
+		if i < len(lens) {
+			n, _ := lens[i].(int64)
+			counts[ex] = int(n)
+		}
+	}
+	return heads, counts, nil
 }
 
 // parseHead reads a placement key (see taskInfoLua). Constraints that
@@ -257,7 +326,7 @@ const moveMark = "\x00task-job: being moved\x00"
 // note becomes the task's waiting reason in its status ("" clears it: it
 // was assigned). It returns Moved, Empty or Changed, or ErrFenced.
 func (q *Queue) Move(ctx context.Context, token int64, src string, index int, dst, expect, note string) (string, error) {
-	res, err := moveScript.Run(ctx, q.rdb, []string{q.EpochKey(), src, dst}, token, q.opt.MaxTaskBytes, index, expect,
+	res, err := moveScript.Run(ctx, q.rdb, []string{q.EpochKey(), src, dst, q.RefusedKey()}, token, q.opt.MaxTaskBytes, index, expect,
 		note, q.StatusKey(""), q.opt.Retention.Milliseconds(), moveMark).Text()
 	if err != nil {
 		return "", fmt.Errorf("queue: move a task from %q to %q: %w", src, dst, err)
@@ -266,6 +335,47 @@ func (q *Queue) Move(ctx context.Context, token int64, src string, index int, ds
 		return "", ErrFenced
 	}
 	return res, nil
+}
+
+// MoveOp is queue's.
+type MoveOp = queue.MoveOp
+
+// MoveMany makes each of ops in turn, as Move would, from src, fenced by
+// token, in one round trip: each one's result (Moved, Empty or Changed),
+// in order, or ErrFenced and nothing moved.
+func (q *Queue) MoveMany(ctx context.Context, token int64, src string, ops []MoveOp) ([]string, error) {
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	keys := []string{q.EpochKey(), src}
+	place := map[string]int{} // destination → its place in KEYS (Lua's, from 1)
+	args := []any{token, q.opt.MaxTaskBytes, q.StatusKey(""), q.opt.Retention.Milliseconds(), moveMark}
+	for _, op := range ops {
+		k, ok := place[op.Dst]
+		if !ok {
+			keys = append(keys, op.Dst)
+			k = len(keys)
+			place[op.Dst] = k
+		}
+		args = append(args, op.Index, k, op.Expect, op.Note)
+	}
+	keys = append(keys, q.RefusedKey())
+	res, err := moveManyScript.Run(ctx, q.rdb, keys, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: move %d tasks from %q: %w", len(ops), src, err)
+	}
+	if res == "fenced" {
+		return nil, ErrFenced
+	}
+	raw, _ := res.([]any)
+	out := make([]string, len(raw))
+	for i, r := range raw {
+		out[i], _ = r.(string)
+	}
+	if len(out) != len(ops) {
+		return nil, fmt.Errorf("queue: move %d tasks from %q: %d results", len(ops), src, len(out))
+	}
+	return out, nil
 }
 
 // Note is queue's.
@@ -281,7 +391,7 @@ func (q *Queue) NoteWaiting(ctx context.Context, token int64, list string, notes
 	for _, n := range notes {
 		args = append(args, n.Index, n.Key, n.Text)
 	}
-	res, err := noteScript.Run(ctx, q.rdb, []string{q.EpochKey(), list}, args...).Result()
+	res, err := noteScript.Run(ctx, q.rdb, []string{q.EpochKey(), list, q.RefusedKey()}, args...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("queue: note why tasks in %q wait: %w", list, err)
 	}
@@ -295,7 +405,7 @@ func (q *Queue) NoteWaiting(ctx context.Context, token int64, list string, notes
 // ReturnAssigned moves every task assigned to executor back to the head
 // of the untubed list, in order, fenced by token; how many it moved.
 func (q *Queue) ReturnAssigned(ctx context.Context, token int64, executor string) (int, error) {
-	res, err := returnScript.Run(ctx, q.rdb, []string{q.EpochKey(), q.AssignedKey(executor), q.opt.Names.Tasks}, token).Result()
+	res, err := returnScript.Run(ctx, q.rdb, []string{q.EpochKey(), q.AssignedKey(executor), q.opt.Names.Tasks, q.RefusedKey()}, token).Result()
 	if err != nil {
 		return 0, fmt.Errorf("queue: give back the tasks assigned to %s: %w", executor, err)
 	}
@@ -304,6 +414,21 @@ func (q *Queue) ReturnAssigned(ctx context.Context, token int64, executor string
 	}
 	n, _ := res.(int64)
 	return int(n), nil
+}
+
+// WaitForTask blocks until list holds a task, for up to BlockTimeout;
+// false when none came. It changes nothing: BLMOVE from the list's tail
+// to its own tail is the one blocking command that wakes on a push and
+// leaves every task where it was.
+func (q *Queue) WaitForTask(ctx context.Context, list string) (bool, error) {
+	err := q.rdb.BLMove(ctx, list, list, "RIGHT", "RIGHT", BlockTimeout).Err()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("queue: wait for a task in %q: %w", list, err)
+	}
+	return true, nil
 }
 
 // AssignedLens returns how many tasks wait in each executor's assigned

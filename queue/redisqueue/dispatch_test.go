@@ -52,6 +52,9 @@ func TestFencedMoveRefusesAnOldToken(t *testing.T) {
 	if res, err := q.Move(ctx, 200, "q", 0, dst, "*", ""); err != nil || res != Moved {
 		t.Fatalf("move with token 200: %q, %v", res, err)
 	}
+	if got := rdb.Get(ctx, q.RefusedKey()).Val(); got != "4" {
+		t.Errorf("refused count %q after four refused calls", got)
+	}
 	// Given back to the head of q, in order.
 	if n, err := q.ReturnAssigned(ctx, 200, "ex1"); err != nil || n != 2 {
 		t.Fatalf("return: %d, %v", n, err)
@@ -203,5 +206,50 @@ func TestDispatchedExecutorTakesItsAssignedList(t *testing.T) {
 	}
 	if got := rdb.LIndex(ctx, "q:tube:build", 0).Val(); got != string(d.Raw) {
 		t.Errorf("put back to %q's head: %q", "q:tube:build", got)
+	}
+}
+
+// MoveMany makes its moves in turn in one script: an index counts the
+// list as the moves before it left it, a move whose task's placement is
+// not the one expected moves nothing (and the others still happen), and
+// an older token moves nothing at all.
+func TestMoveManyInTurn(t *testing.T) {
+	srv := redisserver.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	q := tubeQueue(t, srv, "many")
+	rdb.RPush(ctx, "q", `{"id":"a"}`, `{"id":"b","tube":"gpu"}`, `{"id":"c"}`, `{"id":"d"}`)
+	x, y := q.AssignedKey("x"), q.AssignedKey("y")
+	res, err := q.MoveMany(ctx, 10, "q", []MoveOp{
+		{Index: 0, Dst: x, Expect: "\n"}, // a
+		{Index: 0, Dst: y, Expect: "\n"}, // b (now at 0) is not this key: changed, stays
+		{Index: 1, Dst: y, Expect: "\n"}, // c
+		{Index: 1, Dst: x, Expect: "*"},  // d
+		{Index: 1, Dst: x, Expect: "*"},  // nothing left at 1
+	})
+	if err != nil || !reflect.DeepEqual(res, []string{Moved, Changed, Moved, Moved, Empty}) {
+		t.Fatalf("MoveMany: %v, %v", res, err)
+	}
+	if got := rdb.LRange(ctx, "q", 0, -1).Val(); !reflect.DeepEqual(got, []string{`{"id":"b","tube":"gpu"}`}) {
+		t.Errorf("q = %v", got)
+	}
+	if got := rdb.LRange(ctx, x, 0, -1).Val(); !reflect.DeepEqual(got, []string{`{"id":"a"}`, `{"id":"d"}`}) {
+		t.Errorf("x = %v", got)
+	}
+	if got := rdb.LRange(ctx, y, 0, -1).Val(); !reflect.DeepEqual(got, []string{`{"id":"c"}`}) {
+		t.Errorf("y = %v", got)
+	}
+	heads, counts, err := q.PeekCounting(ctx, "q", 32, []string{"x", "y", "z"})
+	if err != nil || len(heads) != 1 || heads[0].Tube != "gpu" || !reflect.DeepEqual(counts, map[string]int{"x": 2, "y": 1, "z": 0}) {
+		t.Errorf("PeekCounting: %+v %v %v", heads, counts, err)
+	}
+	if err := q.ClaimEpoch(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.MoveMany(ctx, 10, "q", []MoveOp{{Index: 0, Dst: x, Expect: "*"}}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("MoveMany with an older token: %v, want fenced", err)
+	}
+	if n := rdb.LLen(ctx, "q").Val(); n != 1 {
+		t.Errorf("the fenced MoveMany moved something: %d left", n)
 	}
 }

@@ -21,6 +21,7 @@
 //	Q:tubes                  hash executor → the tubes it serves (JSON list), for status
 //	Q:assigned:<executor>    tasks a dispatcher gave a dispatched executor, not yet taken
 //	Q:dispatch:epoch         the highest dispatcher leader token seen (fences a deposed leader)
+//	Q:dispatch:refused       how many writes of deposed leaders the epoch refused
 package redisqueue
 
 import (

@@ -73,9 +73,17 @@ func eventually(t *testing.T, what string, within time.Duration, f func() bool) 
 	}
 }
 
-func TestRegisterListUpdateClose(t *testing.T) {
-	srv := etcdtest.Start(t)
-	r := newRegistry(t, srv.Endpoint(), time.Second)
+// onEachEtcd runs f against the embedded etcd and against Debian's
+// etcd-server (an older release than the client's), each in a subtest.
+func onEachEtcd(t *testing.T, f func(t *testing.T, endpoint string)) {
+	t.Run("embedded", func(t *testing.T) { f(t, etcdtest.Start(t).Endpoint()) })
+	t.Run("etcd-server", func(t *testing.T) { f(t, etcdtest.StartProcess(t).Endpoint()) })
+}
+
+func TestRegisterListUpdateClose(t *testing.T) { onEachEtcd(t, testRegisterListUpdateClose) }
+
+func testRegisterListUpdateClose(t *testing.T, endpoint string) {
+	r := newRegistry(t, endpoint, time.Second)
 	ctx := context.Background()
 	m := member("a")
 	g, err := r.Register(ctx, m, registry.Hooks{})
@@ -146,11 +154,14 @@ func (e *events) has(s string) bool {
 // once, stops its tasks after the grace, and registers again with a new
 // incarnation once etcd is back. The rest of the fleet sees it go.
 func TestPartitionedExecutorFencesItself(t *testing.T) {
-	srv := etcdtest.Start(t)
-	proxy := etcdtest.NewProxy(t, srv.Endpoint())
+	onEachEtcd(t, testPartitionedExecutorFencesItself)
+}
+
+func testPartitionedExecutorFencesItself(t *testing.T, endpoint string) {
+	proxy := etcdtest.NewProxy(t, endpoint)
 	ttl := time.Second
 	cut := newRegistry(t, proxy.Addr(), ttl)
-	observer := newRegistry(t, srv.Endpoint(), ttl)
+	observer := newRegistry(t, endpoint, ttl)
 	ctx := context.Background()
 	var ev events
 	m := member("part")
@@ -217,6 +228,53 @@ func TestShortLossStillFencesBeforeTakingAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "registered again", 10*time.Second, func() bool { return ev.has("registered") })
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if got := strings.Join(ev.log, ","); got != "lost,fence,registered" {
+		t.Errorf("hooks called %s, want lost,fence,registered", got)
+	}
+}
+
+// etcd itself restarted (Debian's etcd-server, stopped for longer than the
+// lease) while an executor is registered: the executor counts its lease
+// lost and fences its tasks, and once etcd is back it is registered again,
+// once, with a new incarnation, and its running count is published again.
+func TestEtcdRestartedWhileRegistered(t *testing.T) {
+	etcd := etcdtest.StartProcess(t)
+	ttl := time.Second
+	r := newRegistry(t, etcd.Endpoint(), ttl)
+	ctx := context.Background()
+	var ev events
+	m := member("restart")
+	g, err := r.Register(ctx, m, registry.Hooks{
+		Lost: func() { ev.add("lost") }, Fence: func() { ev.add("fence") }, Registered: func(int64) { ev.add("registered") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close(ctx)
+	first := g.Incarnation()
+
+	etcd.Stop()
+	eventually(t, "the executor to count its lease lost while etcd is down", 10*time.Second, func() bool { return ev.has("lost") })
+	eventually(t, "the executor to fence its tasks while etcd is down", 10*time.Second, func() bool { return ev.has("fence") })
+	if ev.has("registered") {
+		t.Fatal("registered again while etcd is down")
+	}
+	etcd.Start()
+	eventually(t, "registered again once etcd is back", 30*time.Second, func() bool { return ev.has("registered") })
+	g.SetRunning(2)
+	eventually(t, "the registry to show the new incarnation and its running count", 10*time.Second, func() bool {
+		got := find(t, r, m.ID)
+		return got != nil && got.Incarnation == g.Incarnation() && got.Running == 2
+	})
+	if g.Incarnation() <= first {
+		t.Errorf("incarnation %d after the restart, was %d", g.Incarnation(), first)
+	}
+	ms, err := r.Members(ctx)
+	if err != nil || len(ms) != 1 {
+		t.Errorf("members after the restart: %+v, %v", ms, err)
+	}
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	if got := strings.Join(ev.log, ","); got != "lost,fence,registered" {

@@ -45,24 +45,8 @@ func (b *bench) taskJobLatency(ctx context.Context, v variant, iters int) (laten
 	defer col.stop()
 	defer ex.stop()
 
-	for i := -warmup; i < iters; i++ {
-		id := fmt.Sprintf("dispatch%s-%d", v.suffix, i)
-		t0 := time.Now()
-		if err := b.submit(ctx, ex.names.Tasks, id, stampProgram); err != nil {
-			return res, err
-		}
-		msgs, _, err := col.waitDone(id, taskTimeout)
-		if err != nil {
-			return res, err
-		}
-		stamp, err := stampOf(msgs)
-		if err != nil {
-			return res, err
-		}
-		if i >= 0 {
-			res.dispatch = append(res.dispatch, time.Duration(stamp-t0.UnixNano()))
-		}
-		time.Sleep(gap)
+	if res.dispatch, err = b.dispatchSeries(ctx, ex, col, "dispatch"+v.suffix, iters); err != nil {
+		return res, err
 	}
 
 	for i := -warmup; i < iters; i++ {
@@ -81,6 +65,32 @@ func (b *bench) taskJobLatency(ctx context.Context, v variant, iters int) (laten
 		time.Sleep(gap)
 	}
 	return res, nil
+}
+
+// dispatchSeries submits stamp to ex's task list one at a time, gap
+// apart, and returns RPUSH → its first instruction for each.
+func (b *bench) dispatchSeries(ctx context.Context, ex *runningExecutor, col *collector, prefix string, iters int) (samples, error) {
+	var s samples
+	for i := -warmup; i < iters; i++ {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		t0 := time.Now()
+		if err := b.submit(ctx, ex.names.Tasks, id, stampProgram); err != nil {
+			return nil, err
+		}
+		msgs, _, err := col.waitDone(id, taskTimeout)
+		if err != nil {
+			return nil, err
+		}
+		stamp, err := stampOf(msgs)
+		if err != nil {
+			return nil, err
+		}
+		if i >= 0 {
+			s = append(s, time.Duration(stamp-t0.UnixNano()))
+		}
+		time.Sleep(gap)
+	}
+	return s, nil
 }
 
 // stampOf returns the time stamp in the task's first stdout line.

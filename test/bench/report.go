@@ -234,6 +234,10 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 		b.managementRows(ctx, rep)
 	}
 
+	if cfg.want("fleet") {
+		b.fleetRows(ctx, rep)
+	}
+
 	if cfg.want("admission") && cfg.want("throughput") {
 		// Last: what the checks before a start cost, against the task rate
 		// measured above with them off.

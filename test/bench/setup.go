@@ -160,6 +160,12 @@ type runningExecutor struct {
 // task-job binary wires it, with output shipping on.
 // Each configure function may add to the options (policy, audit log, ...).
 func (b *bench) startExecutor(phase string, concurrency int, runner *sandbox.Runner, configure ...func(*executor.Options)) (*runningExecutor, error) {
+	return b.startExecutorOn(phase, concurrency, runner, redisqueue.Options{}, configure...)
+}
+
+// startExecutorOn is startExecutor with queue options to start from
+// (Dispatched); names, id, retention and the client are set here.
+func (b *bench) startExecutorOn(phase string, concurrency int, runner *sandbox.Runner, qopt redisqueue.Options, configure ...func(*executor.Options)) (*runningExecutor, error) {
 	j, err := jail.New(jail.Options{Dir: b.cmdDir})
 	if err != nil {
 		return nil, err
@@ -170,7 +176,8 @@ func (b *bench) startExecutor(phase string, concurrency int, runner *sandbox.Run
 	// hold a connection each, plus one per running task for its claim and
 	// one for the publisher.
 	rdb := redis.NewClient(&redis.Options{Addr: b.redis.addr, PoolSize: concurrency + 16, DialTimeout: time.Second})
-	q := redisqueue.New(rdb, redisqueue.Options{Names: n, ExecutorID: id, Retention: time.Hour})
+	qopt.Names, qopt.ExecutorID, qopt.Retention = n, id, time.Hour
+	q := redisqueue.New(rdb, qopt)
 	opts := executor.Options{
 		ExecutorID: id, Concurrency: concurrency, Logs: true,
 		SpoolDir: filepath.Join(b.tmp, "spool-"+phase),

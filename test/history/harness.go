@@ -26,6 +26,7 @@ import (
 
 	"github.com/taskjob/task-job/task"
 	"github.com/taskjob/task-job/test/redisserver"
+	"github.com/taskjob/task-job/test/tcpproxy"
 )
 
 const (
@@ -83,7 +84,7 @@ type executorProc struct {
 	cfg     string
 	logPath string
 	audit   string
-	proxy   *proxy
+	proxy   *tcpproxy.Proxy
 
 	cmd    *exec.Cmd
 	done   chan struct{}
@@ -205,7 +206,7 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 
 	for i := 0; i < pl.Executors; i++ {
 		e := &executorProc{id: fmt.Sprintf("%s-e%d", marker, i)}
-		px, err := newProxy(r.srv.Addr())
+		px, err := tcpproxy.New(r.srv.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}

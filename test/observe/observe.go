@@ -16,6 +16,22 @@ import (
 	"time"
 )
 
+// Binary finds the program name in PATH. A missing program fails the
+// test in CI (env CI set) and skips it elsewhere, so developers without it
+// can still run the rest of the suite; install says how to get it.
+func Binary(t testing.TB, name, install string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is required in CI (env CI is set) but was not found: %v; install it with: %s", name, err, install)
+	}
+	t.Skipf("%s not found (%v); install it (%s) to run this test; in CI (env CI set) this is a failure, not a skip", name, err, install)
+	return ""
+}
+
 // Eventually polls cond until it holds, failing the test after timeout.
 func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskjob/task-job/test/observe"
 )
 
 const (
@@ -115,22 +117,10 @@ func startServer(t testing.TB, bin, dir, logFile string, args []string) *Server 
 	return s
 }
 
-// lookBinary finds name in PATH. A missing server fails the test in CI
-// and skips it elsewhere, so developers without Redis can still run the
-// rest of the suite.
+// lookBinary finds a Redis program in PATH (see observe.Binary).
 func lookBinary(t testing.TB, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("redisserver: %s is required in CI (env CI is set) but was not found: %v; "+
-			"install it with: apt-get install redis-server redis-sentinel", name, err)
-	}
-	t.Skipf("redisserver: %s not found (%v); install it (apt-get install redis-server redis-sentinel) "+
-		"to run this test; in CI (env CI set) this is a failure, not a skip", name, err)
-	return ""
+	return observe.Binary(t, name, "apt-get install redis-server redis-sentinel")
 }
 
 // Addr returns the server's address, "127.0.0.1:port".

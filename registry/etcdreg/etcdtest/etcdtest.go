@@ -4,6 +4,7 @@
 package etcdtest
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,12 +27,30 @@ type Server struct {
 // timeout in a temporary directory, stopped when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	s, err := Embed(t.TempDir())
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Embed is Start outside a test (the benchmark): data in dir, stopped by
+// Close.
+func Embed(dir string) (*Server, error) {
 	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
+	cfg.Dir = dir
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.TickMs = 10
 	cfg.ElectionMs = 100
-	client, peer := freeURL(t), freeURL(t)
+	client, err := freeURL()
+	if err != nil {
+		return nil, err
+	}
+	peer, err := freeURL()
+	if err != nil {
+		return nil, err
+	}
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
 	cfg.ListenPeerUrls = []url.URL{peer}
@@ -39,28 +58,30 @@ func Start(t testing.TB) *Server {
 	cfg.InitialCluster = cfg.Name + "=" + peer.String()
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		t.Fatalf("etcdtest: start: %v", err)
+		return nil, fmt.Errorf("start: %w", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(20 * time.Second):
 		e.Close()
-		t.Fatal("etcdtest: etcd not ready after 20 s")
+		return nil, errors.New("etcd not ready after 20 s")
 	}
-	t.Cleanup(e.Close)
-	return &Server{e: e, endpoint: client.Host}
+	return &Server{e: e, endpoint: client.Host}, nil
 }
+
+// Close stops the member.
+func (s *Server) Close() { s.e.Close() }
 
 // Endpoint is the client address, host:port.
 func (s *Server) Endpoint() string { return s.endpoint }
 
-func freeURL(t testing.TB) url.URL {
+func freeURL() (url.URL, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return url.URL{}, err
 	}
 	defer ln.Close()
-	return url.URL{Scheme: "http", Host: ln.Addr().String()}
+	return url.URL{Scheme: "http", Host: ln.Addr().String()}, nil
 }
 
 // Proxy forwards TCP connections to a target until cut.
