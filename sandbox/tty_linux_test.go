@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/taskjob/task-job/sandbox"
+	"github.com/taskjob/task-job/test/ptytest"
 )
 
 // TestTaskCannotTypeIntoTerminal starts a stand-in executor on a pty, as an
@@ -25,7 +26,7 @@ func TestTaskCannotTypeIntoTerminal(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			dir := taskDir(t)
 			prog := selfCopy(t, dir)
-			master, slave := openPty(t)
+			master, slave := ptytest.Open(t)
 			report := filepath.Join(t.TempDir(), "report")
 			cmd := exec.Command(os.Args[0])
 			// The fallback runs tasks as the executor's user, here root, who
@@ -70,37 +71,6 @@ func TestTaskCannotTypeIntoTerminal(t *testing.T) {
 			}
 		})
 	}
-}
-
-// openPty returns a new pty's master and slave.
-func openPty(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Raw: injected bytes are counted as they arrive, not once a line ends.
-	tio, err := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tio.Lflag &^= unix.ICANON | unix.ECHO | unix.ISIG
-	if err := unix.IoctlSetTermios(int(s.Fd()), unix.TCSETS, tio); err != nil {
-		t.Fatal(err)
-	}
-	return m, s
 }
 
 func init() {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/ptytest"
 	"github.com/taskjob/task-job/test/redisserver"
 )
 
@@ -64,7 +64,7 @@ func TestTaskCannotTypeIntoTheExecutorsTerminal(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "typist.py"), []byte(typist), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			master, slave := openPty(t)
+			master, slave := ptytest.Open(t)
 			var p *proc
 			var rdb *redis.Client
 			if mode == "serve" {
@@ -155,36 +155,4 @@ func startOnPty(t *testing.T, master, slave *os.File, args ...string) *proc {
 		}
 	})
 	return p
-}
-
-// openPty returns a new pty's master and slave, raw, so injected bytes are
-// counted as they arrive rather than once a line ends.
-func openPty(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	tio, err := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tio.Lflag &^= unix.ICANON | unix.ECHO | unix.ISIG
-	if err := unix.IoctlSetTermios(int(s.Fd()), unix.TCSETS, tio); err != nil {
-		t.Fatal(err)
-	}
-	return m, s
 }
