@@ -82,7 +82,7 @@ lint: ## gofmt, go mod tidy, go vet on every target OS, and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
-	@for os in windows darwin freebsd; do GOOS=$$os $(GO) vet ./cmd/... ./sandbox/... ./jail/... ./spool/... ./config/... ./task/... ./queue/... ./executor/... ./policy/... ./audit/... ./signature/... || exit 1; done
+	@for os in windows darwin freebsd; do GOOS=$$os $(GO) vet ./cmd/... ./sandbox/... ./jail/... ./spool/... ./config/... ./task/... ./queue/... ./executor/... ./policy/... ./audit/... ./signature/... ./internal/... || exit 1; done
 
 audit-sandbox: ## (root) run a probe in the real sandbox and print what a task can and cannot do; CI compares it with sandbox/testdata/audit-sandbox.md
 	@CGO_ENABLED=0 $(GO) build -trimpath -o task-job-init ./cmd/task-job-init

@@ -108,6 +108,7 @@ func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*clien
 				// A bare host:port carries no password, user or database.
 				fix += "; those settings are read from the config given with -config=FILE, and none was given"
 			}
+			//lint:ignore ST1005 the message is printed whole and starts with the name Redis
 			return nil, fmt.Errorf("Redis at %s (%s) answers but refuses this connection: %w\n  %s", redactAddr(cfg.RedisAddr), from, errors.Unwrap(err), fix)
 		}
 		return nil, fmt.Errorf("cannot reach Redis at %s (%s): %w\n"+
