@@ -180,6 +180,9 @@ func TestDispatcherPlacesEachTaskOnce(t *testing.T) {
 			t.Fatalf("cordon %s: exit %d\n%s%s", id, code, out.String(), errOut.String())
 		}
 	}
+	// A cordon reaches the leader through its etcd watch: a task pushed
+	// within that moment (milliseconds) may still be placed as before.
+	time.Sleep(300 * time.Millisecond)
 	lost := []string{"l1", "l2", "l3"}
 	push(lost...)
 	observe.Eventually(t, "the ghost to be assigned the three tasks", 10*time.Second, func() bool {
