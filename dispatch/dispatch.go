@@ -334,10 +334,36 @@ func (d *Dispatcher) serve(ctx context.Context, token int64, f *fleet, events cl
 			}
 		}
 	}()
+	// apply takes in a batch of registry events; false: the watch broke.
+	apply := func(resp clientv3.WatchResponse, ok bool) (bool, error) {
+		if !ok || resp.Err() != nil {
+			return false, nil // load again
+		}
+		for _, ev := range resp.Events {
+			if id := f.apply(d, ev.Kv.Key, ev.Kv.Value, ev.Type == clientv3.EventTypeDelete); id != "" {
+				if err := giveBack(id); err != nil {
+					return false, err
+				}
+			}
+		}
+		return true, nil
+	}
 	lastSweep := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
+		// Registry events already here go first: a cordon that arrived
+		// with the push that woke this pass must hold for its tasks.
+		for drained := false; !drained; {
+			select {
+			case resp, ok := <-events:
+				if live, err := apply(resp, ok); !live {
+					return err
+				}
+			default:
+				drained = true
+			}
+		}
 		moved, sharedEmpty, err := d.pass(ctx, token, f)
 		if err != nil {
 			return err
@@ -368,15 +394,8 @@ func (d *Dispatcher) serve(ctx context.Context, token int64, f *fleet, events cl
 			case <-wake:
 				waiting = false
 			case resp, ok := <-events:
-				if !ok || resp.Err() != nil {
-					return nil // load again
-				}
-				for _, ev := range resp.Events {
-					if id := f.apply(d, ev.Kv.Key, ev.Kv.Value, ev.Type == clientv3.EventTypeDelete); id != "" {
-						if err := giveBack(id); err != nil {
-							return err
-						}
-					}
+				if live, err := apply(resp, ok); !live {
+					return err
 				}
 			}
 		}
