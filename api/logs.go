@@ -135,14 +135,15 @@ func (s *Server) taskLogs(w http.ResponseWriter, r *http.Request, id *Identity) 
 		return l.MsgType == task.MsgDone, out.event(l.Seq, name, raw)
 	}
 	stop := false
-	err = s.history(ctx, taskID, func(raw []byte) bool {
+	fromHistory := func(raw []byte) bool {
 		if out == nil {
 			out = startSSE(w)
 		}
 		done, err := emit(raw)
 		stop = done || err != nil
 		return !stop
-	})
+	}
+	cursor, err := s.historyFrom(ctx, taskID, "", fromHistory)
 	if err != nil && out == nil {
 		s.fail(w, err)
 		return
@@ -180,9 +181,16 @@ func (s *Server) taskLogs(w http.ResponseWriter, r *http.Request, id *Identity) 
 			}
 		case <-poll.C:
 			// A done the feed did not bring (published while the feed
-			// was re-subscribing) still ends the stream.
+			// was re-subscribing, or not yet here: the feed lags the
+			// task) still ends the stream, but only after every line
+			// before it. The task's log stream has them all: what it
+			// holds past the first read is sent (seq drops what the
+			// feed brought meanwhile), then the done.
 			if v, err := s.Task(ctx, taskID); err == nil && v != nil && v.State.Terminal() && len(v.Done) > 0 {
-				s.drainThenDone(wt, emit, v.Done)
+				if _, err := s.historyFrom(ctx, taskID, cursor, fromHistory); err != nil || stop {
+					return
+				}
+				_, _ = emit(v.Done)
 				return
 			}
 		}
@@ -192,36 +200,27 @@ func (s *Server) taskLogs(w http.ResponseWriter, r *http.Request, id *Identity) 
 // history calls each with the task's messages so far, in order, from its
 // log stream, a page at a time, until each returns false.
 func (s *Server) history(ctx context.Context, taskID string, each func(raw []byte) bool) error {
-	from := ""
+	_, err := s.historyFrom(ctx, taskID, "", each)
+	return err
+}
+
+// historyFrom is history from after the stream cursor from ("" = the
+// start); it returns the cursor to go on from.
+func (s *Server) historyFrom(ctx context.Context, taskID, from string, each func(raw []byte) bool) (string, error) {
 	for {
 		b, err := s.q.ReadLogs(ctx, taskID, from, 0)
 		if err != nil {
-			return err
+			return from, err
 		}
 		for _, m := range b.Messages {
 			if !each(m) {
-				return nil
+				return from, nil
 			}
 		}
 		if b.Next == from || b.Next == "" {
-			return nil
+			return from, nil
 		}
 		from = b.Next
-	}
-}
-
-// drainThenDone sends what the feed already brought, then the done.
-func (s *Server) drainThenDone(wt *watcher, emit func([]byte) (bool, error), done []byte) {
-	for {
-		select {
-		case raw := <-wt.ch:
-			if d, err := emit(raw); d || err != nil {
-				return
-			}
-		default:
-			_, _ = emit(done)
-			return
-		}
 	}
 }
 
