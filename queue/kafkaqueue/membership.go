@@ -80,6 +80,12 @@ func (q *Queue) Join(ctx context.Context) error {
 // last acknowledged heartbeat is a TTL old: peers may have judged this
 // executor dead meanwhile.
 func (q *Queue) Heartbeat(ctx context.Context) error {
+	// Read the executors topic to its end first: a second holder's join
+	// written before this beat must be what it answers, not a liveness
+	// judged on a view that has not seen that join yet.
+	if err := q.view.catchUp(ctx, q.topics.Executors); err != nil {
+		return err
+	}
 	q.view.mu.Lock()
 	e := q.view.execs[q.opt.ExecutorID]
 	var other string
