@@ -24,6 +24,9 @@ const (
 	InvAudit        = "audit-chain-verifies"
 	InvCleanStop    = "graceful-stop"
 	InvStaysUp      = "executor-stays-up"
+	// Fleet histories only.
+	InvEligible = "ran-where-eligible"
+	InvWaits    = "unplaceable-waits-queued"
 )
 
 // violation is one broken invariant.
@@ -76,6 +79,9 @@ func (r *run) check(lo leftovers) []violation {
 			}
 			continue
 		}
+		if r.waitsForever(i) {
+			continue // checkFleet's
+		}
 		if len(dones) != 1 {
 			var sts []string
 			for _, d := range dones {
@@ -101,6 +107,9 @@ func (r *run) check(lo leftovers) []violation {
 		if why := outputProblem(s, msgs, first); why != "" {
 			add(InvOutput, s.ID, "%s", why)
 		}
+	}
+	if r.plan.Fleet != nil {
+		r.checkFleet(byID, starts, add)
 	}
 	for _, p := range lo.procs {
 		add(InvNoProcess, "", "left after the graceful stop: %s", p)
@@ -197,6 +206,13 @@ func (r *run) statusProblem(i int, d received, started, ended int) string {
 			return fmt.Sprintf("killed (%s), but no kill was sent for it", l.Reason)
 		}
 	case task.Lost:
+		if strings.Contains(l.Reason, "lost its registry lease") {
+			// It fenced itself: it was cut off from etcd past the lease.
+			if !r.hadEvent(l.Executor, r.firstSub[i], d.At, "sigstop-past-lease") {
+				return fmt.Sprintf("lost (%q), but %s was not paused past its registry lease while it had the task", l.Reason, l.Executor)
+			}
+			return ""
+		}
 		m := diedRe.FindStringSubmatch(l.Reason)
 		if m == nil {
 			return fmt.Sprintf("lost, but the reason names no executor: %q", l.Reason)
@@ -227,6 +243,10 @@ func (r *run) hadEvent(exec string, from, to time.Duration, kinds ...string) boo
 			case "sigstop-past-ttl", "partition-past-ttl":
 				base := strings.TrimSuffix(k, "-past-ttl")
 				if ev.Kind == base && pastTTL(ev.Note, r.params.TTL) {
+					return true
+				}
+			case "sigstop-past-lease":
+				if ev.Kind == "sigstop" && pastTTL(ev.Note, registryTTL) {
 					return true
 				}
 			default:

@@ -28,8 +28,13 @@ func (r *run) execute() error {
 			return err
 		}
 	}
+	if r.plan.Fleet != nil {
+		if err := r.startFleet(); err != nil {
+			return err
+		}
+	}
 	r.t0 = time.Now() // plan times count from here
-	for _, e := range r.execs {
+	for _, e := range append(r.execs, r.disps...) {
 		r.record("start", "", e.id, "")
 	}
 	r.stopPoll, r.pollDone = make(chan struct{}), make(chan struct{})
@@ -55,6 +60,7 @@ func (r *run) execute() error {
 		return err
 	}
 	r.waitDones()
+	r.readWaiting()
 	r.stopAll()
 	close(r.stopPoll)
 	<-r.pollDone
@@ -65,7 +71,7 @@ func (r *run) apply(o op) error {
 	switch o.Kind {
 	case "submit", "kill":
 		s := r.plan.Tasks[o.Task]
-		list, raw := queueName, s.taskJSON()
+		list, raw := s.list(), s.taskJSON()
 		if o.Kind == "kill" {
 			list, raw = ctrlList, fmt.Sprintf(`{"id":%q,"type":"kill"}`, s.ID)
 		}
@@ -85,9 +91,15 @@ func (r *run) apply(o op) error {
 			r.submitted[o.Task]++
 			if note == "" {
 				note = fmt.Sprintf("lines=%d sleep=%v exit=%d timeout=%d invalid=%v", s.Lines, s.Sleep, s.Exit, s.Timeout, s.Invalid)
+				if r.plan.Fleet != nil {
+					note += fmt.Sprintf(" tube=%q constraints=%v via-Q=%v", s.Tube, s.Constraints, s.ViaQ)
+				}
 			}
 		} else {
 			r.killSent[o.Task]++
+			if r.submitted[o.Task] > 0 {
+				r.killQueued[o.Task]++
+			}
 		}
 		r.mu.Unlock()
 		r.record(o.Kind, s.ID, "", note)
@@ -152,7 +164,7 @@ func (r *run) apply(o op) error {
 		r.execs[o.Exec].proxy.Heal()
 		r.record("heal", "", r.execs[o.Exec].id, "")
 	default:
-		return fmt.Errorf("history: unknown op %q", o.Kind)
+		return r.applyFleet(o)
 	}
 	return nil
 }
@@ -165,8 +177,10 @@ func (r *run) healAll() error {
 		r.redisUp = true
 		r.record("redis-start", "", "", "at the end")
 	}
-	for _, e := range r.execs {
-		e.proxy.Heal()
+	for _, e := range append(r.execs, r.disps...) {
+		if e.proxy != nil {
+			e.proxy.Heal()
+		}
 		if e.paused {
 			e.signal(syscall.SIGCONT)
 			e.paused = false
@@ -184,7 +198,7 @@ func (r *run) healAll() error {
 	// between attempts grows to 15 s); only then has it cleaned up what
 	// its previous life left.
 	deadline := time.Now().Add(20 * time.Second)
-	for _, e := range r.execs {
+	for _, e := range append(r.execs, r.disps...) {
 		for e.alive() && !e.serving() && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond) // polling its log
 		}
@@ -218,7 +232,7 @@ func (r *run) missingDones() []string {
 	}
 	var miss []string
 	for i, s := range r.plan.Tasks {
-		if r.submitted[i] > 0 && !has[s.ID] {
+		if r.submitted[i] > 0 && !has[s.ID] && !r.waitsForever(i) {
 			miss = append(miss, s.ID)
 		}
 	}
@@ -230,7 +244,7 @@ func (r *run) missingDones() []string {
 // recorded as stuck.
 func (r *run) stopAll() {
 	var up []*executorProc
-	for _, e := range r.execs {
+	for _, e := range append(r.execs, r.disps...) {
 		if e.alive() {
 			up = append(up, e)
 			e.signal(syscall.SIGTERM)
@@ -253,6 +267,7 @@ func (r *run) stopAll() {
 	for _, e := range r.execs {
 		e.proxy.Close()
 	}
+
 }
 
 // leftovers are what the host shows after the graceful stop.

@@ -85,6 +85,10 @@ type executorProc struct {
 	logPath string
 	audit   string
 	proxy   *tcpproxy.Proxy
+	// args and ready are a dispatcher's (default: the executor's
+	// -config=cfg and "executor serving").
+	args  []string
+	ready string
 
 	cmd    *exec.Cmd
 	done   chan struct{}
@@ -124,7 +128,12 @@ type run struct {
 	srv    *redisserver.Server
 	rdb    *redis.Client
 	execs  []*executorProc
+	disps  []*executorProc // a fleet history's dispatcher replicas
+	etcd   string          // a fleet history's etcd endpoint
 	t0     time.Time
+	// waiting is what `task-job status` said at the end about each task
+	// nobody can take (fleet histories).
+	waiting map[string]string
 
 	mu     sync.Mutex
 	events []event
@@ -134,9 +143,12 @@ type run struct {
 	submitted []int
 	firstSub  []time.Duration
 	killSent  []int
-	redisUp   bool
-	stopPoll  chan struct{}
-	pollDone  chan struct{}
+	// killQueued[i] counts kills sent once task i was accepted: a kill
+	// sent before waits for the task's claim (README, "Lifecycle").
+	killQueued []int
+	redisUp    bool
+	stopPoll   chan struct{}
+	pollDone   chan struct{}
 }
 
 func (r *run) now() time.Duration { return time.Since(r.t0) }
@@ -151,7 +163,7 @@ func (r *run) record(kind, id, exec, note string) {
 func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 	t.Helper()
 	r := &run{t: t, bin: bin, params: p, plan: pl, marker: marker,
-		submitted: make([]int, len(pl.Tasks)), firstSub: make([]time.Duration, len(pl.Tasks)), killSent: make([]int, len(pl.Tasks))}
+		submitted: make([]int, len(pl.Tasks)), firstSub: make([]time.Duration, len(pl.Tasks)), killSent: make([]int, len(pl.Tasks)), killQueued: make([]int, len(pl.Tasks))}
 	dir, err := os.MkdirTemp("", "task-job-history-")
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +216,7 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 	r.rdb = redis.NewClient(&redis.Options{Addr: r.srv.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { r.rdb.Close() })
 
+	var cfgs []map[string]any
 	for i := 0; i < pl.Executors; i++ {
 		e := &executorProc{id: fmt.Sprintf("%s-e%d", marker, i)}
 		px, err := tcpproxy.New(r.srv.Addr())
@@ -212,9 +225,6 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 		}
 		e.proxy = px
 		edir := filepath.Join(dir, e.id)
-		if err := os.MkdirAll(edir, 0o700); err != nil {
-			t.Fatal(err)
-		}
 		e.logPath = filepath.Join(edir, "executor.log")
 		e.audit = filepath.Join(edir, "audit.log")
 		cfg := map[string]any{
@@ -224,14 +234,28 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 			"spool_dir": filepath.Join(edir, "spool"), "audit_file": e.audit,
 			"isolation": "on", "sandbox_init": bin.init, "policy_file": r.policy,
 		}
-		raw, _ := json.MarshalIndent(cfg, "", "  ")
 		e.cfg = filepath.Join(edir, "config.json")
-		if err := os.WriteFile(e.cfg, raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		cfgs = append(cfgs, cfg)
 		r.execs = append(r.execs, e)
 	}
+	if pl.Fleet != nil {
+		r.setupFleet(cfgs)
+	}
+	for i, e := range r.execs {
+		r.writeConfig(filepath.Dir(e.cfg), e.cfg, cfgs[i])
+	}
 	return r
+}
+
+// writeConfig writes cfg to path, in its own directory dir.
+func (r *run) writeConfig(dir, path string, cfg map[string]any) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		r.t.Fatal(err)
+	}
+	raw, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 // startExec starts one life of e and waits until it serves.
@@ -245,7 +269,11 @@ func (r *run) startExec(e *executorProc) error {
 	fmt.Fprintf(logf, "=== life %d at +%v\n", e.lives, r.now().Round(time.Millisecond))
 	start, _ := logf.Seek(0, 2)
 	e.logStart = start
-	cmd := exec.Command(r.bin.exe, "-config="+e.cfg)
+	args := e.args
+	if args == nil {
+		args = []string{"-config=" + e.cfg}
+	}
+	cmd := exec.Command(r.bin.exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The marker lets the leak scan tell this run's executors from anyone
 	// else's; Pdeathsig takes them down with a crashed harness.
@@ -274,7 +302,7 @@ func (r *run) startExec(e *executorProc) error {
 		b, _ := os.ReadFile(e.logPath)
 		if int64(len(b)) > start {
 			l := string(b[start:])
-			if strings.Contains(l, "executor serving") || redisDown && strings.Contains(l, "Redis is not reachable") {
+			if strings.Contains(l, e.readyLine()) || redisDown && strings.Contains(l, "Redis is not reachable") {
 				return nil
 			}
 		}
@@ -289,10 +317,25 @@ func (r *run) startExec(e *executorProc) error {
 	}
 }
 
+func (e *executorProc) readyLine() string {
+	if e.ready != "" {
+		return e.ready
+	}
+	return "executor serving"
+}
+
 // serving reports whether the current life has logged that it serves.
 func (e *executorProc) serving() bool {
+	return strings.Contains(e.lifeLog(), e.readyLine())
+}
+
+// lifeLog is the current life's log.
+func (e *executorProc) lifeLog() string {
 	b, _ := os.ReadFile(e.logPath)
-	return int64(len(b)) > e.logStart && strings.Contains(string(b[e.logStart:]), "executor serving")
+	if int64(len(b)) <= e.logStart {
+		return ""
+	}
+	return string(b[e.logStart:])
 }
 
 // signal sends sig to the executor the harness started (by its PID).
@@ -363,12 +406,21 @@ func (s taskSpec) taskJSON() string {
 	if s.Invalid {
 		cmdline = "../work.sh"
 	}
-	raw, _ := json.Marshal(task.Task{ID: s.ID, Type: "history", Task: task.Spec{
+	raw, _ := json.Marshal(task.Task{ID: s.ID, Type: "history", Tube: s.Tube, Constraints: s.Constraints, Task: task.Spec{
 		Cmdline: cmdline,
 		CmdArgs: []string{fmt.Sprint(s.Lines), fmt.Sprintf("%.3f", s.Sleep.Seconds()), fmt.Sprint(s.Exit)},
 		Timeout: task.Seconds(s.Timeout),
 	}})
 	return string(raw)
+}
+
+// list is the list a client pushes s to: its tube's (README, "Tubes"),
+// or the untubed list for an old client's.
+func (s taskSpec) list() string {
+	if s.Tube == "" || s.ViaQ {
+		return queueName
+	}
+	return queueName + ":tube:" + s.Tube
 }
 
 func (r *run) push(list, raw string) error {

@@ -20,13 +20,14 @@ var (
 	flagFaults    = flag.String("faults", envOr("HISTORY_FAULTS", DefaultFaults), "fault classes: all, none, or a comma list; -name leaves one out (env HISTORY_FAULTS)")
 	flagExecutors = flag.Int("executors", 3, "executor processes per history")
 	flagTTL       = flag.Duration("ttl", time.Second, "executor_ttl of every executor")
+	flagFleet     = flag.Float64("fleet", 0.4, "the share of -duration given to fleet histories (TestFleetHistory), the rest to TestHistory's")
 )
 
 // DefaultFaults are the fault classes the bounded run in CI injects.
 // partition is left out until it has been re-run since the lifecycle fixes
 // (see the README, "History checker"); run it with -faults=all or
 // HISTORY_FAULTS=all.
-const DefaultFaults = "dup,kill,sigkill,pause,term,redis,cut,delay"
+const DefaultFaults = "dup,kill,sigkill,pause,term,redis,cut,delay,leaderkill,leaderpause"
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
@@ -99,7 +100,7 @@ func (ta *tally) add(r *run, vs []violation) {
 			if ev.Kind == "kill" {
 				ta.faults["kill"]++
 			}
-		case "sigkill", "sigstop", "sigterm", "redis-stop", "redis-kill", "cut", "delay", "partition":
+		case "sigkill", "sigstop", "sigterm", "redis-stop", "redis-kill", "cut", "delay", "partition", "leader-sigkill", "leader-sigstop":
 			if ev.Note != "the final graceful stop" {
 				ta.ops++
 				ta.faults[ev.Kind]++
@@ -189,26 +190,47 @@ func runOne(t *testing.T, p Params, seed int64, ta *tally) {
 		}
 		// The violations are printed again after the timeline: a CI log
 		// that keeps only its tail must still say what broke.
-		t.Errorf("seed %d (faults %s) broke %s — replay: go test ./test/history/ -run 'TestHistory$' -args -seed=%d -faults=%s\n%stimeline:\n%sseed %d broke:\n%s",
-			seed, p.Faults, invariantsOf(vs), seed, p.Faults, b.String(), r.timeline(vs), seed, b.String())
+		name, fleet := "TestHistory", ""
+		if pl.Fleet != nil {
+			name, fleet = "TestFleetHistory", "fleet: "+pl.Fleet.String()+"\n"
+		}
+		t.Errorf("seed %d (faults %s) broke %s — replay: go test ./test/history/ -run '%s$' -args -seed=%d -faults=%s\n%s%stimeline:\n%sseed %d broke:\n%s",
+			seed, p.Faults, invariantsOf(vs), name, seed, p.Faults, fleet, b.String(), r.timeline(vs), seed, b.String())
 	} else if os.Getenv("HISTORY_TIMELINE") != "" {
 		t.Logf("seed %d passed; timeline:\n%s", seed, r.timeline(nil))
 	}
 }
 
-// TestHistory runs random histories for -duration (bounded in CI), or the
-// one history of -seed.
+// TestHistory runs random histories for its share of -duration (bounded
+// in CI), or the one history of -seed.
 func TestHistory(t *testing.T) {
 	p := params(t, *flagFaults)
+	runHistories(t, "history checker", p, *flagDuration-share(*flagDuration))
+}
+
+// TestFleetHistory runs random fleet histories (fleet.go) for its share
+// of -duration, or the one history of -seed.
+func TestFleetHistory(t *testing.T) {
+	p := params(t, *flagFaults)
+	p.Fleet = true
+	runHistories(t, "fleet history checker", p, share(*flagDuration))
+}
+
+// share is the fleet histories' part of d.
+func share(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * min(max(*flagFleet, 0), 1))
+}
+
+func runHistories(t *testing.T, what string, p Params, d time.Duration) {
 	var ta tally
-	defer func() { t.Logf("history checker: faults %s, %v", p.Faults, &ta) }()
+	defer func() { t.Logf("%s: faults %s, %v", what, p.Faults, &ta) }()
 	if *flagSeed != 0 {
 		t.Run(fmt.Sprintf("seed=%d", *flagSeed), func(t *testing.T) { runOne(t, p, *flagSeed, &ta) })
 		return
 	}
 	base := time.Now().UnixNano() % 1e6
-	t.Logf("history checker: seeds from %d, faults %s, for %v", base, p.Faults, *flagDuration)
-	end := time.Now().Add(*flagDuration)
+	t.Logf("%s: seeds from %d, faults %s, for %v", what, base, p.Faults, d)
+	end := time.Now().Add(d)
 	for i := int64(0); i == 0 || time.Now().Before(end); i++ {
 		seed := base + i
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runOne(t, p, seed, &ta) })

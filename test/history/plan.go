@@ -20,10 +20,17 @@ const (
 	FaultCut       = "cut"       // every connection of one executor to Redis closed at once
 	FaultDelay     = "delay"     // latency on one executor's link
 	FaultPartition = "partition" // one executor's link holds all traffic for a while
+	// The fleet's own (fleet histories only): the dispatcher leader
+	// SIGKILLed and restarted, or SIGSTOPped past its lease and resumed.
+	FaultLeaderKill  = "leaderkill"
+	FaultLeaderPause = "leaderpause"
 )
 
 // AllFaults lists every class, in a fixed order for reports.
-var AllFaults = []string{FaultDup, FaultKill, FaultSIGKILL, FaultPause, FaultTerm, FaultRedis, FaultCut, FaultDelay, FaultPartition}
+var AllFaults = []string{FaultDup, FaultKill, FaultSIGKILL, FaultPause, FaultTerm, FaultRedis, FaultCut, FaultDelay, FaultPartition, FaultLeaderKill, FaultLeaderPause}
+
+// fleetOnly are the classes a history without a dispatcher has no target for.
+var fleetOnly = map[string]bool{FaultLeaderKill: true, FaultLeaderPause: true}
 
 // FaultSet is the set of enabled classes.
 type FaultSet map[string]bool
@@ -86,6 +93,9 @@ type Params struct {
 	Span        time.Duration // when operations are scheduled: [0, Span)
 	Tasks       int           // tasks per history (a range is drawn around it)
 	Faults      FaultSet
+	// Fleet runs the executors dispatched, registered in etcd with tubes
+	// and labels, behind a pair of dispatcher processes (fleet.go).
+	Fleet bool
 }
 
 // taskSpec is one task the workload submits.
@@ -96,6 +106,12 @@ type taskSpec struct {
 	Exit    int           // its exit status when it reaches its end
 	Timeout int           // task.timeout, seconds; 0 = none
 	Invalid bool          // a cmdline the jail refuses: must end rejected, never run
+	// Fleet histories only: the task's tube and constraints, and whether
+	// it is pushed to the untubed list all the same (an old client; the
+	// dispatcher sends it on to its tube's list).
+	Tube        string
+	Constraints map[string]string
+	ViaQ        bool
 }
 
 // runtime is how long the script takes if nothing interrupts it.
@@ -117,6 +133,7 @@ type plan struct {
 	Executors int // 1..Params.Executors: one executor alone is where two copies of a task meet
 	Tasks     []taskSpec
 	Ops       []op
+	Fleet     *fleetPlan // nil unless Params.Fleet
 }
 
 // makePlan draws the workload and faults for seed. The executors' state is
@@ -128,6 +145,9 @@ func makePlan(seed int64, prefix string, p Params) plan {
 	span := p.Span
 	dur := func(lo, hi time.Duration) time.Duration {
 		return lo + time.Duration(rng.Int63n(int64(hi-lo)+1))
+	}
+	if p.Fleet {
+		pl.Fleet = drawFleet(rng, pl.Executors)
 	}
 	n := p.Tasks/2 + rng.Intn(p.Tasks+1)
 	bursts := []time.Duration{dur(0, span), dur(0, span), dur(0, span)}
@@ -146,6 +166,9 @@ func makePlan(seed int64, prefix string, p Params) plan {
 			s.Timeout = 1
 			s.Lines, s.Sleep = 8, 300*time.Millisecond
 		}
+		if pl.Fleet != nil {
+			pl.Fleet.route(rng, &s)
+		}
 		pl.Tasks = append(pl.Tasks, s)
 		ti := len(pl.Tasks) - 1
 		// Half the tasks come in bursts, so slots fill and tasks queue.
@@ -163,7 +186,7 @@ func makePlan(seed int64, prefix string, p Params) plan {
 				// A longer task just before it and a copy just after: on an
 				// executor with two free slots the copy waits at the head of
 				// the queue and is taken the moment the first copy ends.
-				long := taskSpec{ID: s.ID + "-long", Lines: 10, Sleep: 300 * time.Millisecond}
+				long := taskSpec{ID: s.ID + "-long", Lines: 10, Sleep: 300 * time.Millisecond, Tube: s.Tube, Constraints: s.Constraints}
 				pl.Tasks = append(pl.Tasks, long)
 				pl.Ops = append(pl.Ops,
 					op{At: at - time.Millisecond, Kind: "submit", Task: len(pl.Tasks) - 1, Note: "a longer task beside " + s.ID},
@@ -206,18 +229,21 @@ func makePlan(seed int64, prefix string, p Params) plan {
 	// apart, so each stop is followed by its own start.
 	var classes []string
 	for _, f := range AllFaults {
-		if p.Faults[f] && f != FaultDup && f != FaultKill {
+		if p.Faults[f] && f != FaultDup && f != FaultKill && (p.Fleet || !fleetOnly[f]) {
 			classes = append(classes, f)
 		}
 	}
-	busyUntil := make([]time.Duration, pl.Executors+1) // the last one is Redis
+	busyUntil := make([]time.Duration, pl.Executors+2) // then Redis, then the dispatcher leader
 	if len(classes) > 0 {
 		nf := 2 + rng.Intn(4)
 		for i := 0; i < nf; i++ {
 			c := classes[rng.Intn(len(classes))]
 			e := rng.Intn(pl.Executors)
-			if c == FaultRedis {
+			switch c {
+			case FaultRedis:
 				e = pl.Executors
+			case FaultLeaderKill, FaultLeaderPause:
+				e = pl.Executors + 1
 			}
 			at := dur(0, span)
 			if at < busyUntil[e] {
@@ -255,6 +281,15 @@ func makePlan(seed int64, prefix string, p Params) plan {
 				d := dur(50*time.Millisecond, 300*time.Millisecond)
 				end = at + dur(500*time.Millisecond, 3*time.Second)
 				pl.Ops = append(pl.Ops, op{At: at, Kind: "delay", Exec: e, Arg: d}, op{At: end, Kind: "heal", Exec: e})
+			case FaultLeaderKill:
+				end = at + dur(300*time.Millisecond, 2*time.Second)
+				pl.Ops = append(pl.Ops, op{At: at, Kind: "leader-kill"}, op{At: end, Kind: "dispatcher-start", Note: "restart after SIGKILL"})
+			case FaultLeaderPause:
+				// Past the leader's lease: the other replica leads, and the
+				// resumed one's writes must be fenced.
+				d := dur(registryTTL+registryTTL/2, 2*registryTTL+registryTTL/2)
+				end = at + d
+				pl.Ops = append(pl.Ops, op{At: at, Kind: "leader-stop", Arg: d, Note: "past its lease"}, op{At: end, Kind: "dispatcher-cont"})
 			case FaultPartition:
 				d := dur(p.TTL/4, p.TTL/2)
 				if rng.Intn(2) == 0 {
