@@ -9,7 +9,7 @@ FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:Fu
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical \
 	./bytesize:FuzzParse ./api:FuzzParseTokens ./api:FuzzQueryFilters ./queue/kafkaqueue:FuzzFold
 
-.PHONY: help deps build cross package test quick unit history chaos vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
+.PHONY: help deps build cross package test quick unit history fleet-scale chaos vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,8 +60,11 @@ FAULTS       ?=
 history: ## the history checker, bounded for CI (HISTORY_TIME, default 150s), with its counts
 	$(GO) test -race -count=1 -v -timeout 15m ./test/history/ -args -duration=$(HISTORY_TIME) $(if $(FAULTS),-faults=$(FAULTS))
 
+fleet-scale: ## five executors in network namespaces, a dispatcher pair, 10,000 tasks with faults (2-3 min)
+	$(GO) test -count=1 -v -timeout 20m -run 'TestFleetScale$$' ./test/history/ -args -scale=10000
+
 chaos: ## the history checker for DURATION (default 10m): make chaos DURATION=1h [FAULTS=all]
-	$(GO) test -count=1 -v -timeout 0 -run 'TestHistory$$' ./test/history/ -args -duration=$(DURATION) $(if $(FAULTS),-faults=$(FAULTS))
+	$(GO) test -count=1 -v -timeout 0 -run 'TestHistory$$|TestFleetHistory$$|TestFleetScale$$' ./test/history/ -args -scale=10000 -duration=$(DURATION) $(if $(FAULTS),-faults=$(FAULTS))
 
 vmtest: ## run the sandbox tests inside a pure cgroup v2 VM under QEMU
 	$(GO) run ./test/vm

@@ -211,14 +211,18 @@ func (r *run) healAll() error {
 
 // waitDones waits until every accepted task has a done, or doneDeadline.
 func (r *run) waitDones() {
-	deadline := time.Now().Add(doneDeadline)
+	wait := doneDeadline
+	if r.params.DoneWait > 0 {
+		wait = r.params.DoneWait
+	}
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		if len(r.missingDones()) == 0 {
 			return
 		}
 		time.Sleep(100 * time.Millisecond) // polling the recorded history
 	}
-	r.record("deadline", "", "", fmt.Sprintf("still no done for %v after %v", r.missingDones(), doneDeadline))
+	r.record("deadline", "", "", fmt.Sprintf("still no done for %v after %v", r.missingDones(), wait))
 }
 
 func (r *run) missingDones() []string {

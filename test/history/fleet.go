@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskjob/task-job/registry/etcdreg/etcdtest"
 	"github.com/taskjob/task-job/task"
+	"github.com/taskjob/task-job/test/tcpproxy"
 )
 
 // A fleet history runs the executors `dispatched`, registered in a real
@@ -138,8 +139,17 @@ func (r *run) setupFleet(cfgs []map[string]any) {
 	etcd := etcdtest.Start(r.t)
 	r.etcd = etcd.Endpoint()
 	fp := r.plan.Fleet
+	endpoint := r.etcd
+	if r.params.Netns != nil {
+		px, err := tcpproxy.NewAt(r.params.BridgeIP, r.etcd)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		r.t.Cleanup(px.Close)
+		endpoint = px.Addr()
+	}
 	for i, cfg := range cfgs {
-		cfg["registry"] = "etcd://" + r.etcd
+		cfg["registry"] = "etcd://" + endpoint
 		cfg["registry_ttl"] = registryTTL.String()
 		cfg["dispatched"] = true
 		cfg["tubes"] = fp.Tubes[i]

@@ -89,6 +89,7 @@ type executorProc struct {
 	// -config=cfg and "executor serving").
 	args  []string
 	ready string
+	netns string // the network namespace it runs in ("" = the harness's)
 
 	cmd    *exec.Cmd
 	done   chan struct{}
@@ -219,7 +220,11 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 	var cfgs []map[string]any
 	for i := 0; i < pl.Executors; i++ {
 		e := &executorProc{id: fmt.Sprintf("%s-e%d", marker, i)}
-		px, err := tcpproxy.New(r.srv.Addr())
+		ip := "127.0.0.1"
+		if p.Netns != nil {
+			e.netns, ip = p.Netns[i], p.BridgeIP
+		}
+		px, err := tcpproxy.NewAt(ip, r.srv.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,6 +279,12 @@ func (r *run) startExec(e *executorProc) error {
 		args = []string{"-config=" + e.cfg}
 	}
 	cmd := exec.Command(r.bin.exe, args...)
+	if e.netns != "" {
+		// nsenter enters only the network namespace (ip netns exec would
+		// also remount /sys, hiding the cgroup trees) and execs, so the
+		// PID is the executor's.
+		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + e.netns, "--", r.bin.exe}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The marker lets the leak scan tell this run's executors from anyone
 	// else's; Pdeathsig takes them down with a crashed harness.

@@ -20,6 +20,7 @@ var (
 	flagFaults    = flag.String("faults", envOr("HISTORY_FAULTS", DefaultFaults), "fault classes: all, none, or a comma list; -name leaves one out (env HISTORY_FAULTS)")
 	flagExecutors = flag.Int("executors", 3, "executor processes per history")
 	flagTTL       = flag.Duration("ttl", time.Second, "executor_ttl of every executor")
+	flagScale     = flag.Int("scale", 0, "TestFleetScale's task count (0: not run; make fleet-scale and make chaos set 10000)")
 	flagFleet     = flag.Float64("fleet", 0.4, "the share of -duration given to fleet histories (TestFleetHistory), the rest to TestHistory's")
 )
 
@@ -77,6 +78,7 @@ type tally struct {
 	histories  int
 	failed     int
 	ops        int
+	waited     int // fleet tasks nobody could take, checked still queued
 	faults     map[string]int
 	violations map[string]int
 	failing    []string
@@ -89,6 +91,7 @@ func (ta *tally) add(r *run, vs []violation) {
 		ta.faults, ta.violations = map[string]int{}, map[string]int{}
 	}
 	ta.histories++
+	ta.waited += len(r.waiting)
 	r.mu.Lock()
 	for _, ev := range r.events {
 		switch ev.Kind {
@@ -125,7 +128,11 @@ func (ta *tally) String() string {
 	ta.mu.Lock()
 	defer ta.mu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "histories %d (failed %d), operations %d; faults:", ta.histories, ta.failed, ta.ops)
+	fmt.Fprintf(&b, "histories %d (failed %d), operations %d", ta.histories, ta.failed, ta.ops)
+	if ta.waited > 0 {
+		fmt.Fprintf(&b, ", tasks nobody could take checked waiting %d", ta.waited)
+	}
+	b.WriteString("; faults:")
 	keys := make([]string, 0, len(ta.faults))
 	for k := range ta.faults {
 		keys = append(keys, k)
@@ -174,7 +181,11 @@ func params(t *testing.T, faults string) Params {
 // seed, the broken invariants and a compact timeline.
 func runOne(t *testing.T, p Params, seed int64, ta *tally) {
 	marker := fmt.Sprintf("hist%d-%d", os.Getpid(), seed)
-	pl := makePlan(seed, marker, p)
+	runPlan(t, p, makePlan(seed, marker, p), marker, ta)
+}
+
+func runPlan(t *testing.T, p Params, pl plan, marker string, ta *tally) {
+	seed := pl.Seed
 	r := newRun(t, bins, p, pl, marker)
 	if err := r.execute(); err != nil {
 		lo := r.inspect()
@@ -235,6 +246,37 @@ func runHistories(t *testing.T, what string, p Params, d time.Duration) {
 		seed := base + i
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runOne(t, p, seed, &ta) })
 	}
+}
+
+// TestFleetScale runs five executors, each in a network namespace of its
+// own, behind a dispatcher pair, with -scale tasks (10,000) across 4 tubes
+// and 2 label sets and faults on executors and the leader (scale.go). At
+// 2–3 minutes it does not fit make history's budget: make fleet-scale and
+// make chaos run it; -scale=0 (the default) leaves it out.
+func TestFleetScale(t *testing.T) {
+	if *flagScale <= 0 {
+		t.Log("not run: -scale=0 (make fleet-scale runs it)")
+		return
+	}
+	seed := *flagSeed
+	if seed == 0 {
+		seed = time.Now().UnixNano() % 1e6
+	}
+	ns := makeNetns(t, len(scaleFleet.Tubes))
+	fs, err := ParseFaults("dup,kill,sigkill,pause,term,cut,delay,leaderkill,leaderpause")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Params{Executors: len(scaleFleet.Tubes), Concurrency: 2, TTL: *flagTTL, Tasks: *flagScale, Faults: fs,
+		Fleet: true, Netns: ns.names, BridgeIP: ns.bridgeIP, DoneWait: 5 * time.Minute}
+	marker := fmt.Sprintf("hist%d-%d", os.Getpid(), seed)
+	span := time.Duration(*flagScale) * 5 * time.Millisecond // 200 pushes a second
+	var ta tally
+	start := time.Now()
+	runPlan(t, p, makeScalePlan(seed, marker, *flagScale, span), marker, &ta)
+	el := time.Since(start)
+	t.Logf("fleet at scale: seed %d, %d tasks over %v of pushes, %v in all (%.0f tasks/s), 5 executors in network namespaces %v; %v",
+		seed, *flagScale, span, el.Round(time.Second), float64(*flagScale)/el.Seconds(), ns.names, &ta)
 }
 
 // regressions are seeds whose histories broke an invariant; each keeps the

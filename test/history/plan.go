@@ -96,6 +96,12 @@ type Params struct {
 	// Fleet runs the executors dispatched, registered in etcd with tubes
 	// and labels, behind a pair of dispatcher processes (fleet.go).
 	Fleet bool
+	// Netns, if set, names a network namespace per executor, which
+	// reaches Redis and etcd through proxies on BridgeIP (scale.go).
+	Netns    []string
+	BridgeIP string
+	// DoneWait replaces doneDeadline (a backlog of thousands of tasks).
+	DoneWait time.Duration
 }
 
 // taskSpec is one task the workload submits.

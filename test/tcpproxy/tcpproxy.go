@@ -30,8 +30,12 @@ type Proxy struct {
 }
 
 // New listens on a free port of 127.0.0.1 and forwards to target.
-func New(target string) (*Proxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func New(target string) (*Proxy, error) { return NewAt("127.0.0.1", target) }
+
+// NewAt is New listening on a free port of ip (a bridge's address, for
+// clients in other network namespaces).
+func NewAt(ip, target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		return nil, err
 	}
