@@ -300,14 +300,14 @@ func (r *run) checkFleet(byID map[string][]received, starts map[string]int, add 
 			}
 			if j, ok := index[ran]; ok && !fp.eligible(j, s) && !bad[ran] {
 				bad[ran] = true
-				add(InvEligible, s.ID, "%s %s on %s (tubes %q, labels %v), but the task asks tube %q, constraints %v", m.Log.MsgType, m.Log.Status, ran, fp.Tubes[j], fp.Labels[j], s.Tube, s.Constraints)
+				add(InvEligible, s.ID, "%s %s on %s (tubes %q, labels %v), but the task asks tube %q, constraints %v", m.Log.MsgType, statusOf(m.Log), ran, fp.Tubes[j], fp.Labels[j], s.Tube, s.Constraints)
 			}
 		}
 		if !r.waitsForever(i) || r.submitted[i] == 0 {
 			continue
 		}
 		if n := len(byID[s.ID]); n > 0 {
-			add(InvWaits, s.ID, "nobody can take it (tube %q, constraints %v), yet %d messages, the first %s %s from %s", s.Tube, s.Constraints, n, byID[s.ID][0].Log.MsgType, byID[s.ID][0].Log.Status, byID[s.ID][0].Log.Executor)
+			add(InvWaits, s.ID, "nobody can take it (tube %q, constraints %v), yet %d messages, the first %s %s from %s", s.Tube, s.Constraints, n, byID[s.ID][0].Log.MsgType, statusOf(byID[s.ID][0].Log), byID[s.ID][0].Log.Executor)
 		}
 		if starts[s.ID] > 0 {
 			add(InvWaits, s.ID, "nobody can take it, yet its script started")
@@ -316,6 +316,14 @@ func (r *run) checkFleet(byID map[string][]received, starts map[string]int, add 
 			add(InvWaits, s.ID, "nobody can take it (tube %q, constraints %v), but status gives no reason: %q", s.Tube, s.Constraints, r.waiting[s.ID])
 		}
 	}
+}
+
+// statusOf is a done's status, "" for other messages (which have no Result).
+func statusOf(l task.Log) task.State {
+	if l.Result == nil {
+		return ""
+	}
+	return l.Status
 }
 
 // fleetSummary describes the plan's fleet for a failure's report.
