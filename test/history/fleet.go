@@ -109,7 +109,9 @@ func (fp *fleetPlan) placeable(s taskSpec) bool {
 
 // waitsForever reports whether task i must end the history queued: a
 // fleet task nobody can take, not killed while queued (a kill sent ahead
-// of it is applied by the claim that never comes).
+// of it is applied by the claim that never comes, or, if an executor
+// handles the kill only once the task is queued, it takes the task out:
+// checkFleet accepts either).
 func (r *run) waitsForever(i int) bool {
 	fp := r.plan.Fleet
 	return fp != nil && !fp.placeable(r.plan.Tasks[i]) && r.killQueued[i] == 0
@@ -249,7 +251,7 @@ func (r *run) readWaiting() {
 		for {
 			out, _ := exec.Command(r.bin.exe, "status", "-config="+r.execs[0].cfg, s.ID).CombinedOutput()
 			r.waiting[s.ID] = strings.TrimSpace(string(out))
-			if waitingReason(r.waiting[s.ID]) != "" || time.Now().After(deadline) {
+			if waitingReason(r.waiting[s.ID]) != "" || r.killSent[i] > 0 && strings.Contains(r.waiting[s.ID], task.KilledBeforeStart) || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(100 * time.Millisecond) // polling the status
@@ -306,6 +308,11 @@ func (r *run) checkFleet(byID map[string][]received, starts map[string]int, add 
 		if !r.waitsForever(i) || r.submitted[i] == 0 {
 			continue
 		}
+		if r.killSent[i] > 0 && killedUnrun(byID[s.ID]) {
+			// A kill sent ahead of it but handled once it was queued takes
+			// it out of its list, as a kill sent after its submit does.
+			continue
+		}
 		if n := len(byID[s.ID]); n > 0 {
 			add(InvWaits, s.ID, "nobody can take it (tube %q, constraints %v), yet %d messages, the first %s %s from %s", s.Tube, s.Constraints, n, byID[s.ID][0].Log.MsgType, statusOf(byID[s.ID][0].Log), byID[s.ID][0].Log.Executor)
 		}
@@ -324,6 +331,16 @@ func statusOf(l task.Log) task.State {
 		return ""
 	}
 	return l.Status
+}
+
+// killedUnrun reports whether msgs are one `killed before it started`
+// done and nothing else.
+func killedUnrun(msgs []received) bool {
+	if len(msgs) != 1 {
+		return false
+	}
+	l := msgs[0].Log
+	return l.MsgType == task.MsgDone && l.Result != nil && l.Status == task.Killed && l.Reason == task.KilledBeforeStart
 }
 
 // fleetSummary describes the plan's fleet for a failure's report.
