@@ -356,7 +356,7 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 		}
 	}
 
-	if c.Cluster() {
+	if c.Cluster() && err == nil {
 		if c.RedisDB != 0 {
 			bad("redis_db", "is %d but Redis Cluster has only database 0; remove redis_db", c.RedisDB)
 		}
