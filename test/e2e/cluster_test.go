@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +19,10 @@ func TestOnRedisCluster(t *testing.T) {
 	dir := t.TempDir()
 	script(t, dir, "hello.sh", `echo "hello $1"`)
 	script(t, dir, "long.sh", `echo begun; sleep 60`)
-	cfg := config(t, c.URL(), dir, uniqueID("cl"), map[string]any{
+	id := uniqueID("cl")
+	cfg := config(t, c.URL(), dir, id, map[string]any{
 		"queue_name": "{jobs}", "tubes": []string{"build", ""},
+		"audit_file": filepath.Join(t.TempDir(), "audit.log"),
 	})
 	p := start(t, "-config="+cfg)
 	p.waitLog(t, "executor serving", 20*time.Second)
@@ -84,6 +88,11 @@ func TestOnRedisCluster(t *testing.T) {
 	if out, code = run(t, "ps", "-config="+cfg); code != 0 {
 		t.Errorf("ps: %d %s", code, out)
 	}
+	// The audit log's mirror is in the deployment's slot too.
+	rdb := c.Client(t)
+	observe.Eventually(t, "the audit mirror to hold records", 10*time.Second, func() bool {
+		return rdb.XLen(context.Background(), "{jobs}_audit:"+id).Val() > 0
+	})
 }
 
 // A cluster config whose queue_name has no hash tag would spread its keys
