@@ -107,7 +107,8 @@ type Config struct {
 	// Without them a server reachable beyond loopback is warned about.
 	ServerTLSCert, ServerTLSKey string
 	// RedisAddr ("redis_addr", default "127.0.0.1:6379") is "host:port", a
-	// "redis://" or "rediss://" URL, or "sentinel://MASTER@host:port,host:port".
+	// "redis://" or "rediss://" URL, "sentinel://MASTER@host:port,host:port",
+	// or "cluster://host:port,host:port" (Redis Cluster; see checkClusterKeys).
 	RedisAddr string
 	// RedisPassword ("redis_password") is discouraged in the file: prefer
 	// redis_password_file. After Load it holds the password whichever way
@@ -355,6 +356,13 @@ func (c *Config) validate(pos func(key string) Pos) Errors {
 		}
 	}
 
+	if c.Cluster() && err == nil {
+		if c.RedisDB != 0 {
+			bad("redis_db", "is %d but Redis Cluster has only database 0; remove redis_db", c.RedisDB)
+		}
+		c.checkClusterKeys(bad)
+	}
+
 	c.checkKeys(bad) // each key's own range: the check of its row in keys
 	// The derived default is as valid as queue_name and executor_id, which
 	// are checked (and named) themselves.
@@ -393,13 +401,74 @@ func (c *Config) Sentinel() (master string, addrs []string, ok bool) {
 
 const sentinelScheme = "sentinel://"
 
+const clusterScheme = "cluster://"
+
+// Cluster reports whether RedisAddr names a Redis Cluster.
+func (c *Config) Cluster() bool { return strings.HasPrefix(c.RedisAddr, clusterScheme) }
+
+// ClusterAddrs returns the seed nodes of a cluster:// RedisAddr.
+func (c *Config) ClusterAddrs() []string {
+	return strings.Split(strings.TrimPrefix(c.RedisAddr, clusterScheme), ",")
+}
+
+// HashTag is the part of key Redis Cluster hashes: the text between the
+// first '{' and the first '}' after it, if not empty; else "" (the whole key
+// is hashed).
+func HashTag(key string) string {
+	_, rest, ok := strings.Cut(key, "{")
+	if !ok {
+		return ""
+	}
+	tag, _, ok := strings.Cut(rest, "}")
+	if !ok {
+		return ""
+	}
+	return tag
+}
+
+// checkClusterKeys: on Redis Cluster every key of a deployment must hash to
+// one slot, because the take moves a task between two lists and the scripts
+// touch several keys (some built inside them, like a tube's list). All
+// keys are queue_name plus a suffix, so a queue_name carrying a hash tag
+// puts them in its slot; the names set on their own must carry the same
+// tag. The tag is the user's to write, not added here: it is part of the
+// list names producers push to, which must not differ from what the file
+// says.
+func (c *Config) checkClusterKeys(bad func(key, format string, args ...any)) {
+	tag := HashTag(c.QueueName)
+	if tag == "" {
+		bad("queue_name", "is %q, which has no hash tag; on Redis Cluster all of a deployment's keys must share one slot: write it as %q (producers then push to that name)", c.QueueName, "{"+strings.Trim(c.QueueName, "{}")+"}")
+		return
+	}
+	for _, k := range []struct{ key, name string }{
+		{"queue_control_name", c.QueueControlName},
+		{"logs_channel", c.LogsChannel},
+		{"audit_stream", c.AuditStream},
+	} {
+		if HashTag(k.name) != tag {
+			bad(k.key, "is %q, not in queue_name's hash slot; on Redis Cluster it must carry queue_name's hash tag {%s}, like %q", k.name, tag, "{"+tag+"}"+strings.TrimPrefix(k.name, c.QueueName))
+		}
+	}
+}
+
 // checkRedisAddr validates the three accepted forms of redis_addr. It
 // returns the database a redis:// URL selects, or -1 when it selects none.
 func checkRedisAddr(s string) (db int, err error) {
-	const forms = `use "host:port", "redis://host:port/0", "rediss://host:port" or "sentinel://MASTER@host:port,host:port"`
+	const forms = `use "host:port", "redis://host:port/0", "rediss://host:port", "sentinel://MASTER@host:port,host:port" or "cluster://host:port,host:port"`
 	switch {
 	case s == "":
 		return -1, fmt.Errorf("must not be empty; %s", forms)
+	case strings.HasPrefix(s, clusterScheme):
+		list := strings.TrimPrefix(s, clusterScheme)
+		if list == "" {
+			return -1, fmt.Errorf("%q lists no node; write cluster://host:port,host:port", s)
+		}
+		for addr := range strings.SplitSeq(list, ",") {
+			if err := checkHostPort(addr); err != nil {
+				return -1, fmt.Errorf("%q: cluster node %w", s, err)
+			}
+		}
+		return -1, nil
 	case strings.HasPrefix(s, sentinelScheme):
 		master, list, ok := strings.Cut(strings.TrimPrefix(s, sentinelScheme), "@")
 		if !ok || master == "" {

@@ -85,6 +85,9 @@ func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*clien
 	if c.queue != "" {
 		cfg.SetQueueName(c.queue)
 	}
+	if cfg.Cluster() && config.HashTag(cfg.QueueName) == "" {
+		return nil, fmt.Errorf("queue %q has no hash tag, and on Redis Cluster (%s) a deployment's keys share one: give the queue as {%s}, as its executors' queue_name is written", cfg.QueueName, from, cfg.QueueName)
+	}
 	if cfg.Transport == config.TransportKafka && c.redisAddr == "" {
 		if !kafka {
 			return nil, fmt.Errorf("%s says \"transport\": \"kafka\", and %s speaks Redis only so far; "+

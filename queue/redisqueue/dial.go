@@ -12,7 +12,8 @@ import (
 // DialOptions say how to reach Redis.
 type DialOptions struct {
 	// Addr is "host:port", a "redis://" or "rediss://" URL, or
-	// "sentinel://MASTER@host:port,host:port" for a Sentinel setup.
+	// "sentinel://MASTER@host:port,host:port" for a Sentinel setup, or
+	// "cluster://host:port,host:port" (seed nodes) for Redis Cluster.
 	Addr     string
 	Password string
 	DB       int
@@ -39,6 +40,17 @@ func Dial(opts DialOptions) (redis.UniversalClient, error) {
 			DB:            opts.DB,
 			PoolSize:      opts.PoolSize,
 			DialTimeout:   dialTimeout,
+		}), nil
+	case strings.HasPrefix(opts.Addr, "cluster://"):
+		addrs := strings.TrimPrefix(opts.Addr, "cluster://")
+		if addrs == "" || opts.DB != 0 {
+			return nil, fmt.Errorf("queue: redis_addr %q: want cluster://host:port[,host:port...] and database 0", opts.Addr)
+		}
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:       strings.Split(addrs, ","),
+			Password:    opts.Password,
+			PoolSize:    opts.PoolSize,
+			DialTimeout: dialTimeout,
 		}), nil
 	case strings.Contains(opts.Addr, "://"):
 		o, err := redis.ParseURL(opts.Addr)

@@ -455,7 +455,10 @@ func (q *Queue) AssignedLens(ctx context.Context, executors []string) (map[strin
 func (q *Queue) AssignedExecutors(ctx context.Context) ([]string, error) {
 	prefix := q.key("assigned") + ":"
 	var out []string
-	iter := q.rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 1000).Iterator()
+	iter, err := q.scan(ctx, escapeGlob(prefix)+"*")
+	if err != nil {
+		return nil, fmt.Errorf("queue: list assigned lists: %w", err)
+	}
 	for iter.Next(ctx) {
 		out = append(out, strings.TrimPrefix(iter.Val(), prefix))
 	}

@@ -160,6 +160,21 @@ func (q *Queue) key(parts ...string) string {
 	return k
 }
 
+// scan iterates over the keys matching pattern. SCAN on a Cluster client
+// asks one node of its choice; every key of a deployment is in its queue
+// name's slot (its hash tag), so the node that owns that slot is asked.
+func (q *Queue) scan(ctx context.Context, pattern string) (*redis.ScanIterator, error) {
+	var node redis.Cmdable = q.rdb
+	if cc, ok := q.rdb.(*redis.ClusterClient); ok {
+		m, err := cc.MasterForKey(ctx, q.opt.Names.Tasks)
+		if err != nil {
+			return nil, err
+		}
+		node = m
+	}
+	return node.Scan(ctx, 0, pattern, 1000).Iterator(), nil
+}
+
 func (q *Queue) processing(executor string) string { return q.key("processing", executor) }
 func (q *Queue) controlTaken(executor string) string {
 	return q.key("control-taken", executor)

@@ -146,7 +146,10 @@ func (q *Queue) TubeStates(ctx context.Context) ([]TubeState, error) {
 		}
 	}
 	pattern := escapeGlob(q.tubePrefix()) + "*"
-	iter := q.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	iter, err := q.scan(ctx, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("queue: list tube lists: %w", err)
+	}
 	for iter.Next(ctx) {
 		t := strings.TrimPrefix(iter.Val(), q.tubePrefix())
 		if _, ok := servers[t]; !ok {
