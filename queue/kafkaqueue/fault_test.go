@@ -80,3 +80,73 @@ func TestCommitRefusedRedeliveryIsDuplicate(t *testing.T) {
 		t.Fatalf("claim of the redelivered task: %v %v", cl, err)
 	}
 }
+
+var errCrash = errors.New("crashed here")
+
+// An executor that dies between a task's finish record and its done's
+// produce leaves the done only in the status topic. Whoever recovers that
+// executor — its own next start, or a peer that sees it dead — publishes
+// the done to the logs topic, once, however many recover it.
+func TestDoneRepublishedAfterCrashBeforeIt(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		crash  func(*Options) // where the first process stops
+		byPeer bool
+		want   int32 // dones the recovery produces
+	}{
+		{"restart, crash before the done", func(o *Options) { o.crashBeforeDone = func(string) error { return errCrash } }, false, 1},
+		{"peers, crash before the done", func(o *Options) { o.crashBeforeDone = func(string) error { return errCrash } }, true, 1},
+		// The done was out: the recovery finds it in the logs topic.
+		{"restart, crash after the done", func(o *Options) { o.crashAfterDone = func(string) error { return errCrash } }, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startKafka(t)
+			names := testNames()
+			ctx := context.Background()
+			id := execID("a")
+			a := open(t, c, names, id, tc.crash)
+			submit(t, a, "rp1")
+			d := take(t, a)
+			if cl, err := a.Claim(ctx, d, "rp1"); err != nil || cl != queue.Claimed {
+				t.Fatalf("claim: %v %v", cl, err)
+			}
+			if _, err := a.Publish(ctx, []queue.Message{{Finish: finishOf(a, d, "rp1")}}); !errors.Is(err, errCrash) {
+				t.Fatalf("the crash was not reached: %v", err)
+			}
+			a.Close() // no Leave: the process died
+			var recovered []*Queue
+			if tc.byPeer {
+				recovered = []*Queue{open(t, c, names, execID("b")), open(t, c, names, execID("c"))}
+				if err := ExpireExecutor(ctx, recovered[0].Client(), a.topics, id); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				recovered = []*Queue{open(t, c, names, id)}
+			}
+			var published atomic.Int32
+			errs := make(chan error, len(recovered))
+			for _, q := range recovered {
+				go func() {
+					r, err := q.Recover(ctx, id)
+					published.Add(int32(r.Republished))
+					errs <- err
+				}()
+			}
+			for range recovered {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := dones(t, c, recovered[0])["rp1"]; n != 1 {
+				t.Fatalf("%d dones of rp1 in the logs topic, want 1", n)
+			}
+			if published.Load() != tc.want {
+				t.Fatalf("%d dones republished, want %d", published.Load(), tc.want)
+			}
+			// A second recovery finds the published record and does nothing.
+			if r, err := recovered[0].Recover(ctx, id); err != nil || r.Republished != 0 {
+				t.Fatalf("second recovery: %+v %v", r, err)
+			}
+		})
+	}
+}
