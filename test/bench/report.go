@@ -94,6 +94,9 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 			progress("dispatch and done latency: task-job" + v.label)
 			lats[i], errLats[i] = b.taskJobLatency(ctx, v, cfg.latencyIters)
 		}
+		if errLats[0] == nil {
+			b.redisDispatch = lats[0].dispatch
+		}
 		for i, v := range b.variants() {
 			what := "Dispatch: RPUSH → task running (p50 / p99)" + v.label
 			lat, errLat := lats[i], errLats[i]
@@ -164,6 +167,7 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 					rateC1 = rates[0]
 				case 4:
 					rateC4 = rates[0]
+					b.redisRateC4 = rates[0]
 				}
 			}
 			for i, v := range vs {
@@ -209,6 +213,7 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 		case errTJ != nil:
 			rep.fail(linesWhat, errTJ)
 		default:
+			b.redisLines = tjL.perSec()
 			rep.add(row{
 				what:     linesWhat,
 				taskJob:  fmt.Sprintf("%s (%d/%d in order, %.2f s)", rate(tjL.perSec(), "lines"), tjL.lines, cfg.lines, tjL.elapsed.Seconds()),
@@ -217,6 +222,12 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 				target:   fmt.Sprintf("≥ %dk/s, none lost: %s", linesPerSec/1000, verdict(tjL.perSec() >= linesPerSec && tjL.lines == cfg.lines)),
 			})
 		}
+	}
+
+	if cfg.want("kafka") {
+		// The same three measurements on the Kafka transport, beside the
+		// Redis rows above.
+		b.kafkaRows(ctx, rep)
 	}
 
 	if cfg.want("isolation") {
