@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,15 +102,20 @@ type kafkaExecutor struct {
 	done chan struct{}
 }
 
-func (s *kafkaSite) start(name string) *kafkaExecutor {
+// start starts an executor; extra keys are added to its config.
+func (s *kafkaSite) start(name string, extra ...map[string]any) *kafkaExecutor {
 	t := s.t
 	t.Helper()
 	id := fmt.Sprintf("kx-%d-%s", os.Getpid(), name)
-	cfg, _ := json.Marshal(map[string]any{
+	keys := map[string]any{
 		"transport": "kafka", "kafka_brokers": s.broker.ListenAddrs(), "kafka_partitions": 2,
 		"queue_name": s.queue, "cmd_dir": s.dir, "executor_id": id, "executor_ttl": "1s",
 		"isolation": "off", "logs": true, "state_dir": t.TempDir(), "shutdown_grace": "2s", "concurrency": 2,
-	})
+	}
+	for _, m := range extra {
+		maps.Copy(keys, m)
+	}
+	cfg, _ := json.Marshal(keys)
 	path := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(path, cfg, 0o644); err != nil {
 		t.Fatal(err)
@@ -571,5 +580,39 @@ func TestKafkaBrokerRestart(t *testing.T) {
 		if n := len(s.dones(id)); n != 1 {
 			t.Errorf("%s: %d dones, want 1: %+v", id, n, s.dones(id))
 		}
+	}
+}
+
+// An executor on Kafka with server_port serves the read-only endpoints:
+// a task's status and its log stream, to its done.
+func TestKafkaServeAPI(t *testing.T) {
+	s := newKafkaSite(t)
+	port := freePort(t)
+	s.start("api", map[string]any{"server_port": strconv.Itoa(port)})
+	s.submit("api1", "hello.sh http")
+	s.waitDone("api1")
+	base := fmt.Sprintf("http://127.0.0.1:%d/api/v1/tasks/api1", port)
+	get := func(url string) string {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	var v struct {
+		State    task.State `json:"state"`
+		Executor string     `json:"executor"`
+	}
+	if body := get(base); json.Unmarshal([]byte(body), &v) != nil || v.State != task.Succeeded {
+		t.Fatalf("status of api1: %s", body)
+	}
+	if body := get(base + "/logs"); !strings.Contains(body, "hello http") || !strings.Contains(body, "event: done") {
+		t.Fatalf("log stream of api1: %s", body)
 	}
 }
