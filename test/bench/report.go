@@ -94,8 +94,8 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 			progress("dispatch and done latency: task-job" + v.label)
 			lats[i], errLats[i] = b.taskJobLatency(ctx, v, cfg.latencyIters)
 		}
-		if errLats[0] == nil {
-			b.redisDispatch = lats[0].dispatch
+		if last := len(lats) - 1; errLats[last] == nil {
+			b.redisDispatch = lats[last].dispatch // transportVariant's
 		}
 		for i, v := range b.variants() {
 			what := "Dispatch: RPUSH → task running (p50 / p99)" + v.label
@@ -167,8 +167,10 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 					rateC1 = rates[0]
 				case 4:
 					rateC4 = rates[0]
-					b.redisRateC4 = rates[0]
 				}
+			}
+			if last := len(vs) - 1; c == 4 && errs[last] == nil {
+				b.redisRateC4 = rates[last] // transportVariant's
 			}
 			for i, v := range vs {
 				what := fmt.Sprintf("Tasks/s, concurrency %d (%d × `exit 0`)%s", c, cfg.floodTasks, v.label)

@@ -67,8 +67,8 @@ type bench struct {
 	log       hclog.Logger
 	loadStart string
 	// The Redis figures the Kafka rows are set beside (zero when their
-	// section did not run): dispatch, tasks/s at concurrency 4 and log
-	// lines/s, default runner.
+	// section did not run): dispatch and tasks/s at concurrency 4 with
+	// transportVariant, log lines/s with the default runner.
 	redisDispatch           samples
 	redisRateC4, redisLines float64
 }
