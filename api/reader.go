@@ -1,8 +1,13 @@
 package api
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/taskjob/task-job/queue"
@@ -21,8 +26,9 @@ type TaskReader interface {
 const readerPoll = 500 * time.Millisecond
 
 // readerRoutes are the endpoints served over a TaskReader: one task's
-// status and its log stream, and whoami. The rest (lists, writes, the
-// page, metrics) read or write Redis keys, and answer 404 saying so.
+// status and its log stream, the task list when it is a TaskLister, and
+// whoami. The rest (queues, executors, writes, the page, metrics) read or
+// write Redis keys, and answer 404 saying so.
 func (s *Server) readerRoutes() {
 	s.mux = http.NewServeMux()
 	api := func(pattern string, h func(w http.ResponseWriter, r *http.Request, id *Identity)) {
@@ -36,13 +42,16 @@ func (s *Server) readerRoutes() {
 			h(w, r, id)
 		})
 	}
+	if l, ok := s.reader.(TaskLister); ok {
+		api("GET /api/v1/tasks", s.readerList(l))
+	}
 	api("GET /api/v1/tasks/{id}", s.getTask)
 	api("GET /api/v1/tasks/{id}/logs", s.taskLogs)
 	api("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request, id *Identity) {
 		writeJSON(w, http.StatusOK, map[string]any{"name": id.Name, "role": id.Role.String(), "tubes": id.Tubes})
 	})
 	s.handlePublic("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint on this transport: %s %s (over Kafka the management server serves GET /api/v1/tasks/{id} and its /logs only; README, Kafka section)", r.Method, r.URL.Path)
+		writeError(w, http.StatusNotFound, "no such endpoint on this transport: %s %s (over Kafka the management server serves GET /api/v1/tasks, /api/v1/tasks/{id} and its /logs only; README, Kafka section)", r.Method, r.URL.Path)
 	}))
 }
 
@@ -53,7 +62,88 @@ func (s *Server) readerTask(ctx context.Context, id string) (*TaskView, error) {
 	if err != nil || st == nil {
 		return nil, err
 	}
-	return &TaskView{ID: st.ID, State: st.State, Executor: st.Executor, Updated: st.Updated, Done: st.Done}, nil
+	return readerView(st), nil
+}
+
+// readerView is the view of a status; Updated in the Redis views' form.
+func readerView(st *queue.Status) *TaskView {
+	ms, _ := strconv.ParseInt(st.Updated, 10, 64)
+	return &TaskView{ID: st.ID, State: st.State, Executor: st.Executor, Updated: msTime(ms), Done: st.Done}
+}
+
+// TaskLister is a TaskReader that can also list every task its status
+// holds (kafkaqueue.Client.List).
+type TaskLister interface {
+	List(ctx context.Context) ([]queue.Status, error)
+}
+
+// readerList is GET /api/v1/tasks over a TaskLister: newest change first,
+// the filters the status holds (state, executor, since, until), paged by
+// a cursor "updated-ms:id" past the last one sent.
+func (s *Server) readerList(lister TaskLister) func(w http.ResponseWriter, r *http.Request, id *Identity) {
+	return func(w http.ResponseWriter, r *http.Request, id *Identity) {
+		f, err := parseTaskFilter(r.URL.Query())
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		if f.Tube != "" || f.Rule != "" || f.KeyID != "" {
+			writeError(w, http.StatusBadRequest, "tube, rule and key cannot be filtered on this transport: its status does not record them")
+			return
+		}
+		var after struct {
+			ms int64
+			id string
+		}
+		if f.Cursor != "" {
+			ms, rest, ok := strings.Cut(f.Cursor, ":")
+			n, err := strconv.ParseInt(ms, 10, 64)
+			if !ok || err != nil {
+				writeError(w, http.StatusBadRequest, "cursor=%q: not one this server gave", f.Cursor)
+				return
+			}
+			after.ms, after.id = n, rest
+		}
+		all, err := lister.List(r.Context())
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		type entry struct {
+			ms int64
+			st *queue.Status
+		}
+		var es []entry
+		for i := range all {
+			st := &all[i]
+			ms, _ := strconv.ParseInt(st.Updated, 10, 64)
+			at := time.UnixMilli(ms)
+			if f.State != "" && string(st.State) != f.State || f.Executor != "" && st.Executor != f.Executor ||
+				!f.Since.IsZero() && at.Before(f.Since) || !f.Until.IsZero() && at.After(f.Until) {
+				continue
+			}
+			if f.Cursor != "" && (ms > after.ms || ms == after.ms && st.ID <= after.id) {
+				continue
+			}
+			es = append(es, entry{ms, st})
+		}
+		slices.SortFunc(es, func(a, b entry) int {
+			if a.ms != b.ms {
+				return cmp.Compare(b.ms, a.ms)
+			}
+			return strings.Compare(a.st.ID, b.st.ID)
+		})
+		list := &TaskList{Tasks: []*TaskView{}}
+		for i, e := range es {
+			if i == f.Limit {
+				last := es[i-1]
+				list.Next = fmt.Sprintf("%d:%s", last.ms, last.st.ID)
+				break
+			}
+			list.Tasks = append(list.Tasks, readerView(e.st))
+		}
+		writeJSON(w, http.StatusOK, list)
+	}
 }
 
 // followLogs goes on with a log stream after its history, reading the

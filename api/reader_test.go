@@ -155,7 +155,9 @@ func TestKafkaReadOnlyEndpoints(t *testing.T) {
 	}{
 		{"GET", "/api/v1/tasks/k1", "", http.StatusUnauthorized},
 		{"GET", "/api/v1/tasks/k1", e.tokens["blue"], http.StatusForbidden}, // tubes cannot be checked
-		{"GET", "/api/v1/tasks", reader, http.StatusNotFound},
+		{"GET", "/api/v1/tasks?tube=blue", reader, http.StatusBadRequest},   // not recorded
+		{"GET", "/api/v1/tasks?cursor=x", reader, http.StatusBadRequest},
+		{"GET", "/api/v1/queues", reader, http.StatusNotFound},
 		{"POST", "/api/v1/tasks", e.tokens["admin"], http.StatusNotFound},
 		{"POST", "/api/v1/tasks/k1/kill", e.tokens["admin"], http.StatusNotFound},
 		{"GET", "/", reader, http.StatusNotFound},
@@ -163,5 +165,52 @@ func TestKafkaReadOnlyEndpoints(t *testing.T) {
 		if code, body := e.do(c.method, c.path, c.token, nil); code != c.want {
 			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, code, body, c.want)
 		}
+	}
+}
+
+// Over Kafka the task list is the status topic's fold: newest change
+// first, filtered by state, paged by its cursor to the last task.
+func TestKafkaTaskList(t *testing.T) {
+	e, ex := kafkaEnv(t)
+	ctx := context.Background()
+	reader := e.tokens["reader"]
+	var ds []*queue.Delivery
+	for _, id := range []string{"l1", "l2", "l3"} {
+		ds = append(ds, takeClaim(t, ex, id))
+		time.Sleep(5 * time.Millisecond) // distinct update times: a defined order
+	}
+	if _, err := ex.Publish(ctx, []queue.Message{doneMsg("l2", 1, ds[1], task.Succeeded)}); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(l TaskList) (out []string) {
+		for _, v := range l.Tasks {
+			out = append(out, v.ID+"="+string(v.State))
+		}
+		return out
+	}
+	var l TaskList
+	e.getJSON("/api/v1/tasks", reader, &l)
+	if got := strings.Join(ids(l), " "); got != "l2=succeeded l3=running l1=running" || l.Next != "" {
+		t.Fatalf("list: %s (next %q)", got, l.Next)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, l.Tasks[0].Updated); err != nil {
+		t.Fatalf("updated %q is not the Redis views' form: %v", l.Tasks[0].Updated, err)
+	}
+	e.getJSON("/api/v1/tasks?state=running", reader, &l)
+	if got := strings.Join(ids(l), " "); got != "l3=running l1=running" {
+		t.Fatalf("running: %s", got)
+	}
+	var pages []string
+	for cursor, n := "", 0; n == 0 || cursor != ""; n++ {
+		if n > 3 {
+			t.Fatalf("the cursor does not end: %v, next %q", pages, cursor)
+		}
+		l = TaskList{} // a last page has no next to overwrite the one before
+		e.getJSON("/api/v1/tasks?limit=1&cursor="+cursor, reader, &l)
+		pages = append(pages, ids(l)...)
+		cursor = l.Next
+	}
+	if got := strings.Join(pages, " "); got != "l2=succeeded l3=running l1=running" {
+		t.Fatalf("paged by one: %s", got)
 	}
 }

@@ -615,4 +615,7 @@ func TestKafkaServeAPI(t *testing.T) {
 	if body := get(base + "/logs"); !strings.Contains(body, "hello http") || !strings.Contains(body, "event: done") {
 		t.Fatalf("log stream of api1: %s", body)
 	}
+	if body := get(strings.TrimSuffix(base, "/api1") + "?state=succeeded"); !strings.Contains(body, `"id":"api1"`) {
+		t.Fatalf("task list: %s", body)
+	}
 }

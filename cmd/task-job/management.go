@@ -114,7 +114,7 @@ func startManagement(ctx context.Context, cfg *config.Config, q *redisqueue.Queu
 	if q == nil {
 		// Read-only: nothing here writes, so there is nothing to audit.
 		apiOpt = api.Options{Tasks: o.Tasks, Tokens: tokens, Secure: tlsConf != nil, Logger: log, Version: version}
-		log.Warn("management server on Kafka: read-only, task status and log streams only (no lists, writes, page or /metrics yet; README, Kafka section)")
+		log.Warn("management server on Kafka: read-only: the task list, a task's status and its log stream (no queues or executors views, writes, page or /metrics yet; README, Kafka section)")
 	}
 	srv, err = api.New(apiOpt)
 	if err != nil {
