@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/task"
 )
 
@@ -86,12 +87,14 @@ func (s *Server) taskLogs(w http.ResponseWriter, r *http.Request, id *Identity) 
 	ctx := r.Context()
 	// Watch first, then read what is already there: a message published in
 	// between arrives both ways, and seq drops the repeat.
-	wt := s.hub.watch(taskID)
-	if wt == nil {
-		s.fail(w, errorf(http.StatusServiceUnavailable, "the logs feed is not subscribed yet (Redis unreachable?); try again"))
-		return
+	var wt *watcher
+	if s.reader == nil {
+		if wt = s.hub.watch(taskID); wt == nil {
+			s.fail(w, errorf(http.StatusServiceUnavailable, "the logs feed is not subscribed yet (Redis unreachable?); try again"))
+			return
+		}
+		defer s.hub.unwatch(taskID, wt)
 	}
-	defer s.hub.unwatch(taskID, wt)
 	v, err := s.Task(ctx, taskID)
 	if err != nil {
 		s.fail(w, err)
@@ -161,6 +164,10 @@ func (s *Server) taskLogs(w http.ResponseWriter, r *http.Request, id *Identity) 
 		_, _ = emit(v.Done)
 		return
 	}
+	if s.reader != nil {
+		s.followLogs(ctx, out, taskID, cursor, fromHistory, func() bool { return stop }, emit)
+		return
+	}
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
 	poll := time.NewTicker(2 * time.Second)
@@ -208,7 +215,13 @@ func (s *Server) history(ctx context.Context, taskID string, each func(raw []byt
 // start); it returns the cursor to go on from.
 func (s *Server) historyFrom(ctx context.Context, taskID, from string, each func(raw []byte) bool) (string, error) {
 	for {
-		b, err := s.q.ReadLogs(ctx, taskID, from, 0)
+		var b queue.LogBatch
+		var err error
+		if s.reader != nil {
+			b, err = s.reader.ReadLogs(ctx, taskID, from, 0)
+		} else {
+			b, err = s.q.ReadLogs(ctx, taskID, from, 0)
+		}
 		if err != nil {
 			return from, err
 		}

@@ -44,6 +44,9 @@ type Auditor interface {
 type Options struct {
 	// Queue names the deployment's keys and holds the Redis client.
 	Queue *redisqueue.Queue
+	// Tasks, instead of Queue, serves a transport without those keys
+	// (Kafka): the read-only task endpoints only (see TaskReader).
+	Tasks TaskReader
 	// MaxTaskBytes bounds a submitted task (max_task_bytes; default 1 MiB).
 	MaxTaskBytes int
 	// Tokens, when set, are required on every request; nil = everyone is
@@ -70,14 +73,17 @@ type Options struct {
 // Server is the management server. Create it with New, call Run (which
 // follows the logs feed) and serve Handler.
 type Server struct {
-	opt  Options
-	rdb  redis.UniversalClient
-	q    *redisqueue.Queue
-	log  hclog.Logger
-	hub  *hub
-	mux  *http.ServeMux
-	web  *web
-	head headWatch
+	opt Options
+	rdb redis.UniversalClient
+	q   *redisqueue.Queue
+	// reader is set instead of rdb and q on a transport without the Redis
+	// keys (Options.Tasks).
+	reader TaskReader
+	log    hclog.Logger
+	hub    *hub
+	mux    *http.ServeMux
+	web    *web
+	head   headWatch
 	// table is every pattern registered on mux, with the role it needs
 	// (0 = served to anyone), so a test can walk them all.
 	table []routeEntry
@@ -88,7 +94,7 @@ type Server struct {
 
 // New builds a Server.
 func New(opt Options) (*Server, error) {
-	if opt.Queue == nil {
+	if opt.Queue == nil && opt.Tasks == nil {
 		return nil, errors.New("api: no queue")
 	}
 	if opt.MaxTaskBytes <= 0 {
@@ -97,8 +103,14 @@ func New(opt Options) (*Server, error) {
 	if opt.Logger == nil {
 		opt.Logger = hclog.NewNullLogger()
 	}
-	s := &Server{opt: opt, rdb: opt.Queue.Client(), q: opt.Queue, log: opt.Logger, ready: make(chan struct{})}
+	s := &Server{opt: opt, log: opt.Logger, ready: make(chan struct{})}
 	s.hub = newHub()
+	if opt.Queue == nil {
+		s.reader = opt.Tasks
+		s.readerRoutes()
+		return s, nil
+	}
+	s.rdb, s.q = opt.Queue.Client(), opt.Queue
 	w, err := newWeb(s)
 	if err != nil {
 		return nil, err
@@ -110,6 +122,12 @@ func New(opt Options) (*Server, error) {
 
 // Run follows the logs feed for the live streams until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	if s.reader != nil {
+		// No feed: each log stream reads its task's messages itself.
+		s.readyOnce.Do(func() { close(s.ready) })
+		<-ctx.Done()
+		return nil
+	}
 	return s.hub.run(ctx, s.rdb, s.q.Names().Logs, func() { s.readyOnce.Do(func() { close(s.ready) }) }, s.log)
 }
 

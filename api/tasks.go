@@ -358,6 +358,9 @@ func (s *Server) listQueued(ctx context.Context, f TaskFilter, id *Identity) (*T
 
 // Task returns one task's view, nil when nothing is known of it.
 func (s *Server) Task(ctx context.Context, id string) (*TaskView, error) {
+	if s.reader != nil {
+		return s.readerTask(ctx, id)
+	}
 	vs, err := s.Tasks(ctx, []string{id})
 	if err != nil {
 		return nil, err

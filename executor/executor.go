@@ -247,7 +247,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	if r, err := e.opt.Broker.Recover(ctx, e.opt.ExecutorID); err != nil {
 		log.Warn("could not recover the work of this executor's previous run", "error", err)
 	} else if r != (queue.Recovered{}) {
-		log.Warn("recovered the work of this executor's previous run", "lost", r.Lost, "requeued", r.Requeued, "controls", r.Controls)
+		log.Warn("recovered the work of this executor's previous run", "lost", r.Lost, "requeued", r.Requeued, "controls", r.Controls, "republished", r.Republished)
 	}
 
 	pubCtx, stopPub := context.WithCancel(context.Background())

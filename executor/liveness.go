@@ -107,7 +107,7 @@ func (e *Executor) recoverLoop(ctx context.Context) {
 			}
 			delete(missingSince, id)
 			e.log.Warn("executor is dead: recovered its work", "executor", id,
-				"lost", r.Lost, "requeued", r.Requeued, "controls", r.Controls)
+				"lost", r.Lost, "requeued", r.Requeued, "controls", r.Controls, "republished", r.Republished)
 		}
 		for id := range missingSince {
 			if _, ok := execs[id]; !ok {

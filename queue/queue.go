@@ -279,6 +279,10 @@ type Membership interface {
 // Recovered counts what Recover did.
 type Recovered struct {
 	Lost, Requeued, Controls int
+	// Republished counts dones that the dead executor decided and did not
+	// publish before it died, published now (transports whose decision and
+	// publication are two steps).
+	Republished int
 }
 
 // Status is what is known about a task id.

@@ -3,18 +3,26 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/taskjob/task-job/queue/kafkaqueue"
 	"github.com/taskjob/task-job/task"
@@ -36,13 +44,17 @@ type kafkaSite struct {
 	logs map[string][]task.Log
 }
 
-func newKafkaSite(t *testing.T) *kafkaSite {
+// kafkaBrokerOpts are the in-process broker's settings in these tests.
+func kafkaBrokerOpts(extra ...kfake.Opt) []kfake.Opt {
+	return append([]kfake.Opt{kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(500 * time.Millisecond)}, extra...)
+}
+
+func newKafkaSite(t *testing.T, brokerOpts ...kfake.Opt) *kafkaSite {
 	t.Helper()
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(500*time.Millisecond))
+	broker, err := kfake.NewCluster(kafkaBrokerOpts(brokerOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(broker.Close)
 	s := &kafkaSite{t: t, broker: broker, queue: fmt.Sprintf("kq%d", os.Getpid()), dir: scripts(t), logs: map[string][]task.Log{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -52,6 +64,9 @@ func newKafkaSite(t *testing.T) *kafkaSite {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The broker closes last (cleanups run in reverse), and it may have
+	// been replaced by a restart.
+	t.Cleanup(func() { s.broker.Close() })
 	t.Cleanup(func() { s.status.Close() })
 	topics := s.status.Topics()
 	s.cl, err = kgo.NewClient(kgo.SeedBrokers(broker.ListenAddrs()...), kgo.ConsumeTopics(topics.Logs),
@@ -87,15 +102,20 @@ type kafkaExecutor struct {
 	done chan struct{}
 }
 
-func (s *kafkaSite) start(name string) *kafkaExecutor {
+// start starts an executor; extra keys are added to its config.
+func (s *kafkaSite) start(name string, extra ...map[string]any) *kafkaExecutor {
 	t := s.t
 	t.Helper()
 	id := fmt.Sprintf("kx-%d-%s", os.Getpid(), name)
-	cfg, _ := json.Marshal(map[string]any{
+	keys := map[string]any{
 		"transport": "kafka", "kafka_brokers": s.broker.ListenAddrs(), "kafka_partitions": 2,
 		"queue_name": s.queue, "cmd_dir": s.dir, "executor_id": id, "executor_ttl": "1s",
 		"isolation": "off", "logs": true, "state_dir": t.TempDir(), "shutdown_grace": "2s", "concurrency": 2,
-	})
+	}
+	for _, m := range extra {
+		maps.Copy(keys, m)
+	}
+	cfg, _ := json.Marshal(keys)
 	path := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(path, cfg, 0o644); err != nil {
 		t.Fatal(err)
@@ -451,5 +471,151 @@ func TestKafkaClientConnectErrors(t *testing.T) {
 		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("brokers %v: took %s to fail", c.brokers, d)
 		}
+	}
+}
+
+// An executor SIGKILLed after its claim is durable and before the tasks
+// topic's offset is committed (the test kills it when its commit reaches
+// the broker, and the commit is dropped): the record is delivered again to
+// the peer, whose claim is a duplicate, and the peer reports the task lost.
+// It is never run, by either.
+func TestKafkaExecutorKilledBetweenClaimAndCommit(t *testing.T) {
+	s := newKafkaSite(t)
+	a := s.start("a")
+	var killed atomic.Bool
+	s.broker.ControlKey(int16(kmsg.OffsetCommit), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		s.broker.KeepControl()
+		if r.(*kmsg.OffsetCommitRequest).Group != s.queue+"-executors" || killed.Load() {
+			return nil, nil, false
+		}
+		killed.Store(true)
+		_ = a.cmd.Process.Kill()
+		return nil, errors.New("the executor died"), true
+	})
+	s.submit("cc1", "long.sh")
+	observe.Eventually(t, "the commit of cc1's claim to be attempted", 30*time.Second, killed.Load)
+	<-a.done
+	if st, err := s.status.Status(context.Background(), "cc1"); err != nil || st == nil || st.State != task.Running || st.Executor != a.id {
+		t.Fatalf("status of cc1 after the crash: %+v %v (want its claim, running on %s)", st, err, a.id)
+	}
+	s.start("b")
+	d := s.waitDone("cc1")
+	if d.Result == nil || d.Result.Status != task.Lost {
+		t.Fatalf("done of a task whose executor died before its commit: %+v", d.Result)
+	}
+	// The peer has had the redelivered record (its group took a's
+	// partitions): a task after it on the same partition is served.
+	s.submit("cc2", "hello.sh after")
+	s.waitDone("cc2")
+	time.Sleep(time.Second) // room for a second done, which must not come
+	if n := len(s.dones("cc1")); n != 1 {
+		t.Errorf("cc1: %d dones, want 1", n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.logs["cc1"] {
+		if l.Data == "begun" {
+			t.Errorf("cc1 ran (after its claim was lost with its executor): %+v", l)
+		}
+	}
+}
+
+// freePort returns a TCP port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// A broker restart with its data (kfake's data directory, the same
+// address): the executor reconnects, its running task keeps its claim and
+// takes a kill sent after the restart, a task submitted before the restart
+// and one after it both run once, and no status or done is lost.
+func TestKafkaBrokerRestart(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	opts := []kfake.Opt{kfake.DataDir(dir), kfake.Ports(port)}
+	s := newKafkaSite(t, opts...)
+	s.start("a")
+	s.submit("br1", "hello.sh before")
+	s.waitDone("br1")
+	s.submit("br2", "long.sh")
+	s.waitLine("br2", "begun")
+
+	s.broker.Close()
+	broker, err := kfake.NewCluster(kafkaBrokerOpts(opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.broker = broker
+
+	// A client started now reads the status from the restarted broker
+	// (the site's own view remembers it).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := kafkaqueue.NewClient(ctx, broker.ListenAddrs(), nil, kafkaqueue.ClientConfig{Names: kafkaqueue.Names{Tasks: s.queue}})
+	if err != nil {
+		t.Fatalf("the restarted broker lost the topics: %v", err)
+	}
+	defer cl.Close()
+	for id, want := range map[string]task.State{"br1": task.Succeeded, "br2": task.Running} {
+		if st, err := cl.Status(ctx, id); err != nil || st == nil || st.State != want {
+			t.Fatalf("status of %s after the restart: %+v %v, want %s", id, st, err, want)
+		}
+	}
+	s.kill("br2")
+	if d := s.waitDone("br2"); d.Result == nil || d.Result.Status != task.Killed {
+		t.Fatalf("done of the task killed after the restart: %+v", d.Result)
+	}
+	s.submit("br3", "hello.sh after")
+	if d := s.waitDone("br3"); d.Result == nil || d.Result.Status != task.Succeeded {
+		t.Fatalf("done of a task submitted after the restart: %+v", d.Result)
+	}
+	time.Sleep(time.Second) // room for a second done, which must not come
+	for _, id := range []string{"br1", "br2", "br3"} {
+		if n := len(s.dones(id)); n != 1 {
+			t.Errorf("%s: %d dones, want 1: %+v", id, n, s.dones(id))
+		}
+	}
+}
+
+// An executor on Kafka with server_port serves the read-only endpoints:
+// a task's status and its log stream, to its done.
+func TestKafkaServeAPI(t *testing.T) {
+	s := newKafkaSite(t)
+	port := freePort(t)
+	s.start("api", map[string]any{"server_port": strconv.Itoa(port)})
+	s.submit("api1", "hello.sh http")
+	s.waitDone("api1")
+	base := fmt.Sprintf("http://127.0.0.1:%d/api/v1/tasks/api1", port)
+	get := func(url string) string {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	var v struct {
+		State    task.State `json:"state"`
+		Executor string     `json:"executor"`
+	}
+	if body := get(base); json.Unmarshal([]byte(body), &v) != nil || v.State != task.Succeeded {
+		t.Fatalf("status of api1: %s", body)
+	}
+	if body := get(base + "/logs"); !strings.Contains(body, "hello http") || !strings.Contains(body, "event: done") {
+		t.Fatalf("log stream of api1: %s", body)
+	}
+	if body := get(strings.TrimSuffix(base, "/api1") + "?state=succeeded"); !strings.Contains(body, `"id":"api1"`) {
+		t.Fatalf("task list: %s", body)
 	}
 }

@@ -48,6 +48,9 @@ type managementOptions struct {
 	AuditStream string
 	// Policy is the policy in force, for the policy dry run (nil = none).
 	Policy func() *policy.Policy
+	// Tasks serves the read-only task endpoints when there is no Redis
+	// queue (Kafka); the other options are then unused.
+	Tasks api.TaskReader
 }
 
 // startManagement listens on server_port and serves until stop. It outlives
@@ -79,7 +82,12 @@ func startManagement(ctx context.Context, cfg *config.Config, q *redisqueue.Queu
 	var srv *api.Server
 	m := metrics.New(metrics.Options{
 		Version: version, Executor: o.RunsTasks, Slots: cfg.Concurrency,
-		Queues: func(ctx context.Context) ([]metrics.QueueFigure, error) { return queueFigures(ctx, srv) },
+		Queues: func(ctx context.Context) ([]metrics.QueueFigure, error) {
+			if q == nil {
+				return nil, nil
+			}
+			return queueFigures(ctx, srv)
+		},
 	})
 	var auditor api.Auditor
 	if o.Audit != nil {
@@ -97,12 +105,18 @@ func startManagement(ctx context.Context, cfg *config.Config, q *redisqueue.Queu
 			fleet, closeFleet = reg, func() { reg.Close() }
 		}
 	}
-	srv, err = api.New(api.Options{
+	apiOpt := api.Options{
 		Queue: q, MaxTaskBytes: cfg.MaxTaskBytes, Tokens: tokens,
 		Audit: auditor, AuditFile: cfg.AuditFile, AuditStream: o.AuditStream, Policy: o.Policy,
 		Metrics: m.Handler(), Fleet: fleet,
 		Secure: tlsConf != nil, Logger: log, Version: version,
-	})
+	}
+	if q == nil {
+		// Read-only: nothing here writes, so there is nothing to audit.
+		apiOpt = api.Options{Tasks: o.Tasks, Tokens: tokens, Secure: tlsConf != nil, Logger: log, Version: version}
+		log.Warn("management server on Kafka: read-only: the task list, a task's status and its log stream (no queues or executors views, writes, page or /metrics yet; README, Kafka section)")
+	}
+	srv, err = api.New(apiOpt)
 	if err != nil {
 		closeFleet()
 		return nil, err
@@ -164,7 +178,7 @@ func startManagement(ctx context.Context, cfg *config.Config, q *redisqueue.Queu
 	default:
 		log.Info("management server listening; every request needs a token", "url", scheme+"://"+addr+"/", "tokens", tokens.Len())
 	}
-	if o.Audit == nil {
+	if o.Audit == nil && q != nil {
 		log.Warn("no audit_file: writes through the management server (submit, kill, retry) are only logged, not audited")
 	}
 	return mg, nil

@@ -377,10 +377,19 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	defer closeAudit()
 	var mg *management
 	rq, onRedis := q.(*redisqueue.Queue)
-	if cfg.ServerPort != "" && !onRedis {
-		return fmt.Errorf("server_port: the management server reads the Redis transport's keys; with transport %q it is not available yet (unset server_port)", cfg.Transport)
-	}
-	if cfg.ServerPort != "" {
+	switch {
+	case cfg.ServerPort != "" && !onRedis:
+		// Kafka: the read-only endpoints, through the client side.
+		c, err := connectKafka(cfg, "kafka_brokers in the config")
+		if err != nil {
+			return fmt.Errorf("server_port: %w", err)
+		}
+		defer c.kq.Close()
+		if mg, err = startManagement(ctx, cfg, nil, managementOptions{RunsTasks: true, Tasks: c.kq}, log); err != nil {
+			return err
+		}
+		defer mg.stop()
+	case cfg.ServerPort != "":
 		auditStream := ""
 		if al != nil {
 			auditStream = cfg.AuditStream

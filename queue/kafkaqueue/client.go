@@ -198,12 +198,19 @@ func (c *Client) Status(ctx context.Context, id string) (*queue.Status, error) {
 	if err != nil || st == nil {
 		return nil, err
 	}
+	s := statusOf(id, st)
+	return &s, nil
+}
+
+// statusOf is id's state as the clients see it: a task cancelled ahead
+// is still queued until an executor reaches its record.
+func statusOf(id string, st *idState) queue.Status {
 	state := st.state
 	if state == stateCancelled {
 		state = task.Queued
 	}
-	return &queue.Status{ID: id, State: state, Executor: st.exec,
-		Updated: strconv.FormatInt(st.updated, 10), Done: st.done}, nil
+	return queue.Status{ID: id, State: state, Executor: st.exec,
+		Updated: strconv.FormatInt(st.updated, 10), Done: st.done}
 }
 
 // State implements queue.Client.
@@ -218,10 +225,22 @@ func (c *Client) State(ctx context.Context, id string) (state, executor string, 
 // fold reads id's partition of the status topic to its current end and
 // returns id's state there (nil for none).
 func (c *Client) fold(ctx context.Context, id string) (*idState, error) {
-	p := c.partition(c.topics.Status, id)
+	var out *idState
+	err := c.foldPartition(ctx, c.partition(c.topics.Status, id), func(v *view) {
+		if st := v.ids[id]; st != nil {
+			cp := *st
+			out = &cp
+		}
+	})
+	return out, err
+}
+
+// foldPartition reads partition p of the status topic to its current end
+// and hands its fold to fn, which must not keep it.
+func (c *Client) foldPartition(ctx context.Context, p int32, fn func(*view)) error {
 	end, err := c.endOffset(ctx, c.topics.Status, p)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.statusMu.Lock()
 	defer c.statusMu.Unlock()
@@ -229,20 +248,36 @@ func (c *Client) fold(ctx context.Context, id string) (*idState, error) {
 	if f == nil {
 		r, err := c.openReader(c.topics.Status, p, 0)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		f = &folded{r: r, v: &view{ids: map[string]*idState{}, execs: map[string]*execState{}, retention: c.cfg.Retention}}
 		c.status[p] = f
 	}
 	if err := f.r.readTo(ctx, end, f.v.applyStatus); err != nil {
-		return nil, fmt.Errorf("queue: kafka: read %s: %w", c.topics.Status, err)
+		return fmt.Errorf("queue: kafka: read %s: %w", c.topics.Status, err)
 	}
-	st := f.v.ids[id]
-	if st == nil {
-		return nil, nil
+	fn(f.v)
+	return nil
+}
+
+// List is every id the status topic holds a decision about (claimed,
+// cancelled ahead, ended), as Status answers each: all its partitions
+// read to their current ends. The fold keeps an ended id for the
+// retention, so this is the last status_retention's tasks and the
+// running ones.
+func (c *Client) List(ctx context.Context) ([]queue.Status, error) {
+	var out []queue.Status
+	for p := range int32(c.parts[c.topics.Status]) {
+		err := c.foldPartition(ctx, p, func(v *view) {
+			for id, st := range v.ids {
+				out = append(out, statusOf(id, st))
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
-	cp := *st
-	return &cp, nil
+	return out, nil
 }
 
 // Executors says, for each executor that has not left, whether it is

@@ -106,6 +106,10 @@ type Options struct {
 	// the contract gives each executor its own, so that a second executor
 	// reads a record the first has not committed, as after a rebalance.
 	group string
+	// crashBeforeDone and crashAfterDone, when they return an error, stop
+	// a finish there as a crash would: between its status record and the
+	// done's produce, or between that produce and the published record.
+	crashBeforeDone, crashAfterDone func(id string) error
 }
 
 // Queue implements queue.Broker on Kafka.
@@ -118,6 +122,8 @@ type Queue struct {
 	prod  *kgo.Client // produces everything; also the admin client's connection
 	adm   *kadm.Client
 	base  []kgo.Opt
+	seeds []string
+	copts []kgo.Opt // the caller's client options (TLS, SASL)
 	grpMu sync.Mutex
 	grp   *kgo.Client // the tasks consumer group, joined at the first Take
 	ctl   *kgo.Client // the control topic, no group
@@ -214,7 +220,7 @@ func New(ctx context.Context, seeds []string, clientOpts []kgo.Opt, opt Options)
 		q.prod.Close()
 		return nil, fmt.Errorf("queue: kafka: %w", err)
 	}
-	q.base = base
+	q.base, q.seeds, q.copts = base, seeds, clientOpts
 	q.wg.Add(1)
 	go func() { defer q.wg.Done(); q.renewClaims(runCtx) }()
 	if err := q.startControl(ctx, runCtx, base); err != nil {

@@ -134,6 +134,17 @@ func finish(t *testing.T, q *Queue, d *queue.Delivery, id string, claimed bool) 
 // new client takes longer to reach the broker.
 func dones(t *testing.T, c *kfake.Cluster, q *Queue) map[string]int {
 	t.Helper()
+	return countLogs(t, c, q, task.MsgDone)
+}
+
+// lines counts the output lines (stdout) on the logs topic, as dones does.
+func lines(t *testing.T, c *kfake.Cluster, q *Queue) map[string]int {
+	t.Helper()
+	return countLogs(t, c, q, task.MsgStdout)
+}
+
+func countLogs(t *testing.T, c *kfake.Cluster, q *Queue, msgType string) map[string]int {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(q.topics.Logs),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -149,7 +160,7 @@ func dones(t *testing.T, c *kfake.Cluster, q *Queue) map[string]int {
 		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
 			last = time.Now()
 			var l task.Log
-			if json.Unmarshal(r.Value, &l) == nil && l.MsgType == task.MsgDone {
+			if json.Unmarshal(r.Value, &l) == nil && l.MsgType == msgType {
 				out[l.ID]++
 			}
 		})

@@ -165,7 +165,9 @@ func (q *Queue) Executors(ctx context.Context) (map[string]bool, error) {
 // the recoverer whose report won publishes the lost done. Tasks it took
 // and never claimed need nothing: their offsets were never committed, so
 // the group hands them to a peer. For this executor's own id (at start)
-// only claims of earlier processes are lost.
+// only claims of earlier processes are lost. Then it produces the dones
+// that the dead executor decided and did not get to the logs topic
+// (republish).
 func (q *Queue) Recover(ctx context.Context, dead string) (queue.Recovered, error) {
 	var r queue.Recovered
 	if err := q.view.catchUp(ctx, q.topics.Status, q.topics.Executors); err != nil {
@@ -194,7 +196,13 @@ func (q *Queue) Recover(ctx context.Context, dead string) (queue.Recovered, erro
 		if _, err := q.produce(ctx, &kgo.Record{Topic: q.topics.Logs, Key: []byte(id), Value: lost}); err != nil {
 			return r, fmt.Errorf("queue: kafka: publish the lost done of %q: %w", id, err)
 		}
+		q.markPublished(id, off)
 		r.Lost++
+	}
+	n, err := q.republish(ctx, dead)
+	r.Republished = n
+	if err != nil {
+		return r, fmt.Errorf("queue: kafka: recover %s: %w", dead, err)
 	}
 	if dead != q.opt.ExecutorID {
 		q.view.mu.Lock()

@@ -129,12 +129,36 @@ func (q *Queue) finish(ctx context.Context, f *queue.Finish) (bool, error) {
 	if !finishedBy(st, off, q.opt.ExecutorID, f.Claimed, f.Token, f.Done) {
 		return false, nil
 	}
+	if h := q.opt.crashBeforeDone; h != nil {
+		if err := h(f.ID); err != nil {
+			return false, err
+		}
+	}
 	if _, err := q.produce(ctx, &kgo.Record{Topic: q.topics.Logs, Key: []byte(f.ID), Value: f.Done}); err != nil {
 		return false, fmt.Errorf("queue: kafka: publish the done of %q: %w", f.ID, err)
 	}
+	if h := q.opt.crashAfterDone; h != nil {
+		if err := h(f.ID); err != nil {
+			return false, err
+		}
+	}
+	q.markPublished(f.ID, st.endOffset)
 	if f.Claimed {
 		q.published[key] = time.Now()
 		q.forgetPublished()
 	}
 	return true, nil
+}
+
+// markPublished records that the done of id's ending record (at offset
+// end) is in the logs topic, so that no recovery produces it again. It
+// does not wait: a record lost with a crash only makes that recovery read
+// the logs topic to find the done there.
+func (q *Queue) markPublished(id string, end int64) {
+	b, _ := json.Marshal(statusRec{K: kPublished, ID: id, End: end, By: q.holder, T: nowMilli()})
+	q.prod.Produce(context.Background(), &kgo.Record{Topic: q.topics.Status, Key: []byte(id), Value: b}, func(_ *kgo.Record, err error) {
+		if err != nil && !q.closed.Load() {
+			q.opt.Logger.Warn("cannot record that a done is published; a recovery will look for it in the logs topic", "id", id, "error", err)
+		}
+	})
 }

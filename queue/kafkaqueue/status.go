@@ -21,6 +21,11 @@ const (
 	kCancel = "cancel" // a kill for an id not running yet (a kill ahead)
 	kFinish = "finish" // a terminal state and its done
 	kLost   = "lost"   // a peer reports a dead executor's task lost
+	// kPublished: the done of the record at offset End is in the logs topic.
+	kPublished = "published"
+	// kRepublish: an executor takes on producing the done of the record at
+	// End, whose writer (or earlier taker, Dead) died before it did.
+	kRepublish = "republish"
 )
 
 // statusRec is one record of the status topic, keyed by task id.
@@ -35,7 +40,9 @@ type statusRec struct {
 	Claimed bool   `json:"claimed,omitempty"`
 	Dead    string `json:"dead,omitempty"`
 	Done    string `json:"done,omitempty"`
-	T       int64  `json:"t"` // writer's clock, ms
+	End     int64  `json:"end,omitempty"` // published, republish: the ending record's offset
+	By      string `json:"by,omitempty"`  // the writing process (Queue.holder)
+	T       int64  `json:"t"`             // writer's clock, ms
 }
 
 // idState is what the fold knows about an id.
@@ -52,6 +59,14 @@ type idState struct {
 	endToken string
 	// endOffset is the offset of the record that ended the id.
 	endOffset int64
+	// endBy is the process that wrote the ending record.
+	endBy string
+	// published: the done is in the logs topic. Until it is, the done's
+	// producer is the ending record's executor, or republisher (in process
+	// repBy) once one has taken it on after that executor died.
+	published   bool
+	republisher string
+	repBy       string
 	// claimedAt is the winning claim's time (its writer's clock, ms), kept
 	// after the end: a task's lines come after it, so a reader of its
 	// logs starts there instead of at the start of the logs topic.
@@ -172,7 +187,7 @@ func (v *view) applyStatus(r *kgo.Record) {
 		if !ok {
 			return
 		}
-		end := &idState{state: s.State, exec: s.Exec, updated: s.T, done: []byte(s.Done), endOffset: r.Offset}
+		end := &idState{state: s.State, exec: s.Exec, updated: s.T, done: []byte(s.Done), endOffset: r.Offset, endBy: s.By}
 		if s.Claimed {
 			end.token, end.endToken, end.typ, end.claimedAt = s.Token, s.Token, st.typ, st.claimedAt
 		}
@@ -181,8 +196,23 @@ func (v *view) applyStatus(r *kgo.Record) {
 		if st == nil || st.state != task.Running || st.exec != s.Dead || st.token != s.Token {
 			return
 		}
-		v.ids[s.ID] = &idState{state: task.Lost, exec: s.Exec, typ: st.typ, updated: s.T, done: []byte(s.Done), endOffset: r.Offset, claimedAt: st.claimedAt}
+		v.ids[s.ID] = &idState{state: task.Lost, exec: s.Exec, typ: st.typ, updated: s.T, done: []byte(s.Done), endOffset: r.Offset, endBy: s.By, claimedAt: st.claimedAt}
+	case kPublished:
+		if ended(st) && st.endOffset == s.End {
+			st.published = true
+		}
+	case kRepublish:
+		// The first taker wins; a later one only replaces a taker it names
+		// (one that died before it published).
+		if ended(st) && st.endOffset == s.End && !st.published && st.republisher == s.Dead {
+			st.republisher, st.repBy = s.Exec, s.By
+		}
 	}
+}
+
+// ended reports whether st is a terminal state with a done.
+func ended(st *idState) bool {
+	return st != nil && st.state != task.Running && st.state != stateCancelled && st.state != "" && len(st.done) > 0
 }
 
 func (v *view) applyBeat(r *kgo.Record) {
@@ -284,10 +314,27 @@ func (v *view) running(executor string) map[string]idState {
 	return out
 }
 
+// unpublished lists the ended ids whose done executor was to produce
+// and the fold has no published record of.
+func (v *view) unpublished(executor string) map[string]idState {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := map[string]idState{}
+	for id, st := range v.ids {
+		if !ended(st) || st.published {
+			continue
+		}
+		if st.republisher == executor || st.republisher == "" && st.exec == executor {
+			out[id] = *st
+		}
+	}
+	return out
+}
+
 // writeStatus produces s keyed by its id and returns once the fold has
 // applied it, with the id's state at that point.
 func (q *Queue) writeStatus(ctx context.Context, s statusRec) (*idState, int64, error) {
-	s.T = nowMilli()
+	s.T, s.By = nowMilli(), q.holder
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, 0, err

@@ -50,7 +50,7 @@ type config struct {
 }
 
 // sections are the parts of the run that -only can pick.
-var sections = []string{"latency", "throughput", "lines", "isolation", "api", "fleet", "admission"}
+var sections = []string{"latency", "throughput", "lines", "kafka", "isolation", "api", "fleet", "admission"}
 
 // want reports whether section is to be measured.
 func (c config) want(section string) bool { return len(c.only) == 0 || c.only[section] }

@@ -94,6 +94,9 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 			progress("dispatch and done latency: task-job" + v.label)
 			lats[i], errLats[i] = b.taskJobLatency(ctx, v, cfg.latencyIters)
 		}
+		if last := len(lats) - 1; errLats[last] == nil {
+			b.redisDispatch = lats[last].dispatch // transportVariant's
+		}
 		for i, v := range b.variants() {
 			what := "Dispatch: RPUSH → task running (p50 / p99)" + v.label
 			lat, errLat := lats[i], errLats[i]
@@ -166,6 +169,9 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 					rateC4 = rates[0]
 				}
 			}
+			if last := len(vs) - 1; c == 4 && errs[last] == nil {
+				b.redisRateC4 = rates[last] // transportVariant's
+			}
 			for i, v := range vs {
 				what := fmt.Sprintf("Tasks/s, concurrency %d (%d × `exit 0`)%s", c, cfg.floodTasks, v.label)
 				if errRaw != nil {
@@ -209,6 +215,7 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 		case errTJ != nil:
 			rep.fail(linesWhat, errTJ)
 		default:
+			b.redisLines = tjL.perSec()
 			rep.add(row{
 				what:     linesWhat,
 				taskJob:  fmt.Sprintf("%s (%d/%d in order, %.2f s)", rate(tjL.perSec(), "lines"), tjL.lines, cfg.lines, tjL.elapsed.Seconds()),
@@ -217,6 +224,12 @@ func (b *bench) measure(ctx context.Context, rep *report) {
 				target:   fmt.Sprintf("≥ %dk/s, none lost: %s", linesPerSec/1000, verdict(tjL.perSec() >= linesPerSec && tjL.lines == cfg.lines)),
 			})
 		}
+	}
+
+	if cfg.want("kafka") {
+		// The same three measurements on the Kafka transport, beside the
+		// Redis rows above.
+		b.kafkaRows(ctx, rep)
 	}
 
 	if cfg.want("isolation") {

@@ -66,6 +66,11 @@ type bench struct {
 	initPath  string // the helper built for this run
 	log       hclog.Logger
 	loadStart string
+	// The Redis figures the Kafka rows are set beside (zero when their
+	// section did not run): dispatch and tasks/s at concurrency 4 with
+	// transportVariant, log lines/s with the default runner.
+	redisDispatch           samples
+	redisRateC4, redisLines float64
 }
 
 // buildInit builds the sandbox helper into dir as the release does, so the

@@ -60,32 +60,43 @@ func (b *bench) taskJobThroughput(ctx context.Context, v variant, concurrency, n
 	}
 
 	// Generous: a tenth of the raw exec rate measured here would still pass.
-	deadline := time.After(time.Minute + time.Duration(n)*10*time.Millisecond)
+	last, err := waitAllDone(col, pending, time.Minute+time.Duration(n)*10*time.Millisecond)
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / last.Sub(t0).Seconds(), nil
+}
+
+// waitAllDone reads col until every pending id has its done, once and
+// succeeded, and returns when the last was in hand.
+func waitAllDone(col *collector, pending map[string]bool, timeout time.Duration) (time.Time, error) {
+	n := len(pending)
+	deadline := time.After(timeout)
 	var last time.Time
 	for len(pending) > 0 {
 		bt, err := col.next(deadline)
 		if err != nil {
-			return 0, fmt.Errorf("%d of %d tasks never reported done: %w", len(pending), n, err)
+			return last, fmt.Errorf("%d of %d tasks never reported done: %w", len(pending), n, err)
 		}
 		for _, raw := range bt.vals {
 			var l task.Log
 			if err := json.Unmarshal([]byte(raw), &l); err != nil {
-				return 0, fmt.Errorf("malformed TaskLog %q: %w", raw, err)
+				return last, fmt.Errorf("malformed TaskLog %q: %w", raw, err)
 			}
 			if l.MsgType != task.MsgDone {
 				continue // true.sh prints nothing, but a stray line is no error
 			}
 			if !pending[l.ID] {
-				return 0, fmt.Errorf("a done for %q that was not pending (a second done, or an unknown id)", l.ID)
+				return last, fmt.Errorf("a done for %q that was not pending (a second done, or an unknown id)", l.ID)
 			}
 			if err := checkSucceeded(l); err != nil {
-				return 0, err
+				return last, err
 			}
 			delete(pending, l.ID)
 		}
 		last = bt.at
 	}
-	return float64(n) / last.Sub(t0).Seconds(), nil
+	return last, nil
 }
 
 // rawThroughput runs the same script n times with plain exec.Command.Run on
