@@ -111,6 +111,8 @@ type Queue struct {
 	ctlWatch *watcher
 	// announced is when Take last wrote the tubes it serves (UnixNano).
 	announced atomic.Int64
+	// beforeScan, in tests, runs before RemoveQueued scans a list.
+	beforeScan func(list string)
 }
 
 var _ queue.Broker = (*Queue)(nil)
@@ -579,14 +581,35 @@ func (q *Queue) Forward(ctx context.Context, executor string, raw []byte) error 
 // the id, so a list holding huge messages is never read whole. A message
 // it misses (an id written with JSON escapes, a tube nobody serves) is
 // still cancelled, when it is taken: the kill is remembered (RouteKill).
+//
+// A dispatcher may move the task on while the lists are scanned, from the
+// task list to a tube's list or an executor's, and that list may not have
+// existed when they were named: after a miss the lists are named again and
+// the new ones scanned, until no new one appears (bounded). The scan goes
+// the way tasks move (task list, tubes, assigned lists), so a task moving
+// on between existing lists is met further along.
 func (q *Queue) RemoveQueued(ctx context.Context, id string, f func(raw []byte) *queue.Finish) (bool, error) {
-	lists, err := q.waitingLists(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, list := range lists {
-		if removed, err := q.removeFrom(ctx, list, id, f); removed || err != nil {
-			return removed, err
+	scanned := map[string]bool{}
+	for range 4 {
+		lists, err := q.waitingLists(ctx)
+		if err != nil {
+			return false, err
+		}
+		fresh := false
+		for _, list := range lists {
+			if scanned[list] {
+				continue
+			}
+			scanned[list], fresh = true, true
+			if q.beforeScan != nil {
+				q.beforeScan(list)
+			}
+			if removed, err := q.removeFrom(ctx, list, id, f); removed || err != nil {
+				return removed, err
+			}
+		}
+		if !fresh {
+			break
 		}
 	}
 	return false, nil

@@ -206,3 +206,29 @@ func TestRemoveQueuedFindsTubesAndAssignedLists(t *testing.T) {
 		}
 	}
 }
+
+// A kill whose scan starts while the task is in the task list, and which a
+// dispatcher then moves to a tube's list that did not exist when the lists
+// were named, still finds it there: nobody serves that tube, so a miss
+// would leave the task waiting for ever with no done.
+func TestRemoveQueuedFollowsATaskMovedToANewList(t *testing.T) {
+	srv := redisserver.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	q := tubeQueue(t, srv, "rq", "")
+	rdb.RPush(ctx, "q", `{"id":"m1","tube":"nobody"}`)
+	q.beforeScan = func(list string) {
+		if list == "q" {
+			rdb.LMove(ctx, "q", "q:tube:nobody", "LEFT", "RIGHT") // the dispatcher's move
+		}
+	}
+	removed, err := q.RemoveQueued(ctx, "m1", func(raw []byte) *queue.Finish {
+		return &queue.Finish{ID: "m1", State: task.Killed, Done: []byte(`{"id":"m1","msg_type":"done"}`), Raw: raw}
+	})
+	if err != nil || !removed {
+		t.Fatalf("RemoveQueued = %v, %v; want the task taken out of the tube's list it moved to", removed, err)
+	}
+	if n := rdb.LLen(ctx, "q:tube:nobody").Val(); n != 0 {
+		t.Errorf("q:tube:nobody still holds %d", n)
+	}
+}
