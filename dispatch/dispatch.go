@@ -313,27 +313,32 @@ func (d *Dispatcher) serve(ctx context.Context, token int64, f *fleet, events cl
 	if err := sweep(); err != nil {
 		return err
 	}
-	// While the shared list is empty, a waiter blocks on it, so that a
-	// task pushed there (the common path) is placed at once instead of
-	// at the next poll. The waiter is armed after each pass that found
-	// the list empty, and not otherwise: blocking on a list that holds
-	// tasks nobody can take would return at once, again and again.
-	arm, wake := make(chan struct{}, 1), make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-arm:
-			}
-			if got, _ := q.WaitForTask(ctx, q.TubeKey("")); got {
-				select {
-				case wake <- struct{}{}:
-				default:
+	// While a list is empty, a waiter blocks on it, so that a task pushed
+	// there is placed at once instead of at the next poll: the shared
+	// list first, then the tubes' lists, at most MaxWaiters in all (each
+	// holds a connection while it waits; the rest are polled). A waiter
+	// is armed after each pass that found its list empty, and not
+	// otherwise: blocking on a list that holds tasks nobody can take
+	// would return at once, again and again.
+	wake := make(chan struct{}, 1)
+	waiters := map[string]chan struct{}{} // by list: its arm
+	armEmpty := func(empty []string) {
+		for _, list := range empty {
+			arm, ok := waiters[list]
+			if !ok {
+				if len(waiters) >= MaxWaiters {
+					continue
 				}
+				arm = make(chan struct{}, 1)
+				waiters[list] = arm
+				go d.wait(ctx, list, arm, wake)
+			}
+			select {
+			case arm <- struct{}{}:
+			default:
 			}
 		}
-	}()
+	}
 	// apply takes in a batch of registry events; false: the watch broke.
 	apply := func(resp clientv3.WatchResponse, ok bool) (bool, error) {
 		if !ok || resp.Err() != nil {
@@ -364,16 +369,11 @@ func (d *Dispatcher) serve(ctx context.Context, token int64, f *fleet, events cl
 				drained = true
 			}
 		}
-		moved, sharedEmpty, err := d.pass(ctx, token, f)
+		moved, empty, err := d.pass(ctx, token, f)
 		if err != nil {
 			return err
 		}
-		if sharedEmpty {
-			select {
-			case arm <- struct{}{}:
-			default:
-			}
-		}
+		armEmpty(empty)
 		if time.Since(lastSweep) > sweepEvery {
 			if err := sweep(); err != nil {
 				return err
@@ -416,10 +416,33 @@ const window = 32
 // list again: the tasks at those places may have changed meanwhile.
 const renote = time.Second
 
-// pass moves what it can: moved if it moved a task to an executor,
-// sharedEmpty if the shared list held nothing when it looked. Of the
-// tasks it cannot place, it writes why in their status (waiting).
-func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved, sharedEmpty bool, err error) {
+// MaxWaiters bounds the lists the leader blocks on while they are empty;
+// each holds one of its Redis client's connections meanwhile.
+const MaxWaiters = 8
+
+// wait blocks on list each time it is armed, and wakes the leader when a
+// task arrives there.
+func (d *Dispatcher) wait(ctx context.Context, list string, arm <-chan struct{}, wake chan<- struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-arm:
+		}
+		if got, _ := d.opt.Queue.WaitForTask(ctx, list); got {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// pass moves what it can: moved if it moved a task to an executor; empty
+// names the lists that held nothing when it looked, the shared list
+// first. Of the tasks it cannot place, it writes why in their status
+// (waiting).
+func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved bool, empty []string, err error) {
 	q := d.opt.Queue
 	el := f.eligible()
 	ids := make([]string, len(el))
@@ -448,10 +471,10 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved, sh
 			heads, err = q.Peek(ctx, src, window)
 		}
 		if err != nil {
-			return moved, false, err
+			return moved, nil, err
 		}
-		if tube == "" && len(heads) == 0 {
-			sharedEmpty = true
+		if len(heads) == 0 {
+			empty = append(empty, src)
 		}
 		var notes []queue.Note
 		why := map[string]string{} // by placement key
@@ -495,7 +518,7 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved, sh
 			}
 			res, err := q.MoveMany(ctx, token, src, ops)
 			if err != nil {
-				return moved, false, err
+				return moved, nil, err
 			}
 			// A move whose task is no longer the one planned for moves
 			// nothing, and the moves after it may then find another task
@@ -521,14 +544,14 @@ func (d *Dispatcher) pass(ctx context.Context, token int64, f *fleet) (moved, sh
 				break
 			}
 			if heads, err = q.Peek(ctx, src, window); err != nil {
-				return moved, false, err
+				return moved, nil, err
 			}
 		}
 		if err := d.note(ctx, token, src, notes); err != nil {
-			return moved, false, err
+			return moved, nil, err
 		}
 	}
-	return moved, sharedEmpty, nil
+	return moved, empty, nil
 }
 
 // note writes the waiting reasons of one list's tasks, unless the same

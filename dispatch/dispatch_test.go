@@ -337,6 +337,26 @@ func TestIdleLeaderWakesOnAPush(t *testing.T) {
 	}
 }
 
+// A task pushed to a tube's own list wakes an idle leader too, as one
+// pushed to the shared list does: it is placed at once, not at the poll.
+func TestIdleLeaderWakesOnAPushToATube(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.member("e1", 100, true, "", "gpu")
+	const poll = 20 * time.Second
+	d, _ := e.startWith("d", e.etcd, func(o *Options) { o.Poll = poll })
+	observe.Eventually(t, "d to lead", 10*time.Second, func() bool { return d.Token() != 0 })
+	for i := range 3 {
+		time.Sleep(300 * time.Millisecond) // idle: its last pass found nothing
+		start := time.Now()
+		e.rdb.RPush(ctx, "dq:tube:gpu", fmt.Sprintf(`{"id":"g%d","tube":"gpu"}`, i))
+		observe.Eventually(t, fmt.Sprintf("task %d to be assigned", i), poll/2, func() bool { return len(e.assigned("e1")) == i+1 })
+		if took := time.Since(start); took > poll/4 {
+			t.Errorf("task %d assigned after %v: the leader waited for its poll (%v)", i, took, poll)
+		}
+	}
+}
+
 // A leader that stops resigns (its lease revoked), so the other replica
 // leads at once, not a lease later.
 func TestStoppedLeaderResigns(t *testing.T) {

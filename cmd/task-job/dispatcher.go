@@ -51,7 +51,7 @@ func runDispatcher(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signalContext(log)
 	defer stop()
 	redisqueue.RouteClientLog(log.Named("redis"))
-	rdb, err := redisqueue.Dial(redisqueue.DialOptions{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, PoolSize: 8})
+	rdb, err := redisqueue.Dial(redisqueue.DialOptions{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, PoolSize: 8 + 2*dispatch.MaxWaiters}) // the waiters of a term that ends may block a second more
 	if err != nil {
 		fmt.Fprintln(stderr, "task-job dispatcher:", err)
 		return exitFailed
