@@ -8,6 +8,8 @@
 //	Q_logs       TaskLog messages keyed by task id (logs_channel): output lines, then the done
 //	Q_status     the decisions about each task id, keyed by id: claims, kills ahead, finishes, lost
 //	Q_executors  liveness: heartbeat and leave records keyed by executor id (compacted)
+//	Q_signatures the replay memory of signed tasks (signature/kafkaguard)
+//	Q_audit      the executors' audit logs, mirrored, keyed by executor id (audit/kafkamirror)
 //
 // Kafka has no compare-and-set, so every decision about an id is a record
 // in its partition of Q_status, and every executor folds that partition in
@@ -27,6 +29,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,12 +52,16 @@ type Names struct {
 // Topics are the topic names of one deployment.
 type Topics struct {
 	Tasks, Control, Logs, Status, Executors string
+	// Signatures and Audit belong to the guards beside the transport: the
+	// replay memory of signed tasks and the audit logs' mirror.
+	Signatures, Audit string
 }
 
 // TopicsFor derives the topic names from the configured names.
 func TopicsFor(n Names) Topics {
 	t := Topics{Tasks: n.Tasks, Control: n.Control, Logs: n.Logs,
-		Status: n.Tasks + "_status", Executors: n.Tasks + "_executors"}
+		Status: n.Tasks + "_status", Executors: n.Tasks + "_executors",
+		Signatures: n.Tasks + "_signatures", Audit: n.Tasks + "_audit"}
 	if t.Control == "" {
 		t.Control = n.Tasks + "_control"
 	}
@@ -65,7 +72,7 @@ func TopicsFor(n Names) Topics {
 }
 
 func (t Topics) all() []string {
-	return []string{t.Tasks, t.Control, t.Logs, t.Status, t.Executors}
+	return []string{t.Tasks, t.Control, t.Logs, t.Status, t.Executors, t.Signatures, t.Audit}
 }
 
 var topicName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
@@ -260,6 +267,10 @@ func (q *Queue) Topics() Topics { return q.topics }
 
 // Client returns the producing client (for the CLI and tests).
 func (q *Queue) Client() *kgo.Client { return q.prod }
+
+// ClientOptions returns the options that reach the brokers (seeds, TLS,
+// SASL), for the guards that keep topics of their own beside the queue's.
+func (q *Queue) ClientOptions() []kgo.Opt { return slices.Clone(q.base) }
 
 // Close stops the readers and closes the clients.
 func (q *Queue) Close() error {

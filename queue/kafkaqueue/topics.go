@@ -34,17 +34,27 @@ type TopicSettings struct {
 //     long as the duplicate-id protection promises.
 //   - executors: one partition, compacted: only each executor's newest
 //     heartbeat matters.
+//   - signatures: Partitions partitions, keyed by key id and MAC,
+//     cleanup.policy=delete with twice status_retention (a signature is
+//     remembered for twice the window plus a minute, and the window is at
+//     most half status_retention). Not compacted, for the status topic's
+//     reason: the first record of a key decides.
+//   - audit: one partition (records are few: a handful per task), keyed by
+//     executor id, kept until it holds 1 GiB (retention.bytes) and never
+//     by age: the audit trail outlives status_retention.
 func (q *Queue) Settings() map[string]TopicSettings {
 	ret := strconv.FormatInt(q.opt.Retention.Milliseconds(), 10)
 	ret2 := strconv.FormatInt(2*q.opt.Retention.Milliseconds(), 10)
 	maxMsg := strconv.Itoa(max(q.opt.MaxTaskBytes, 1<<20) + 64<<10)
 	p := int32(q.opt.Partitions)
 	return map[string]TopicSettings{
-		q.topics.Tasks:     {p, map[string]string{"max.message.bytes": maxMsg}},
-		q.topics.Control:   {1, map[string]string{"cleanup.policy": "delete", "retention.ms": ret}},
-		q.topics.Logs:      {p, map[string]string{"cleanup.policy": "delete", "retention.ms": ret, "max.message.bytes": maxMsg}},
-		q.topics.Status:    {p, map[string]string{"cleanup.policy": "delete", "retention.ms": ret2, "max.message.bytes": maxMsg}},
-		q.topics.Executors: {1, map[string]string{"cleanup.policy": "compact"}},
+		q.topics.Tasks:      {p, map[string]string{"max.message.bytes": maxMsg}},
+		q.topics.Control:    {1, map[string]string{"cleanup.policy": "delete", "retention.ms": ret}},
+		q.topics.Logs:       {p, map[string]string{"cleanup.policy": "delete", "retention.ms": ret, "max.message.bytes": maxMsg}},
+		q.topics.Status:     {p, map[string]string{"cleanup.policy": "delete", "retention.ms": ret2, "max.message.bytes": maxMsg}},
+		q.topics.Executors:  {1, map[string]string{"cleanup.policy": "compact"}},
+		q.topics.Signatures: {p, map[string]string{"cleanup.policy": "delete", "retention.ms": ret2}},
+		q.topics.Audit:      {1, map[string]string{"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": strconv.Itoa(1 << 30)}},
 	}
 }
 
@@ -91,7 +101,7 @@ func (q *Queue) setupTopics(ctx context.Context) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("queue: kafka: missing topics: %s; create them, or set kafka_create_topics", strings.Join(missing, ", "))
 	}
-	cfgs, err := q.adm.DescribeTopicConfigs(ctx, q.topics.Status, q.topics.Executors)
+	cfgs, err := q.adm.DescribeTopicConfigs(ctx, q.topics.Status, q.topics.Executors, q.topics.Signatures)
 	if err != nil {
 		q.opt.Logger.Warn("cannot read the topics' configs to check them", "error", err)
 		return nil
@@ -105,8 +115,8 @@ func (q *Queue) setupTopics(ctx context.Context) error {
 				continue
 			}
 			switch {
-			case rc.Name == q.topics.Status && strings.Contains(*c.Value, "compact"):
-				return fmt.Errorf("queue: kafka: topic %s has cleanup.policy=%s: it must be delete (compaction erases which claim came first)", rc.Name, *c.Value)
+			case (rc.Name == q.topics.Status || rc.Name == q.topics.Signatures) && strings.Contains(*c.Value, "compact"):
+				return fmt.Errorf("queue: kafka: topic %s has cleanup.policy=%s: it must be delete (compaction erases which record came first)", rc.Name, *c.Value)
 			case rc.Name == q.topics.Executors && !strings.Contains(*c.Value, "compact"):
 				q.opt.Logger.Warn("the executors topic is not compacted: executors that stopped long ago are forgotten after its retention", "topic", rc.Name)
 			}
