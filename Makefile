@@ -7,7 +7,7 @@ PKGS  := ./...
 FUZZTIME ?= 10s
 FUZZ := ./task:FuzzParse ./task:FuzzParseControl ./task:FuzzAppendLine ./jail:FuzzSplit ./jail:FuzzJoin ./jail:FuzzResolve ./jail:FuzzLoaderOf ./config:FuzzParse \
 	./policy:FuzzParse ./policy:FuzzDecide ./audit:FuzzParseLine ./signature:FuzzCanonical \
-	./bytesize:FuzzParse ./api:FuzzParseTokens ./api:FuzzQueryFilters ./queue/kafkaqueue:FuzzFold
+	./bytesize:FuzzParse ./api:FuzzParseTokens ./api:FuzzQueryFilters ./queue/kafkaqueue:FuzzFold ./signature/kafkaguard:FuzzFold
 
 .PHONY: help deps build cross package test quick unit history fleet-scale chaos vmtest fuzz bench bench-quick lint run-dev clean audit-sandbox
 

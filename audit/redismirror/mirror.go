@@ -136,4 +136,3 @@ func (s *streamStore) checkOwner(ctx context.Context) error {
 	}
 	return nil
 }
-

@@ -15,11 +15,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/audit/kafkamirror"
 	"github.com/taskjob/task-job/audit/redismirror"
 	"github.com/taskjob/task-job/config"
 	"github.com/taskjob/task-job/policy"
+	"github.com/taskjob/task-job/queue/kafkaqueue"
 	"github.com/taskjob/task-job/sandbox"
 	"github.com/taskjob/task-job/signature"
+	"github.com/taskjob/task-job/signature/kafkaguard"
 	"github.com/taskjob/task-job/signature/redisguard"
 )
 
@@ -161,8 +164,9 @@ func reloadOnHUP(ctx context.Context, cfg *config.Config, setPolicy func(*policy
 	}
 }
 
-// openAudit opens the audit log and its Redis mirror, if audit_file is set.
-func openAudit(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger) (*audit.Log, func(), error) {
+// openAudit opens the audit log, if audit_file is set, and its mirror on
+// the transport: a Redis stream, or the Kafka audit topic.
+func openAudit(cfg *config.Config, rdb redis.UniversalClient, kq *kafkaqueue.Queue, log hclog.Logger) (*audit.Log, func(), error) {
 	if cfg.AuditFile == "" {
 		log.Warn("no audit_file: nothing records which tasks ran, who asked, or what was refused")
 		return nil, func() {}, nil
@@ -171,39 +175,56 @@ func openAudit(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit_file: %w", err)
 	}
-	if rdb == nil {
-		// The Kafka transport has no audit mirror yet: the file is the record.
-		log.Info("audit log open (no mirror on this transport)", "file", cfg.AuditFile, "seq", al.Seq())
-		return al, func() { al.Close() }, nil
+	onErr := func(err error) {
+		log.Warn("audit mirror: cannot copy the audit log yet; it catches up later", "error", err)
+	}
+	if kq != nil {
+		topic := kq.Topics().Audit
+		m, err := kafkamirror.Start(cfg.AuditFile, kq.ClientOptions(), topic, kafkamirror.Options{Executor: cfg.ExecutorID, OnError: onErr})
+		if err != nil {
+			al.Close()
+			return nil, nil, err
+		}
+		log.Info("audit log open", "file", cfg.AuditFile, "topic", topic, "seq", al.Seq())
+		return al, func() { m.Close(); al.Close() }, nil
 	}
 	m := redismirror.Start(cfg.AuditFile, rdb, cfg.AuditStream, redismirror.Options{
 		Executor: cfg.ExecutorID,
-		OnError:  func(err error) { log.Warn("audit mirror: cannot copy to Redis yet; it catches up later", "error", err) },
+		OnError:  onErr,
 	})
 	log.Info("audit log open", "file", cfg.AuditFile, "stream", cfg.AuditStream, "seq", al.Seq())
 	return al, func() { m.Close(); al.Close() }, nil
 }
 
 // newVerifier loads the signing keys, if a key directory is configured.
-// Replays are remembered in Redis so that every executor sharing it
-// refuses a task another one already accepted.
-func newVerifier(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger) (*signature.Verifier, error) {
+// Replays are remembered on the transport (Redis keys, or the Kafka
+// signatures topic) so that every executor sharing it refuses a task
+// another one already accepted.
+func newVerifier(cfg *config.Config, rdb redis.UniversalClient, kq *kafkaqueue.Queue, log hclog.Logger) (*signature.Verifier, func(), error) {
 	if cfg.SigningKeysDir == "" {
 		if cfg.RequireSignatures {
-			return nil, fmt.Errorf("require_signatures is true but signing_keys_dir is not set")
+			return nil, nil, fmt.Errorf("require_signatures is true but signing_keys_dir is not set")
 		}
-		return nil, nil
+		return nil, func() {}, nil
 	}
 	keys, err := signature.LoadKeys(cfg.SigningKeysDir)
 	if err != nil {
-		return nil, fmt.Errorf("signing_keys_dir: %w", err)
+		return nil, nil, fmt.Errorf("signing_keys_dir: %w", err)
 	}
 	if err := signature.CheckRetention(cfg.SignatureWindow, cfg.StatusRetention); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var replay signature.ReplayGuard // nil: this process's memory (Kafka, where the status topic's duplicate-id check still holds)
-	if rdb != nil {
+	var replay signature.ReplayGuard
+	closeGuard := func() {}
+	switch {
+	case rdb != nil:
 		replay = redisguard.New(rdb, cfg.QueueName)
+	case kq != nil:
+		g, err := kafkaguard.New(kq.ClientOptions(), kq.Topics().Signatures)
+		if err != nil {
+			return nil, nil, err
+		}
+		replay, closeGuard = g, g.Close
 	}
 	v := signature.NewVerifier(keys, signature.Options{Window: cfg.SignatureWindow, Replay: replay})
 	if cfg.RequireSignatures {
@@ -211,5 +232,5 @@ func newVerifier(cfg *config.Config, rdb redis.UniversalClient, log hclog.Logger
 	} else {
 		log.Warn("signing keys loaded but require_signatures is false: unsigned tasks still run (signed ones are checked)", "keys", keys.IDs())
 	}
-	return v, nil
+	return v, closeGuard, nil
 }

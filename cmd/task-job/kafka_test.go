@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,11 +22,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/taskjob/task-job/queue/kafkaqueue"
+	"github.com/taskjob/task-job/signature"
+	"github.com/taskjob/task-job/signature/kafkaguard"
 	"github.com/taskjob/task-job/task"
 	"github.com/taskjob/task-job/test/observe"
 )
@@ -455,7 +460,7 @@ func TestKafkaClientConnectErrors(t *testing.T) {
 		brokers []string
 		want    string
 	}{
-		{broker.ListenAddrs(), "missing topics nokq, nokq_control, nokq_logs, nokq_status, nokq_executors: an executor creates them"},
+		{broker.ListenAddrs(), "missing topics nokq, nokq_control, nokq_logs, nokq_status, nokq_executors, nokq_signatures, nokq_audit: an executor creates them"},
 		{[]string{"127.0.0.1:1"}, "cannot use Kafka at 127.0.0.1:1 (kafka_brokers in "},
 	} {
 		cfg, _ := json.Marshal(map[string]any{"transport": "kafka", "kafka_brokers": c.brokers, "queue_name": "nokq", "cmd_dir": "/"})
@@ -617,5 +622,110 @@ func TestKafkaServeAPI(t *testing.T) {
 	}
 	if body := get(strings.TrimSuffix(base, "/api1") + "?state=succeeded"); !strings.Contains(body, `"id":"api1"`) {
 		t.Fatalf("task list: %s", body)
+	}
+}
+
+// readTopic returns every record of topic, all partitions, up to their
+// ends as they are now.
+func (s *kafkaSite) readTopic(topic string) []*kgo.Record {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(s.cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	parts := map[int32]kgo.Offset{}
+	left := 0
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			parts[o.Partition] = kgo.NewOffset().AtStart()
+			left++
+		}
+	})
+	if left == 0 {
+		return nil
+	}
+	rd, err := kgo.NewClient(kgo.SeedBrokers(s.broker.ListenAddrs()...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer rd.Close()
+	var out []*kgo.Record
+	for left > 0 {
+		fs := rd.PollFetches(ctx)
+		if ctx.Err() != nil {
+			s.t.Fatalf("reading %s timed out", topic)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			out = append(out, r)
+			if end, _ := ends.Lookup(topic, r.Partition); r.Offset+1 == end.Offset {
+				left--
+			}
+		})
+	}
+	return out
+}
+
+// On Kafka, an executor that requires signatures remembers each accepted
+// signature in the signatures topic, shared with its peers, and copies its
+// audit log to the audit topic, keyed by its id: the two guards a Redis
+// deployment has, without Redis.
+func TestKafkaSignaturesAndAuditMirror(t *testing.T) {
+	s := newKafkaSite(t)
+	dir := t.TempDir()
+	keys, auditDir := filepath.Join(dir, "keys"), filepath.Join(dir, "audit")
+	for _, d := range []string{keys, auditDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const secret = "0123456789abcdef0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(filepath.Join(keys, "web"), []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auditFile := filepath.Join(auditDir, "audit.jsonl")
+	e := s.start("signed", map[string]any{"signing_keys_dir": keys, "require_signatures": true, "audit_file": auditFile})
+
+	tk := task.Task{ID: "signed1", Type: "t", Task: task.Spec{Cmdline: "hello.sh signed", CmdArgs: []string{}}}
+	signature.Sign(&tk, "web", []byte(secret), time.Now())
+	raw, err := json.Marshal(tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.produce(s.queue, string(raw))
+	if d := s.waitDone("signed1"); d.Result == nil || d.Result.Status != task.Succeeded {
+		t.Fatalf("signed task: %+v", d)
+	}
+	topics := s.status.Topics()
+	var uses int
+	for _, r := range s.readTopic(topics.Signatures) {
+		if string(r.Key) == kafkaguard.Key("web", tk.Sig.MAC) {
+			uses++
+		}
+	}
+	if uses != 1 {
+		t.Errorf("the signatures topic holds %d uses of the task's signature, want 1", uses)
+	}
+
+	// The audit topic catches up with the local log: every line, once, in
+	// order, under this executor's key.
+	var local [][]byte
+	observe.Eventually(t, "the audit topic to hold the local log", 20*time.Second, func() bool {
+		data, err := os.ReadFile(auditFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local = bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+		var copied [][]byte
+		for _, r := range s.readTopic(topics.Audit) {
+			if string(r.Key) == e.id {
+				copied = append(copied, r.Value)
+			}
+		}
+		return len(local) >= 4 && slices.EqualFunc(local, copied, bytes.Equal)
+	})
+	if !strings.Contains(e.log.String(), "topic="+topics.Audit) {
+		t.Errorf("the start-up line does not name the audit topic:\n%s", e.log.String())
 	}
 }

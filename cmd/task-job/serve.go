@@ -27,6 +27,7 @@ import (
 	"github.com/taskjob/task-job/jail"
 	"github.com/taskjob/task-job/policy"
 	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/queue/kafkaqueue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 	"github.com/taskjob/task-job/sandbox"
 )
@@ -299,9 +300,10 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	defer id.Close()
 	// ...then on the transport, where an executor elsewhere may hold it.
 	var q queue.Broker
-	var rdb redis.UniversalClient // nil on Kafka: no Redis audit mirror, replay memory per process
+	var rdb redis.UniversalClient // nil on Kafka
+	var kq *kafkaqueue.Queue      // nil on Redis
 	if cfg.Transport == config.TransportKafka {
-		kq, err := openKafka(ctx, cfg, log)
+		kq, err = openKafka(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
@@ -366,11 +368,12 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger, ready func
 	log.Info(runner.Describe())
 	logHelper(cfg, runner, log)
 
-	verifier, err := newVerifier(cfg, rdb, log)
+	verifier, closeVerifier, err := newVerifier(cfg, rdb, kq, log)
 	if err != nil {
 		return err
 	}
-	al, closeAudit, err := openAudit(cfg, rdb, log)
+	defer closeVerifier()
+	al, closeAudit, err := openAudit(cfg, rdb, kq, log)
 	if err != nil {
 		return err
 	}
