@@ -165,6 +165,7 @@ func run(o options) int {
 	logf("QEMU, kernel and busybox ready after %v", time.Since(buildStart).Round(time.Millisecond))
 
 	code := 0
+	var fails failureLog
 	if len(b.tests) > 0 {
 		image := filepath.Join(work, "initramfs.cpio")
 		if err := writeImage(image, o, b, f.k, f.busybox, f.applets); err != nil {
@@ -180,7 +181,7 @@ func run(o options) int {
 			logf("%v", err)
 			return 1
 		}
-		rep, verr := boot(ctx, o, f.qemu, kernelFile, image, outDir)
+		rep, verr := boot(ctx, o, f.qemu, kernelFile, image, outDir, &fails)
 		if verr != nil {
 			logf("%v", verr)
 			code = 1
@@ -230,6 +231,16 @@ func run(o options) int {
 			line += "  (" + r.detail + ")"
 		}
 		fmt.Println(strings.TrimRight(line, " "))
+	}
+	if failed > 0 && len(fails.failed) > 0 {
+		fmt.Println("failed tests:")
+		for _, l := range fails.failed {
+			fmt.Println("  " + l)
+		}
+		fmt.Println("the tests' last messages:")
+		for _, l := range fails.messages {
+			fmt.Println("  " + l)
+		}
 	}
 	fmt.Printf("vmtest: %d passed, %d failed\n", passed, failed)
 	logf("total %v", time.Since(begin).Round(time.Millisecond))

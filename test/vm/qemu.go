@@ -21,7 +21,7 @@ var resultLine = regexp.MustCompile(`^result (\S+) exit=(-?\d+) time=(\S+) error
 
 // boot runs the VM to the end and returns the init's report: from the
 // results file it wrote over 9p, else from its console markers.
-func boot(ctx context.Context, o options, qemu, kernelFile, image, outDir string) (*proto.Report, error) {
+func boot(ctx context.Context, o options, qemu, kernelFile, image, outDir string, fails *failureLog) (*proto.Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	args := []string{
@@ -54,6 +54,7 @@ func boot(ctx context.Context, o options, qemu, kernelFile, image, outDir string
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
 		fmt.Printf("vm| %s\n", line)
+		fails.see(line)
 		switch parseMarker(&console, line) {
 		case "env":
 			sawEnv = true
@@ -112,4 +113,33 @@ func parseMarker(rep *proto.Report, line string) string {
 	e, _ := strconv.Unquote(m[4])
 	rep.Results = append(rep.Results, proto.Result{Pkg: m[1], Exit: exit, Duration: d, Error: e})
 	return "result"
+}
+
+// testMessage is a test's own t.Error or t.Log line, told apart from the
+// loggers' lines that tests route through t.Log by their leading timestamp.
+var testMessage = regexp.MustCompile(`^\s+\S+_test\.go:\d+: `)
+var loggerLine = regexp.MustCompile(`^\s+\S+_test\.go:\d+: \d{4}-\d\d-\d\dT`)
+
+// failureLog keeps what the summary repeats about failed tests, so a
+// failure reads at the end of a console of thousands of lines (CI shows
+// only its tail): every "--- FAIL" line and the tests' latest messages.
+type failureLog struct {
+	failed   []string
+	messages []string // the newest last, at most maxMessages
+}
+
+const maxMessages = 30
+
+func (f *failureLog) see(line string) {
+	switch {
+	case strings.Contains(line, "--- FAIL: "), strings.HasPrefix(line, "panic: "):
+		if len(f.failed) < 100 {
+			f.failed = append(f.failed, strings.TrimSpace(line))
+		}
+	case testMessage.MatchString(line) && !loggerLine.MatchString(line):
+		f.messages = append(f.messages, strings.TrimSpace(line))
+		if len(f.messages) > maxMessages {
+			f.messages = f.messages[1:]
+		}
+	}
 }

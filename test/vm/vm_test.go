@@ -164,3 +164,29 @@ func TestParseMarker(t *testing.T) {
 		t.Errorf("got %+v\nwant %+v", rep, want)
 	}
 }
+
+// A failure must be repeated at the end: CI keeps only the console's tail.
+func TestFailureLogKeepsFailuresNotLoggerLines(t *testing.T) {
+	var f failureLog
+	for _, l := range []string{
+		"=== RUN   TestA",
+		"    a_test.go:69: 2026-12-04T14:35:02.275Z [DEBUG] cgroup: removed",
+		"    a_test.go:12: want 3, got 4",
+		"--- FAIL: TestA (0.30s)",
+		"--- PASS: TestB (0.30s)",
+	} {
+		f.see(l)
+	}
+	if len(f.failed) != 1 || f.failed[0] != "--- FAIL: TestA (0.30s)" {
+		t.Errorf("failed = %q", f.failed)
+	}
+	if len(f.messages) != 1 || f.messages[0] != "a_test.go:12: want 3, got 4" {
+		t.Errorf("messages = %q", f.messages)
+	}
+	for i := 0; i < 2*maxMessages; i++ {
+		f.see("    a_test.go:1: m")
+	}
+	if len(f.messages) != maxMessages {
+		t.Errorf("kept %d messages, want %d", len(f.messages), maxMessages)
+	}
+}
