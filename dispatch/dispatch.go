@@ -173,7 +173,6 @@ func (d *Dispatcher) term(ctx context.Context) error {
 		return fmt.Errorf("campaign: %w", err)
 	}
 	token := el.Rev()
-	d.opt.Logger.Info("dispatcher: leading", "token", token, "name", d.opt.Name)
 	err = d.lead(cctx, token)
 	d.token.Store(0)
 	cancel()
@@ -263,6 +262,8 @@ func (d *Dispatcher) lead(ctx context.Context, token int64) error {
 	if err := q.ClaimEpoch(ctx, token); err != nil {
 		return err
 	}
+	// Only now: "leading" in the log means older leaders are fenced.
+	d.opt.Logger.Info("dispatcher: leading", "token", token, "name", d.opt.Name)
 	d.token.Store(token)
 	d.noted = map[string]notedAt{}
 	for ctx.Err() == nil {
