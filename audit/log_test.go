@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskjob/task-job/audit/audittest"
 	"github.com/taskjob/task-job/test/observe"
 )
 
@@ -95,7 +96,7 @@ func TestVerifyCatchesTampering(t *testing.T) {
 			return ls
 		}, n, "the record was edited"},
 		{"edit and rehash one", func(ls [][]byte) [][]byte {
-			ls[9] = rehash(bytes.Replace(ls[9], []byte(`"id":"t9"`), []byte(`"id":"xx"`), 1))
+			ls[9] = audittest.Rehash(bytes.Replace(ls[9], []byte(`"id":"t9"`), []byte(`"id":"xx"`), 1))
 			return ls
 		}, 11, "prev does not match line 10"},
 		{"delete", func(ls [][]byte) [][]byte {
@@ -114,7 +115,7 @@ func TestVerifyCatchesTampering(t *testing.T) {
 			return append(ls[:3:3], append([][]byte{[]byte("hello\n")}, ls[3:]...)...)
 		}, 4, "cannot be read"},
 		{"duplicate member", func(ls [][]byte) [][]byte {
-			ls[2] = rehash(bytes.Replace(ls[2], []byte(`"kind":"received"`), []byte(`"kind":"received","kind":"end"`), 1))
+			ls[2] = audittest.Rehash(bytes.Replace(ls[2], []byte(`"kind":"received"`), []byte(`"kind":"received","kind":"end"`), 1))
 			return ls
 		}, 3, `repeats the member "kind"`},
 	}
@@ -149,13 +150,6 @@ func TestVerifyCatchesTampering(t *testing.T) {
 			t.Log(rep.Break)
 		})
 	}
-}
-
-// rehash recomputes a line's own hash, as someone covering an edit would.
-func rehash(line []byte) []byte {
-	body := bytes.TrimSuffix(line, []byte{'\n'})
-	canon := append(append([]byte{}, body[:len(body)-suffixLen]...), '}')
-	return fmt.Appendf(nil, `%s,"hash":"%x"}`+"\n", canon[:len(canon)-1], sha256Sum(canon))
 }
 
 func TestRotationKeepsChain(t *testing.T) {
@@ -227,7 +221,7 @@ func TestVerifyCatchesBrokenRotation(t *testing.T) {
 	t.Run("rotate record edited", func(t *testing.T) {
 		path, rotated := setup(t)
 		ls := readLines(t, rotated[1])
-		ls[0] = rehash(bytes.Replace(ls[0], []byte(`"prev_file":"audit.jsonl.`), []byte(`"prev_file":"audit.jsonl.x`), 1))
+		ls[0] = audittest.Rehash(bytes.Replace(ls[0], []byte(`"prev_file":"audit.jsonl.`), []byte(`"prev_file":"audit.jsonl.x`), 1))
 		writeLines(t, rotated[1], ls)
 		rep, _ := Verify(path)
 		if rep.Break == nil || rep.Break.Line != 1 || !strings.Contains(rep.Break.Error(), "not a rotate record continuing") {

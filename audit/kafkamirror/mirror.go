@@ -100,28 +100,10 @@ func Partition(topic, executor string, n int) int32 {
 func (s *topicStore) Resume(ctx context.Context) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	adm := kadm.NewClient(s.cl)
-	ends, err := adm.ListEndOffsets(ctx, s.topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	first, end, err := s.bounds(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("audit: cannot read %s: %w", s.Name(), err)
+		return 0, err
 	}
-	n := len(ends[s.topic])
-	if n == 0 {
-		return 0, fmt.Errorf("audit: %s does not exist", s.Name())
-	}
-	s.partition = Partition(s.topic, s.executor, n)
-	starts, err := adm.ListStartOffsets(ctx, s.topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("audit: cannot read %s: %w", s.Name(), err)
-	}
-	first := starts[s.topic][s.partition].Offset
-	end := ends[s.topic][s.partition].Offset
 	for step := int64(256); end > first; step *= 2 {
 		from := max(first, end-step)
 		seq, found, err := s.newestIn(ctx, from, end)
@@ -131,6 +113,31 @@ func (s *topicStore) Resume(ctx context.Context) (uint64, error) {
 		end = from
 	}
 	return 0, nil
+}
+
+// bounds finds the key's partition and returns its start and end offsets.
+func (s *topicStore) bounds(ctx context.Context) (first, end int64, err error) {
+	adm := kadm.NewClient(s.cl)
+	ends, err := adm.ListEndOffsets(ctx, s.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("audit: cannot read %s: %w", s.Name(), err)
+	}
+	n := len(ends[s.topic])
+	if n == 0 {
+		return 0, 0, fmt.Errorf("audit: %s does not exist", s.Name())
+	}
+	s.partition = Partition(s.topic, s.executor, n)
+	starts, err := adm.ListStartOffsets(ctx, s.topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("audit: cannot read %s: %w", s.Name(), err)
+	}
+	return starts[s.topic][s.partition].Offset, ends[s.topic][s.partition].Offset, nil
 }
 
 // newestIn returns the seq of this executor's newest record in [from, end).
@@ -197,4 +204,69 @@ func (s *topicStore) Append(ctx context.Context, lines []audit.MirrorLine) (int,
 		n++
 	}
 	return n, res.FirstErr()
+}
+
+// Verify compares the log at basePath with executor's records in topic
+// (audit.CompareMirror): the check `task-job audit -verify` makes on a
+// Kafka deployment. base holds the seed brokers and connection options.
+// It reads the key's partition from its start to the end it had when the
+// check began, so a live log's newer copies are not waited for.
+func Verify(ctx context.Context, basePath string, base []kgo.Opt, topic, executor string) (audit.MirrorReport, error) {
+	if executor == "" {
+		return audit.MirrorReport{}, errors.New("audit: kafka mirror: no executor id: the topic's records are keyed by it")
+	}
+	cl, err := kgo.NewClient(base...)
+	if err != nil {
+		return audit.MirrorReport{}, fmt.Errorf("audit: kafka mirror: %w", err)
+	}
+	defer cl.Close()
+	s := &topicStore{cl: cl, base: base, topic: topic, executor: executor, partition: -1}
+	last, err := s.Resume(ctx)
+	if err != nil {
+		return audit.MirrorReport{}, err
+	}
+	first, end, err := s.bounds(ctx)
+	if err != nil {
+		return audit.MirrorReport{}, err
+	}
+	rd, err := kgo.NewClient(append(base, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		topic: {s.partition: kgo.NewOffset().At(first)},
+	}))...)
+	if err != nil {
+		return audit.MirrorReport{}, fmt.Errorf("audit: kafka mirror: %w", err)
+	}
+	defer rd.Close()
+	var buf []audit.MirrorLine
+	next, prev := first, uint64(0)
+	return audit.CompareMirror(basePath, audit.MirrorCopy{Name: s.Name(), Last: last, Next: func() (audit.MirrorLine, bool, error) {
+		for len(buf) == 0 && next < end {
+			fs := rd.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				return audit.MirrorLine{}, false, fmt.Errorf("audit: reading %s: %w", s.Name(), err)
+			}
+			var ferr error
+			fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+			if ferr != nil {
+				return audit.MirrorLine{}, false, fmt.Errorf("audit: reading %s: %w", s.Name(), ferr)
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				next = r.Offset + 1
+				if r.Offset >= end || string(r.Key) != executor {
+					return
+				}
+				// A produce retried across sessions may repeat a seq;
+				// the first copy is the one compared.
+				if seq, ok := recordSeq(r); ok && seq > prev {
+					prev = seq
+					buf = append(buf, audit.MirrorLine{Seq: seq, Line: r.Value})
+				}
+			})
+		}
+		if len(buf) == 0 {
+			return audit.MirrorLine{}, false, nil
+		}
+		e := buf[0]
+		buf = buf[1:]
+		return e, true, nil
+	}})
 }

@@ -13,10 +13,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/taskjob/task-job/audit"
+	"github.com/taskjob/task-job/audit/kafkamirror"
 	"github.com/taskjob/task-job/audit/redismirror"
 	"github.com/taskjob/task-job/config"
+	"github.com/taskjob/task-job/queue/kafkaqueue"
 	"github.com/taskjob/task-job/queue/redisqueue"
 )
 
@@ -30,7 +33,7 @@ const auditMirrorTimeout = 2 * time.Minute
 func runAudit(args []string, stdout, stderr io.Writer) int {
 	fs := quietFlagSet("task-job audit")
 	var (
-		configPath = fs.String("config", "", "config.json naming the audit_file (and the Redis mirror for -verify)")
+		configPath = fs.String("config", "", "config.json naming the audit_file (and the mirror for -verify: the Redis stream, or the Kafka audit topic)")
 		file       = fs.String("file", "", "the audit log file, overriding the config's audit_file")
 		redisAddr  = fs.String("redis_addr", "", "Redis address for comparing with the mirror stream, overriding the config")
 		stream     = fs.String("stream", "", "mirror stream name, overriding the config's audit_stream")
@@ -55,6 +58,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		return usageErr("unexpected argument %q (filters are flags, e.g. -id=%s)", fs.Arg(0), fs.Arg(0))
 	}
 	path, mirrorAddr, mirrorStream, password, db := *file, *redisAddr, *stream, "", 0
+	var kafkaCfg *config.Config // the config, when its transport is Kafka
 	if *configPath != "" {
 		cfg, err := loadConfig(*configPath, hclog.New(&hclog.LoggerOptions{Output: stderr, Level: hclog.Error}))
 		if err != nil {
@@ -71,6 +75,9 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 			mirrorStream = cfg.AuditStream
 		}
 		password, db = cfg.RedisPassword, cfg.RedisDB
+		if cfg.Transport == config.TransportKafka && *redisAddr == "" {
+			kafkaCfg = cfg
+		}
 		if path == "" {
 			return usageErr("%s sets no audit_file; give -file=PATH", *configPath)
 		}
@@ -85,7 +92,11 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		if mirrorAddr != "" && mirrorStream == "" {
 			mirrorStream = defaultAuditStream()
 		}
-		return auditVerify(path, mirrorAddr, mirrorStream, password, db, stdout, stderr)
+		m := redisAuditMirror(mirrorAddr, mirrorStream, password, db)
+		if kafkaCfg != nil {
+			m = kafkaAuditMirror(kafkaCfg)
+		}
+		return auditVerify(path, m, stdout, stderr)
 	}
 	f := audit.Filter{ID: *id, Status: *status, Rule: *rule, KeyID: *key, Kind: *kind}
 	if f.Kind != "" && !validKind(f.Kind) {
@@ -242,7 +253,43 @@ func oneLine(s string) string {
 	return s
 }
 
-func auditVerify(path, addr, stream, password string, db int, stdout, stderr io.Writer) int {
+// auditMirror is the copy -verify compares the log with: the Redis
+// stream or the Kafka audit topic; compare is nil when none is named.
+type auditMirror struct {
+	what    string // "the mirror stream audit", "the mirror topic Q_audit (executor e1)"
+	none    string // why nothing is compared, when compare is nil
+	compare func(ctx context.Context, path string) (audit.MirrorReport, error)
+}
+
+func redisAuditMirror(addr, stream, password string, db int) auditMirror {
+	if addr == "" {
+		return auditMirror{none: "no Redis address (give -config or -redis_addr)"}
+	}
+	return auditMirror{what: "the mirror stream " + stream, compare: func(ctx context.Context, path string) (audit.MirrorReport, error) {
+		rdb, err := redisqueue.Dial(redisqueue.DialOptions{Addr: addr, Password: password, DB: db, PoolSize: 2})
+		if err != nil {
+			return audit.MirrorReport{}, err
+		}
+		defer rdb.Close()
+		return redismirror.Verify(ctx, path, rdb, stream)
+	}}
+}
+
+// kafkaAuditMirror is the executor's records in the Kafka audit topic
+// (README, Kafka: Q_audit), keyed by its executor_id.
+func kafkaAuditMirror(cfg *config.Config) auditMirror {
+	topic := kafkaqueue.TopicsFor(kafkaNames(cfg)).Audit
+	what := fmt.Sprintf("the mirror topic %s (executor %s)", topic, cfg.ExecutorID)
+	return auditMirror{what: what, compare: func(ctx context.Context, path string) (audit.MirrorReport, error) {
+		copts, err := kafkaDialOptions(cfg)
+		if err != nil {
+			return audit.MirrorReport{}, err
+		}
+		return kafkamirror.Verify(ctx, path, append(copts, kgo.SeedBrokers(cfg.Kafka.Brokers...)), topic, cfg.ExecutorID)
+	}}
+}
+
+func auditVerify(path string, m auditMirror, stdout, stderr io.Writer) int {
 	rep, err := audit.Verify(path)
 	if err != nil {
 		fmt.Fprintln(stderr, "task-job audit:", err)
@@ -256,32 +303,26 @@ func auditVerify(path, addr, stream, password string, db int, stdout, stderr io.
 		return 1
 	}
 	fmt.Fprintf(stdout, "intact: %d records in %d file(s), seq %d..%d, last hash %s\n", rep.Records, rep.Files, rep.FirstSeq, rep.LastSeq, rep.LastHash)
-	if addr == "" {
-		fmt.Fprintln(stdout, "mirror not compared: no Redis address (give -config or -redis_addr); a rewritten tail is only caught by that comparison")
+	if m.compare == nil {
+		fmt.Fprintf(stdout, "mirror not compared: %s; a rewritten tail is only caught by that comparison\n", m.none)
 		return 0
 	}
-	rdb, err := redisqueue.Dial(redisqueue.DialOptions{Addr: addr, Password: password, DB: db, PoolSize: 2})
-	if err != nil {
-		fmt.Fprintf(stdout, "mirror not compared: %v\n", err)
-		return 0
-	}
-	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), auditMirrorTimeout)
 	defer cancel()
-	mrep, err := redismirror.Verify(ctx, path, rdb, stream)
+	mrep, err := m.compare(ctx, path)
 	if err != nil {
 		fmt.Fprintf(stdout, "mirror not compared: %v\n", err)
 		return 0
 	}
 	if !mrep.OK() {
-		fmt.Fprintf(stdout, "BROKEN: %v (compared with the mirror stream %s)\n", mrep.Break, stream)
+		fmt.Fprintf(stdout, "BROKEN: %v (compared with %s)\n", mrep.Break, m.what)
 		return 1
 	}
-	if mrep.StreamLast == 0 {
-		fmt.Fprintf(stdout, "mirror stream %s is empty: nothing to compare\n", stream)
+	if mrep.CopyLast == 0 {
+		fmt.Fprintf(stdout, "%s is empty: nothing to compare\n", m.what)
 		return 0
 	}
-	fmt.Fprintf(stdout, "mirror %s agrees: %d records identical (stream holds seq %d..%d; %d older trimmed, %d not yet mirrored, %d missing from the stream)\n",
-		stream, mrep.Compared, mrep.StreamFirst, mrep.StreamLast, mrep.Trimmed, mrep.NotMirrored, mrep.Missing)
+	fmt.Fprintf(stdout, "%s agrees: %d records identical (it holds seq %d..%d; %d older trimmed, %d not yet mirrored, %d missing from it)\n",
+		m.what, mrep.Compared, mrep.CopyFirst, mrep.CopyLast, mrep.Trimmed, mrep.NotMirrored, mrep.Missing)
 	return 0
 }

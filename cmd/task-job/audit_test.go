@@ -153,7 +153,7 @@ func TestAuditVerifyAgainstMirror(t *testing.T) {
 	}
 	m.Close()
 	code, out, _ := runAuditCmd("-verify", "-file="+path, "-redis_addr="+srv.Addr(), "-stream=audit_test")
-	if code != 0 || !strings.Contains(out, "mirror audit_test agrees: 7 records identical") {
+	if code != 0 || !strings.Contains(out, "the mirror stream audit_test agrees: 7 records identical") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 	// Drop the last two records: the chain alone still verifies.

@@ -102,6 +102,7 @@ func newKafkaSite(t *testing.T, brokerOpts ...kfake.Opt) *kafkaSite {
 
 type kafkaExecutor struct {
 	id   string
+	cfg  string // its config file
 	cmd  *exec.Cmd
 	log  *observe.Buffer
 	done chan struct{}
@@ -129,7 +130,7 @@ func (s *kafkaSite) start(name string, extra ...map[string]any) *kafkaExecutor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &kafkaExecutor{id: id, cmd: exec.Command(self, "-config="+path), log: &observe.Buffer{}, done: make(chan struct{})}
+	e := &kafkaExecutor{id: id, cfg: path, cmd: exec.Command(self, "-config="+path), log: &observe.Buffer{}, done: make(chan struct{})}
 	e.cmd.Env = append(os.Environ(), mainEnv+"=1", "GORACE=atexit_sleep_ms=0")
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
 	if err := e.cmd.Start(); err != nil {
@@ -727,5 +728,25 @@ func TestKafkaSignaturesAndAuditMirror(t *testing.T) {
 	})
 	if !strings.Contains(e.log.String(), "topic="+topics.Audit) {
 		t.Errorf("the start-up line does not name the audit topic:\n%s", e.log.String())
+	}
+
+	// audit -verify, given the executor's config, compares the log with
+	// that copy, and names a tail removed from the local log.
+	code, out, stderr := runAuditCmd("-config="+e.cfg, "-verify")
+	if want := fmt.Sprintf("the mirror topic %s (executor %s) agrees: ", topics.Audit, e.id); code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("audit -verify of the untouched log: exit %d, want %q:\n%s%s", code, want, out, stderr)
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the executor did not stop within 15s of SIGTERM")
+	}
+	if err := os.WriteFile(auditFile, append(bytes.Join(local[:len(local)-2], []byte("\n")), '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runAuditCmd("-config="+e.cfg, "-verify")
+	if code != 1 || !strings.Contains(out, "intact: ") || !strings.Contains(out, "BROKEN:") || !strings.Contains(out, "tail was removed") {
+		t.Fatalf("audit -verify of a log whose last 2 records were removed: exit %d:\n%s", code, out)
 	}
 }
