@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -54,7 +55,9 @@ func Start(basePath string, base []kgo.Opt, topic string, opts Options) (*Mirror
 	cl, err := kgo.NewClient(append(base,
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0),
+		// Records wait for Append's Flush, so that each chunk is one
+		// record batch (see Append).
+		kgo.ManualFlushing(),
 		// The mirror's context never ends: without this, a produce during
 		// an outage would wait for the brokers forever and never say so.
 		kgo.RecordDeliveryTimeout(callTimeout),
@@ -185,25 +188,59 @@ func recordSeq(r *kgo.Record) (uint64, bool) {
 	return 0, false
 }
 
-// Append implements audit.MirrorStore.
+// chunkBytes bounds the lines of one produce, well under the producer's
+// batch limit (ProducerBatchMaxBytes, 1 MB by default), so that a chunk is
+// one record batch, which the broker appends whole or not at all.
+const chunkBytes = 256 << 10
+
+// Append implements audit.MirrorStore. Its count must be a prefix: a
+// store that held seq 27 without seq 11 would resume after 27 and never
+// copy 11. So the lines go a chunk at a time, each one record batch, the
+// next only once the last is stored; ProduceSync alone could split a call
+// into batches, and when the broker refuses one (an error the client does
+// not retry) still store the batches after it.
 func (s *topicStore) Append(ctx context.Context, lines []audit.MirrorLine) (int, error) {
 	if s.partition < 0 {
 		return 0, errors.New("audit: kafka mirror: Append before Resume")
 	}
-	recs := make([]*kgo.Record, len(lines))
-	for i, l := range lines {
-		recs[i] = &kgo.Record{Topic: s.topic, Partition: s.partition, Key: []byte(s.executor), Value: l.Line,
-			Headers: []kgo.RecordHeader{{Key: "seq", Value: strconv.AppendUint(nil, l.Seq, 10)}}}
-	}
-	res := s.cl.ProduceSync(ctx, recs...)
 	n := 0
-	for _, r := range res {
-		if r.Err != nil {
-			break
+	for n < len(lines) {
+		end, size := n, 0
+		for end < len(lines) && (end == n || size+len(lines[end].Line) <= chunkBytes) {
+			size += len(lines[end].Line)
+			end++
 		}
-		n++
+		stored, err := s.produceChunk(ctx, lines[n:end])
+		n += stored
+		if err != nil {
+			return n, err
+		}
 	}
-	return n, res.FirstErr()
+	return n, nil
+}
+
+// produceChunk produces lines and returns how many of them, from the
+// first, are stored.
+func (s *topicStore) produceChunk(ctx context.Context, lines []audit.MirrorLine) (int, error) {
+	errs := make([]error, len(lines))
+	var wg sync.WaitGroup
+	for i, l := range lines {
+		r := &kgo.Record{Topic: s.topic, Partition: s.partition, Key: []byte(s.executor), Value: l.Line,
+			Headers: []kgo.RecordHeader{{Key: "seq", Value: strconv.AppendUint(nil, l.Seq, 10)}}}
+		wg.Add(1)
+		s.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			errs[i] = err
+			wg.Done()
+		})
+	}
+	ferr := s.cl.Flush(ctx)
+	wg.Wait() // each record ends by its delivery timeout at the latest
+	for i, err := range errs {
+		if err != nil {
+			return i, err
+		}
+	}
+	return len(lines), ferr
 }
 
 // Verify compares the log at basePath with executor's records in topic
