@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/taskjob/task-job/queue"
+	"github.com/taskjob/task-job/task"
 )
 
 // TaskReader is what the read-only endpoints need from a transport that
@@ -77,9 +78,7 @@ type TaskLister interface {
 	List(ctx context.Context) ([]queue.Status, error)
 }
 
-// readerList is GET /api/v1/tasks over a TaskLister: newest change first,
-// the filters the status holds (state, executor, since, until), paged by
-// a cursor "updated-ms:id" past the last one sent.
+// readerList is GET /api/v1/tasks over a TaskLister.
 func (s *Server) readerList(lister TaskLister) func(w http.ResponseWriter, r *http.Request, id *Identity) {
 	return func(w http.ResponseWriter, r *http.Request, id *Identity) {
 		f, err := parseTaskFilter(r.URL.Query())
@@ -87,63 +86,75 @@ func (s *Server) readerList(lister TaskLister) func(w http.ResponseWriter, r *ht
 			s.fail(w, err)
 			return
 		}
-		if f.Tube != "" || f.Rule != "" || f.KeyID != "" {
-			writeError(w, http.StatusBadRequest, "tube, rule and key cannot be filtered on this transport: its status does not record them")
-			return
-		}
-		var after struct {
-			ms int64
-			id string
-		}
-		if f.Cursor != "" {
-			ms, rest, ok := strings.Cut(f.Cursor, ":")
-			n, err := strconv.ParseInt(ms, 10, 64)
-			if !ok || err != nil {
-				writeError(w, http.StatusBadRequest, "cursor=%q: not one this server gave", f.Cursor)
-				return
-			}
-			after.ms, after.id = n, rest
-		}
-		all, err := lister.List(r.Context())
+		list, err := listStatuses(r.Context(), lister, f)
 		if err != nil {
 			s.fail(w, err)
 			return
 		}
-		type entry struct {
-			ms int64
-			st *queue.Status
-		}
-		var es []entry
-		for i := range all {
-			st := &all[i]
-			ms, _ := strconv.ParseInt(st.Updated, 10, 64)
-			at := time.UnixMilli(ms)
-			if f.State != "" && string(st.State) != f.State || f.Executor != "" && st.Executor != f.Executor ||
-				!f.Since.IsZero() && at.Before(f.Since) || !f.Until.IsZero() && at.After(f.Until) {
-				continue
-			}
-			if f.Cursor != "" && (ms > after.ms || ms == after.ms && st.ID <= after.id) {
-				continue
-			}
-			es = append(es, entry{ms, st})
-		}
-		slices.SortFunc(es, func(a, b entry) int {
-			if a.ms != b.ms {
-				return cmp.Compare(b.ms, a.ms)
-			}
-			return strings.Compare(a.st.ID, b.st.ID)
-		})
-		list := &TaskList{Tasks: []*TaskView{}}
-		for i, e := range es {
-			if i == f.Limit {
-				last := es[i-1]
-				list.Next = fmt.Sprintf("%d:%s", last.ms, last.st.ID)
-				break
-			}
-			list.Tasks = append(list.Tasks, readerView(e.st))
-		}
 		writeJSON(w, http.StatusOK, list)
 	}
+}
+
+// listStatuses lists what a TaskLister holds: newest change first, the
+// filters the status holds (state, executor, since, until), paged by a
+// cursor "updated-ms:id" past the last one sent.
+func listStatuses(ctx context.Context, lister TaskLister, f TaskFilter) (*TaskList, error) {
+	if f.Tube != "" || f.Rule != "" || f.KeyID != "" {
+		return nil, errorf(http.StatusBadRequest, "tube, rule and key cannot be filtered on this transport: its status does not record them")
+	}
+	if f.State == string(task.Queued) {
+		return nil, errorf(http.StatusBadRequest, "state=queued cannot be listed on this transport: a task waiting in its topic is not looked up by id (README, Kafka section)")
+	}
+	var after struct {
+		ms int64
+		id string
+	}
+	if f.Cursor != "" {
+		ms, rest, ok := strings.Cut(f.Cursor, ":")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if !ok || err != nil {
+			return nil, errorf(http.StatusBadRequest, "cursor=%q: not one this server gave", f.Cursor)
+		}
+		after.ms, after.id = n, rest
+	}
+	all, err := lister.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type entry struct {
+		ms int64
+		st *queue.Status
+	}
+	var es []entry
+	for i := range all {
+		st := &all[i]
+		ms, _ := strconv.ParseInt(st.Updated, 10, 64)
+		at := time.UnixMilli(ms)
+		if f.State != "" && string(st.State) != f.State || f.Executor != "" && st.Executor != f.Executor ||
+			!f.Since.IsZero() && at.Before(f.Since) || !f.Until.IsZero() && at.After(f.Until) {
+			continue
+		}
+		if f.Cursor != "" && (ms > after.ms || ms == after.ms && st.ID <= after.id) {
+			continue
+		}
+		es = append(es, entry{ms, st})
+	}
+	slices.SortFunc(es, func(a, b entry) int {
+		if a.ms != b.ms {
+			return cmp.Compare(b.ms, a.ms)
+		}
+		return strings.Compare(a.st.ID, b.st.ID)
+	})
+	list := &TaskList{Tasks: []*TaskView{}}
+	for i, e := range es {
+		if i == f.Limit {
+			last := es[i-1]
+			list.Next = fmt.Sprintf("%d:%s", last.ms, last.st.ID)
+			break
+		}
+		list.Tasks = append(list.Tasks, readerView(e.st))
+	}
+	return list, nil
 }
 
 // followLogs goes on with a log stream after its history, reading the

@@ -254,6 +254,13 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
+// IsRequestError reports whether err is about the request (a filter
+// the transport cannot apply, a bad cursor), not a failure to reach it.
+func IsRequestError(err error) bool {
+	var he *httpError
+	return errors.As(err, &he) && he.code < http.StatusInternalServerError
+}
+
 func errorf(code int, format string, args ...any) error {
 	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
 }

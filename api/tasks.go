@@ -163,6 +163,13 @@ func decodeCursor(s string) (cursor, error) {
 // one page. It reads at most scanMax index entries per page, so a filter
 // that matches little returns a short page with a cursor to go on.
 func (s *Server) ListTasks(ctx context.Context, f TaskFilter, id *Identity) (*TaskList, error) {
+	if s.reader != nil {
+		l, ok := s.reader.(TaskLister)
+		if !ok {
+			return nil, errorf(http.StatusNotFound, "this transport cannot list tasks")
+		}
+		return listStatuses(ctx, l, f)
+	}
 	if f.State == string(task.Queued) {
 		return s.listQueued(ctx, f, id)
 	}

@@ -68,7 +68,7 @@ var quietRedisOnce sync.Once
 const pingTimeout = 3 * time.Second
 
 // connect reads the config and connects to its transport. Only commands
-// that say kafka (submit, kill, status, logs) may use Kafka; the others
+// that say kafka (submit, kill, status, logs, ps) may use Kafka; the others
 // read Redis keys that have no Kafka counterpart, and say so.
 func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*client, error) {
 	cfg, err := loadConfig(c.config, hclog.New(&hclog.LoggerOptions{Output: stderr, Level: hclog.Error}))
@@ -91,7 +91,7 @@ func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*clien
 	if cfg.Transport == config.TransportKafka && c.redisAddr == "" {
 		if !kafka {
 			return nil, fmt.Errorf("%s says \"transport\": \"kafka\", and %s speaks Redis only so far; "+
-				"submit, kill, status and logs work over Kafka (README, Kafka section)", c.config, name)
+				"submit, kill, status, logs and ps work over Kafka (README, Kafka section)", c.config, name)
 		}
 		return connectKafka(cfg, "kafka_brokers in "+c.config)
 	}

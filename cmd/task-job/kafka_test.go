@@ -317,8 +317,8 @@ func TestClientRefusesKafkaConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr strings.Builder
-	if code := run([]string{"ps", "-config=" + path}, &stdout, &stderr); code != exitFailed ||
-		!strings.Contains(stderr.String(), `and ps speaks Redis only so far; submit, kill, status and logs work over Kafka`) {
+	if code := run([]string{"executors", "-config=" + path}, &stdout, &stderr); code != exitFailed ||
+		!strings.Contains(stderr.String(), `and executors speaks Redis only so far; submit, kill, status, logs and ps work over Kafka`) {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
@@ -446,6 +446,32 @@ func TestKafkaClientCommands(t *testing.T) {
 		if n := len(s.dones(id)); n != 1 {
 			t.Errorf("%s: %d dones", id, n)
 		}
+	}
+
+	// ps lists what the status topic holds, newest change first, with
+	// the filters it can apply, and refuses the ones it cannot.
+	r = cli("ps", cfg)
+	rows := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != exitOK || len(rows) != 4 || !strings.HasPrefix(rows[0], "ID ") ||
+		!strings.HasPrefix(rows[1], "kr1 ") || !strings.Contains(rows[1], " killed ") || !strings.Contains(rows[1], e.id) ||
+		!strings.HasPrefix(rows[2], "kf1 ") || !strings.Contains(rows[2], " failed ") ||
+		!strings.HasPrefix(rows[3], "kw1 ") || !strings.Contains(rows[3], " succeeded ") {
+		t.Fatalf("ps over Kafka:\n%s", r)
+	}
+	r = cli("ps", cfg, "-state=failed", "-json")
+	var list struct {
+		Tasks []struct{ ID, State string } `json:"tasks"`
+	}
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &list) != nil || len(list.Tasks) != 1 || list.Tasks[0].ID != "kf1" {
+		t.Fatalf("ps -state=failed -json over Kafka:\n%s", r)
+	}
+	r = cli("ps", cfg, "-limit=1")
+	if r.code != exitOK || strings.Count(r.stdout, "\n") != 2 || !strings.Contains(r.stderr, "more tasks match") {
+		t.Fatalf("ps -limit=1 over Kafka:\n%s", r)
+	}
+	r = cli("ps", cfg, "-rule=hello")
+	if r.code != 2 || !strings.Contains(r.stderr, "tube, rule and key cannot be filtered on this transport") {
+		t.Fatalf("ps -rule over Kafka:\n%s", r)
 	}
 }
 

@@ -26,11 +26,15 @@ import (
 var cliIdentity = &api.Identity{Name: "cli", Role: api.RoleRead}
 
 func (c *client) management() (*api.Server, error) {
+	if c.kq != nil {
+		return api.New(api.Options{Tasks: c.kq, Version: version})
+	}
 	return api.New(api.Options{Queue: c.q, Version: version})
 }
 
 func runPs(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("ps", stdout, stderr)
+	cc.kafka = true // the tasks the status topic holds (README, Kafka)
 	q := url.Values{}
 	for _, f := range []struct{ name, usage string }{
 		{"state", "only tasks in this `STATE`: queued (the task list), running, succeeded, failed, timeout, killed, lost, rejected"},
@@ -54,13 +58,16 @@ func runPs(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return code
 	}
-	defer c.rdb.Close()
+	defer c.close()
 	s, err := c.management()
 	if err != nil {
 		fmt.Fprintln(stderr, "task-job ps:", err)
 		return exitFailed
 	}
 	list, err := s.ListTasks(context.Background(), f, cliIdentity)
+	if api.IsRequestError(err) {
+		return usageError(stderr, "ps", "%v", err)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "task-job ps:", c.redisError(err))
 		return exitFailed
@@ -87,8 +94,12 @@ func runPs(args []string, stdout, stderr io.Writer) int {
 		if tube == "" {
 			tube = "-"
 		}
+		cmdline := shellJoin(cmd)
+		if t.Cmdline == "" {
+			cmdline = "-" // over Kafka: the status does not record it
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(t.ID), t.State, cell(tube), cell(orDash(t.Executor)),
-			ago(t.Claimed, now), cell(orDash(t.Rule)), cell(shellJoin(cmd)), cell(reason))
+			ago(t.Claimed, now), cell(orDash(t.Rule)), cell(cmdline), cell(reason))
 	}
 	tw.Flush()
 	if list.Next != "" {
