@@ -67,10 +67,9 @@ var quietRedisOnce sync.Once
 // pingTimeout bounds the first contact with Redis (or the Kafka brokers).
 const pingTimeout = 3 * time.Second
 
-// connect reads the config and connects to its transport. Only commands
-// that say kafka (submit, kill, status, logs, ps) may use Kafka; the others
-// read Redis keys that have no Kafka counterpart, and say so.
-func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*client, error) {
+// connect reads the config and connects to its transport: Redis, or
+// Kafka when the config says so and no -redis_addr overrides it.
+func (c *clientFlags) connect(stderr io.Writer) (*client, error) {
 	cfg, err := loadConfig(c.config, hclog.New(&hclog.LoggerOptions{Output: stderr, Level: hclog.Error}))
 	if err != nil {
 		return nil, err
@@ -89,10 +88,6 @@ func (c *clientFlags) connect(stderr io.Writer, name string, kafka bool) (*clien
 		return nil, fmt.Errorf("queue %q has no hash tag, and on Redis Cluster (%s) a deployment's keys share one: give the queue as {%s}, as its executors' queue_name is written", cfg.QueueName, from, cfg.QueueName)
 	}
 	if cfg.Transport == config.TransportKafka && c.redisAddr == "" {
-		if !kafka {
-			return nil, fmt.Errorf("%s says \"transport\": \"kafka\", and %s speaks Redis only so far; "+
-				"submit, kill, status, logs and ps work over Kafka (README, Kafka section)", c.config, name)
-		}
 		return connectKafka(cfg, "kafka_brokers in "+c.config)
 	}
 	// The client's own per-attempt lines would bury the one message that
@@ -155,8 +150,6 @@ type clientCommand struct {
 	// ("status 101 -json"); not for submit, whose words after CMDLINE are
 	// the task's.
 	interspersed bool
-	// kafka: the command works over Kafka too.
-	kafka bool
 	// checkArgs, if set, looks at the parsed words before any connection;
 	// a non-zero code ends the command.
 	checkArgs func(args []string) int
@@ -198,7 +191,7 @@ func (cc *clientCommand) connect(args []string, min, max int, what string) (c *c
 			return nil, code
 		}
 	}
-	c, err = cc.flags.connect(cc.stderr, cc.name, cc.kafka)
+	c, err = cc.flags.connect(cc.stderr)
 	if err != nil {
 		fmt.Fprintf(cc.stderr, "task-job %s: %v\n", cc.name, err)
 		return nil, exitFailed
@@ -233,7 +226,6 @@ func newID() string {
 
 func runSubmit(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("submit", stdout, stderr)
-	cc.kafka = true
 	id := cc.fs.String("id", "", "task id (default: a random one); an id already used is refused")
 	typ := cc.fs.String("type", "", "task type (free text, echoed back)")
 	tube := cc.fs.String("tube", "", "tube (routing name)")
@@ -373,7 +365,6 @@ type killReport struct {
 func runKill(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("kill", stdout, stderr)
 	cc.interspersed = true
-	cc.kafka = true
 	queuedOnly := cc.fs.Bool("queued-only", false, "cancel the task only if it has not started; a running task is left alone (exit 1)")
 	keyFile := cc.fs.String("key", "", "sign the kill with the secret in this file; its name is the key id (needed with require_signatures)")
 	force := cc.fs.Bool("force", false, "send the kill without looking the task up first (for a Redis user that may only RPUSH)")
@@ -458,7 +449,6 @@ func (c *client) reportKill(rep killReport, ok, asJSON bool, stdout, stderr io.W
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("status", stdout, stderr)
 	cc.interspersed = true
-	cc.kafka = true
 	asJSON := cc.fs.Bool("json", false, "print the status record (and the done message) as JSON")
 	c, code := cc.connect(args, 1, 1, "ID")
 	if c == nil {
@@ -505,7 +495,6 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 func runLogs(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("logs", stdout, stderr)
 	cc.interspersed = true
-	cc.kafka = true
 	followFlag := cc.fs.Bool("f", false, "follow: print output as it comes, until the task's done")
 	timeout := cc.fs.Duration("timeout", 0, "with -f, give up after this long (e.g. 5m; 0 = until the done), exit 3")
 	asJSON := cc.fs.Bool("json", false, "print the task's TaskLog messages as JSON lines, as shipped")

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -269,6 +270,24 @@ func TestKafkaExecutors(t *testing.T) {
 	if d.Result == nil || d.Result.Status != task.Lost {
 		t.Fatalf("done of a task whose executor died: %+v", d.Result)
 	}
+	// executors tells the dead one from the living by their heartbeats.
+	var ex struct {
+		Executors []struct {
+			ID      string `json:"id"`
+			Alive   bool   `json:"alive"`
+			PID     int    `json:"pid"`
+			Running int    `json:"running"`
+		} `json:"executors"`
+	}
+	r := cli("executors", "-config="+s.clientConfig(), "-json")
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &ex) != nil || len(ex.Executors) != 3 {
+		t.Fatalf("executors -json after a crash:\n%s", r)
+	}
+	for _, x := range ex.Executors {
+		if e := byID[x.ID]; e == nil || x.Alive != (e != victim) || x.PID != e.cmd.Process.Pid || x.Running != 0 {
+			t.Errorf("executors -json: %+v (the victim is %s)", x, victim.id)
+		}
+	}
 	// And the survivor still serves: the group hands it the dead one's
 	// partitions.
 	s.submit("after1", "hello.sh again")
@@ -307,20 +326,6 @@ func TestKafkaExecutors(t *testing.T) {
 		}
 	}
 	s.mu.Unlock()
-}
-
-// The commands that read Redis keys with no Kafka counterpart do not talk
-// to a Redis the config does not name.
-func TestClientRefusesKafkaConfig(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(path, []byte(`{"transport": "kafka", "kafka_brokers": ["127.0.0.1:9092"], "cmd_dir": "/"}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr strings.Builder
-	if code := run([]string{"executors", "-config=" + path}, &stdout, &stderr); code != exitFailed ||
-		!strings.Contains(stderr.String(), `and executors speaks Redis only so far; submit, kill, status, logs and ps work over Kafka`) {
-		t.Fatalf("exit %d, stderr %q", code, stderr.String())
-	}
 }
 
 // clientConfig writes the config a client of the site uses.
@@ -468,6 +473,13 @@ func TestKafkaClientCommands(t *testing.T) {
 	r = cli("ps", cfg, "-limit=1")
 	if r.code != exitOK || strings.Count(r.stdout, "\n") != 2 || !strings.Contains(r.stderr, "more tasks match") {
 		t.Fatalf("ps -limit=1 over Kafka:\n%s", r)
+	}
+	r = cli("executors", cfg)
+	rows = strings.Split(strings.TrimSpace(r.stdout), "\n")
+	host, _ := os.Hostname()
+	if r.code != exitOK || len(rows) != 2 || !strings.HasPrefix(rows[0], "ID ") ||
+		!regexp.MustCompile(`^`+regexp.QuoteMeta(e.id)+` +yes +0 +`+regexp.QuoteMeta(host)+` +`+strconv.Itoa(e.cmd.Process.Pid)+` +\d+s ago$`).MatchString(rows[1]) {
+		t.Fatalf("executors over Kafka:\n%s", r)
 	}
 	r = cli("ps", cfg, "-rule=hello")
 	if r.code != 2 || !strings.Contains(r.stderr, "tube, rule and key cannot be filtered on this transport") {

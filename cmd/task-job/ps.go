@@ -12,13 +12,15 @@ import (
 	"time"
 
 	"github.com/taskjob/task-job/api"
+	"github.com/taskjob/task-job/queue"
 	"github.com/taskjob/task-job/registry"
 	"github.com/taskjob/task-job/registry/etcdreg"
+	"github.com/taskjob/task-job/task"
 )
 
-// ps and executors read Redis directly, as the other client commands do,
+// ps and executors read the transport directly, as the other client commands do,
 // through the management server's own functions (api.Server's ListTasks
-// and Executors): the same lists the API and the page show, with no
+// and Executors; over Kafka, executors reads the heartbeats): the same lists the API and the page show, with no
 // server to run, no token to hold and no second way of reading the keys.
 
 // cliIdentity is who the management functions see: whoever can read the
@@ -34,7 +36,6 @@ func (c *client) management() (*api.Server, error) {
 
 func runPs(args []string, stdout, stderr io.Writer) int {
 	cc := newClientCommand("ps", stdout, stderr)
-	cc.kafka = true // the tasks the status topic holds (README, Kafka)
 	q := url.Values{}
 	for _, f := range []struct{ name, usage string }{
 		{"state", "only tasks in this `STATE`: queued (the task list), running, succeeded, failed, timeout, killed, lost, rejected"},
@@ -115,7 +116,10 @@ func runExecutors(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return code
 	}
-	defer c.rdb.Close()
+	defer c.close()
+	if c.kq != nil {
+		return kafkaExecutors(c, *asJSON, stdout, stderr)
+	}
 	s, err := c.management()
 	if err != nil {
 		fmt.Fprintln(stderr, "task-job executors:", err)
@@ -176,11 +180,72 @@ func runExecutors(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// kafkaExecutors is executors over Kafka: each executor that has not left,
+// alive while its heartbeats are younger than executor_ttl, with the tasks
+// the status topic says run on it. Its version, slots and sandbox are
+// not in its heartbeats, so those columns are left out.
+func kafkaExecutors(c *client, asJSON bool, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	beats, err := c.kq.Beats(ctx)
+	var sts []queue.Status
+	if err == nil {
+		sts, err = c.kq.List(ctx)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "task-job executors:", c.redisError(err))
+		return exitFailed
+	}
+	running := map[string]int64{}
+	for _, st := range sts {
+		if st.State == task.Running {
+			running[st.Executor]++
+		}
+	}
+	rows := make([]executorRow, len(beats))
+	for i, b := range beats {
+		rows[i] = executorRow{ExecutorView: api.ExecutorView{ID: b.ID, Alive: b.Alive, Running: running[b.ID]}, LastBeat: b.Last.UTC().Format(time.RFC3339Nano)}
+		// The holder is "host H pid P, <random>" (kafkaqueue).
+		if _, rest, ok := strings.Cut(b.Holder, "host "); ok {
+			host, rest, _ := strings.Cut(rest, " pid ")
+			pid, _, _ := strings.Cut(rest, ",")
+			rows[i].Host = host
+			rows[i].PID, _ = strconv.Atoi(pid)
+		}
+	}
+	if asJSON {
+		b, _ := json.Marshal(map[string]any{"executors": rows})
+		fmt.Fprintln(stdout, string(b))
+		return exitOK
+	}
+	if len(rows) == 0 {
+		fmt.Fprintf(stderr, "task-job executors: no heartbeats on queue %s\n", c.cfg.QueueName)
+		return exitOK
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tALIVE\tRUNNING\tHOST\tPID\tLAST BEAT")
+	for i, r := range rows {
+		alive, pid := "yes", "-"
+		if !r.Alive {
+			alive = "NO"
+		}
+		if r.PID > 0 {
+			pid = strconv.Itoa(r.PID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", cell(r.ID), alive, r.Running, cell(orDash(r.Host)), pid, ago(beats[i].Last.UTC().Format(time.RFC3339Nano), now))
+	}
+	tw.Flush()
+	return exitOK
+}
+
 // executorRow is one executor of executors -json: the API's view, and
 // its cordon when the fleet registry holds one.
 type executorRow struct {
 	api.ExecutorView
 	Cordon *registry.Cordon `json:"cordon,omitempty"`
+	// LastBeat is its newest heartbeat's time, over Kafka only.
+	LastBeat string `json:"last_beat,omitempty"`
 }
 
 // fleetCordons reads the cordons of the config's registry: nil when it
@@ -229,7 +294,7 @@ func (cc *clientCommand) connectFlagsOnly(args []string, check func() error) (*c
 			return nil, usageError(cc.stderr, cc.name, "%v", err)
 		}
 	}
-	c, err := cc.flags.connect(cc.stderr, cc.name, cc.kafka)
+	c, err := cc.flags.connect(cc.stderr)
 	if err != nil {
 		fmt.Fprintf(cc.stderr, "task-job %s: %v\n", cc.name, err)
 		return nil, exitFailed

@@ -283,6 +283,29 @@ func (c *Client) List(ctx context.Context) ([]queue.Status, error) {
 // Executors says, for each executor that has not left, whether it is
 // alive (its heartbeats in the executors topic are younger than the TTL).
 func (c *Client) Executors(ctx context.Context) (map[string]bool, error) {
+	beats, err := c.Beats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(beats))
+	for _, b := range beats {
+		out[b.ID] = b.Alive
+	}
+	return out, nil
+}
+
+// Beat is what the executors topic says of one executor.
+type Beat struct {
+	ID    string
+	Alive bool
+	// Holder names the process that beats: "host H pid P, <random>".
+	Holder string
+	// Last is when its newest heartbeat was read, as this client judges it.
+	Last time.Time
+}
+
+// Beats lists the executors that have not left, by id.
+func (c *Client) Beats(ctx context.Context) ([]Beat, error) {
 	end, err := c.endOffset(ctx, c.topics.Executors, 0)
 	if err != nil {
 		return nil, err
@@ -299,12 +322,13 @@ func (c *Client) Executors(ctx context.Context) (map[string]bool, error) {
 	if err := c.execs.r.readTo(ctx, end, c.execs.v.applyBeat); err != nil {
 		return nil, fmt.Errorf("queue: kafka: read %s: %w", c.topics.Executors, err)
 	}
-	out := map[string]bool{}
+	var out []Beat
 	for id, e := range c.execs.v.execs {
 		if !e.left {
-			out[id] = time.Since(e.last) < c.cfg.TTL
+			out = append(out, Beat{ID: id, Alive: time.Since(e.last) < c.cfg.TTL, Holder: e.holder, Last: e.last})
 		}
 	}
+	slices.SortFunc(out, func(a, b Beat) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
