@@ -68,8 +68,16 @@ func TestManyTasksLeaveNothing(t *testing.T) {
 	if kids := childrenOf(t, os.Getpid()); len(kids) > waiting {
 		t.Errorf("%d child processes after %d tasks, want at most the %d waiting helpers", len(kids), tasks, waiting)
 	}
-	if fds := openFDs(t); fds > fdsBefore+3*waiting+8 {
-		t.Errorf("%d open fds after %d tasks, %d before: the executor leaks fds", fds, tasks, fdsBefore)
+	// A snapshot taken while the refill starts a helper, or the last
+	// tasks' pipes are closed, can hold a few more for a moment (30 against
+	// a bound of 23 once, in the VM): the bound must hold once that settles.
+	fds, settle := openFDs(t), time.Now().Add(5*time.Second)
+	for fds > fdsBefore+3*waiting+8 && time.Now().Before(settle) {
+		time.Sleep(50 * time.Millisecond)
+		fds = openFDs(t)
+	}
+	if fds > fdsBefore+3*waiting+8 {
+		t.Errorf("%d open fds 5s after %d tasks, %d before: the executor leaks fds", fds, tasks, fdsBefore)
 	}
 
 	r.Close()
