@@ -71,15 +71,16 @@ func (r *run) apply(o op) error {
 	switch o.Kind {
 	case "submit", "kill":
 		s := r.plan.Tasks[o.Task]
-		list, raw := s.list(), s.taskJSON()
+		var err error
 		if o.Kind == "kill" {
-			list, raw = ctrlList, fmt.Sprintf(`{"id":%q,"type":"kill"}`, s.ID)
+			err = r.br.kill(s.ID)
+		} else {
+			err = r.br.submit(s)
 		}
-		err := r.push(list, raw)
 		note := o.Note
 		if err != nil {
-			// The harness talks to Redis directly and does one thing at a
-			// time: a failed push never reached a server that was down.
+			// The harness talks to the server directly and does one thing
+			// at a time: a failed push never reached a server that was down.
 			r.record(o.Kind+"-refused", s.ID, "", err.Error())
 			return nil
 		}
@@ -139,18 +140,14 @@ func (r *run) apply(o op) error {
 			e.paused = false
 			r.record("sigcont", "", e.id, "")
 		}
-	case "redis-stop", "redis-kill":
-		if o.Kind == "redis-stop" {
-			r.srv.Stop(r.t)
-		} else {
-			r.srv.Kill(r.t)
-		}
-		r.redisUp = false
+	case "redis-stop", "redis-kill", "broker-stop":
+		r.br.stop(o.Kind == "redis-kill")
+		r.brokerUp = false
 		r.record(o.Kind, "", "", "")
-	case "redis-start":
-		r.srv.Restart(r.t)
-		r.redisUp = true
-		r.record("redis-start", "", "", "")
+	case "redis-start", "broker-start":
+		r.br.restart()
+		r.brokerUp = true
+		r.record(o.Kind, "", "", "")
 	case "cut":
 		r.execs[o.Exec].proxy.Cut()
 		r.record("cut", "", r.execs[o.Exec].id, "")
@@ -172,10 +169,10 @@ func (r *run) apply(o op) error {
 // healAll ends every fault the plan left open (it closes its own, but a
 // harness error path may not have run them).
 func (r *run) healAll() error {
-	if !r.redisUp {
-		r.srv.Restart(r.t)
-		r.redisUp = true
-		r.record("redis-start", "", "", "at the end")
+	if !r.brokerUp {
+		r.br.restart()
+		r.brokerUp = true
+		r.record(r.br.name()+"-start", "", "", "at the end")
 	}
 	for _, e := range append(r.execs, r.disps...) {
 		if e.proxy != nil {
@@ -188,7 +185,7 @@ func (r *run) healAll() error {
 		}
 		if !e.alive() {
 			if err := r.startExec(e); err != nil {
-				r.record("start-failed", "", e.id, err.Error()+" (at the end, Redis up)")
+				r.record("start-failed", "", e.id, err.Error()+" (at the end, "+r.br.name()+" up)")
 				continue
 			}
 			r.record("start", "", e.id, "at the end")
@@ -269,7 +266,9 @@ func (r *run) stopAll() {
 		r.record("stopped", "", e.id, note)
 	}
 	for _, e := range r.execs {
-		e.proxy.Close()
+		if e.proxy != nil {
+			e.proxy.Close()
+		}
 	}
 
 }

@@ -164,7 +164,7 @@ func (r *run) setupFleet(cfgs []map[string]any) {
 		d.cfg = filepath.Join(dir, "config.json")
 		d.args = []string{"dispatcher", "-config=" + d.cfg}
 		r.writeConfig(dir, d.cfg, map[string]any{
-			"redis_addr": r.srv.Addr(), "queue_name": queueName, "cmd_dir": r.cmdDir,
+			"redis_addr": r.br.target(), "queue_name": queueName, "cmd_dir": r.cmdDir,
 			"registry": "etcd://" + r.etcd, "registry_ttl": registryTTL.String(),
 		})
 		r.disps = append(r.disps, d)

@@ -9,9 +9,9 @@
 package history
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,10 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/taskjob/task-job/task"
-	"github.com/taskjob/task-job/test/redisserver"
 	"github.com/taskjob/task-job/test/tcpproxy"
 )
 
@@ -72,10 +69,17 @@ type event struct {
 
 // received is one TaskLog message as it arrived on the logs list.
 type received struct {
-	At  time.Duration
-	Pos int // position in the logs list: the global order of publication
-	Log task.Log
-	Raw string
+	At time.Duration
+	// Part and Pos are where it was published: on Redis, Pos is the
+	// position in the logs list, the global order of publication (Part
+	// 0); on Kafka, the offset in partition Part of the logs topic, which
+	// is keyed by task id, so one task's messages share a partition and
+	// Pos orders them (messages of tasks in different partitions have no
+	// order).
+	Part int
+	Pos  int
+	Log  task.Log
+	Raw  string
 }
 
 // executorProc is one executor identity; it may live several lives.
@@ -126,8 +130,7 @@ type run struct {
 	cmdDir string
 	marks  string // the file tasks append "<id> start" / "<id> end" to
 	policy string // the policy file: one rule for work.sh, cmd_dir writable
-	srv    *redisserver.Server
-	rdb    *redis.Client
+	br     broker
 	execs  []*executorProc
 	disps  []*executorProc // a fleet history's dispatcher replicas
 	etcd   string          // a fleet history's etcd endpoint
@@ -147,9 +150,12 @@ type run struct {
 	// killQueued[i] counts kills sent once task i was accepted: a kill
 	// sent before waits for the task's claim (README, "Lifecycle").
 	killQueued []int
-	redisUp    bool
-	stopPoll   chan struct{}
-	pollDone   chan struct{}
+	brokerUp   bool // Redis, or the Kafka broker, is up
+	// fenced counts the lines after a lost done that check let pass (a
+	// race the Kafka transport documents: fencedLine).
+	fenced   int
+	stopPoll chan struct{}
+	pollDone chan struct{}
 }
 
 func (r *run) now() time.Duration { return time.Since(r.t0) }
@@ -212,10 +218,12 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 		t.Fatal(err)
 	}
 
-	r.srv = redisserver.Start(t, redisserver.Options{Persist: true})
-	r.redisUp = true
-	r.rdb = redis.NewClient(&redis.Options{Addr: r.srv.Addr(), MaxRetries: -1, DialTimeout: time.Second})
-	t.Cleanup(func() { r.rdb.Close() })
+	if p.Kafka {
+		r.br = newKafkaBroker(t, filepath.Join(dir, "kafka"))
+	} else {
+		r.br = newRedisBroker(t)
+	}
+	r.brokerUp = true
 
 	var cfgs []map[string]any
 	for i := 0; i < pl.Executors; i++ {
@@ -224,21 +232,25 @@ func newRun(t testing.TB, bin binaries, p Params, pl plan, marker string) *run {
 		if p.Netns != nil {
 			e.netns, ip = p.Netns[i], p.BridgeIP
 		}
-		px, err := tcpproxy.NewAt(ip, r.srv.Addr())
-		if err != nil {
-			t.Fatal(err)
+		var addr string
+		if target := r.br.target(); target != "" {
+			px, err := tcpproxy.NewAt(ip, target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.proxy, addr = px, px.Addr()
 		}
-		e.proxy = px
 		edir := filepath.Join(dir, e.id)
 		e.logPath = filepath.Join(edir, "executor.log")
 		e.audit = filepath.Join(edir, "audit.log")
 		cfg := map[string]any{
-			"redis_addr": px.Addr(), "queue_name": queueName, "cmd_dir": r.cmdDir,
+			"cmd_dir":     r.cmdDir,
 			"executor_id": e.id, "concurrency": p.Concurrency, "logs": true,
 			"executor_ttl": p.TTL.String(), "kill_grace": "1s", "shutdown_grace": "1s",
 			"spool_dir": filepath.Join(edir, "spool"), "audit_file": e.audit,
 			"isolation": "on", "sandbox_init": bin.init, "policy_file": r.policy,
 		}
+		maps.Copy(cfg, r.br.keys(addr))
 		e.cfg = filepath.Join(edir, "config.json")
 		cfgs = append(cfgs, cfg)
 		r.execs = append(r.execs, e)
@@ -304,16 +316,16 @@ func (r *run) startExec(e *executorProc) error {
 		}
 		close(done)
 	}()
-	// An executor started during a Redis outage cannot serve before Redis
-	// is back, and must not have to: once it says it is waiting for Redis,
-	// the plan goes on (and brings Redis back).
-	redisDown := !r.redisUp
+	// An executor started during a Redis (or broker) outage cannot serve
+	// before it is back, and must not have to: once it says it is waiting
+	// for it, the plan goes on (and brings it back).
+	down := !r.brokerUp
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		b, _ := os.ReadFile(e.logPath)
 		if int64(len(b)) > start {
 			l := string(b[start:])
-			if strings.Contains(l, e.readyLine()) || redisDown && strings.Contains(l, "Redis is not reachable") {
+			if strings.Contains(l, e.readyLine()) || down && strings.Contains(l, r.br.waiting()) {
 				return nil
 			}
 		}
@@ -375,39 +387,34 @@ func (e *executorProc) waitExit(d time.Duration) bool {
 // poll copies new TaskLog messages from the logs list until stopPoll.
 func (r *run) poll() {
 	defer close(r.pollDone)
-	next := 0
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		next = r.fetch(next)
+		r.fetch(false)
 		select {
 		case <-r.stopPoll:
-			r.fetch(next)
+			r.fetch(true)
 			return
 		case <-tick.C:
 		}
 	}
 }
 
-func (r *run) fetch(next int) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	raws, err := r.rdb.LRange(ctx, logsList, int64(next), -1).Result()
-	if err != nil {
-		return next // Redis is down or slow: the list keeps everything
+func (r *run) fetch(final bool) {
+	msgs, err := r.br.fetch(final)
+	if err != nil && len(msgs) == 0 {
+		return // down or slow: the server keeps everything
 	}
 	at := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, raw := range raws {
+	for _, m := range msgs {
 		var l task.Log
-		if err := json.Unmarshal([]byte(raw), &l); err != nil {
+		if err := json.Unmarshal([]byte(m.Raw), &l); err != nil {
 			l = task.Log{ID: "?", MsgType: "unparseable"}
 		}
-		r.recv = append(r.recv, received{At: at, Pos: next, Log: l, Raw: raw})
-		next++
+		r.recv = append(r.recv, received{At: at, Part: m.Part, Pos: m.Pos, Log: l, Raw: m.Raw})
 	}
-	return next
 }
 
 // taskJSON is the exact message a client pushes for s; a duplicate pushes
@@ -434,8 +441,5 @@ func (s taskSpec) list() string {
 	return queueName + ":tube:" + s.Tube
 }
 
-func (r *run) push(list, raw string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	return r.rdb.RPush(ctx, list, raw).Err()
-}
+// killJSON is the kill message a client sends for id.
+func killJSON(id string) string { return fmt.Sprintf(`{"id":%q,"type":"kill"}`, id) }

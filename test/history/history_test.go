@@ -21,7 +21,8 @@ var (
 	flagExecutors = flag.Int("executors", 3, "executor processes per history")
 	flagTTL       = flag.Duration("ttl", time.Second, "executor_ttl of every executor")
 	flagScale     = flag.Int("scale", 300, "TestFleetScale's task count (make history: 300; make fleet-scale and make chaos: 10000)")
-	flagFleet     = flag.Float64("fleet", 0.4, "the share of -duration given to fleet histories (TestFleetHistory), the rest to TestHistory's")
+	flagFleet     = flag.Float64("fleet", 0.4, "the share of -duration given to fleet histories (TestFleetHistory), the rest to TestHistory's and TestKafkaHistory's")
+	flagKafka     = flag.Float64("kafka", 0.25, "the share of -duration given to histories over Kafka (TestKafkaHistory), taken from TestHistory's")
 )
 
 // DefaultFaults are the fault classes the bounded run in CI injects.
@@ -79,6 +80,7 @@ type tally struct {
 	failed     int
 	ops        int
 	waited     int // fleet tasks nobody could take, checked still queued
+	fenced     int // Kafka: lines after a lost done from the executor it names (fencedLine)
 	faults     map[string]int
 	violations map[string]int
 	failing    []string
@@ -93,6 +95,7 @@ func (ta *tally) add(r *run, vs []violation) {
 	ta.histories++
 	ta.waited += len(r.waiting)
 	r.mu.Lock()
+	ta.fenced += r.fenced
 	for _, ev := range r.events {
 		switch ev.Kind {
 		case "submit", "kill", "submit-refused", "kill-refused":
@@ -103,7 +106,7 @@ func (ta *tally) add(r *run, vs []violation) {
 			if ev.Kind == "kill" {
 				ta.faults["kill"]++
 			}
-		case "sigkill", "sigstop", "sigterm", "redis-stop", "redis-kill", "cut", "delay", "partition", "leader-sigkill", "leader-sigstop":
+		case "sigkill", "sigstop", "sigterm", "redis-stop", "redis-kill", "broker-stop", "cut", "delay", "partition", "leader-sigkill", "leader-sigstop":
 			if ev.Note != "the final graceful stop" {
 				ta.ops++
 				ta.faults[ev.Kind]++
@@ -131,6 +134,9 @@ func (ta *tally) String() string {
 	fmt.Fprintf(&b, "histories %d (failed %d), operations %d", ta.histories, ta.failed, ta.ops)
 	if ta.waited > 0 {
 		fmt.Fprintf(&b, ", tasks nobody could take checked waiting %d", ta.waited)
+	}
+	if ta.fenced > 0 {
+		fmt.Fprintf(&b, ", lines after a lost done from its fenced executor (the race the Kafka transport documents) %d", ta.fenced)
 	}
 	b.WriteString("; faults:")
 	keys := make([]string, 0, len(ta.faults))
@@ -205,6 +211,9 @@ func runPlan(t *testing.T, p Params, pl plan, marker string, ta *tally) {
 		if pl.Fleet != nil {
 			name, fleet = "TestFleetHistory", "fleet: "+pl.Fleet.String()+"\n"
 		}
+		if p.Kafka {
+			name = "TestKafkaHistory"
+		}
 		t.Errorf("seed %d (faults %s) broke %s — replay: go test ./test/history/ -run '%s$' -args -seed=%d -faults=%s\n%s%stimeline:\n%sseed %d broke:\n%s",
 			seed, p.Faults, invariantsOf(vs), name, seed, p.Faults, fleet, b.String(), r.timeline(vs), seed, b.String())
 	} else if os.Getenv("HISTORY_TIMELINE") != "" {
@@ -216,7 +225,7 @@ func runPlan(t *testing.T, p Params, pl plan, marker string, ta *tally) {
 // in CI), or the one history of -seed.
 func TestHistory(t *testing.T) {
 	p := params(t, *flagFaults)
-	runHistories(t, "history checker", p, *flagDuration-share(*flagDuration))
+	runHistories(t, "history checker", p, *flagDuration-share(*flagDuration)-kafkaShare(*flagDuration))
 }
 
 // TestFleetHistory runs random fleet histories (fleet.go) for its share

@@ -16,7 +16,7 @@ const (
 	FaultSIGKILL   = "sigkill"   // executor SIGKILLed, restarted later with the same id
 	FaultPause     = "pause"     // executor SIGSTOPped (past executor_ttl or not), then SIGCONT
 	FaultTerm      = "term"      // executor SIGTERMed (graceful stop), restarted later
-	FaultRedis     = "redis"     // redis-server stopped or SIGKILLed, then restarted
+	FaultRedis     = "redis"     // redis-server stopped or SIGKILLed, then restarted (Kafka: the broker, with its data)
 	FaultCut       = "cut"       // every connection of one executor to Redis closed at once
 	FaultDelay     = "delay"     // latency on one executor's link
 	FaultPartition = "partition" // one executor's link holds all traffic for a while
@@ -102,7 +102,14 @@ type Params struct {
 	BridgeIP string
 	// DoneWait replaces doneDeadline (a backlog of thousands of tasks).
 	DoneWait time.Duration
+	// Kafka runs the history over the Kafka transport on an in-process
+	// broker (kafkabroker.go): no tubes, no fleet, no network faults.
+	Kafka bool
 }
+
+// kafkaless are the classes a Kafka history cannot inject: its clients
+// dial the address the broker advertises, past any proxy (kafkabroker.go).
+var kafkaless = map[string]bool{FaultCut: true, FaultDelay: true, FaultPartition: true}
 
 // taskSpec is one task the workload submits.
 type taskSpec struct {
@@ -235,7 +242,7 @@ func makePlan(seed int64, prefix string, p Params) plan {
 	// apart, so each stop is followed by its own start.
 	var classes []string
 	for _, f := range AllFaults {
-		if p.Faults[f] && f != FaultDup && f != FaultKill && (p.Fleet || !fleetOnly[f]) {
+		if p.Faults[f] && f != FaultDup && f != FaultKill && (p.Fleet || !fleetOnly[f]) && !(p.Kafka && kafkaless[f]) {
 			classes = append(classes, f)
 		}
 	}
@@ -274,12 +281,17 @@ func makePlan(seed int64, prefix string, p Params) plan {
 				end = at + dur(500*time.Millisecond, 2*time.Second)
 				pl.Ops = append(pl.Ops, op{At: at, Kind: "term", Exec: e}, op{At: end, Kind: "start", Exec: e, Note: "restart after SIGTERM"})
 			case FaultRedis:
-				kind := "redis-stop"
+				kind, start := "redis-stop", "redis-start"
 				if rng.Intn(2) == 0 {
 					kind = "redis-kill"
 				}
+				if p.Kafka {
+					// The in-process broker closes and a new one starts on its
+					// data directory, at the same address.
+					kind, start = "broker-stop", "broker-start"
+				}
 				end = at + dur(300*time.Millisecond, 2500*time.Millisecond)
-				pl.Ops = append(pl.Ops, op{At: at, Kind: kind}, op{At: end, Kind: "redis-start"})
+				pl.Ops = append(pl.Ops, op{At: at, Kind: kind}, op{At: end, Kind: start})
 			case FaultCut:
 				end = at + 100*time.Millisecond
 				pl.Ops = append(pl.Ops, op{At: at, Kind: "cut", Exec: e})

@@ -45,7 +45,12 @@ func (r *run) timeline(vs []violation) string {
 		} else {
 			txt += ": " + m.Log.Data
 		}
-		lines = append(lines, line{m.At, fmt.Sprintf("%s [pos %d]", txt, m.Pos)})
+		if r.params.Kafka {
+			txt += fmt.Sprintf(" [partition %d offset %d]", m.Part, m.Pos)
+		} else {
+			txt += fmt.Sprintf(" [pos %d]", m.Pos)
+		}
+		lines = append(lines, line{m.At, txt})
 	}
 	r.mu.Unlock()
 	if b, err := os.ReadFile(r.marks); err == nil {
