@@ -58,13 +58,13 @@ HISTORY_TIME ?= 150s
 DURATION     ?= 10m
 FAULTS       ?=
 history: ## the history checker, bounded for CI (HISTORY_TIME, default 150s), with its counts
-	$(GO) test -race -count=1 -v -timeout 15m ./test/history/ -args -duration=$(HISTORY_TIME) $(if $(FAULTS),-faults=$(FAULTS))
+	$(GO) test -race -count=1 -v -timeout 15m -skip 'TestKafkaHistory$$' ./test/history/ -args -kafka=0 -duration=$(HISTORY_TIME) $(if $(FAULTS),-faults=$(FAULTS))
 
 fleet-scale: ## five executors in network namespaces, a dispatcher pair, 10,000 tasks with faults (2-3 min)
 	$(GO) test -count=1 -v -timeout 20m -run 'TestFleetScale$$' ./test/history/ -args -scale=10000
 
-chaos: ## the history checker for DURATION (default 10m): make chaos DURATION=1h [FAULTS=all]
-	$(GO) test -count=1 -v -timeout 0 -run 'TestHistory$$|TestFleetHistory$$|TestFleetScale$$' ./test/history/ -args -scale=10000 -duration=$(DURATION) $(if $(FAULTS),-faults=$(FAULTS))
+chaos: ## the history checker for DURATION (default 10m), Kafka histories too: make chaos DURATION=1h [FAULTS=all]
+	$(GO) test -count=1 -v -timeout 0 -run 'TestHistory$$|TestFleetHistory$$|TestKafkaHistory$$|TestFleetScale$$' ./test/history/ -args -scale=10000 -duration=$(DURATION) $(if $(FAULTS),-faults=$(FAULTS))
 
 vmtest: ## run the sandbox tests inside a pure cgroup v2 VM under QEMU
 	$(GO) run ./test/vm
