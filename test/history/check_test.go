@@ -1,6 +1,7 @@
 package history
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,5 +117,68 @@ func TestCheckerCatches(t *testing.T) {
 	os.WriteFile(r.marks, []byte("a start 1\n"), 0o644)
 	if vs := r.check(leftovers{}); len(vs) != 0 {
 		t.Fatalf("a justified lost broke %v", vs)
+	}
+}
+
+// TestCheckerKafkaAllowances: the two documented Kafka differences pass
+// over Kafka only, and only in their narrow form; a task's messages in two
+// partitions of the logs topic break no-output-after-done.
+func TestCheckerKafkaAllowances(t *testing.T) {
+	a := taskSpec{ID: "a", Lines: 2}
+	history := func(t *testing.T, kafka bool) *run {
+		r := synthetic(t, "a start 1\na end 2\n", a)
+		r.params.Kafka = kafka
+		r.got(1, out("a", 1, "line 1"))
+		r.got(2, out("a", 2, "line 2"))
+		r.got(3, done("a", 3, task.Succeeded, 0, "exited with status 0"))
+		for i := range r.recv {
+			r.recv[i].Raw = fmt.Sprintf("raw %d", i)
+		}
+		return r
+	}
+	// A done repeated byte for byte (a produce retry) counts once on Kafka.
+	for _, kafka := range []bool{false, true} {
+		r := history(t, kafka)
+		r.recv = append(r.recv, r.recv[2])
+		r.recv[3].Pos = 3
+		vs := r.check(leftovers{})
+		if broke := strings.Contains(invariantsOf(vs), InvOneDone); broke == kafka {
+			t.Errorf("kafka=%v: a done repeated byte for byte: %v", kafka, vs)
+		}
+	}
+	// A different second done is two dones on Kafka too.
+	r := history(t, true)
+	r.got(4, done("a", 0, task.Lost, -1, "lost: executor e1 died while the task ran"))
+	r.recv[3].Raw = "another"
+	if vs := r.check(leftovers{}); !strings.Contains(invariantsOf(vs), InvOneDone) {
+		t.Errorf("two different dones over Kafka: %v", vs)
+	}
+	// A line after a lost done: from the executor it names dead, on Kafka
+	// only; from anyone else, never.
+	lostFirst := func(kafka bool, from string) []violation {
+		r := history(t, kafka)
+		r.recv[2].Log = done("a", 0, task.Lost, -1, "lost: executor e0 died (or was paused or cut off past its TTL) while the task ran")
+		r.recv[2].Log.Executor = "e1"
+		r.recv[1], r.recv[2] = r.recv[2], r.recv[1]
+		r.recv[1].Pos, r.recv[2].Pos = 1, 2
+		r.recv[2].Log.Executor = from
+		r.events = append(r.events, event{At: 0, Kind: "sigkill", Exec: "e0"})
+		os.WriteFile(r.marks, []byte("a start 1\n"), 0o644)
+		return r.check(leftovers{})
+	}
+	if vs := lostFirst(true, "e0"); len(vs) != 0 {
+		t.Errorf("kafka: the fenced executor's line after its lost done: %v", vs)
+	}
+	if vs := lostFirst(true, "e1"); !strings.Contains(invariantsOf(vs), InvNoAfterDone) {
+		t.Errorf("kafka: another executor's line after a lost done: %v", vs)
+	}
+	if vs := lostFirst(false, "e0"); !strings.Contains(invariantsOf(vs), InvNoAfterDone) {
+		t.Errorf("redis: the dead executor's line after its lost done: %v", vs)
+	}
+	// One task's messages in two partitions have no order.
+	r = history(t, true)
+	r.recv[0].Part = 1
+	if vs := r.check(leftovers{}); !strings.Contains(invariantsOf(vs), InvNoAfterDone) {
+		t.Errorf("a task's messages in two partitions: %v", vs)
 	}
 }

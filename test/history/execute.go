@@ -254,7 +254,15 @@ func (r *run) stopAll() {
 	}
 	for _, e := range up {
 		if !e.waitExit(20 * time.Second) {
-			r.record("stuck", "", e.id, "did not exit within 20s of SIGTERM; SIGKILLed")
+			if r.params.Kafka {
+				// Where it hangs is the first question: a Go program dumps
+				// its goroutines into its log on SIGQUIT, and exits.
+				r.record("stuck", "", e.id, "did not exit within 20s of SIGTERM; SIGQUIT for its goroutines (in its log), then SIGKILLed")
+				e.signal(syscall.SIGQUIT)
+				e.waitExit(5 * time.Second)
+			} else {
+				r.record("stuck", "", e.id, "did not exit within 20s of SIGTERM; SIGKILLed")
+			}
 			e.signal(syscall.SIGKILL)
 			e.waitExit(10 * time.Second)
 			continue

@@ -301,6 +301,9 @@ func (r *run) startExec(e *executorProc) error {
 	// The marker lets the leak scan tell this run's executors from anyone
 	// else's; Pdeathsig takes them down with a crashed harness.
 	cmd.Env = append(os.Environ(), "HISTORY_RUN="+r.marker)
+	if r.params.Kafka {
+		cmd.Env = append(cmd.Env, "GOTRACEBACK=all") // every goroutine in a stuck one's SIGQUIT dump
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err
